@@ -1,0 +1,246 @@
+"""Incremental stream framing: bytes as they arrive → complete frames.
+
+Each decoder is fed raw network chunks in arrival order and returns the frames those
+bytes completed. Splitting happens on bytes, never with str.splitlines() (which also
+splits on U+2028 inside JSON strings; wire-formats §0.1/§0.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from botocore.eventstream import EventStreamBuffer, EventStreamMessage
+from botocore.exceptions import EventStreamError  # noqa: F401  (re-exported for callers)
+
+_BOM = "\ufeff"
+
+
+class FramingError(Exception):
+    """The byte stream cannot be framed (bad CRC, oversized frame, bad encoding)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SSEEvent:
+    event: str  # "message" when the stream sent no `event:` line
+    data: str
+    id: str | None = None
+    # Non-standard fields (e.g. old llama.cpp `error:`) are surfaced, not dropped.
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EventStreamFrame:
+    headers: dict[str, object]
+    payload: bytes
+
+    @property
+    def message_type(self) -> str:
+        return str(self.headers.get(":message-type", "event"))
+
+    @property
+    def event_type(self) -> str:
+        return str(
+            self.headers.get(":event-type")
+            or self.headers.get(":exception-type")
+            or self.headers.get(":error-code")
+            or ""
+        )
+
+
+Frame = SSEEvent | str | EventStreamFrame
+
+
+class Decoder(Protocol):
+    def feed(self, chunk: bytes) -> list[Frame]: ...
+
+    def close(self) -> list[Frame]:
+        """End of stream: flush whatever a stream without a final blank line left."""
+        ...
+
+
+class _LineSplitter:
+    """Splits bytes into lines on CR, LF or CRLF, even when CR and LF arrive apart."""
+
+    __slots__ = ("_buf", "_skip_lf")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._skip_lf = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        lines: list[bytes] = []
+        buf = self._buf
+        start = 0
+        n = len(chunk)
+        if self._skip_lf and n:
+            self._skip_lf = False
+            if chunk[0] == 0x0A:
+                start = 1
+        # Fast path: scan for the next CR or LF with bytes.find on each.
+        while start < n:
+            lf = chunk.find(b"\n", start)
+            cr = chunk.find(b"\r", start, lf if lf >= 0 else n)
+            if cr >= 0:
+                buf += chunk[start:cr]
+                lines.append(bytes(buf))
+                buf.clear()
+                if cr + 1 < n:
+                    start = cr + 2 if chunk[cr + 1] == 0x0A else cr + 1
+                else:
+                    self._skip_lf = True
+                    start = n
+            elif lf >= 0:
+                buf += chunk[start:lf]
+                lines.append(bytes(buf))
+                buf.clear()
+                start = lf + 1
+            else:
+                buf += chunk[start:]
+                start = n
+        return lines
+
+    def flush(self) -> bytes | None:
+        if self._buf:
+            rest = bytes(self._buf)
+            self._buf.clear()
+            return rest
+        return None
+
+
+class SSEDecoder:
+    """WHATWG text/event-stream, as the providers actually send it (wire-formats §0.1)."""
+
+    __slots__ = ("_data", "_event", "_extra", "_first", "_id", "_lines")
+
+    def __init__(self) -> None:
+        self._lines = _LineSplitter()
+        self._event: str | None = None
+        self._data: list[str] = []
+        self._id: str | None = None
+        self._extra: list[tuple[str, str]] = []
+        self._first = True
+
+    def feed(self, chunk: bytes) -> list[Frame]:
+        out: list[Frame] = []
+        for raw in self._lines.feed(chunk):
+            ev = self._line(raw)
+            if ev is not None:
+                out.append(ev)
+        return out
+
+    def close(self) -> list[Frame]:
+        out: list[Frame] = []
+        rest = self._lines.flush()
+        if rest is not None:
+            self._line(rest)
+        ev = self._dispatch()
+        if ev is not None:
+            out.append(ev)
+        return out
+
+    def _line(self, raw: bytes) -> SSEEvent | None:
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FramingError(f"invalid UTF-8 in event stream: {exc}") from None
+        if self._first:
+            self._first = False
+            if line.startswith(_BOM):
+                line = line[1:]
+        if not line:
+            return self._dispatch()
+        if line[0] == ":":
+            return None  # comment / keep-alive (OpenRouter ": OPENROUTER PROCESSING")
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            self._id = value
+        elif name == "retry":
+            pass
+        else:
+            self._extra.append((name, value))
+        return None
+
+    def _dispatch(self) -> SSEEvent | None:
+        if not self._data and not self._extra:
+            self._event = None
+            return None
+        ev = SSEEvent(
+            event=self._event or "message",
+            data="\n".join(self._data),
+            id=self._id,
+            extra=tuple(self._extra),
+        )
+        self._event = None
+        self._data = []
+        self._extra = []
+        return ev
+
+
+class NDJSONDecoder:
+    """Newline-delimited JSON (Ollama /api/chat): one frame per non-empty line."""
+
+    __slots__ = ("_lines",)
+
+    def __init__(self) -> None:
+        self._lines = _LineSplitter()
+
+    def feed(self, chunk: bytes) -> list[Frame]:
+        return [self._decode(raw) for raw in self._lines.feed(chunk) if raw.strip()]
+
+    def close(self) -> list[Frame]:
+        rest = self._lines.flush()
+        return [self._decode(rest)] if rest and rest.strip() else []
+
+    @staticmethod
+    def _decode(raw: bytes) -> str:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FramingError(f"invalid UTF-8 in NDJSON stream: {exc}") from None
+
+
+class EventStreamDecoder:
+    """AWS `application/vnd.amazon.eventstream` via botocore's own buffer (CRC-checked)."""
+
+    __slots__ = ("_buf",)
+
+    def __init__(self) -> None:
+        self._buf = EventStreamBuffer()
+
+    def feed(self, chunk: bytes) -> list[Frame]:
+        self._buf.add_data(chunk)
+        out: list[Frame] = []
+        try:
+            for msg in self._buf:
+                out.append(self._frame(msg))
+        except Exception as exc:  # botocore raises ParserError subclasses (CRC, lengths)
+            raise FramingError(f"bad event-stream frame: {type(exc).__name__}: {exc}") from None
+        return out
+
+    def close(self) -> list[Frame]:
+        return []
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._buf._data)
+
+    @staticmethod
+    def _frame(msg: EventStreamMessage) -> EventStreamFrame:
+        return EventStreamFrame(headers=dict(msg.headers), payload=bytes(msg.payload))
+
+
+def new_decoder(framing: str) -> Decoder:
+    if framing == "sse":
+        return SSEDecoder()
+    if framing == "ndjson":
+        return NDJSONDecoder()
+    if framing == "eventstream":
+        return EventStreamDecoder()
+    raise ValueError(f"unknown framing {framing!r}")

@@ -1,0 +1,35 @@
+"""Provider `kind` (config) → wire protocol. A new provider: one module + one line here."""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+
+from probes.protocol import Protocol
+
+# module:Class, imported on first use so a broken optional protocol can't stop the others.
+PROTOCOLS: dict[str, str] = {
+    "openai": "probes.protocols.openai_chat:OpenAIChat",
+    "openai_compatible": "probes.protocols.openai_chat:OpenAIChat",
+    "openrouter": "probes.protocols.openai_chat:OpenRouterChat",
+    "azure_openai": "probes.protocols.azure_openai:AzureOpenAIChat",
+    "openai_responses": "probes.protocols.openai_responses:OpenAIResponses",
+    "anthropic": "probes.protocols.anthropic:AnthropicMessages",
+    "gemini": "probes.protocols.gemini:GeminiStream",
+    "bedrock": "probes.protocols.bedrock:BedrockConverseStream",
+    "ollama": "probes.protocols.ollama:OllamaChat",
+}
+
+
+def kinds() -> list[str]:
+    return sorted(PROTOCOLS)
+
+
+@cache
+def protocol_for(kind: str) -> Protocol:
+    try:
+        ref = PROTOCOLS[kind]
+    except KeyError:
+        raise ValueError(f"unknown provider kind {kind!r} (known: {', '.join(kinds())})") from None
+    module, _, cls = ref.partition(":")
+    return getattr(importlib.import_module(module), cls)()  # type: ignore[no-any-return]

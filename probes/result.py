@@ -1,0 +1,134 @@
+"""ProbeResult: the immutable record of one timed probe (DESIGN §3).
+
+Everything downstream (aggregator, detector, sinks, alerts, CLI) consumes this and
+nothing else from the probe path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    TIMEOUT = "timeout"
+    CONNECT_ERROR = "connect_error"
+    HTTP_ERROR = "http_error"
+    RATE_LIMITED = "rate_limited"
+    STREAM_ERROR = "stream_error"
+    CONTENT_MISMATCH = "content_mismatch"
+
+
+class TokensSource(StrEnum):
+    USAGE = "usage"  # the provider's own usage report
+    ESTIMATED = "estimated"  # counted from token-bearing chunks / text length
+    NONE = "none"  # nothing streamed and nothing reported
+
+
+# Field names of `probe --format json` in the order printed: a user-facing contract.
+JSON_FIELDS: tuple[str, ...] = (
+    "provider",
+    "model",
+    "probe",
+    "started_at",
+    "ttfb",
+    "ttft",
+    "ttft_content",
+    "e2e",
+    "tpot",
+    "itl_mean",
+    "itl_p50",
+    "itl_p95",
+    "itl_max",
+    "output_tokens",
+    "input_tokens",
+    "reasoning_tokens",
+    "tokens_source",
+    "output_tps",
+    "outcome",
+    "status_code",
+    "error",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeResult:
+    """One probe. Offsets are seconds from `started_at` (before DNS/connect)."""
+
+    provider: str
+    model: str
+    probe: str
+    region: str
+    started_at: datetime  # UTC wall clock at the zero of every offset
+    outcome: Outcome
+    status_code: int | None = None
+    error: str | None = None  # short, secret-free reason; never a label
+    connect: float | None = None  # 0.0 on a reused connection
+    tls: float | None = None
+    ttfb: float | None = None
+    ttft: float | None = None
+    ttft_content: float | None = None
+    e2e: float | None = None
+    tpot: float | None = None
+    itl_mean: float | None = None
+    itl_p50: float | None = None
+    itl_p95: float | None = None
+    itl_max: float | None = None
+    output_tokens: int | None = None
+    input_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    tokens_source: TokensSource = TokensSource.NONE
+    output_tps: float | None = None
+    finish_reason: str | None = None
+    # Every gap between consecutive token-bearing chunks, seconds (feeds itl histograms).
+    itls: tuple[float, ...] = ()
+    token_chunks: int = 0
+    retry_after: float | None = None
+    rate_limit: dict[str, str] = field(default_factory=dict)  # kept rate-limit headers
+    server_timing: dict[str, float] = field(default_factory=dict)  # provider-reported
+    text: str = ""  # visible reply text (for expectations; not exported as a label)
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+    @property
+    def target(self) -> str:
+        return f"{self.provider}/{self.model}/{self.probe}"
+
+    def started_at_rfc3339(self) -> str:
+        return self.started_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The `probe --format json` object: exactly JSON_FIELDS, times in seconds."""
+        out: dict[str, Any] = {}
+        for name in JSON_FIELDS:
+            if name == "started_at":
+                out[name] = self.started_at_rfc3339()
+            else:
+                value = getattr(self, name)
+                out[name] = value.value if isinstance(value, StrEnum) else value
+        return out
+
+    def to_record(self) -> dict[str, Any]:
+        """Every field, JSON-serialisable (for the SQLite store and the status API)."""
+        rec = dataclasses.asdict(self)
+        rec["started_at"] = self.started_at_rfc3339()
+        rec["outcome"] = self.outcome.value
+        rec["tokens_source"] = self.tokens_source.value
+        rec["itls"] = list(self.itls)
+        return rec
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> ProbeResult:
+        data = dict(rec)
+        data["started_at"] = datetime.fromisoformat(str(data["started_at"]).replace("Z", "+00:00"))
+        data["outcome"] = Outcome(data["outcome"])
+        data["tokens_source"] = TokensSource(data.get("tokens_source", "none"))
+        data["itls"] = tuple(data.get("itls") or ())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,295 @@
+"""run_probe: one streaming request, timed on arrival, turned into one ProbeResult.
+
+Probes never retry: a failure must stay visible. Every failure mode ends as exactly one
+outcome; nothing escapes as an exception except cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from probes import expect
+from probes.framing import FramingError, new_decoder
+from probes.protocol import StreamProtocolError
+from probes.registry import protocol_for
+from probes.result import Outcome, ProbeResult
+from probes.target import ProbeTarget
+from probes.timing import Timeline, derive
+
+_KEPT_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
+_KEPT_HEADERS = frozenset({"retry-after", "retry-after-ms"})
+_MAX_ERROR_BODY = 64 * 1024
+
+# Called with the arrival time (perf_counter_ns) of every token-bearing event; the
+# simulator benchmark uses it to compare our stamps with the server's write times.
+TokenHook = Callable[[int], None]
+
+
+def new_client(max_connections: int = 1000) -> httpx.AsyncClient:
+    """The shared client: no compression (a compressor may hold bytes back), no redirects."""
+    return httpx.AsyncClient(
+        headers={"accept-encoding": "identity", "user-agent": "llm-canary/0.1"},
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=200),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def prompt_for(target: ProbeTarget) -> str:
+    if not target.probe.nonce:
+        return target.probe.prompt
+    # A fresh prefix defeats provider-side prompt caching (which would flatter TTFT).
+    return f"[probe {uuid.uuid4().hex[:12]}] {target.probe.prompt}"
+
+
+async def run_probe(
+    client: httpx.AsyncClient,
+    target: ProbeTarget,
+    *,
+    on_token: TokenHook | None = None,
+) -> ProbeResult:
+    protocol = protocol_for(target.provider.kind)
+    request = protocol.build_request(target, prompt_for(target))
+    secrets = _secrets_of(target)
+
+    started_at = datetime.now(UTC)
+    tl = Timeline(t0_ns=time.perf_counter_ns())
+    state: dict[str, Any] = {}
+    outcome: Outcome | None = None
+    error: str | None = None
+    status: int | None = None
+    kept: dict[str, str] = {}
+    retry_after: float | None = None
+    tokens_before_error = 0
+
+    timeout = httpx.Timeout(
+        connect=min(target.connect_timeout, target.timeout),
+        read=target.timeout,
+        write=target.timeout,
+        pool=target.timeout,
+    )
+    try:
+        async with asyncio.timeout(target.timeout):
+            async with client.stream(
+                request.method,
+                request.url,
+                headers=request.headers,
+                content=request.body,
+                timeout=timeout,
+                extensions={"trace": _tracer(tl)},
+            ) as resp:
+                if tl.headers_ns is None:
+                    tl.headers_ns = time.perf_counter_ns()
+                status = resp.status_code
+                kept = _kept_headers(resp.headers)
+                retry_after = _retry_after(resp.headers)
+                if status >= 400:
+                    body = await _read_capped(resp)
+                    tl.end_ns = time.perf_counter_ns()
+                    outcome = Outcome.RATE_LIMITED if status == 429 else Outcome.HTTP_ERROR
+                    error = protocol.error_message(status, body)
+                else:
+                    decoder = new_decoder(protocol.framing)
+                    async for chunk in resp.aiter_raw():
+                        t = time.perf_counter_ns()
+                        tl.last_byte_ns = t
+                        for frame in decoder.feed(chunk):
+                            ev = protocol.parse(frame, state)
+                            if ev is None:
+                                continue
+                            if on_token is not None and (ev.text or ev.reasoning):
+                                on_token(t)
+                            tl.on_event(ev, t)
+                            if ev.terminal and tl.end_ns is None:
+                                tl.end_ns = t
+                            if ev.error and outcome is None:
+                                outcome = Outcome.RATE_LIMITED if ev.rate_limited else Outcome.STREAM_ERROR
+                                error = ev.error
+                                tl.end_ns = t
+                        if outcome is not None:
+                            break
+                    t_eof = time.perf_counter_ns()
+                    if outcome is None:
+                        for frame in decoder.close():
+                            ev = protocol.parse(frame, state)
+                            if ev is not None:
+                                tl.on_event(ev, tl.last_byte_ns or t_eof)
+                                if ev.terminal and tl.end_ns is None:
+                                    tl.end_ns = tl.last_byte_ns or t_eof
+                                if ev.error:
+                                    outcome = Outcome.RATE_LIMITED if ev.rate_limited else Outcome.STREAM_ERROR
+                                    error = ev.error
+                    if tl.end_ns is None:
+                        tl.end_ns = t_eof
+                    if outcome is None and not tl.terminal:
+                        outcome = Outcome.STREAM_ERROR
+                        error = "stream ended without a terminal event (truncated)"
+    except TimeoutError:
+        outcome = Outcome.TIMEOUT
+        tokens_before_error = len(tl.token_stamps)
+        if tl.headers_ns is None:
+            error = f"no response headers within {target.timeout:g}s"
+        elif not tokens_before_error:
+            error = f"no token within {target.timeout:g}s (stalled after headers)"
+        else:
+            error = f"stream stalled: not finished within {target.timeout:g}s after {tokens_before_error} token chunks"
+    except httpx.TimeoutException as exc:
+        if isinstance(exc, httpx.ConnectTimeout):
+            outcome, error = Outcome.CONNECT_ERROR, f"connect timeout after {target.connect_timeout:g}s"
+        elif isinstance(exc, httpx.PoolTimeout):
+            outcome, error = Outcome.TIMEOUT, "no free connection in the client pool"
+        else:
+            outcome = Outcome.TIMEOUT
+            error = f"read timeout ({type(exc).__name__}) after {target.timeout:g}s"
+    except httpx.ConnectError as exc:
+        outcome, error = Outcome.CONNECT_ERROR, f"connect error: {_exc_text(exc)}"
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        if tl.headers_ns is None:
+            outcome, error = Outcome.CONNECT_ERROR, f"connection failed before response: {_exc_text(exc)}"
+        else:
+            outcome, error = Outcome.STREAM_ERROR, f"connection broken mid-stream: {_exc_text(exc)}"
+    except (FramingError, StreamProtocolError) as exc:
+        outcome, error = Outcome.STREAM_ERROR, str(exc)
+    except httpx.HTTPError as exc:
+        outcome, error = Outcome.STREAM_ERROR, f"{type(exc).__name__}: {_exc_text(exc)}"
+
+    d = derive(tl)
+    text = tl.text
+    if outcome is None:
+        if tl.first_content_ns is None and (tl.finish_reason or "").lower() in expect.LENGTH_REASONS:
+            outcome = Outcome.CONTENT_MISMATCH
+            error = (
+                f"finish_reason={tl.finish_reason} before any visible text: max_tokens "
+                f"({target.probe.max_tokens}) was used up by reasoning"
+            )
+        elif tl.first_token_ns is None:
+            outcome, error = Outcome.CONTENT_MISMATCH, "stream finished without any generated text"
+        else:
+            mismatch = expect.check(target.probe.expect, text, d.output_tokens)
+            outcome, error = (Outcome.CONTENT_MISMATCH, mismatch) if mismatch else (Outcome.OK, None)
+
+    connect, tls = tl.phases()
+    return ProbeResult(
+        provider=target.provider.name,
+        model=target.model,
+        probe=target.probe.name,
+        region=target.region,
+        started_at=started_at,
+        outcome=outcome,
+        status_code=status,
+        error=_redact(error, secrets),
+        connect=connect,
+        tls=tls,
+        ttfb=d.ttfb,
+        ttft=d.ttft,
+        ttft_content=d.ttft_content,
+        e2e=d.e2e,
+        tpot=d.tpot,
+        itl_mean=d.itl_mean,
+        itl_p50=d.itl_p50,
+        itl_p95=d.itl_p95,
+        itl_max=d.itl_max,
+        output_tokens=d.output_tokens,
+        input_tokens=d.input_tokens,
+        reasoning_tokens=d.reasoning_tokens,
+        tokens_source=d.tokens_source,
+        output_tps=d.output_tps,
+        finish_reason=tl.finish_reason,
+        itls=d.itls,
+        token_chunks=len(tl.token_stamps),
+        retry_after=retry_after,
+        rate_limit=kept,
+        server_timing=dict(tl.server_timing),
+        text=_redact(text, secrets) or "",
+    )
+
+
+def _tracer(tl: Timeline) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        t = time.perf_counter_ns()
+        if name == "connection.connect_tcp.started":
+            tl.connect_start_ns = t
+        elif name == "connection.connect_tcp.complete":
+            tl.connect_end_ns = t
+        elif name == "connection.start_tls.started":
+            tl.tls_start_ns = t
+        elif name == "connection.start_tls.complete":
+            tl.tls_end_ns = t
+        elif name.endswith("receive_response_headers.complete"):
+            tl.headers_ns = t
+
+    return trace
+
+
+def _kept_headers(headers: httpx.Headers) -> dict[str, str]:
+    return {
+        k: v
+        for k, v in headers.items()
+        if k in _KEPT_HEADERS or k.startswith(_KEPT_HEADER_PREFIXES)
+    }
+
+
+def _retry_after(headers: httpx.Headers) -> float | None:
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return float(ms) / 1000
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
+async def _read_capped(resp: httpx.Response) -> bytes:
+    buf = bytearray()
+    async for chunk in resp.aiter_raw():
+        buf += chunk
+        if len(buf) >= _MAX_ERROR_BODY:
+            break
+    return bytes(buf)
+
+
+def _secrets_of(target: ProbeTarget) -> list[str]:
+    vals = []
+    if target.provider.api_key:
+        vals.append(target.provider.api_key.get())
+    for v in target.provider.options.values():
+        if hasattr(v, "get") and not isinstance(v, dict):
+            try:
+                s = v.get()
+            except TypeError:
+                continue
+            if isinstance(s, str) and s:
+                vals.append(s)
+    return vals
+
+
+def _redact(text: str | None, secrets: list[str]) -> str | None:
+    if not text:
+        return text
+    for s in secrets:
+        if len(s) >= 4 and s in text:
+            text = text.replace(s, "***")
+    return text
+
+
+def _exc_text(exc: BaseException) -> str:
+    msg = str(exc) or type(exc).__name__
+    return " ".join(msg.split())[:200]

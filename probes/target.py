@@ -1,0 +1,93 @@
+"""What to probe: plain, immutable specs built from the config (daemon/config.py).
+
+The probe path depends on these and never on the config models, so probes/ can be
+used (and tested) without the daemon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Secret:
+    """A secret value that never prints itself (repr/str/format are masked)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class Expectation:
+    contains: str | None = None
+    regex: str | None = None
+    json: bool = False
+    min_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    name: str
+    kind: str
+    base_url: str
+    api_key: Secret | None = None
+    headers: tuple[tuple[str, str], ...] = ()  # extra static request headers
+    # Protocol-specific settings: azure `api_version`; bedrock `region`, `aws_access_key_id`
+    # (Secret), `aws_secret_access_key` (Secret), `aws_session_token` (Secret).
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class ProbeSpec:
+    name: str = "short"
+    prompt: str = "Reply with exactly one word: pong"
+    max_tokens: int = 16
+    system: str | None = None
+    temperature: float | None = 0.0
+    nonce: bool = True  # fresh nonce per probe so prompt caching never flatters TTFT
+    expect: Expectation | None = None
+    # Ask a reasoning model to stream its reasoning where the API allows it.
+    reasoning: bool = False
+    reasoning_budget: int | None = None
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    provider: ProviderSpec
+    model: str
+    probe: ProbeSpec
+    region: str = "local"
+    timeout: float = 30.0  # whole probe, from start to end of stream
+    connect_timeout: float = 10.0
+
+    @property
+    def key(self) -> str:
+        return f"{self.provider.name}/{self.model}/{self.probe.name}"
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {
+            "provider": self.provider.name,
+            "model": self.model,
+            "probe": self.probe.name,
+            "region": self.region,
+        }

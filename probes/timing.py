@@ -1,0 +1,167 @@
+"""The timing core: arrival-stamped stream events → the numbers of DESIGN §3.
+
+All stamps are `time.perf_counter_ns()` taken when a network chunk arrived; the zero is
+the instant the probe began its request (before DNS/connect).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from probes.protocol import StreamEvent, Usage
+from probes.result import TokensSource
+
+NS = 1_000_000_000
+
+
+@dataclass(slots=True)
+class Timeline:
+    t0_ns: int
+    connect_start_ns: int | None = None
+    connect_end_ns: int | None = None
+    tls_start_ns: int | None = None
+    tls_end_ns: int | None = None
+    headers_ns: int | None = None
+    first_token_ns: int | None = None  # text or reasoning
+    first_content_ns: int | None = None  # visible text
+    last_byte_ns: int | None = None
+    end_ns: int | None = None
+    token_stamps: list[int] = field(default_factory=list)
+    text_parts: list[str] = field(default_factory=list)
+    reasoning_chars: int = 0
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    terminal: bool = False
+    server_timing: dict[str, float] = field(default_factory=dict)
+
+    def on_event(self, ev: StreamEvent, t_ns: int) -> None:
+        """Record one parsed event that arrived (its last byte) at `t_ns`."""
+        if ev.text or ev.reasoning:
+            if self.first_token_ns is None:
+                self.first_token_ns = t_ns
+            self.token_stamps.append(t_ns)
+            if ev.text:
+                if self.first_content_ns is None:
+                    self.first_content_ns = t_ns
+                self.text_parts.append(ev.text)
+            if ev.reasoning:
+                self.reasoning_chars += len(ev.reasoning)
+        if ev.usage is not None:
+            self.usage = _merge_usage(self.usage, ev.usage)
+        if ev.finish_reason:
+            self.finish_reason = ev.finish_reason
+        if ev.server_timing:
+            self.server_timing.update(ev.server_timing)
+        if ev.terminal:
+            self.terminal = True
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_parts)
+
+    def offset(self, t_ns: int | None) -> float | None:
+        return None if t_ns is None else (t_ns - self.t0_ns) / NS
+
+    def phases(self) -> tuple[float | None, float | None]:
+        """(connect, tls) durations; 0.0 on a reused connection."""
+        if self.headers_ns is None and self.connect_end_ns is None:
+            return None, None
+        connect = 0.0
+        tls = 0.0
+        if self.connect_start_ns is not None and self.connect_end_ns is not None:
+            connect = (self.connect_end_ns - self.connect_start_ns) / NS
+        if self.tls_start_ns is not None and self.tls_end_ns is not None:
+            tls = (self.tls_end_ns - self.tls_start_ns) / NS
+        return connect, tls
+
+
+@dataclass(frozen=True, slots=True)
+class Derived:
+    ttfb: float | None
+    ttft: float | None
+    ttft_content: float | None
+    e2e: float | None
+    tpot: float | None
+    itls: tuple[float, ...]
+    itl_mean: float | None
+    itl_p50: float | None
+    itl_p95: float | None
+    itl_max: float | None
+    output_tokens: int | None
+    input_tokens: int | None
+    reasoning_tokens: int | None
+    tokens_source: TokensSource
+    output_tps: float | None
+
+
+def derive(tl: Timeline) -> Derived:
+    ttft = tl.offset(tl.first_token_ns)
+    e2e = tl.offset(tl.end_ns)
+    stamps = tl.token_stamps
+    itls = tuple((b - a) / NS for a, b in zip(stamps, stamps[1:], strict=False))
+
+    input_tokens = output_tokens = reasoning_tokens = None
+    source = TokensSource.NONE
+    if tl.usage is not None and tl.usage.output_tokens is not None:
+        source = TokensSource.USAGE
+        output_tokens = tl.usage.output_tokens
+        input_tokens = tl.usage.input_tokens
+        reasoning_tokens = tl.usage.reasoning_tokens
+    elif stamps:
+        # Chunks are not tokens (one chunk may carry several); ~4 chars a token is the
+        # usual estimate, and never fewer tokens than token-bearing chunks.
+        source = TokensSource.ESTIMATED
+        chars = sum(len(p) for p in tl.text_parts) + tl.reasoning_chars
+        output_tokens = max(len(stamps), math.ceil(chars / 4))
+        reasoning_tokens = math.ceil(tl.reasoning_chars / 4) if tl.reasoning_chars else None
+        if tl.usage is not None:
+            input_tokens = tl.usage.input_tokens
+
+    gen = (e2e - ttft) if (e2e is not None and ttft is not None) else None
+    tpot = output_tps = None
+    if gen is not None and output_tokens:
+        if output_tokens > 1:
+            tpot = gen / (output_tokens - 1)
+        if gen > 0:
+            output_tps = output_tokens / gen
+
+    return Derived(
+        ttfb=tl.offset(tl.headers_ns),
+        ttft=ttft,
+        ttft_content=tl.offset(tl.first_content_ns),
+        e2e=e2e,
+        tpot=tpot,
+        itls=itls,
+        itl_mean=(sum(itls) / len(itls)) if itls else None,
+        itl_p50=quantile(itls, 0.50),
+        itl_p95=quantile(itls, 0.95),
+        itl_max=max(itls) if itls else None,
+        output_tokens=output_tokens,
+        input_tokens=input_tokens,
+        reasoning_tokens=reasoning_tokens,
+        tokens_source=source,
+        output_tps=output_tps,
+    )
+
+
+def quantile(values: tuple[float, ...] | list[float], q: float) -> float | None:
+    """Linear-interpolated quantile (numpy's default method), without numpy on the hot path."""
+    if not values:
+        return None
+    s = sorted(values)
+    pos = (len(s) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def _merge_usage(old: Usage | None, new: Usage) -> Usage:
+    """Later reports win field by field (Anthropic: input in message_start, output later)."""
+    if old is None:
+        return Usage(new.input_tokens, new.output_tokens, new.reasoning_tokens)
+    return Usage(
+        new.input_tokens if new.input_tokens is not None else old.input_tokens,
+        new.output_tokens if new.output_tokens is not None else old.output_tokens,
+        new.reasoning_tokens if new.reasoning_tokens is not None else old.reasoning_tokens,
+    )
