@@ -88,6 +88,7 @@ class ProbeResult:
     itls: tuple[float, ...] = ()
     token_chunks: int = 0
     retry_after: float | None = None
+    request_id: str | None = None  # provider's request id, for support tickets (never a label)
     rate_limit: dict[str, str] = field(default_factory=dict)  # kept rate-limit headers
     server_timing: dict[str, float] = field(default_factory=dict)  # provider-reported
     text: str = ""  # visible reply text (for expectations; not exported as a label)

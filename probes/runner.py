@@ -25,6 +25,7 @@ from probes.timing import Timeline, derive
 
 _KEPT_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 _KEPT_HEADERS = frozenset({"retry-after", "retry-after-ms"})
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "x-goog-request-id")
 _MAX_ERROR_BODY = 64 * 1024
 
 # Called with the arrival time (perf_counter_ns) of every token-bearing event; the
@@ -67,6 +68,7 @@ async def run_probe(
     status: int | None = None
     kept: dict[str, str] = {}
     retry_after: float | None = None
+    request_id: str | None = None
     tokens_before_error = 0
 
     timeout = httpx.Timeout(
@@ -90,6 +92,9 @@ async def run_probe(
                 status = resp.status_code
                 kept = _kept_headers(resp.headers)
                 retry_after = _retry_after(resp.headers)
+                request_id = next(
+                    (resp.headers[h] for h in _REQUEST_ID_HEADERS if h in resp.headers), None
+                )
                 if status >= 400:
                     body = await _read_capped(resp)
                     tl.end_ns = time.perf_counter_ns()
@@ -205,6 +210,7 @@ async def run_probe(
         itls=d.itls,
         token_chunks=len(tl.token_stamps),
         retry_after=retry_after,
+        request_id=request_id,
         rate_limit=kept,
         server_timing=dict(tl.server_timing),
         text=_redact(text, secrets) or "",

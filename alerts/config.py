@@ -1,0 +1,188 @@
+"""Config models for `alerts:` (DESIGN §8): rules, receivers, routing, silences, maintenance."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from daemon.durations import Duration
+from daemon.model import Strict
+
+Metric = Literal["ttft", "ttft_content", "e2e", "itl", "tpot", "output_tps"]
+Stat = Literal["p50", "p90", "p95", "p99", "mean", "max", "min"]
+
+
+class Objective(Strict):
+    """SLO for burn-rate rules: availability, or latency ("95% of probes have ttft < 2s")."""
+
+    type: Literal["availability", "latency"] = "availability"
+    target: float = Field(0.99, gt=0, lt=1)
+    metric: Metric = "ttft"
+    threshold: Duration = 2.0  # latency objective: a probe is good when metric < threshold
+    # (long, short, burn factor) window pairs; the SRE-workbook defaults.
+    page: list[tuple[Duration, Duration, float]] = [(3600, 300, 14.4), (21600, 1800, 6.0)]
+    ticket: list[tuple[Duration, Duration, float]] = [(259200, 21600, 1.0)]
+
+
+class Rule(Strict):
+    name: str = Field(min_length=1)
+    kind: Literal[
+        "threshold", "error_rate", "consecutive_failures", "content_mismatch", "burn_rate", "anomaly", "no_data"
+    ]
+    metric: Metric | None = None
+    stat: Stat = "p95"
+    window: Duration = 300
+    op: Literal[">", ">=", "<", "<="] = ">"
+    value: float | None = None
+    count: int = Field(3, ge=1)  # consecutive_failures / content_mismatch
+    min_probes: int = Field(3, ge=1)
+    objective: Objective | None = None
+    for_: Duration = Field(0, alias="for")
+    resolve_after: int = Field(2, ge=1)  # healthy evaluations in a row before resolving
+    match: dict[str, str] = {}  # only targets whose labels match
+    labels: dict[str, str] = {}
+    annotations: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _needs(self) -> Rule:
+        if self.kind == "threshold" and (self.metric is None or self.value is None):
+            raise ValueError("a threshold rule needs `metric` and `value`")
+        if self.kind == "error_rate" and self.value is None:
+            raise ValueError("an error_rate rule needs `value` (a fraction, e.g. 0.2)")
+        if self.kind == "burn_rate" and self.objective is None:
+            raise ValueError("a burn_rate rule needs `objective`")
+        return self
+
+
+class SlackReceiver(Strict):
+    token_env: str | None = None
+    token_file: str | None = None
+    channel: str | None = None
+    webhook_url_env: str | None = None
+    webhook_url_file: str | None = None
+    api_url: str = "https://slack.com/api/"
+    timeout: Duration = 10
+
+
+class EmailReceiver(Strict):
+    host: str
+    port: int = 587
+    starttls: bool = True
+    tls: bool = False  # implicit TLS (port 465)
+    username_env: str | None = None
+    username_file: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    from_: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    timeout: Duration = 15
+    ca_file: str | None = None  # trust this CA (self-signed relays)
+
+
+class WebhookReceiver(Strict):
+    url: str
+    hmac_secret_env: str | None = None
+    hmac_secret_file: str | None = None
+    headers: dict[str, str] = {}
+    timeout: Duration = 10
+
+
+class AlertmanagerReceiver(Strict):
+    urls: list[str] = Field(min_length=1)
+    timeout: Duration = 10
+    resend_interval: Duration = 60
+
+
+class Receiver(Strict):
+    name: str = Field(min_length=1)
+    slack: SlackReceiver | None = None
+    email: EmailReceiver | None = None
+    webhook: WebhookReceiver | None = None
+    alertmanager: AlertmanagerReceiver | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Receiver:
+        kinds = [k for k in ("slack", "email", "webhook", "alertmanager") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(f"a receiver needs exactly one of slack, email, webhook, alertmanager (got {kinds or 'none'})")
+        return self
+
+
+class Escalation(Strict):
+    after: Duration
+    receiver: str
+
+
+class Route(Strict):
+    receiver: str | None = None
+    match: dict[str, str] = {}
+    match_re: dict[str, str] = {}
+    group_by: list[str] = ["provider"]
+    group_wait: Duration = 10
+    group_interval: Duration = 300
+    repeat_interval: Duration = 14400
+    repeat_max: int | None = None  # cap on reminders per incident
+    escalate: Escalation | None = None
+    continue_: bool = Field(False, alias="continue")
+    routes: list[Route] = []
+
+
+class Silence(Strict):
+    id: str | None = None
+    match: dict[str, str] = Field(min_length=1)
+    starts_at: datetime | None = None
+    ends_at: datetime
+    comment: str = ""
+    created_by: str = "config"
+
+
+class Maintenance(Strict):
+    match: dict[str, str] = {}
+    cron: str
+    duration: Duration
+    timezone: str = "UTC"
+
+
+class Inhibit(Strict):
+    source_match: dict[str, str]
+    target_match: dict[str, str] = {}
+    equal: list[str] = ["provider"]
+
+
+class AlertsConfig(Strict):
+    enabled: bool = True
+    evaluation_interval: Duration = 15
+    rules: list[Rule] = []
+    receivers: list[Receiver] = []
+    route: Route | None = None
+    silences: list[Silence] = []
+    maintenance: list[Maintenance] = []
+    inhibit: list[Inhibit] = []
+    use_default_rules: bool = True
+
+    @model_validator(mode="after")
+    def _refs(self) -> AlertsConfig:
+        names = [r.name for r in self.receivers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate receiver name(s): {', '.join(sorted(dup))}")
+        rnames = [r.name for r in self.rules]
+        dup = {n for n in rnames if rnames.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate rule name(s): {', '.join(sorted(dup))}")
+
+        def walk(route: Route, path: str) -> None:
+            if route.receiver is not None and route.receiver not in names:
+                raise ValueError(f"{path}.receiver: unknown receiver {route.receiver!r}")
+            if route.escalate is not None and route.escalate.receiver not in names:
+                raise ValueError(f"{path}.escalate.receiver: unknown receiver {route.escalate.receiver!r}")
+            for i, sub in enumerate(route.routes):
+                walk(sub, f"{path}.routes[{i}]")
+
+        if self.route is not None:
+            if self.route.receiver is None:
+                raise ValueError("route.receiver: the root route needs a receiver")
+            walk(self.route, "route")
+        return self

@@ -1,0 +1,466 @@
+"""Settings (DESIGN §8): one YAML file + LLM_CANARY_* environment overrides.
+
+`load_settings` is the only way in: it rejects a broken file with the file, the key and
+the reason (ConfigError), and `Settings.targets()` expands providers x models x probes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from alerts.config import AlertsConfig
+from daemon.durations import Duration, Fraction
+from daemon.model import Strict
+from probes.registry import PROTOCOLS
+from probes.target import Expectation, ProbeSpec, ProbeTarget, ProviderSpec, Secret
+
+ENV_PREFIX = "LLM_CANARY_"
+
+
+class ConfigError(Exception):
+    """A config that must not start. Each line names the file, the key and the reason."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class MissingSecret(ValueError):
+    pass
+
+
+def read_secret(env: str | None, file: str | None, what: str) -> Secret | None:
+    """A secret from an environment variable or a file; never from the config itself."""
+    if env:
+        value = os.environ.get(env)
+        if value is None or value == "":
+            raise MissingSecret(f"{what}: environment variable {env} is not set")
+        return Secret(value.strip())
+    if file:
+        try:
+            return Secret(Path(file).read_text().strip())
+        except OSError as exc:
+            raise MissingSecret(f"{what}: cannot read secret file {file}: {exc.strerror}") from None
+    return None
+
+
+class HttpConfig(Strict):
+    listen: str = "127.0.0.1:9464"
+    auth_token_env: str | None = None
+    auth_token_file: str | None = None
+    metrics_require_auth: bool = False
+
+    @field_validator("listen")
+    @classmethod
+    def _hostport(cls, v: str) -> str:
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError(f"expected host:port, got {v!r}")
+        return v
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+class StorageConfig(Strict):
+    path: str = "./llm-canary-state.db"
+    retention: Duration = 14 * 86400
+
+
+class InfluxConfig(Strict):
+    url: str
+    api_version: Literal[1, 2] = 2
+    org: str | None = None
+    bucket: str | None = None
+    token_env: str | None = None
+    token_file: str | None = None
+    database: str | None = None
+    retention_policy: str | None = None
+    username_env: str | None = None
+    username_file: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    batch_size: int = Field(500, ge=1)
+    flush_interval: Duration = 5
+    timeout: Duration = 10
+    spool_max_points: int = Field(1_000_000, ge=1000)
+    gzip: bool = True
+
+    @model_validator(mode="after")
+    def _version_keys(self) -> InfluxConfig:
+        if self.api_version == 2 and not self.bucket:
+            raise ValueError("api_version 2 needs `bucket` (and `org`, `token_env`/`token_file`)")
+        if self.api_version == 1 and not self.database:
+            raise ValueError("api_version 1 needs `database`")
+        return self
+
+
+class ExpectConfig(Strict):
+    contains: str | None = None
+    regex: str | None = None
+    json_: bool = Field(False, alias="json")
+    min_tokens: int | None = Field(None, ge=1)
+
+    @field_validator("regex")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            import re
+
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return v
+
+
+class ProbeProfile(Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    prompt: str = Field(min_length=1)
+    max_tokens: int = Field(16, ge=1)
+    system: str | None = None
+    temperature: float | None = 0.0
+    nonce: bool = True
+    reasoning: bool = False
+    reasoning_budget: int | None = None
+    expect: ExpectConfig | None = None
+
+    def spec(self) -> ProbeSpec:
+        e = self.expect
+        return ProbeSpec(
+            name=self.name,
+            prompt=self.prompt,
+            max_tokens=self.max_tokens,
+            system=self.system,
+            temperature=self.temperature,
+            nonce=self.nonce,
+            reasoning=self.reasoning,
+            reasoning_budget=self.reasoning_budget,
+            expect=None
+            if e is None
+            else Expectation(contains=e.contains, regex=e.regex, json=e.json_, min_tokens=e.min_tokens),
+        )
+
+
+class Defaults(Strict):
+    interval: Duration = 60
+    timeout: Duration = 30
+    connect_timeout: Duration = 10
+    jitter: Fraction = 0.1
+    probe: str = "short"
+
+
+class ModelEntry(Strict):
+    name: str = Field(min_length=1)
+    probe: str | None = None
+    probes: list[str] | None = None
+    interval: Duration | None = None
+    timeout: Duration | None = None
+
+
+class Price(Strict):
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+
+class ProviderConfig(Strict):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    kind: str
+    base_url: str
+    api_key_env: str | None = None
+    api_key_file: str | None = None
+    headers: dict[str, str] = {}
+    api_version: str | None = None  # azure_openai
+    aws_region: str | None = None  # bedrock
+    aws_access_key_id_env: str | None = None
+    aws_secret_access_key_env: str | None = None
+    aws_session_token_env: str | None = None
+    max_completion_tokens: bool = False  # openai reasoning models
+    models: list[str | ModelEntry] = Field(min_length=1)
+    prices: dict[str, Price] = {}
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    rate_limit_per_minute: float | None = Field(None, gt=0)
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        if v not in PROTOCOLS:
+            raise ValueError(f"unknown provider kind {v!r} (known: {', '.join(sorted(PROTOCOLS))})")
+        return v
+
+    def model_entries(self) -> list[ModelEntry]:
+        return [ModelEntry(name=m) if isinstance(m, str) else m for m in self.models]
+
+    def spec(self, simulator_url: str | None = None) -> ProviderSpec:
+        """Resolve secrets now (raises MissingSecret) into a ProviderSpec."""
+        where = f"providers.{self.name}"
+        key = read_secret(self.api_key_env, self.api_key_file, f"{where}.api_key")
+        options: dict[str, Any] = {}
+        if self.api_version:
+            options["api_version"] = self.api_version
+        if self.max_completion_tokens:
+            options["max_completion_tokens"] = True
+        if self.kind == "bedrock":
+            options["region"] = self.aws_region or "us-east-1"
+            for opt in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
+                env = getattr(self, f"{opt}_env")
+                secret = read_secret(env, None, f"{where}.{opt}") if env else None
+                if secret is not None:
+                    options[opt] = secret
+        base = self.base_url
+        if "{simulator}" in base:
+            if simulator_url is None:
+                raise MissingSecret(f"{where}.base_url: uses {{simulator}} but the simulator is not enabled")
+            base = base.replace("{simulator}", simulator_url)
+        return ProviderSpec(
+            name=self.name,
+            kind=self.kind,
+            base_url=base.rstrip("/"),
+            api_key=key,
+            headers=tuple(self.headers.items()),
+            options=options,
+        )
+
+
+class Budgets(Strict):
+    daily_tokens: int | None = Field(None, ge=1)
+    daily_cost_usd: float | None = Field(None, gt=0)
+
+
+class SchedulerConfig(Strict):
+    max_concurrency: int = Field(64, ge=1)
+    degraded_interval: Duration | None = None  # probe more often while a target is degraded
+    collector_queue: int = Field(10_000, ge=10)
+
+
+class SimulatorConfig(Strict):
+    enabled: bool = False
+    scenario: str | None = None  # a scenario YAML; the built-in one when unset
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    region: str = Field("local", pattern=r"^[A-Za-z0-9_.-]+$")
+    http: HttpConfig = HttpConfig()
+    storage: StorageConfig = StorageConfig()
+    influxdb: InfluxConfig | None = None
+    probes: list[ProbeProfile] = [
+        ProbeProfile(name="short", prompt="Reply with exactly one word: pong", max_tokens=16,
+                     expect=ExpectConfig(contains="pong"))
+    ]
+    defaults: Defaults = Defaults()
+    providers: list[ProviderConfig] = []
+    budgets: Budgets = Budgets()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    simulator: SimulatorConfig = SimulatorConfig()
+    alerts: AlertsConfig = AlertsConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment overrides the file (the file arrives as init kwargs).
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        profiles = [p.name for p in self.probes]
+        dup = sorted({n for n in profiles if profiles.count(n) > 1})
+        if dup:
+            raise ValueError(f"probes: duplicate probe profile name(s): {', '.join(dup)}")
+        pnames = [p.name for p in self.providers]
+        dup = sorted({n for n in pnames if pnames.count(n) > 1})
+        if dup:
+            raise ValueError(f"providers: duplicate provider name(s): {', '.join(dup)}")
+        if self.defaults.probe not in profiles:
+            raise ValueError(f"defaults.probe: unknown probe profile {self.defaults.probe!r}")
+        seen: set[str] = set()
+        for i, prov in enumerate(self.providers):
+            for j, m in enumerate(prov.model_entries()):
+                for probe in self._probe_names(m):
+                    if probe not in profiles:
+                        raise ValueError(
+                            f"providers[{i}].models[{j}]: unknown probe profile {probe!r} (known: {', '.join(profiles)})"
+                        )
+                    key = f"{prov.name}/{m.name}/{probe}"
+                    if key in seen:
+                        raise ValueError(f"providers[{i}].models[{j}]: duplicate target {key}")
+                    seen.add(key)
+        if not self.http.is_loopback and not (self.http.auth_token_env or self.http.auth_token_file):
+            raise ValueError(
+                f"http.listen: {self.http.listen} is not loopback, so http.auth_token_env or "
+                "http.auth_token_file is required"
+            )
+        return self
+
+    def _probe_names(self, m: ModelEntry) -> list[str]:
+        return m.probes or [m.probe or self.defaults.probe]
+
+    def target_entries(self) -> list[tuple[ProviderConfig, ModelEntry, ProbeProfile]]:
+        by_name = {p.name: p for p in self.probes}
+        return [
+            (prov, m, by_name[probe])
+            for prov in self.providers
+            for m in prov.model_entries()
+            for probe in self._probe_names(m)
+        ]
+
+    def targets(self, simulator_url: str | None = None) -> list[ProbeTarget]:
+        """Every target with its secrets resolved (raises MissingSecret)."""
+        specs: dict[str, ProviderSpec] = {}
+        out = []
+        for prov, m, profile in self.target_entries():
+            if prov.name not in specs:
+                specs[prov.name] = prov.spec(simulator_url)
+            out.append(
+                ProbeTarget(
+                    provider=specs[prov.name],
+                    model=m.name,
+                    probe=profile.spec(),
+                    region=self.region,
+                    timeout=m.timeout or prov.timeout or self.defaults.timeout,
+                    connect_timeout=self.defaults.connect_timeout,
+                )
+            )
+        return out
+
+    def interval_for(self, provider: str, model: str) -> float:
+        for prov in self.providers:
+            if prov.name == provider:
+                for m in prov.model_entries():
+                    if m.name == model:
+                        return m.interval or prov.interval or self.defaults.interval
+        return self.defaults.interval
+
+    def price_for(self, provider: str, model: str) -> Price | None:
+        for prov in self.providers:
+            if prov.name == provider:
+                return prov.prices.get(model)
+        return None
+
+    def check_secrets(self) -> list[str]:
+        """Every referenced secret that is missing, as 'key: reason' lines."""
+        problems: list[str] = []
+        sim = "http://127.0.0.1:0" if self.simulator.enabled else None
+        for prov in self.providers:
+            try:
+                prov.spec(sim)
+            except MissingSecret as exc:
+                problems.append(str(exc))
+        if self.http.auth_token_env or self.http.auth_token_file:
+            try:
+                read_secret(self.http.auth_token_env, self.http.auth_token_file, "http.auth_token")
+            except MissingSecret as exc:
+                problems.append(str(exc))
+        if self.influxdb is not None:
+            ix = self.influxdb
+            for what in ("token", "username", "password"):
+                try:
+                    read_secret(getattr(ix, f"{what}_env"), getattr(ix, f"{what}_file"), f"influxdb.{what}")
+                except MissingSecret as exc:
+                    problems.append(str(exc))
+        for rc in self.alerts.receivers:
+            for kind in ("slack", "email", "webhook"):
+                sub = getattr(rc, kind)
+                if sub is None:
+                    continue
+                for field in sorted(type(sub).model_fields):
+                    if field.endswith("_env"):
+                        base = field[: -len("_env")]
+                        try:
+                            read_secret(getattr(sub, field), getattr(sub, f"{base}_file", None),
+                                        f"alerts.receivers.{rc.name}.{kind}.{base}")
+                        except MissingSecret as exc:
+                            problems.append(str(exc))
+        return problems
+
+
+def _loc(loc: tuple[Any, ...], data: Any) -> str:
+    """('providers', 0, 'kind') → 'providers[0].kind', with names where the list has them."""
+    out = ""
+    node = data
+    for part in loc:
+        if isinstance(part, int):
+            label = f"[{part}]"
+            if isinstance(node, list) and part < len(node) and isinstance(node[part], dict) and "name" in node[part]:
+                label = f"[{part}] ({node[part]['name']})"
+            out += label
+            node = node[part] if isinstance(node, list) and part < len(node) else None
+        else:
+            # pydantic puts union branch names in loc ("str", "ModelEntry"); skip those
+            if isinstance(node, dict) or node is None:
+                out += ("." if out else "") + str(part)
+                node = node.get(part) if isinstance(node, dict) else None
+            else:
+                continue
+    return out or "(top level)"
+
+
+def _format_errors(exc: ValidationError, source: str, data: Any) -> list[str]:
+    lines = []
+    seen = set()
+    for err in exc.errors():
+        loc = _loc(tuple(err.get("loc", ())), data)
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "extra_forbidden":
+            msg = "unknown key (typo?)"
+        msg = msg.removeprefix("Value error, ")
+        line = f"{source}: {loc}: {msg}"
+        if line not in seen:
+            seen.add(line)
+            lines.append(line)
+    return lines
+
+
+def load_settings(path: str | os.PathLike[str] | None) -> Settings:
+    """Parse and validate; raise ConfigError with 'file: key: reason' lines."""
+    source = str(path) if path is not None else "(built-in defaults)"
+    data: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError([f"{source}: cannot read: {exc.strerror}"]) from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError([f"{source}: {where}invalid YAML: {problem}"]) from None
+        if not isinstance(data, dict):
+            raise ConfigError([f"{source}: (top level): expected a mapping of keys, got {type(data).__name__}"])
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, source, data)) from None

@@ -1,0 +1,9 @@
+"""Base for every config model: unknown keys are errors (a typo must not switch monitoring off)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
