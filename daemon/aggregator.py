@@ -1,0 +1,247 @@
+"""Sliding-window latency distributions per series (target x metric), for quantile gauges
+and threshold rules.
+
+Each window (1m, 5m, 1h) is a ring of 6 time slices, so a query covers between 5/6 and
+all of the window. A slice keeps its values as a short list while it is small (exact
+quantiles for the 1-probe-a-minute series that dominate a monitor) and promotes itself
+to an HDR histogram once it holds more than PROMOTE values (inter-token latencies):
+memory stays bounded at 1,000 targets and accuracy is 1% where HDR is used.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from hdrh.histogram import HdrHistogram
+
+from probes.result import ProbeResult
+
+WINDOWS: dict[str, float] = {"1m": 60.0, "5m": 300.0, "1h": 3600.0}
+QUANTILES: dict[str, float] = {"0.5": 0.50, "0.9": 0.90, "0.95": 0.95, "0.99": 0.99}
+METRICS: tuple[str, ...] = ("ttft", "ttft_content", "e2e", "itl", "tpot", "output_tps")
+SLICES = 6
+PROMOTE = 256
+_SCALE = 1_000_000  # seconds (or tokens/s) → integer micro-units for HDR
+_HDR_LOW, _HDR_HIGH, _HDR_DIGITS = 1, 3_600 * _SCALE, 2
+
+
+def _new_hdr() -> HdrHistogram:
+    return HdrHistogram(_HDR_LOW, _HDR_HIGH, _HDR_DIGITS, word_size=4)
+
+
+class _Slice:
+    __slots__ = ("hdr", "start", "values")
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+        self.values: list[float] | None = []
+        self.hdr: HdrHistogram | None = None
+
+    def add(self, v: float) -> None:
+        if self.values is not None:
+            self.values.append(v)
+            if len(self.values) > PROMOTE:
+                self.hdr = _new_hdr()
+                for x in self.values:
+                    self.hdr.record_value(_clamp(x))
+                self.values = None
+        else:
+            assert self.hdr is not None
+            self.hdr.record_value(_clamp(v))
+
+
+def _clamp(v: float) -> int:
+    return min(max(int(v * _SCALE), _HDR_LOW), _HDR_HIGH)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    count: int
+    mean: float
+    min: float
+    max: float
+
+    def stat(self, name: str, quantile: Callable[[float], float | None]) -> float | None:
+        if name == "mean":
+            return self.mean
+        if name == "max":
+            return self.max
+        if name == "min":
+            return self.min
+        if name.startswith("p"):
+            return quantile(float(name[1:]) / 100)
+        raise ValueError(f"unknown statistic {name!r}")
+
+
+class WindowedDistribution:
+    """Values over one sliding window of `length` seconds."""
+
+    __slots__ = ("_slices", "length", "width")
+
+    def __init__(self, length: float) -> None:
+        self.length = length
+        self.width = length / SLICES
+        self._slices: list[_Slice] = []
+
+    def add(self, v: float, now: float) -> None:
+        start = now - (now % self.width)
+        if not self._slices or self._slices[-1].start < start:
+            self._slices.append(_Slice(start))
+        self._slices[-1].add(v)
+        self._expire(now)
+
+    def _expire(self, now: float) -> None:
+        cutoff = now - self.length
+        while self._slices and self._slices[0].start + self.width <= cutoff:
+            self._slices.pop(0)
+
+    def _live(self, now: float) -> list[_Slice]:
+        self._expire(now)
+        return self._slices
+
+    def quantiles(self, qs: Iterable[float], now: float) -> dict[float, float] | None:
+        live = self._live(now)
+        if not live:
+            return None
+        if all(s.values is not None for s in live):
+            vals = sorted(v for s in live for v in s.values or ())
+            if not vals:
+                return None
+            return {q: _exact(vals, q) for q in qs}
+        merged = _new_hdr()
+        for s in live:
+            if s.hdr is not None:
+                merged.add(s.hdr)
+            else:
+                for x in s.values or ():
+                    merged.record_value(_clamp(x))
+        return {q: merged.get_value_at_percentile(q * 100) / _SCALE for q in qs}
+
+    def summary(self, now: float) -> Summary | None:
+        live = self._live(now)
+        count = 0
+        total = 0.0
+        lo, hi = math.inf, -math.inf
+        for s in live:
+            if s.values is not None:
+                if s.values:
+                    count += len(s.values)
+                    total += sum(s.values)
+                    lo, hi = min(lo, *s.values), max(hi, *s.values)
+            else:
+                assert s.hdr is not None
+                n = s.hdr.get_total_count()
+                count += n
+                total += s.hdr.get_mean_value() * n / _SCALE
+                lo = min(lo, s.hdr.get_min_value() / _SCALE)
+                hi = max(hi, s.hdr.get_max_value() / _SCALE)
+        if not count:
+            return None
+        return Summary(count=count, mean=total / count, min=lo, max=hi)
+
+
+def _exact(sorted_vals: list[float], q: float) -> float:
+    pos = (len(sorted_vals) - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_vals) - 1)
+    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (pos - lo)
+
+
+def values_of(result: ProbeResult, metric: str) -> Iterable[float]:
+    """The samples a result contributes to `metric` (only successful probes count)."""
+    if not result.ok:
+        return ()
+    if metric == "itl":
+        return result.itls
+    v = getattr(result, metric)
+    return () if v is None else (v,)
+
+
+class Aggregator:
+    """Per target key ('provider/model/probe') and metric, one distribution per window."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._series: dict[tuple[str, str], dict[str, WindowedDistribution]] = {}
+        self.labels: dict[str, dict[str, str]] = {}
+
+    def observe(self, result: ProbeResult) -> None:
+        key = result.target
+        self.labels[key] = {
+            "provider": result.provider,
+            "model": result.model,
+            "probe": result.probe,
+            "region": result.region,
+        }
+        now = self._clock()  # when the result completed: windows are about recent arrivals
+        for metric in METRICS:
+            vals = values_of(result, metric)
+            if not vals:
+                continue
+            windows = self._series.get((key, metric))
+            if windows is None:
+                windows = {name: WindowedDistribution(length) for name, length in WINDOWS.items()}
+                self._series[(key, metric)] = windows
+            for w in windows.values():
+                for v in vals:
+                    w.add(v, now)
+
+    def forget(self, keep: set[str]) -> None:
+        """Drop series of targets no longer configured (reload)."""
+        for key, metric in list(self._series):
+            if key not in keep:
+                del self._series[(key, metric)]
+        for key in list(self.labels):
+            if key not in keep:
+                del self.labels[key]
+
+    def targets(self) -> list[str]:
+        return sorted(self.labels)
+
+    def window_for(self, seconds: float) -> str:
+        for name, length in WINDOWS.items():
+            if seconds <= length:
+                return name
+        return "1h"
+
+    def quantiles(self, target: str, metric: str, window: str, qs: Iterable[float]) -> dict[float, float] | None:
+        w = self._series.get((target, metric), {}).get(window)
+        return None if w is None else w.quantiles(qs, self._clock())
+
+    def stat(self, target: str, metric: str, stat: str, window_seconds: float) -> float | None:
+        """A windowed statistic (p50, p95, p99, mean, max, min) for threshold rules."""
+        w = self._series.get((target, metric), {}).get(self.window_for(window_seconds))
+        if w is None:
+            return None
+        now = self._clock()
+        s = w.summary(now)
+        if s is None:
+            return None
+
+        def q(x: float) -> float | None:
+            res = w.quantiles([x], now)
+            return None if res is None else res[x]
+
+        return s.stat(stat, q)
+
+    def count(self, target: str, metric: str, window_seconds: float) -> int:
+        w = self._series.get((target, metric), {}).get(self.window_for(window_seconds))
+        if w is None:
+            return 0
+        s = w.summary(self._clock())
+        return 0 if s is None else s.count
+
+    def snapshot(self) -> list[tuple[str, str, str, dict[float, float]]]:
+        """(target, metric, window, {q: value}) for every live series (scrape time)."""
+        out = []
+        now = self._clock()
+        qs = list(QUANTILES.values())
+        for (key, metric), windows in self._series.items():
+            for name, w in windows.items():
+                res = w.quantiles(qs, now)
+                if res is not None:
+                    out.append((key, metric, name, res))
+        return out

@@ -1,0 +1,48 @@
+"""The seam between the collector and every sink (Prometheus, SQLite, InfluxDB, alerts).
+
+A sink receives results through `submit`, which must return at once: a slow sink keeps
+its own bounded queue and measures itself, it never holds up the probe path (DESIGN §1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from probes.result import ProbeResult
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTransition:
+    """An alert changing state; written to InfluxDB measurement `alert` and the store."""
+
+    at: datetime  # UTC
+    rule: str
+    fingerprint: str
+    state: str  # pending · firing · resolved
+    severity: str
+    labels: dict[str, str] = field(default_factory=dict)
+    value: float | None = None
+    summary: str = ""
+
+
+@runtime_checkable
+class Sink(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    def submit(self, result: ProbeResult) -> None:
+        """Accept one result without blocking (enqueue; drop-oldest when full, counted)."""
+        ...
+
+    def submit_alert(self, transition: AlertTransition) -> None: ...
+
+    async def stop(self, deadline: float) -> None:
+        """Flush what can be flushed within `deadline` seconds, persist the rest."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """{"ok": bool, ...details} for /readyz and /api/v1/status."""
+        ...

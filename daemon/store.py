@@ -1,0 +1,120 @@
+"""The embedded SQLite store (WAL): probe results, daemon state, and room for other
+modules' tables (the InfluxDB spool, alert state). One connection, used from one thread
+at a time behind a lock; writes are small and batched by callers.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from probes.result import ProbeResult
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    target TEXT NOT NULL,
+    started_at_ns INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_target_time ON results(target, started_at_ns);
+CREATE INDEX IF NOT EXISTS results_time ON results(started_at_ns);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+
+def _ns(r: ProbeResult) -> int:
+    return int(r.started_at.timestamp() * 1_000_000) * 1000
+
+
+class Store:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.executescript(_SCHEMA)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """Exclusive use of the connection inside one transaction (for other modules' tables)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            else:
+                self._conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # -- probe results -------------------------------------------------------------
+    def add_results(self, results: list[ProbeResult]) -> None:
+        if not results:
+            return
+        rows = [(r.target, _ns(r), r.outcome.value, json.dumps(r.to_record())) for r in results]
+        with self.transaction() as c:
+            c.executemany(
+                "INSERT INTO results(target, started_at_ns, outcome, record) VALUES (?,?,?,?)", rows
+            )
+
+    def results_since(self, since_unix: float, target: str | None = None) -> list[ProbeResult]:
+        q = "SELECT record FROM results WHERE started_at_ns >= ?"
+        params: list[Any] = [int(since_unix * 1e9)]
+        if target is not None:
+            q += " AND target = ?"
+            params.append(target)
+        q += " ORDER BY started_at_ns"
+        return [ProbeResult.from_record(json.loads(row[0])) for row in self.execute(q, tuple(params))]
+
+    def last_results(self) -> dict[str, ProbeResult]:
+        rows = self.execute(
+            "SELECT r.record FROM results r JOIN (SELECT target, MAX(id) AS id FROM results GROUP BY target) m "
+            "ON r.id = m.id"
+        )
+        out = {}
+        for (rec,) in rows:
+            res = ProbeResult.from_record(json.loads(rec))
+            out[res.target] = res
+        return out
+
+    def prune(self, retention_seconds: float) -> int:
+        cutoff = int((time.time() - retention_seconds) * 1e9)
+        with self.transaction() as c:
+            return c.execute("DELETE FROM results WHERE started_at_ns < ?", (cutoff,)).rowcount
+
+    # -- daemon state (JSON values) -------------------------------------------------
+    def get_state(self, key: str, default: Any = None) -> Any:
+        rows = self.execute("SELECT value FROM kv WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else default
+
+    def put_state(self, key: str, value: Any) -> None:
+        with self.transaction() as c:
+            c.execute(
+                "INSERT INTO kv(key, value, updated_at) VALUES (?,?,?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
+                (key, json.dumps(value), time.time()),
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
