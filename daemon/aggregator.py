@@ -168,7 +168,8 @@ class Aggregator:
         self._series: dict[tuple[str, str], dict[str, WindowedDistribution]] = {}
         self.labels: dict[str, dict[str, str]] = {}
 
-    def observe(self, result: ProbeResult) -> None:
+    def observe(self, result: ProbeResult, at: float | None = None) -> None:
+        """Add a result that completed at `at` (unix; default now). Replays go in time order."""
         key = result.target
         self.labels[key] = {
             "provider": result.provider,
@@ -176,7 +177,7 @@ class Aggregator:
             "probe": result.probe,
             "region": result.region,
         }
-        now = self._clock()  # when the result completed: windows are about recent arrivals
+        now = self._clock() if at is None else at
         for metric in METRICS:
             vals = values_of(result, metric)
             if not vals:

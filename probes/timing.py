@@ -6,6 +6,7 @@ the instant the probe began its request (before DNS/connect).
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -99,7 +100,7 @@ def derive(tl: Timeline) -> Derived:
     ttft = tl.offset(tl.first_token_ns)
     e2e = tl.offset(tl.end_ns)
     stamps = tl.token_stamps
-    itls = tuple((b - a) / NS for a, b in zip(stamps, stamps[1:], strict=False))
+    itls = tuple((b - a) / NS for a, b in itertools.pairwise(stamps))
 
     input_tokens = output_tokens = reasoning_tokens = None
     source = TokensSource.NONE

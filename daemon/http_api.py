@@ -1,0 +1,162 @@
+"""HTTP endpoints: /metrics /healthz /readyz /api/v1/status (+ alert routes) and a status page.
+
+Binds loopback by default. When a bearer token is configured (required off loopback),
+everything but the health endpoints (and /metrics unless metrics_require_auth) needs it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+if TYPE_CHECKING:
+    from daemon.process import Daemon
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_OPEN = frozenset({"/healthz", "/readyz"})
+
+
+def _json(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body, default=str), content_type="application/json")
+
+
+def build_app(daemon: Daemon) -> web.Application:
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        token = daemon.auth_token
+        path = request.path
+        needs = token is not None and path not in _OPEN and not (
+            path == "/metrics" and not daemon.settings.http.metrics_require_auth
+        )
+        if needs:
+            given = request.headers.get("Authorization", "")
+            expected = f"Bearer {token}"
+            if not hmac.compare_digest(given.encode(), expected.encode()):
+                return _json(401, {"error": "missing or invalid bearer token"})
+        return await handler(request)
+
+    app = web.Application(middlewares=[auth])
+
+    async def metrics(_: web.Request) -> web.Response:
+        daemon.refresh_gauges()
+        body = generate_latest(daemon.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        ok, detail = daemon.health()
+        return _json(200 if ok else 503, {"status": "ok" if ok else "unhealthy", **detail})
+
+    async def readyz(_: web.Request) -> web.Response:
+        ok, detail = daemon.readiness()
+        return _json(200 if ok else 503, {"status": "ready" if ok else "not ready", **detail})
+
+    async def status(_: web.Request) -> web.Response:
+        return _json(200, daemon.status())
+
+    async def index(_: web.Request) -> web.Response:
+        return web.Response(text=_page(daemon.status()), content_type="text/html")
+
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/", index)
+    _alert_routes(app, daemon)
+    return app
+
+
+def _alert_routes(app: web.Application, daemon: Daemon) -> None:
+    try:
+        from alerts import http_routes
+    except ImportError:
+        return
+
+    def engine_or_503() -> Any:
+        return daemon.alerts
+
+    async def alerts_get(_: web.Request) -> web.Response:
+        if daemon.alerts is None:
+            return _json(200, {"alerts": []})
+        status, body = http_routes.alerts_get(engine_or_503())
+        return _json(status, body)
+
+    async def silences_get(_: web.Request) -> web.Response:
+        if daemon.alerts is None:
+            return _json(503, {"error": "alerting is disabled"})
+        status, body = http_routes.silences_get(engine_or_503())
+        return _json(status, body)
+
+    async def silences_post(request: web.Request) -> web.Response:
+        if daemon.alerts is None:
+            return _json(503, {"error": "alerting is disabled"})
+        try:
+            body = await request.json()
+        except ValueError:
+            return _json(400, {"error": "body must be JSON"})
+        status, out = http_routes.silences_post(engine_or_503(), body)
+        return _json(status, out)
+
+    async def silence_delete(request: web.Request) -> web.Response:
+        if daemon.alerts is None:
+            return _json(503, {"error": "alerting is disabled"})
+        status, out = http_routes.silence_delete(engine_or_503(), request.match_info["id"])
+        return _json(status, out)
+
+    async def alert_test(request: web.Request) -> web.Response:
+        if daemon.alerts is None:
+            return _json(503, {"error": "alerting is disabled"})
+        result = http_routes.alert_test(engine_or_503(), request.match_info["receiver"])
+        if hasattr(result, "__await__"):
+            result = await result
+        status, out = result
+        return _json(status, out)
+
+    app.router.add_get("/api/v1/alerts", alerts_get)
+    app.router.add_get("/api/v1/silences", silences_get)
+    app.router.add_post("/api/v1/silences", silences_post)
+    app.router.add_delete("/api/v1/silences/{id}", silence_delete)
+    app.router.add_post("/api/v1/alert-test/{receiver}", alert_test)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v * 1000:.0f} ms"
+    return html.escape(str(v))
+
+
+def _page(status: dict[str, Any]) -> str:
+    rows = []
+    for t in status["targets"]:
+        last = t.get("last") or {}
+        q = t.get("quantiles", {}).get("ttft", {}).get("5m", {})
+        state = t.get("state", "unknown")
+        color = {"ok": "#1a7f37", "failing": "#cf222e", "anomalous": "#9a6700"}.get(state, "#57606a")
+        rows.append(
+            f"<tr><td>{html.escape(t['target'])}</td><td style='color:{color}'><b>{html.escape(state)}</b></td>"
+            f"<td>{_fmt(last.get('outcome'))}</td><td>{_fmt(last.get('ttft'))}</td>"
+            f"<td>{_fmt(q.get('0.5'))}</td><td>{_fmt(q.get('0.95'))}</td><td>{_fmt(last.get('e2e'))}</td>"
+            f"<td>{_fmt(last.get('error'))}</td></tr>"
+        )
+    alerts = "".join(
+        f"<li><b>{html.escape(str(a.get('rule')))}</b> {html.escape(json.dumps(a.get('labels', {})))} — "
+        f"{html.escape(str(a.get('summary', '')))}</li>"
+        for a in status.get("alerts", [])
+    ) or "<li>none</li>"
+    return f"""<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
+<title>llm-canary</title><style>body{{font-family:system-ui,sans-serif;margin:2em}}
+table{{border-collapse:collapse}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}}</style></head>
+<body><h1>llm-canary <small>region {html.escape(status['region'])}</small></h1>
+<p>ready: <b>{status['ready']}</b> · targets: {len(status['targets'])} ·
+<a href="/metrics">/metrics</a> · <a href="/api/v1/status">/api/v1/status</a></p>
+<h2>Firing alerts</h2><ul>{alerts}</ul>
+<h2>Targets</h2><table><tr><th>target</th><th>state</th><th>last outcome</th><th>last ttft</th>
+<th>ttft p50 5m</th><th>ttft p95 5m</th><th>last e2e</th><th>error</th></tr>{''.join(rows)}</table>
+</body></html>"""

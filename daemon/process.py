@@ -1,0 +1,469 @@
+"""The always-on daemon: wiring, lifecycle (start, SIGHUP reload, SIGTERM drain) and state."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from daemon import logs
+from daemon.aggregator import WINDOWS, Aggregator
+from daemon.budget import BudgetTracker, probe_cost
+from daemon.collector import Collector
+from daemon.config import ConfigError, Settings, load_settings, read_secret
+from daemon.http_api import build_app
+from daemon.metrics import Metrics, QuantileCollector
+from daemon.scheduler import ProbeScheduler, Scheduled
+from daemon.selfmon import LoopMonitor
+from daemon.simulator_process import SimulatorStartError, simulator_process
+from daemon.sinks.base import AlertTransition, Sink
+from daemon.sinks.sqlite_results import SQLiteResultSink
+from daemon.store import Store
+from probes.result import ProbeResult
+from probes.runner import new_client
+from probes.target import ProbeTarget
+
+log = structlog.get_logger("llm_canary.daemon")
+
+RESTORE_SECONDS = 3600.0
+SAVE_EVERY = 30.0
+SHUTDOWN_DEADLINE = 20.0
+
+
+def _detector_factory() -> Any:
+    try:
+        from daemon import detector
+    except ImportError:
+        return None
+    return detector
+
+
+def _alerts_factory() -> Any:
+    try:
+        from alerts import engine
+    except ImportError:
+        return None
+    return engine
+
+
+def _influx_factory() -> Any:
+    try:
+        from daemon.sinks import influx
+    except ImportError:
+        return None
+    return influx
+
+
+class Daemon:
+    def __init__(self, settings: Settings, config_path: str | None, source: str) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.source = source
+        self.metrics = Metrics()
+        self.aggregator = Aggregator()
+        self.metrics.registry.register(QuantileCollector(self.aggregator.snapshot, self.aggregator.labels.get))
+        self.store = Store(settings.storage.path)
+        self.collector = Collector(self.metrics, settings.scheduler.collector_queue)
+        self.budget = BudgetTracker(settings.budgets, self.metrics)
+        self.loop_monitor = LoopMonitor(self.metrics)
+        self.last: dict[str, ProbeResult] = {}
+        self.sinks: dict[str, Sink] = {}
+        self.detector: Any = None
+        self.alerts: Any = None
+        self.verdicts: dict[tuple[str, str], Any] = {}
+        self.auth_token: str | None = None
+        self.simulator_url: str | None = None
+        self.started_at = datetime.now(UTC)
+        self.scheduler: ProbeScheduler | None = None
+        self._stop = asyncio.Event()
+        self._reload = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._targets: list[ProbeTarget] = []
+
+    # -- wiring --------------------------------------------------------------------
+    def _consume(self, r: ProbeResult) -> None:
+        cost = probe_cost(self.settings, r)
+        self.metrics.observe(r, cost)
+        self.budget.add(r, cost)
+        self.aggregator.observe(r)
+        self.last[r.target] = r
+        if not r.ok:
+            log.warning("probe_failed", target=r.target, outcome=r.outcome.value, error=r.error,
+                        status_code=r.status_code, request_id=r.request_id)
+        else:
+            log.debug("probe_ok", target=r.target, ttft=r.ttft, e2e=r.e2e)
+
+    def _on_transition(self, t: AlertTransition) -> None:
+        for sink in self.sinks.values():
+            try:
+                sink.submit_alert(t)
+            except Exception:
+                log.exception("sink_alert_submit_failed", sink=sink.name)
+
+    def _subscribe_all(self) -> None:
+        self.collector._consumers.clear()
+        self.collector.subscribe("core", self._consume)
+        if self.detector is not None:
+            self.collector.subscribe("detector", self.detector.observe)
+        if self.alerts is not None:
+            self.collector.subscribe("alerts", self.alerts.observe)
+        for name, sink in self.sinks.items():
+            self.collector.subscribe(name, sink.submit)
+
+    def _make_detector(self, settings: Settings) -> Any:
+        mod = _detector_factory()
+        if mod is None:
+            return None
+        cfg = getattr(settings, "detector", None) or mod.DetectorConfig()
+        det = mod.Detector(cfg, store=self.store)
+        try:
+            det.load()
+        except Exception:
+            log.exception("detector_restore_failed")
+        return det
+
+    def _make_alerts(self, settings: Settings) -> Any:
+        mod = _alerts_factory()
+        if mod is None or not settings.alerts.enabled:
+            return None
+        return mod.AlertEngine(
+            settings.alerts,
+            store=self.store,
+            stats=self.aggregator,
+            metrics=self.metrics,
+            region=settings.region,
+            on_transition=self._on_transition,
+        )
+
+    def _make_influx(self, settings: Settings) -> Sink | None:
+        if settings.influxdb is None:
+            return None
+        mod = _influx_factory()
+        if mod is None:
+            log.error("influxdb_sink_unavailable")
+            return None
+        sink: Sink = mod.InfluxSink(settings.influxdb, self.store, self.metrics)
+        return sink
+
+    def _jobs(self, settings: Settings, targets: list[ProbeTarget]) -> list[Scheduled]:
+        rates = {p.name: p.rate_limit_per_minute for p in settings.providers}
+        return [
+            Scheduled(
+                target=t,
+                interval=settings.interval_for(t.provider.name, t.model),
+                jitter=settings.defaults.jitter,
+                rate_per_minute=rates.get(t.provider.name),
+            )
+            for t in targets
+        ]
+
+    # -- restore -------------------------------------------------------------------
+    def _restore(self) -> None:
+        now = time.time()
+        results = self.store.results_since(now - RESTORE_SECONDS)
+        keys = {t.key for t in self._targets}
+        for r in results:
+            if r.target in keys:
+                self.aggregator.observe(r, at=r.started_at.timestamp() + (r.e2e or 0.0))
+                self.last[r.target] = r
+        self.budget.restore(self.store.get_state("budget"))
+        if results:
+            log.info("state_restored", results=len(results), targets=len({r.target for r in results}))
+
+    def _save_state(self) -> None:
+        self.store.put_state("budget", self.budget.state())
+        if self.detector is not None:
+            self.detector.save()
+
+    # -- periodic work -------------------------------------------------------------
+    async def _evaluate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.alerts.evaluation_interval)
+            try:
+                await self._evaluate_once()
+            except Exception:
+                log.exception("evaluation_failed")
+
+    async def _evaluate_once(self) -> None:
+        if self.detector is not None:
+            self.verdicts = self.detector.evaluate()
+            for (target, metric), v in self.verdicts.items():
+                lab = self.aggregator.labels.get(target)
+                if lab is not None:
+                    self.metrics.anomaly.labels(lab["provider"], lab["model"], lab["probe"], lab["region"], metric).set(v.score)
+        if self.alerts is not None:
+            if hasattr(self.alerts, "set_verdicts"):
+                self.alerts.set_verdicts(self.verdicts)
+            await self.alerts.evaluate()
+
+    async def _save_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SAVE_EVERY)
+            try:
+                await asyncio.to_thread(self._save_state)
+            except Exception:
+                log.exception("state_save_failed")
+
+    def refresh_gauges(self) -> None:
+        self.metrics.queue_depth.labels("collector").set(self.collector.depth())
+        for name, sink in self.sinks.items():
+            depth = getattr(sink, "depth", None)
+            if callable(depth):
+                self.metrics.queue_depth.labels(name).set(depth())
+
+    # -- endpoints -----------------------------------------------------------------
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        alive = self.loop_monitor.alive()
+        return alive, {"event_loop_lag_seconds": round(self.loop_monitor.lag, 6)}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        sched = self.scheduler
+        running = sched is not None and sched.running
+        total = len(self._targets)
+        done = len(sched.completed) if sched else 0
+        sinks = {name: s.health() for name, s in self.sinks.items()}
+        degraded = sorted(n for n, h in sinks.items() if not h.get("ok", True))
+        ready = running and done >= total
+        return ready, {
+            "config": self.source,
+            "scheduler_running": running,
+            "first_cycle_done": done >= total,
+            "targets_probed": done,
+            "targets": total,
+            "sinks": sinks,
+            "degraded_sinks": degraded,
+        }
+
+    def _state_of(self, key: str) -> str:
+        last = self.last.get(key)
+        if last is None:
+            return "pending"
+        if not last.ok:
+            return "failing"
+        if any(v.anomalous for (t, _m), v in self.verdicts.items() if t == key):
+            return "anomalous"
+        return "ok"
+
+    def status(self) -> dict[str, Any]:
+        ready, detail = self.readiness()
+        targets = []
+        for t in self._targets:
+            key = t.key
+            quant: dict[str, dict[str, dict[str, float]]] = {}
+            for metric in ("ttft", "ttft_content", "e2e", "itl", "tpot", "output_tps"):
+                for window in WINDOWS:
+                    qs = self.aggregator.quantiles(key, metric, window, (0.5, 0.95, 0.99))
+                    if qs:
+                        quant.setdefault(metric, {})[window] = {f"{q:g}": v for q, v in qs.items()}
+            last = self.last.get(key)
+            anomalies = [
+                {k: getattr(v, k, None) for k in ("metric", "score", "anomalous", "effect", "baseline", "recent")}
+                for (tk, _m), v in self.verdicts.items() if tk == key
+            ]
+            targets.append({
+                "target": key,
+                "labels": t.labels,
+                "kind": t.provider.kind,
+                "interval": self.settings.interval_for(t.provider.name, t.model),
+                "state": self._state_of(key),
+                "last": None if last is None else last.to_json_dict(),
+                "quantiles": quant,
+                "anomalies": anomalies,
+            })
+        alerts = self.alerts.firing() if self.alerts is not None else []
+        return {
+            "region": self.settings.region,
+            "started_at": self.started_at.isoformat(),
+            "ready": ready,
+            "readiness": detail,
+            "event_loop_lag_seconds": self.loop_monitor.lag,
+            "budget": {**self.budget.state(), "paused": self.budget.exhausted()},
+            "targets": targets,
+            "alerts": alerts,
+        }
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload.set)
+        s = self.settings
+        self.auth_token = (
+            t.get() if (t := read_secret(s.http.auth_token_env, s.http.auth_token_file, "http.auth_token")) else None
+        )
+        async with AsyncExitStack() as stack:
+            if s.simulator.enabled:
+                try:
+                    self.simulator_url = await stack.enter_async_context(simulator_process(s.simulator))
+                except SimulatorStartError as exc:
+                    log.error("simulator_start_failed", error=str(exc))
+                    return 1
+                log.info("simulator_started", url=self.simulator_url)
+            self._targets = s.targets(self.simulator_url)
+            client = await stack.enter_async_context(new_client())
+            self.loop_monitor.start()
+            self._restore()
+            self.detector = self._make_detector(s)
+            self.alerts = self._make_alerts(s)
+            self.sinks["sqlite"] = SQLiteResultSink(self.store, self.metrics, s.storage.retention)
+            influx = self._make_influx(s)
+            if influx is not None:
+                self.sinks["influxdb"] = influx
+            for sink in self.sinks.values():
+                await sink.start()
+            if self.alerts is not None:
+                await self.alerts.start()
+            self._subscribe_all()
+            self.collector.start()
+
+            runner = web.AppRunner(build_app(self), access_log=None)
+            await runner.setup()
+            site = web.TCPSite(runner, s.http.host, s.http.port)
+            try:
+                await site.start()
+            except OSError as exc:
+                log.error("http_listen_failed", listen=s.http.listen, error=exc.strerror)
+                await runner.cleanup()
+                return 1
+
+            self.scheduler = ProbeScheduler(
+                client, self.metrics, self.collector.put, self.budget,
+                s.scheduler.max_concurrency, s.scheduler.degraded_interval,
+            )
+            self.scheduler.set_jobs(self._jobs(s, self._targets))
+            self.scheduler.start()
+            self._tasks = [
+                asyncio.create_task(self._evaluate_loop(), name="evaluate"),
+                asyncio.create_task(self._save_loop(), name="save-state"),
+            ]
+            log.info("daemon_started", config=self.source, listen=s.http.listen, targets=len(self._targets),
+                     region=s.region, url=f"http://{s.http.listen}/")
+            while not self._stop.is_set():
+                reload_wait = asyncio.create_task(self._reload.wait())
+                stop_wait = asyncio.create_task(self._stop.wait())
+                await asyncio.wait({reload_wait, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+                reload_wait.cancel()
+                stop_wait.cancel()
+                if self._reload.is_set() and not self._stop.is_set():
+                    self._reload.clear()
+                    await self.reload()
+            await self._shutdown(runner)
+        return 0
+
+    async def reload(self) -> None:
+        path = self.config_path
+        try:
+            new = load_settings(path if path is not None else self.source)
+            problems = new.check_secrets()
+            if problems:
+                raise ConfigError([f"{self.source}: {p}" for p in problems])
+            targets = new.targets(self.simulator_url if new.simulator.enabled else None)
+        except ConfigError as exc:
+            self.metrics.config_reloads.labels("rejected").inc()
+            log.error("config_reload_rejected", errors=exc.lines, keeping="previous config")
+            return
+        except ValueError as exc:
+            self.metrics.config_reloads.labels("rejected").inc()
+            log.error("config_reload_rejected", errors=[str(exc)], keeping="previous config")
+            return
+        old = self.settings
+        if new.http != old.http or new.storage != old.storage or new.simulator != old.simulator:
+            log.warning("config_reload_needs_restart", keys="http/storage/simulator changes take effect on restart")
+        self.settings = new
+        self._targets = targets
+        assert self.scheduler is not None
+        diff = self.scheduler.set_jobs(self._jobs(new, targets))
+        keep = {t.key for t in targets}
+        for key in diff["removed"]:
+            lab = self.aggregator.labels.get(key)
+            if lab is not None:
+                self.metrics.forget(lab)
+            self.last.pop(key, None)
+        self.aggregator.forget(keep)
+        if self.detector is not None and hasattr(self.detector, "forget"):
+            self.detector.forget(keep)
+        self.budget.budgets = new.budgets
+        if new.alerts != old.alerts:
+            if self.alerts is not None:
+                await self.alerts.stop(5.0)
+            self.alerts = self._make_alerts(new)
+            if self.alerts is not None:
+                await self.alerts.start()
+        elif self.alerts is not None and hasattr(self.alerts, "targets_known"):
+            self.alerts.targets_known(keep)
+        if new.influxdb != old.influxdb:
+            old_sink = self.sinks.pop("influxdb", None)
+            if old_sink is not None:
+                await old_sink.stop(5.0)
+            sink = self._make_influx(new)
+            if sink is not None:
+                self.sinks["influxdb"] = sink
+                await sink.start()
+        self._subscribe_all()
+        self.metrics.config_reloads.labels("applied").inc()
+        log.info("config_reloaded", **{k: len(v) for k, v in diff.items()}, targets=len(targets))
+
+    async def _shutdown(self, runner: web.AppRunner) -> None:
+        log.info("daemon_stopping", in_flight=self.scheduler.in_flight() if self.scheduler else 0)
+        deadline = time.monotonic() + SHUTDOWN_DEADLINE
+        if self.scheduler is not None:
+            self.scheduler.pause()
+            cancelled = await self.scheduler.drain(min(self.settings.defaults.timeout, SHUTDOWN_DEADLINE / 2))
+            if cancelled:
+                log.warning("probes_cancelled_at_shutdown", count=cancelled)
+        for t in self._tasks:
+            t.cancel()
+        await self.collector.drain(max(0.5, deadline - time.monotonic()))
+        await self.collector.stop()
+        if self.alerts is not None:
+            try:
+                await self.alerts.stop(max(0.5, deadline - time.monotonic()))
+            except Exception:
+                log.exception("alerts_stop_failed")
+        for sink in self.sinks.values():
+            try:
+                await sink.stop(max(0.5, deadline - time.monotonic()))
+            except Exception:
+                log.exception("sink_stop_failed", sink=sink.name)
+        try:
+            self._save_state()
+        except Exception:
+            log.exception("state_save_failed")
+        await self.loop_monitor.stop()
+        await runner.cleanup()
+        self.store.close()
+        log.info("daemon_stopped")
+
+
+def run_daemon(config_path: str | None, demo_path: Path) -> int:
+    logs.configure()
+    source = config_path or str(demo_path)
+    try:
+        settings = load_settings(source)
+    except ConfigError as exc:
+        for line in exc.lines:
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+    problems = settings.check_secrets()
+    if problems:
+        for p in problems:
+            print(f"error: {source}: {p}", file=sys.stderr)
+        return 2
+    if config_path is None:
+        print(
+            f"llm-canary: no -c given: running the built-in demo against the bundled simulator.\n"
+            f"  status page  http://{settings.http.listen}/\n"
+            f"  metrics      http://{settings.http.listen}/metrics\n"
+            f"  status JSON  http://{settings.http.listen}/api/v1/status",
+            file=sys.stderr,
+        )
+    return asyncio.run(Daemon(settings, config_path, source).run())
