@@ -113,7 +113,10 @@ class ProbeScheduler:
                 lim = self._limits.get(job.target.provider.name)
                 if lim is None or abs(lim.spacing - 60 / job.rate_per_minute) > 1e-9:
                     self._limits[job.target.provider.name] = ProviderRateLimit(job.rate_per_minute)
-            self._add(job, first_delay=random.uniform(0, min(job.interval, 5.0) if old is None else job.interval))
+            # Spread first runs over one interval so a thousand targets don't fire together
+            # (jitter 0 means "on the dot": tests and deliberate lock-step probing).
+            spread = job.interval if job.jitter else 0.0
+            self._add(job, first_delay=random.uniform(0, spread) if old is None else job.interval)
         self._metrics.targets.set(len(self.jobs))
         return {"added": added, "removed": removed, "changed": changed}
 
@@ -121,12 +124,10 @@ class ProbeScheduler:
         every = interval or job.interval
         self._sched.add_job(
             self._run,
-            IntervalTrigger(
-                seconds=every,
-                jitter=every * job.jitter if job.jitter else None,
-                start_date=datetime.now(UTC) + timedelta(seconds=first_delay),
-                timezone=UTC,
-            ),
+            IntervalTrigger(seconds=every, jitter=every * job.jitter if job.jitter else None, timezone=UTC),
+            # An explicit first run: a trigger start_date in the past (jobs added before the
+            # scheduler starts) would make apscheduler wait a whole interval instead.
+            next_run_time=datetime.now(UTC) + timedelta(seconds=first_delay),
             args=[job.target.key],
             id=job.target.key,
             max_instances=1,

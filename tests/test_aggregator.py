@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from daemon.aggregator import PROMOTE, Aggregator, WindowedDistribution
+from probes.result import Outcome
+from tests.factories import result
+
+
+class Clock:
+    def __init__(self, t: float = 1_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_small_windows_are_exact() -> None:
+    w = WindowedDistribution(60)
+    vals = [0.1, 0.2, 0.3, 0.4, 1.0]
+    for i, v in enumerate(vals):
+        w.add(v, 1000 + i)
+    q = w.quantiles([0.5, 0.95], 1005)
+    assert q is not None
+    assert q[0.5] == pytest.approx(np.quantile(vals, 0.5))
+    assert q[0.95] == pytest.approx(np.quantile(vals, 0.95))
+
+
+def test_large_windows_use_hdr_within_one_percent() -> None:
+    rng = random.Random(7)
+    w = WindowedDistribution(60)
+    vals = [rng.lognormvariate(-3.5, 0.6) for _ in range(PROMOTE * 20)]
+    for i, v in enumerate(vals):
+        w.add(v, 1000 + i * 50 / len(vals))
+    q = w.quantiles([0.5, 0.99], 1050)
+    assert q is not None
+    for p in (0.5, 0.99):
+        assert q[p] == pytest.approx(np.quantile(vals, p), rel=0.02)
+
+
+def test_window_slides_old_values_out() -> None:
+    clock = Clock()
+    agg = Aggregator(clock)
+    agg.observe(result(5.0))
+    clock.t += 30
+    agg.observe(result(0.5))
+    assert agg.stat("p/m/short", "ttft", "max", 60) == 5.0
+    clock.t += 61
+    agg.observe(result(0.4))
+    # 91 s later the 5.0 has left the 1m window (slices of 10 s), the 0.5 has not yet
+    assert agg.stat("p/m/short", "ttft", "max", 60) == 0.5
+    clock.t += 120
+    assert agg.stat("p/m/short", "ttft", "max", 60) is None
+    # the 5m and 1h windows still hold them all
+    assert agg.stat("p/m/short", "ttft", "max", 300) == 5.0
+    assert agg.stat("p/m/short", "ttft", "min", 3600) == 0.4
+    clock.t += 400
+    assert agg.stat("p/m/short", "ttft", "max", 300) is None
+    assert agg.stat("p/m/short", "ttft", "max", 3600) == 5.0
+
+
+def test_failed_probes_do_not_pollute_latency() -> None:
+    agg = Aggregator(Clock())
+    agg.observe(result(0.3))
+    agg.observe(result(29.0, outcome=Outcome.TIMEOUT))
+    assert agg.stat("p/m/short", "ttft", "max", 300) == 0.3
+    assert agg.count("p/m/short", "ttft", 300) == 1
+
+
+def test_itl_counts_every_gap_and_snapshot_has_all_windows() -> None:
+    agg = Aggregator(Clock())
+    agg.observe(result(0.3, itls=(0.01, 0.02, 0.03)))
+    assert agg.count("p/m/short", "itl", 60) == 3
+    snap = {(t, m, w) for t, m, w, _ in agg.snapshot()}
+    assert ("p/m/short", "itl", "1h") in snap and ("p/m/short", "ttft", "1m") in snap
+
+
+def test_forget_drops_removed_targets() -> None:
+    agg = Aggregator(Clock())
+    agg.observe(result(0.3, model="a"))
+    agg.observe(result(0.3, model="b"))
+    agg.forget({"p/a/short"})
+    assert agg.targets() == ["p/a/short"]
+    assert agg.stat("p/b/short", "ttft", "p50", 60) is None

@@ -1,0 +1,111 @@
+"""Scheduler behaviour with a stand-in probe (the real probe path is tested elsewhere)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import daemon.scheduler as sched_mod
+from daemon.budget import BudgetTracker
+from daemon.config import Budgets
+from daemon.metrics import Metrics
+from daemon.scheduler import ProbeScheduler, ProviderRateLimit, Scheduled
+from probes.result import ProbeResult
+from probes.target import ProbeSpec, ProbeTarget, ProviderSpec
+from tests.factories import result
+
+
+def target(model: str, provider: str = "p") -> ProbeTarget:
+    return ProbeTarget(ProviderSpec(provider, "openai", "http://127.0.0.1:9"), model, ProbeSpec())
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    v = metrics.registry.get_sample_value(name, labels)
+    return 0.0 if v is None else v
+
+
+@pytest.fixture
+def fake_probe(monkeypatch: pytest.MonkeyPatch) -> dict[str, float]:
+    delays: dict[str, float] = {}
+    running: dict[str, int] = {}
+
+    async def run_probe(client: object, t: ProbeTarget) -> ProbeResult:
+        running[t.key] = running.get(t.key, 0) + 1
+        assert running[t.key] == 1, "two probes of one target at once"
+        await asyncio.sleep(delays.get(t.model, 0.01))
+        running[t.key] -= 1
+        return result(0.1, provider=t.provider.name, model=t.model)
+
+    monkeypatch.setattr(sched_mod, "run_probe", run_probe)
+    return delays
+
+
+async def test_overlapping_runs_are_skipped_and_counted(fake_probe: dict[str, float]) -> None:
+    m = Metrics()
+    got: list[ProbeResult] = []
+    fake_probe["slow"] = 0.7
+    s = ProbeScheduler(None, m, got.append, BudgetTracker(Budgets(), m), max_concurrency=10)  # type: ignore[arg-type]
+    s.set_jobs([Scheduled(target("slow"), interval=0.2, jitter=0), Scheduled(target("fast"), interval=0.2, jitter=0)])
+    s.start()
+    await asyncio.sleep(2.0)
+    s.pause()
+    await s.drain(2)
+    slow = [r for r in got if r.model == "slow"]
+    fast = [r for r in got if r.model == "fast"]
+    assert 1 <= len(slow) <= 3
+    assert len(fast) >= 5
+    assert sample(m, "llm_canary_probes_skipped_total", provider="p", model="slow", probe="short",
+                  region="local", reason="overlap") >= 1
+    assert sample(m, "llm_canary_scheduler_lag_seconds_count") >= len(got) - 1
+
+
+async def test_global_concurrency_limit_shows_as_lag(fake_probe: dict[str, float]) -> None:
+    m = Metrics()
+    got: list[ProbeResult] = []
+    for i in range(6):
+        fake_probe[f"m{i}"] = 0.5
+    s = ProbeScheduler(None, m, got.append, BudgetTracker(Budgets(), m), max_concurrency=2)  # type: ignore[arg-type]
+    s.set_jobs([Scheduled(target(f"m{i}"), interval=10, jitter=0) for i in range(6)])
+    s.start()
+    await asyncio.sleep(3.5)
+    s.pause()
+    await s.drain(2)
+    assert len(got) == 6
+    # 6 probes of 0.5 s through 2 slots: the last ones start >= 1 s late, and that is measured
+    assert max(s.lag_samples) >= 0.9
+
+
+async def test_budget_pauses_probing(fake_probe: dict[str, float]) -> None:
+    m = Metrics()
+    got: list[ProbeResult] = []
+    budget = BudgetTracker(Budgets(daily_tokens=50), m)
+    s = ProbeScheduler(None, m, lambda r: (got.append(r), budget.add(r, None)), budget, max_concurrency=4)  # type: ignore[arg-type]
+    s.set_jobs([Scheduled(target("a"), interval=0.2, jitter=0)])
+    s.start()
+    await asyncio.sleep(1.6)
+    s.pause()
+    await s.drain(1)
+    # each fake result costs 30 tokens: the second one crosses 50, then probing pauses
+    assert len(got) == 2
+    assert sample(m, "llm_canary_budget_paused", budget="tokens") == 1
+    assert sample(m, "llm_canary_probes_skipped_total", provider="p", model="a", probe="short",
+                  region="local", reason="budget_tokens") >= 1
+
+
+def test_rate_limit_spaces_starts() -> None:
+    lim = ProviderRateLimit(per_minute=120)
+    waits = [lim.reserve() for _ in range(4)]
+    assert waits[0] == pytest.approx(0, abs=0.01)
+    assert waits[3] == pytest.approx(1.5, abs=0.05)
+
+
+async def test_set_jobs_diff_keeps_unchanged(fake_probe: dict[str, float]) -> None:
+    m = Metrics()
+    s = ProbeScheduler(None, m, lambda r: None, BudgetTracker(Budgets(), m), max_concurrency=4)  # type: ignore[arg-type]
+    a, b = Scheduled(target("a"), 60, 0.1), Scheduled(target("b"), 60, 0.1)
+    assert s.set_jobs([a, b])["added"] == ["p/a/short", "p/b/short"]
+    diff = s.set_jobs([a, Scheduled(target("b"), 30, 0.1), Scheduled(target("c"), 60, 0.1)])
+    assert diff == {"added": ["p/c/short"], "removed": [], "changed": ["p/b/short"]}
+    assert s.set_jobs([a])["removed"] == ["p/b/short", "p/c/short"]
+    assert sample(m, "llm_canary_targets") == 1
