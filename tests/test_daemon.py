@@ -1,0 +1,177 @@
+"""The daemon as a subprocess against the bundled simulator, scraped by a real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import DaemonProcess, wait_http
+from tests.servers import Prometheus, need
+
+CONFIG = """
+region: test-1
+http: {listen: "127.0.0.1:{port}"}
+storage: {path: "{tmp}/state.db", retention: 1d}
+simulator: {enabled: true}
+defaults: {interval: 1s, timeout: 10s, jitter: 10%, probe: short}
+alerts: {enabled: false}
+providers:
+  - name: sim-openai
+    kind: openai_compatible
+    base_url: "{simulator}/v1"
+    models: [fast-a, fast-b]
+  - name: sim-anthropic
+    kind: anthropic
+    base_url: "{simulator}/v1"
+    models: [claude-x]
+"""
+
+
+def status(d: DaemonProcess, token: str | None = None) -> dict:  # type: ignore[type-arg]
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    r = httpx.get(d.url + "/api/v1/status", headers=headers, timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_prometheus_scrapes_expected_series(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    need("prometheus")
+    d = daemon_factory(CONFIG)
+    d.wait_ready()
+    prom = Prometheus(tmp_path / "prom", [f"127.0.0.1:{d.port}"])
+    try:
+        res = prom.wait_query('sum by (provider, model, outcome) (rate(llm_canary_probes_total{outcome="ok"}[15s])) > 0', 40, 3)
+        assert {(r["metric"]["provider"], r["metric"]["model"]) for r in res} == {
+            ("sim-openai", "fast-a"), ("sim-openai", "fast-b"), ("sim-anthropic", "claude-x")}
+        q = prom.wait_query(
+            "histogram_quantile(0.95, sum by (le, provider, model) (rate(llm_canary_probe_ttft_seconds_bucket[15s])))", 20, 3)
+        for r in q:
+            v = float(r["value"][1])
+            assert 0 < v < 10, r
+        up = prom.query('llm_canary_probe_success{region="test-1"}')
+        assert len(up) == 3 and all(r["value"][1] == "1" for r in up)
+        quant = prom.wait_query('llm_canary_latency_quantile_seconds{metric="ttft",quantile="0.95",window="1m"}', 10, 3)
+        assert all(float(r["value"][1]) > 0 for r in quant)
+        for name in ("llm_canary_scheduler_lag_seconds_count", "llm_canary_event_loop_lag_seconds",
+                     "llm_canary_queue_depth", "llm_canary_probe_phase_seconds_bucket"):
+            assert prom.query(name), name
+    finally:
+        prom.stop()
+    # promtool agrees the exposition is clean
+    text = httpx.get(d.url + "/metrics").text
+    promtool = need("promtool")
+    out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # the status API carries the last result and the window quantiles of every target
+    st = status(d)
+    assert st["ready"] is True
+    by_key = {t["target"]: t for t in st["targets"]}
+    assert set(by_key) == {"sim-openai/fast-a/short", "sim-openai/fast-b/short", "sim-anthropic/claude-x/short"}
+    for t in by_key.values():
+        assert t["last"]["outcome"] == "ok"
+        assert t["quantiles"]["ttft"]["1m"]["0.5"] > 0
+    assert d.stop() == 0
+
+
+def test_sigterm_drains_in_flight_probe_and_exits_0(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    cfg = CONFIG.replace("interval: 1s", "interval: 30s").replace(
+        "models: [claude-x]", "models: [claude-x]\n    headers: {x-sim-ttft: 2500ms}")
+    d = daemon_factory(cfg.replace("jitter: 10%", "jitter: 0"))
+    # all three probes start immediately; the anthropic one takes >= 2.5 s
+    time.sleep(1.5)
+    wait_http(d.url + "/healthz", 10)
+    t0 = time.monotonic()
+    rc = d.stop(signal.SIGTERM)
+    took = time.monotonic() - t0
+    assert rc == 0, d.logs()[-2000:]
+    assert took < 15
+    db = sqlite3.connect(Path(d.config).parent / "state.db")
+    rows = db.execute("SELECT target, outcome FROM results").fetchall()
+    assert ("sim-anthropic/claude-x/short", "ok") in rows, (rows, d.logs()[-3000:])
+    logs = d.logs()
+    assert "daemon_stopped" in logs
+
+
+def test_sighup_reload_adds_removes_and_keeps_histograms(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    d = daemon_factory(CONFIG)
+    d.wait_ready()
+    time.sleep(2)
+
+    def ttft_count(model: str) -> float:
+        text = httpx.get(d.url + "/metrics").text
+        for line in text.splitlines():
+            if line.startswith("llm_canary_probe_ttft_seconds_count{") and f'model="{model}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = ttft_count("fast-a")
+    assert before >= 1
+    new = Path(d.config).read_text().replace("models: [fast-a, fast-b]", "models: [fast-a, fast-c]")
+    Path(d.config).write_text(new.replace(str(d.port), str(d.port)))
+    d.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    keys: set[str] = set()
+    while time.monotonic() < deadline:
+        keys = {t["target"] for t in status(d)["targets"]}
+        if "sim-openai/fast-c/short" in keys:
+            break
+        time.sleep(0.3)
+    assert keys == {"sim-openai/fast-a/short", "sim-openai/fast-c/short", "sim-anthropic/claude-x/short"}
+    assert ttft_count("fast-a") >= before  # unchanged target keeps its histogram
+    time.sleep(2.5)
+    assert ttft_count("fast-b") == 0  # removed target's series are gone
+    assert ttft_count("fast-c") >= 1
+
+    # an invalid new config is rejected; the old one keeps running
+    Path(d.config).write_text(new.replace("kind: anthropic", "kind: antropic"))
+    d.proc.send_signal(signal.SIGHUP)
+    time.sleep(1.5)
+    assert "config_reload_rejected" in d.logs()
+    assert "antropic" in d.logs()
+    assert {t["target"] for t in status(d)["targets"]} == keys
+    assert d.proc.poll() is None
+    assert d.stop() == 0
+
+
+def test_restart_restores_aggregates(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    d = daemon_factory(CONFIG)
+    d.wait_ready()
+    time.sleep(2)
+    assert d.stop() == 0
+    cfg = Path(d.config).read_text().replace("interval: 1s", "interval: 1h").replace("jitter: 10%", "jitter: 100%")
+    d2 = daemon_factory(cfg, name="again")
+    wait_http(d2.url + "/healthz", 30, proc=d2.proc)
+    st = status(d2)
+    restored = {t["target"]: t for t in st["targets"]}
+    # no probe has run yet in the new process (interval 1h, spread over it), yet quantiles are there
+    assert all(t["quantiles"].get("ttft", {}).get("1h") for t in restored.values()), restored
+    assert all(t["last"] is not None for t in restored.values())
+
+
+def test_bearer_token_guards_everything_but_health(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    cfg = CONFIG.replace('http: {listen: "127.0.0.1:{port}"}',
+                         'http: {listen: "127.0.0.1:{port}", auth_token_env: CANARY_TEST_TOKEN, metrics_require_auth: true}')
+    d = daemon_factory(cfg, env={"CANARY_TEST_TOKEN": "s3cret-token-value"})
+    wait_http(d.url + "/healthz", 30, proc=d.proc)
+    assert httpx.get(d.url + "/api/v1/status").status_code == 401
+    assert httpx.get(d.url + "/metrics").status_code == 401
+    assert httpx.get(d.url + "/api/v1/status", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert status(d, "s3cret-token-value")["region"] == "test-1"
+    assert httpx.get(d.url + "/readyz").status_code in (200, 503)
+    assert "s3cret-token-value" not in d.logs()
+
+
+def test_status_json_is_stable(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    d = daemon_factory(CONFIG)
+    d.wait_ready()
+    st = status(d)
+    last = st["targets"][0]["last"]
+    assert set(last) >= {"ttft", "e2e", "outcome", "started_at", "output_tokens"}
+    json.dumps(st)
