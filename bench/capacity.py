@@ -1,0 +1,162 @@
+"""Capacity: 1,000 targets at one probe a minute (time-compressed) plus a burst of 200
+concurrent streams, against the simulator in another process.
+
+Prints scheduler lag p99, ttft error p99 (our started_at + ttft against the simulator's
+own write time of the first token), CPU seconds per probe and peak RSS; exits 1 when a
+target is missed. Targets: lag p99 <= 50 ms, ttft error p99 <= 2 ms, <= 2 ms CPU per
+64-token probe, peak RSS <= 150 MB.
+
+    .venv/bin/python bench/capacity.py [--targets 1000] [--compress 10] [--duration 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from daemon.config import Settings  # noqa: E402
+from daemon.process import Daemon  # noqa: E402
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
+
+
+def start_simulator(truth: Path, scenario: Path) -> tuple[subprocess.Popen[bytes], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "probes.simulator", "--port", "0", "--scenario", str(scenario),
+         "--truth-log", str(truth)],
+        stdout=subprocess.PIPE, cwd=REPO,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return proc, "http://" + json.loads(line)["listening"]
+
+
+def settings_for(url: str, n_targets: int, interval: float, state: Path, port: int) -> Settings:
+    per_provider = 50
+    providers = []
+    for p in range(0, n_targets, per_provider):
+        models = [f"cap-{i}" for i in range(p, min(n_targets, p + per_provider))]
+        providers.append({"name": f"sim{p // per_provider}", "kind": "openai_compatible",
+                          "base_url": f"{url}/v1", "models": models})
+    return Settings(
+        region="bench",
+        http={"listen": f"127.0.0.1:{port}"},
+        storage={"path": str(state), "retention": "1d"},
+        defaults={"interval": interval, "timeout": "20s", "jitter": "10%", "probe": "bench"},
+        probes=[{"name": "bench", "prompt": "Reply with exactly one word: pong", "max_tokens": 64,
+                 "expect": {"contains": "pong"}}],
+        providers=providers,
+        scheduler={"max_concurrency": 400},
+        alerts={"enabled": False},
+    )
+
+
+async def run(args: argparse.Namespace) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="llm-canary-capacity-"))
+    truth = tmp / "truth.jsonl"
+    scenario = tmp / "scenario.yaml"
+    scenario.write_text(
+        "defaults: {ttft: 300ms, itl: 15ms, jitter: 10%, tokens: 64}\n"
+    )
+    sim, url = start_simulator(truth, scenario)
+    interval = 60.0 / args.compress
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings = settings_for(url, args.targets, interval, tmp / "state.db", port)
+    daemon = Daemon(settings, None, "bench")
+    results = []
+    daemon_task = asyncio.create_task(daemon.run())
+    await asyncio.sleep(0.5)
+    daemon.collector.subscribe("bench", results.append)
+    cpu0 = time.process_time()
+    t0 = time.monotonic()
+    await asyncio.sleep(args.duration / 2)
+    # the burst: 200 extra concurrent streams through the same client while probing goes on
+    from probes.runner import new_client, run_probe
+
+    burst_targets = daemon._targets[:200]
+    async with new_client() as client:
+        burst = await asyncio.gather(*(run_probe(client, t) for t in burst_targets))
+    await asyncio.sleep(max(0.0, args.duration - (time.monotonic() - t0)))
+    cpu = time.process_time() - cpu0
+    lags = list(daemon.scheduler.lag_samples) if daemon.scheduler else []
+    daemon._stop.set()
+    await daemon_task
+    sim.terminate()
+    sim.wait(10)
+
+    all_results = results + list(burst)
+    ok = [r for r in all_results if r.ok]
+    first_token: dict[str, int] = {}
+    with truth.open() as fh:
+        for line in fh:
+            rec = json.loads(line)
+            if rec.get("event") in ("first_token", "token") and rec.get("request_id") not in first_token:
+                first_token[rec["request_id"]] = int(rec["t_ns"])
+    errors = []
+    for r in ok:
+        wrote = first_token.get(r.request_id or "")
+        if wrote is None or r.ttft is None:
+            continue
+        ours = r.started_at.timestamp() * 1e9 + r.ttft * 1e9
+        errors.append((ours - wrote) / 1e6)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    probes = len(all_results)
+    cpu_ms = cpu * 1000 / max(1, probes)
+    lag_p99 = pct(lags, 0.99) * 1000
+    err_p99 = pct([abs(e) for e in errors], 0.99)
+    print(f"targets={args.targets} interval={interval:g}s duration={args.duration}s probes={probes} ok={len(ok)} "
+          f"burst={len(burst)} (ok {sum(r.ok for r in burst)})")
+    print(f"scheduler lag  p50={pct(lags, 0.5) * 1000:.1f} ms  p99={lag_p99:.1f} ms  max={max(lags or [0]) * 1000:.1f} ms  (target p99 <= 50 ms)")
+    print(f"ttft error     p50={pct([abs(e) for e in errors], 0.5):.3f} ms  p99={err_p99:.3f} ms  n={len(errors)}  (target p99 <= 2 ms)")
+    print(f"cpu per probe  {cpu_ms:.2f} ms  (target <= 2 ms per 64-token probe)")
+    print(f"peak RSS       {rss_mb:.0f} MB  (target <= 150 MB)")
+    missed = []
+    if lag_p99 > 50:
+        missed.append("scheduler lag")
+    if err_p99 > 2:
+        missed.append("ttft error")
+    if cpu_ms > 2:
+        missed.append("cpu per probe")
+    if rss_mb > 150:
+        missed.append("rss")
+    if missed:
+        print("MISSED: " + ", ".join(missed))
+        return 1
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--targets", type=int, default=1000)
+    ap.add_argument("--compress", type=float, default=10.0, help="time compression (60s interval / N)")
+    ap.add_argument("--duration", type=float, default=60.0)
+    args = ap.parse_args()
+    os.environ.setdefault("LLM_CANARY_LOG_LEVEL", "warning")
+    from daemon import logs
+
+    logs.configure("warning", json=True)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
