@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import structlog
@@ -22,7 +21,7 @@ def probe_cost(settings: Settings, r: ProbeResult) -> float | None:
 
 
 class BudgetTracker:
-    def __init__(self, budgets: Budgets, metrics: Metrics, clock: type[time] | None = None) -> None:
+    def __init__(self, budgets: Budgets, metrics: Metrics) -> None:
         self.budgets = budgets
         self._metrics = metrics
         self.day = self._today()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import TextIO
 
@@ -13,6 +14,8 @@ from daemon.simulator_process import simulator_process
 from probes.result import ProbeResult
 from probes.runner import new_client, run_probe
 from probes.target import ProbeTarget
+
+Emit = Callable[[ProbeResult], None]
 
 
 class TargetSelectionError(ValueError):
@@ -47,7 +50,7 @@ async def run_probes(
     wanted: list[str],
     count: int,
     concurrency: int,
-    emit: callable,  # type: ignore[valid-type]
+    emit: Emit,
 ) -> list[ProbeResult]:
     async with AsyncExitStack() as stack:
         sim_url = None
@@ -88,7 +91,7 @@ def table_row(r: ProbeResult) -> str:
     )
 
 
-def printer(fmt: str, out: TextIO = sys.stdout) -> callable:  # type: ignore[valid-type]
+def printer(fmt: str, out: TextIO = sys.stdout) -> Emit:
     if fmt == "json":
 
         def emit(r: ProbeResult) -> None:

@@ -28,7 +28,7 @@ def check(expect: Expectation | None, text: str, output_tokens: int | None) -> s
         body = _strip_fence(text)
         try:
             json.loads(body)
-        except ValueError as exc:
+        except json.JSONDecodeError as exc:
             return f"reply is not valid JSON ({exc.msg}): {_snippet(text)}"
     if expect.min_tokens is not None and (output_tokens or 0) < expect.min_tokens:
         return f"reply has {output_tokens or 0} tokens, expected at least {expect.min_tokens}"
