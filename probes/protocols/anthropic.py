@@ -1,0 +1,74 @@
+"""Anthropic Messages streaming (wire-formats §4): typed events, pings, padded JSON,
+usage split between message_start (input) and message_delta (cumulative output)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from probes.framing import Frame, SSEEvent
+from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, Usage, loads
+from probes.protocols.openai_chat import common_headers, error_text
+from probes.target import ProbeTarget
+
+API_VERSION = "2023-06-01"
+
+
+class AnthropicMessages(Protocol):
+    kind = "anthropic"
+    framing = "sse"
+
+    def build_request(self, target: ProbeTarget, prompt: str) -> HttpRequest:
+        p = target.probe
+        body: dict[str, Any] = {
+            "model": target.model,
+            "max_tokens": p.max_tokens,
+            "messages": [{"role": "user", "content": prompt}],
+            "stream": True,
+        }
+        if p.system:
+            body["system"] = p.system
+        if p.reasoning:
+            body["thinking"] = {"type": "enabled", "budget_tokens": p.reasoning_budget or 1024}
+        elif p.temperature is not None:
+            body["temperature"] = p.temperature
+        headers = common_headers(target)
+        headers["anthropic-version"] = API_VERSION
+        if target.provider.api_key:
+            headers["x-api-key"] = target.provider.api_key.get()
+        return HttpRequest("POST", f"{target.provider.base_url}/messages", headers, json.dumps(body).encode())
+
+    def parse(self, frame: Frame, state: dict[str, Any]) -> StreamEvent | None:
+        if not isinstance(frame, SSEEvent):
+            raise StreamProtocolError("expected an SSE event")
+        if not frame.data.strip():
+            return None
+        obj = loads(frame.data)
+        if not isinstance(obj, dict):
+            raise StreamProtocolError(f"unexpected JSON in stream: {frame.data[:80]!r}")
+        kind = obj.get("type") or frame.event
+        if kind == "content_block_delta":
+            d = obj.get("delta") or {}
+            dt = d.get("type")
+            if dt == "text_delta":
+                return StreamEvent(text=str(d.get("text") or ""))
+            if dt == "thinking_delta":
+                return StreamEvent(reasoning=str(d.get("thinking") or ""))
+            if dt == "input_json_delta":
+                return StreamEvent(text=str(d.get("partial_json") or ""))
+            return None  # signature_delta, citations_delta: no generated text
+        if kind == "message_start":
+            u = (obj.get("message") or {}).get("usage") or {}
+            # message_start's output_tokens is a placeholder, not a count
+            return StreamEvent(usage=Usage(input_tokens=u.get("input_tokens")))
+        if kind == "message_delta":
+            u = obj.get("usage") or {}
+            return StreamEvent(
+                finish_reason=(obj.get("delta") or {}).get("stop_reason"),
+                usage=Usage(input_tokens=u.get("input_tokens"), output_tokens=u.get("output_tokens")),
+            )
+        if kind == "message_stop":
+            return StreamEvent(terminal=True)
+        if kind == "error":
+            return StreamEvent(error=f"stream error: {error_text(obj.get('error') or obj)}")
+        return None  # ping, content_block_start/stop, unknown events

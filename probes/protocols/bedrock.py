@@ -1,0 +1,105 @@
+"""AWS Bedrock ConverseStream (wire-formats §6): binary event-stream frames (decoded and
+CRC-checked by botocore), SigV4 via botocore's signer or a Bedrock API key (Bearer)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from probes.framing import EventStreamFrame, Frame
+from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, Usage, loads
+from probes.target import ProbeTarget
+
+SIGNING_NAME = "bedrock"  # not "bedrock-runtime": the service model's signingName
+
+
+def _secret(options: dict[str, Any], name: str) -> str | None:
+    v = options.get(name)
+    return v.get() if v is not None and hasattr(v, "get") else None
+
+
+class BedrockConverseStream(Protocol):
+    kind = "bedrock"
+    framing = "eventstream"
+
+    def build_request(self, target: ProbeTarget, prompt: str) -> HttpRequest:
+        p = target.probe
+        opts = target.provider.options
+        region = opts.get("region") or "us-east-1"
+        base = target.provider.base_url or f"https://bedrock-runtime.{region}.amazonaws.com"
+        # The model id (may contain ':' or be an ARN) is one percent-encoded path segment.
+        url = f"{base}/model/{quote(target.model, safe='')}/converse-stream"
+        inference: dict[str, Any] = {"maxTokens": p.max_tokens}
+        if p.temperature is not None and not p.reasoning:
+            inference["temperature"] = p.temperature
+        body: dict[str, Any] = {
+            "messages": [{"role": "user", "content": [{"text": prompt}]}],
+            "inferenceConfig": inference,
+        }
+        if p.system:
+            body["system"] = [{"text": p.system}]
+        if p.reasoning:
+            body["additionalModelRequestFields"] = {
+                "thinking": {"type": "enabled", "budget_tokens": p.reasoning_budget or 1024}
+            }
+        data = json.dumps(body).encode()
+        headers = {"content-type": "application/json", "accept": "application/vnd.amazon.eventstream"}
+        headers.update(dict(target.provider.headers))
+        if target.provider.api_key:
+            headers["authorization"] = f"Bearer {target.provider.api_key.get()}"
+            return HttpRequest("POST", url, headers, data)
+        access, secret = _secret(opts, "aws_access_key_id"), _secret(opts, "aws_secret_access_key")
+        if access and secret:
+            creds = Credentials(access, secret, _secret(opts, "aws_session_token"))
+            aws = AWSRequest(method="POST", url=url, data=data, headers=headers)
+            SigV4Auth(creds, SIGNING_NAME, region).add_auth(aws)
+            # Send exactly what was signed: same URL string, same body bytes, signed headers.
+            headers = {k.lower(): v for k, v in aws.headers.items()}
+        return HttpRequest("POST", url, headers, data)
+
+    def parse(self, frame: Frame, state: dict[str, Any]) -> StreamEvent | None:
+        if not isinstance(frame, EventStreamFrame):
+            raise StreamProtocolError("expected an event-stream frame")
+        mtype = frame.message_type
+        if mtype == "exception":
+            name = frame.event_type or "exception"
+            try:
+                msg = json.loads(frame.payload or b"{}").get("message", "")
+            except (ValueError, AttributeError):
+                msg = frame.payload[:200].decode("utf-8", "replace")
+            return StreamEvent(error=f"{name}: {msg}"[:300], rate_limited=name == "throttlingException")
+        if mtype == "error":
+            code = frame.headers.get(":error-code", "error")
+            return StreamEvent(error=f"{code}: {frame.headers.get(':error-message', '')}"[:300])
+        obj = loads(frame.payload) if frame.payload else {}
+        if not isinstance(obj, dict):
+            raise StreamProtocolError("unexpected JSON in event-stream frame")
+        event = frame.event_type
+        if event == "contentBlockDelta":
+            delta = obj.get("delta") or {}
+            text = delta.get("text")
+            if isinstance(text, str):
+                return StreamEvent(text=text)
+            rc = delta.get("reasoningContent") or {}
+            if isinstance(rc.get("text"), str):
+                return StreamEvent(reasoning=rc["text"])
+            tool = delta.get("toolUse") or {}
+            if isinstance(tool.get("input"), str):
+                return StreamEvent(text=tool["input"])
+            return None
+        if event == "messageStop":
+            return StreamEvent(finish_reason=obj.get("stopReason"))
+        if event == "metadata":
+            u = obj.get("usage") or {}
+            ev = StreamEvent(terminal=True, usage=Usage(input_tokens=u.get("inputTokens"),
+                                                        output_tokens=u.get("outputTokens")))
+            latency = (obj.get("metrics") or {}).get("latencyMs")
+            if isinstance(latency, int | float):
+                ev.server_timing["latency"] = latency / 1000
+            return ev
+        return None  # messageStart, contentBlockStart/Stop
