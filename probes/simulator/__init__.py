@@ -1,0 +1,45 @@
+"""The bundled LLM provider simulator: every wire protocol llm-canary speaks, with
+scripted latency, faults and degradation schedules. Default target, test fixture and
+benchmark target."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+from probes.simulator.scenario import Scenario, ScenarioError, load_scenario
+from probes.simulator.server import Simulator
+
+__all__ = ["Scenario", "ScenarioError", "Simulator", "load_scenario", "main"]
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    scenario = load_scenario(args.scenario)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with Simulator(scenario, args.host, args.port, truth_log=args.truth_log) as sim:
+        print(json.dumps({"listening": f"{sim.host}:{sim.port}"}), flush=True)
+        await stop.wait()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="llm-canary simulate", description="Serve the bundled LLM provider simulator.")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8765)
+    ap.add_argument("--scenario", help="scenario YAML (default: the built-in one)")
+    ap.add_argument("--truth-log", help="JSON lines: when each token was written (ground truth)")
+    args = ap.parse_args(argv)
+    try:
+        return asyncio.run(_serve(args))
+    except ScenarioError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 1

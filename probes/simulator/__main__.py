@@ -1,0 +1,5 @@
+import sys
+
+from probes.simulator import main
+
+sys.exit(main())
