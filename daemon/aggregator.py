@@ -235,14 +235,15 @@ class Aggregator:
         s = w.summary(self._clock())
         return 0 if s is None else s.count
 
-    def snapshot(self) -> list[tuple[str, str, str, dict[float, float]]]:
-        """(target, metric, window, {q: value}) for every live series (scrape time)."""
+    def snapshot(self) -> list[tuple[str, str, str, dict[float, float], Summary]]:
+        """(target, metric, window, {q: value}, summary) for every live series (scrape time)."""
         out = []
         now = self._clock()
         qs = list(QUANTILES.values())
         for (key, metric), windows in self._series.items():
             for name, w in windows.items():
                 res = w.quantiles(qs, now)
-                if res is not None:
-                    out.append((key, metric, name, res))
+                summ = w.summary(now)
+                if res is not None and summ is not None:
+                    out.append((key, metric, name, res, summ))
         return out

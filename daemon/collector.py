@@ -34,6 +34,9 @@ class Collector:
     def subscribe(self, name: str, consumer: Consumer) -> None:
         self._consumers.append((name, consumer))
 
+    def clear(self) -> None:
+        self._consumers = []
+
     def unsubscribe(self, name: str) -> None:
         self._consumers = [(n, c) for n, c in self._consumers if n != name]
 

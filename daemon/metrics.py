@@ -7,9 +7,10 @@ never rename. Labels are bounded: target labels come from config, never from res
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from probes.result import Outcome, ProbeResult
@@ -130,24 +131,28 @@ def _remaining(headers: dict[str, str]) -> Iterator[tuple[str, float]]:
 
 
 class QuantileCollector(Collector):
-    """`llm_canary_latency_quantile_seconds{metric,quantile,window}` computed at scrape time."""
+    """`llm_canary_latency_quantile_seconds{metric,quantile,window}` computed at scrape time.
 
-    def __init__(self, snapshot: Callable[[], list[tuple[str, str, str, dict[float, float]]]],
-                 labels_of: Callable[[str], dict[str, str] | None]) -> None:
+    Exposed as a summary (the type that may carry a `quantile` label, so promtool's lint
+    is clean); its _count and _sum cover the same sliding window, not all time.
+    """
+
+    NAME = "llm_canary_latency_quantile_seconds"
+
+    def __init__(self, snapshot: Callable[[], list[Any]], labels_of: Callable[[str], dict[str, str] | None]) -> None:
         self._snapshot = snapshot
         self._labels_of = labels_of
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        fam = GaugeMetricFamily(
-            "llm_canary_latency_quantile_seconds",
-            "Latency quantiles over sliding windows (HDR), per metric (output_tps in tokens/s).",
-            labels=[*TARGET, "metric", "quantile", "window"],
-        )
-        for target, metric, window, qs in self._snapshot():
+    def collect(self) -> Iterator[Metric]:
+        fam = Metric(self.NAME, "Latency quantiles over sliding windows (HDR), per metric "
+                     "(output_tps in tokens/s); _count/_sum cover the window.", "summary")
+        for target, metric, window, qs, summ in self._snapshot():
             lab = self._labels_of(target)
             if lab is None:
                 continue
-            base = [lab["provider"], lab["model"], lab["probe"], lab["region"], metric]
+            base = {**{k: lab[k] for k in TARGET}, "metric": metric, "window": window}
             for q, v in qs.items():
-                fam.add_metric([*base, f"{q:g}", window], v)
+                fam.add_sample(self.NAME, {**base, "quantile": f"{q:g}"}, v)
+            fam.add_sample(self.NAME + "_count", base, float(summ.count))
+            fam.add_sample(self.NAME + "_sum", base, summ.mean * summ.count)
         yield fam

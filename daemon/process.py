@@ -6,6 +6,7 @@ import asyncio
 import signal
 import sys
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,9 +88,13 @@ class Daemon:
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._targets: list[ProbeTarget] = []
+        self._target_keys: set[str] = set()
 
     # -- wiring --------------------------------------------------------------------
     def _consume(self, r: ProbeResult) -> None:
+        if r.target not in self._target_keys:
+            # In flight across a reload that removed its target: stored, but no series revived.
+            return
         cost = probe_cost(self.settings, r)
         self.metrics.observe(r, cost)
         self.budget.add(r, cost)
@@ -101,6 +106,13 @@ class Daemon:
         else:
             log.debug("probe_ok", target=r.target, ttft=r.ttft, e2e=r.e2e)
 
+    def _current_only(self, consume: Callable[[ProbeResult], None]) -> Callable[[ProbeResult], None]:
+        def consumer(r: ProbeResult) -> None:
+            if r.target in self._target_keys:
+                consume(r)
+
+        return consumer
+
     def _on_transition(self, t: AlertTransition) -> None:
         for sink in self.sinks.values():
             try:
@@ -109,12 +121,12 @@ class Daemon:
                 log.exception("sink_alert_submit_failed", sink=sink.name)
 
     def _subscribe_all(self) -> None:
-        self.collector._consumers.clear()
+        self.collector.clear()
         self.collector.subscribe("core", self._consume)
         if self.detector is not None:
-            self.collector.subscribe("detector", self.detector.observe)
+            self.collector.subscribe("detector", self._current_only(self.detector.observe))
         if self.alerts is not None:
-            self.collector.subscribe("alerts", self.alerts.observe)
+            self.collector.subscribe("alerts", self._current_only(self.alerts.observe))
         for name, sink in self.sinks.items():
             self.collector.subscribe(name, sink.submit)
 
@@ -309,6 +321,7 @@ class Daemon:
                     return 1
                 log.info("simulator_started", url=self.simulator_url)
             self._targets = s.targets(self.simulator_url)
+            self._target_keys = {t.key for t in self._targets}
             client = await stack.enter_async_context(new_client())
             self.loop_monitor.start()
             self._restore()
@@ -380,6 +393,7 @@ class Daemon:
             log.warning("config_reload_needs_restart", keys="http/storage/simulator changes take effect on restart")
         self.settings = new
         self._targets = targets
+        self._target_keys = {t.key for t in targets}
         assert self.scheduler is not None
         diff = self.scheduler.set_jobs(self._jobs(new, targets))
         keep = {t.key for t in targets}
@@ -420,6 +434,7 @@ class Daemon:
             cancelled = await self.scheduler.drain(min(self.settings.defaults.timeout, SHUTDOWN_DEADLINE / 2))
             if cancelled:
                 log.warning("probes_cancelled_at_shutdown", count=cancelled)
+            self.scheduler.shutdown()
         for t in self._tasks:
             t.cancel()
         await self.collector.drain(max(0.5, deadline - time.monotonic()))

@@ -205,6 +205,11 @@ class ProbeScheduler:
 
     # -- shutdown ------------------------------------------------------------------
     def pause(self) -> None:
+        """Stop starting probes; running ones go on (shutdown() would cancel them)."""
+        if self._sched.running:
+            self._sched.pause()
+
+    def shutdown(self) -> None:
         if self._sched.running:
             self._sched.shutdown(wait=False)
 

@@ -62,7 +62,8 @@ class DaemonProcess:
             raise AssertionError(f"{exc}\n--- daemon log ---\n{self.logs()[-4000:]}") from None
 
     def logs(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = 15, timeout: float = 30.0) -> int:

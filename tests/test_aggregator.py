@@ -74,7 +74,7 @@ def test_itl_counts_every_gap_and_snapshot_has_all_windows() -> None:
     agg = Aggregator(Clock())
     agg.observe(result(0.3, itls=(0.01, 0.02, 0.03)))
     assert agg.count("p/m/short", "itl", 60) == 3
-    snap = {(t, m, w) for t, m, w, _ in agg.snapshot()}
+    snap = {(t, m, w) for t, m, w, _, _ in agg.snapshot()}
     assert ("p/m/short", "itl", "1h") in snap and ("p/m/short", "ttft", "1m") in snap
 
 

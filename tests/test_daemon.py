@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.conftest import DaemonProcess, wait_http
 from tests.servers import Prometheus, need
@@ -145,7 +144,8 @@ def test_restart_restores_aggregates(daemon_factory) -> None:  # type: ignore[no
     d.wait_ready()
     time.sleep(2)
     assert d.stop() == 0
-    cfg = Path(d.config).read_text().replace("interval: 1s", "interval: 1h").replace("jitter: 10%", "jitter: 100%")
+    cfg = (Path(d.config).read_text().replace("interval: 1s", "interval: 1h").replace("jitter: 10%", "jitter: 100%")
+           .replace(f"127.0.0.1:{d.port}", "127.0.0.1:{port}"))
     d2 = daemon_factory(cfg, name="again")
     wait_http(d2.url + "/healthz", 30, proc=d2.proc)
     st = status(d2)

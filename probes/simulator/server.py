@@ -104,6 +104,7 @@ class Simulator:
         self._started = 0.0
         self._flusher: asyncio.Task[None] | None = None
         self.requests: list[dict[str, Any]] = []  # path, headers, body of every request (tests)
+        self._conns: set[asyncio.Task[Any]] = set()
 
     @property
     def url(self) -> str:
@@ -119,6 +120,10 @@ class Simulator:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        for task in list(self._conns):
+            task.cancel()
+        if self._conns:
+            await asyncio.wait(list(self._conns), timeout=2)
         if self._flusher is not None:
             self._flusher.cancel()
         self.truth.close()
@@ -137,6 +142,10 @@ class Simulator:
 
     # -- connection handling --------------------------------------------------------
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._conns.add(task)
+            task.add_done_callback(self._conns.discard)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -150,7 +159,7 @@ class Simulator:
                 if not keep or conn.our_state is not h11.DONE:
                     break
                 conn.start_next_cycle()
-        except (ConnectionError, h11.RemoteProtocolError, asyncio.IncompleteReadError):
+        except (ConnectionError, h11.RemoteProtocolError, asyncio.IncompleteReadError, asyncio.CancelledError):
             pass
         finally:
             if not writer.is_closing():
