@@ -1,0 +1,361 @@
+"""Statistical core of the detector: one object per series, no I/O, no config objects.
+
+Latency-like series (`LatencySeries`)
+    Values are compared on an oriented scale `y` where higher is worse: `log(x)` for
+    latencies, `-log(x)` for throughput (output_tps is bad when it falls), and the raw
+    value (optionally negated) for the NAB harness.
+
+    Each new probe is scored against the baseline by its *rank*: its mid-rank percentile
+    u among the baseline values is mapped to a normal score z = Phi^-1(u). Under "no
+    change" z is ~N(0, 1) whatever the shape of the baseline (a heavy tail is absorbed by
+    the ranks). Beyond the baseline's range the rank saturates, so the score is
+    extrapolated with a robust z ((y - median) / (1.4826 MAD)), capped so that one
+    outlier can add at most `z_cap` to the statistic.
+
+    The scores feed a one-sided CUSUM, S = max(0, S + z - k), with the reference
+    k = log(1 + min_effect) / (2 sigma): half the smallest shift that matters, in units of
+    the baseline's robust spread (the CUSUM is the fastest detector of a step of that size
+    for a given false-alarm rate). Its stationary tail under the null is ~exp(-2kS), which
+    is the p-value handed to Benjamini-Hochberg.
+
+    Practical size: the median of the last `recent` probes against the baseline median
+    (a relative change for log scales; robust-sigma units for raw scales). A series
+    enters the anomalous state when it is significant (BH q <= fdr_q) AND large
+    (effect >= min_effect); it leaves when the effect falls below exit_fraction x
+    min_effect. A majority of the recent window must have moved, so lone outliers never
+    page.
+
+Error series (`ErrorSeries`)
+    0/1 per probe. Exact one-sided binomial tests of the errors in a few trailing windows
+    against the baseline rate (smoothed by a small prior so a spotless baseline does not
+    make one error significant), Bonferroni over the windows.
+
+Baselines learn only from samples that have waited `quarantine` probes and only while the
+series is healthy: the quarantine is emptied when an anomaly starts (its samples are the
+onset) and when it ends, so nothing from an anomalous period enters the baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right, insort
+from collections import deque
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+from scipy.special import bdtrc
+
+_ND = NormalDist()
+_MAD_TO_SIGMA = 1.4826
+_P_FLOOR = 1e-300
+
+
+def normal_score(u: float) -> float:
+    return _ND.inv_cdf(min(max(u, 1e-12), 1.0 - 1e-12))
+
+
+def benjamini_hochberg(pvalues: list[float]) -> list[float]:
+    """BH-adjusted q-values (step-up, monotone), in the input order."""
+    m = len(pvalues)
+    if m == 0:
+        return []
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p)
+    ranked = p[order] * m / np.arange(1, m + 1)
+    q_sorted = np.minimum.accumulate(ranked[::-1])[::-1]
+    q = np.empty(m)
+    q[order] = np.minimum(q_sorted, 1.0)
+    return [float(x) for x in q]
+
+
+@dataclass(slots=True)
+class Params:
+    """Numbers the series need (a plain copy of the config's, so the core has no pydantic)."""
+
+    min_effect: float = 0.3  # log scale: relative change of the median; raw scale: robust sigmas
+    recent: int = 5
+    quarantine: int = 30
+    baseline_size: int = 360
+    baseline_min: int = 30
+    baseline_max_age: float = 86400.0
+    exit_fraction: float = 0.5
+    z_cap: float = 3.0  # at most k + z_cap added to the CUSUM by one probe
+    sigma_floor: float = 0.02  # oriented-scale floor for the robust spread
+    # errors
+    min_error_effect: float = 0.01
+    error_windows: tuple[int, ...] = (10, 30, 120)
+    error_baseline_size: int = 1440
+    error_prior_rate: float = 0.005
+    error_prior_weight: float = 200.0
+    exit_alpha: float = 0.01
+
+
+@dataclass(slots=True)
+class Status:
+    """What one series says at one evaluation (before BH)."""
+
+    p_value: float
+    effect: float  # reported effect (relative median change / error-rate difference)
+    effect_ratio: float  # oriented effect / minimum effect (>= 1: practically large)
+    exit_ok: bool  # True when the effect is small enough to leave the anomalous state
+    baseline: float
+    recent: float
+    n_baseline: int
+    n_recent: int
+    ready: bool
+
+
+class LatencySeries:
+    """Rank-CUSUM on an oriented scale with a frozen-while-anomalous baseline."""
+
+    __slots__ = (
+        "_k",
+        "_med",
+        "_sigma",
+        "anomalous",
+        "base",
+        "cusum",
+        "direction",
+        "last_t",
+        "log_scale",
+        "p",
+        "pending",
+        "recent",
+        "since",
+        "sorted",
+    )
+
+    def __init__(self, p: Params, *, log_scale: bool = True, direction: int = 1) -> None:
+        self.p = p
+        self.log_scale = log_scale
+        self.direction = direction
+        self.base: deque[tuple[float, float]] = deque()  # (t, y) in arrival order
+        self.sorted: list[float] = []
+        self.pending: deque[tuple[float, float]] = deque()
+        self.recent: deque[float] = deque(maxlen=p.recent)
+        self.cusum = 0.0
+        self.anomalous = False
+        self.since: float | None = None
+        self.last_t = 0.0
+        self._med = 0.0
+        self._sigma = 1.0
+        self._k = 0.5
+
+    # -- values -------------------------------------------------------------------
+    def orient(self, x: float) -> float | None:
+        if self.log_scale:
+            if not (x > 0) or not math.isfinite(x):
+                return None
+            return self.direction * math.log(x)
+        if not math.isfinite(x):
+            return None
+        return self.direction * x
+
+    def _unorient(self, y: float) -> float:
+        v = self.direction * y
+        return math.exp(v) if self.log_scale else v
+
+    def _refresh(self) -> None:
+        """Median, robust spread and CUSUM reference of the current baseline."""
+        s = self.sorted
+        n = len(s)
+        if n == 0:
+            return
+        med = (s[(n - 1) // 2] + s[n // 2]) / 2
+        dev = sorted(abs(v - med) for v in s)
+        mad = (dev[(n - 1) // 2] + dev[n // 2]) / 2
+        self._med = med
+        self._sigma = max(_MAD_TO_SIGMA * mad, self.p.sigma_floor)
+        shift = math.log1p(self.p.min_effect) if self.log_scale else self.p.min_effect * self._sigma
+        self._k = min(max(shift / (2 * self._sigma), 0.1), 3.0)
+
+    def ready(self) -> bool:
+        return len(self.sorted) >= self.p.baseline_min
+
+    # -- feeding --------------------------------------------------------------------
+    def observe(self, t: float, x: float) -> None:
+        y = self.orient(x)
+        if y is None:
+            return
+        self.last_t = max(self.last_t, t)
+        if self.ready():
+            self.cusum = max(0.0, self.cusum + self.score(y) - self._k)
+            # bounded, so that the statistic recovers within a few dozen probes
+            self.cusum = min(self.cusum, 60.0 / self._k)
+        self.recent.append(y)
+        self.pending.append((t, y))
+        while len(self.pending) > (self.p.quarantine if self.ready() else 0):
+            ts, ys = self.pending.popleft()
+            if not self.anomalous:
+                self._admit(ts, ys)
+
+    def score(self, y: float) -> float:
+        s = self.sorted
+        m = len(s)
+        lo = bisect_left(s, y)
+        hi = bisect_right(s, y)
+        z = normal_score((lo + hi) / 2 / m + 0.5 / m) if m else 0.0
+        zr = (y - self._med) / self._sigma
+        if lo == m or hi == 0:  # beyond the baseline's range: extrapolate robustly
+            z = max(z, zr) if zr > 0 else min(z, zr)
+        return max(min(z, self._k + self.p.z_cap), -(self._k + self.p.z_cap))
+
+    def _admit(self, t: float, y: float) -> None:
+        self.base.append((t, y))
+        insort(self.sorted, y)
+        while len(self.base) > self.p.baseline_size or (
+            len(self.base) > self.p.baseline_min and t - self.base[0][0] > self.p.baseline_max_age
+        ):
+            _, old = self.base.popleft()
+            del self.sorted[bisect_left(self.sorted, old)]
+        self._refresh()
+
+    # -- judging ---------------------------------------------------------------------
+    def status(self) -> Status:
+        n_recent = len(self.recent)
+        if not self.ready() or n_recent == 0:
+            return Status(1.0, 0.0, 0.0, True, self._unorient(self._med) if self.sorted else math.nan,
+                          math.nan, len(self.sorted), n_recent, False)
+        r = sorted(self.recent)
+        med_r = (r[(n_recent - 1) // 2] + r[n_recent // 2]) / 2
+        diff = med_r - self._med  # oriented: > 0 is worse
+        if self.log_scale:
+            need = math.log1p(self.p.min_effect)
+            effect = math.expm1(self.direction * diff)
+        else:
+            need = self.p.min_effect * self._sigma
+            effect = self.direction * diff / self._sigma
+        ratio = diff / need if need > 0 else math.inf
+        p_value = max(math.exp(-2.0 * self._k * self.cusum), _P_FLOOR)
+        exit_ok = ratio < self.p.exit_fraction
+        # a full recent window is needed before a verdict can be anomalous
+        full = n_recent >= self.p.recent
+        return Status(p_value if full else 1.0, effect, ratio if full else 0.0, exit_ok,
+                      self._unorient(self._med), self._unorient(med_r), len(self.sorted), n_recent, True)
+
+    def enter(self, now: float) -> None:
+        self.anomalous = True
+        self.since = now
+        self.pending.clear()  # the onset must not reach the baseline
+
+    def leave(self) -> None:
+        self.anomalous = False
+        self.since = None
+        self.cusum = 0.0
+        self.pending.clear()
+
+    # -- persistence ------------------------------------------------------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "base": [[round(t, 3), round(y, 6)] for t, y in self.base],
+            "pending": [[round(t, 3), round(y, 6)] for t, y in self.pending],
+            "recent": [round(y, 6) for y in self.recent],
+            "cusum": self.cusum,
+            "anomalous": self.anomalous,
+            "since": self.since,
+            "last_t": self.last_t,
+        }
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        self.base = deque((float(t), float(y)) for t, y in st.get("base", []))
+        self.sorted = sorted(y for _, y in self.base)
+        self.pending = deque((float(t), float(y)) for t, y in st.get("pending", []))
+        self.recent = deque((float(y) for y in st.get("recent", [])), maxlen=self.p.recent)
+        self.cusum = float(st.get("cusum", 0.0))
+        self.anomalous = bool(st.get("anomalous", False))
+        self.since = st.get("since")
+        self.last_t = float(st.get("last_t", 0.0))
+        self._refresh()
+
+
+class ErrorSeries:
+    """Binomial tests of recent error counts against a frozen-while-anomalous baseline rate."""
+
+    __slots__ = ("anomalous", "base", "base_errors", "last_t", "p", "pending", "recent", "since")
+
+    def __init__(self, p: Params) -> None:
+        self.p = p
+        self.base: deque[int] = deque()
+        self.base_errors = 0
+        self.pending: deque[int] = deque()
+        self.recent: deque[int] = deque(maxlen=max(p.error_windows))
+        self.anomalous = False
+        self.since: float | None = None
+        self.last_t = 0.0
+
+    def ready(self) -> bool:
+        return len(self.base) >= self.p.baseline_min
+
+    def observe(self, t: float, err: bool) -> None:
+        e = 1 if err else 0
+        self.last_t = max(self.last_t, t)
+        self.recent.append(e)
+        self.pending.append(e)
+        while len(self.pending) > (self.p.quarantine if self.ready() else 0):
+            v = self.pending.popleft()
+            if not self.anomalous:
+                self.base.append(v)
+                self.base_errors += v
+                if len(self.base) > self.p.error_baseline_size:
+                    self.base_errors -= self.base.popleft()
+
+    def rate0(self) -> float:
+        """Baseline error rate, shrunk towards a small prior rate."""
+        w = self.p.error_prior_weight
+        return (self.base_errors + w * self.p.error_prior_rate) / (len(self.base) + w)
+
+    def status(self) -> Status:
+        n_b = len(self.base)
+        p0 = self.rate0()
+        if not self.ready() or not self.recent:
+            return Status(1.0, 0.0, 0.0, True, p0, math.nan, n_b, len(self.recent), False)
+        rec = list(self.recent)
+        windows = [w for w in self.p.error_windows if w <= len(rec)] or [len(rec)]
+        best = (1.0, 0.0, len(rec))
+        exit_ok = True
+        for w in windows:
+            x = sum(rec[-w:])
+            pv = float(bdtrc(x - 1, w, p0)) if x > 0 else 1.0  # P(X >= x)
+            diff = x / w - p0
+            if pv < best[0]:
+                best = (pv, diff, w)
+            if pv < self.p.exit_alpha and diff >= self.p.exit_fraction * self.p.min_error_effect:
+                exit_ok = False
+        pv, diff, w = best
+        pv = max(min(1.0, pv * len(windows)), _P_FLOOR)
+        if pv >= 1.0:  # nothing significant: report the shortest window
+            w = windows[0]
+            diff = sum(rec[-w:]) / w - p0
+        ratio = diff / self.p.min_error_effect if self.p.min_error_effect > 0 else math.inf
+        return Status(pv, diff, ratio, exit_ok, p0, diff + p0, n_b, w, True)
+
+    def enter(self, now: float) -> None:
+        self.anomalous = True
+        self.since = now
+        self.pending.clear()
+
+    def leave(self) -> None:
+        self.anomalous = False
+        self.since = None
+        self.pending.clear()
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "base": "".join(str(v) for v in self.base),
+            "pending": "".join(str(v) for v in self.pending),
+            "recent": "".join(str(v) for v in self.recent),
+            "anomalous": self.anomalous,
+            "since": self.since,
+            "last_t": self.last_t,
+        }
+
+    def load_state(self, st: dict[str, Any]) -> None:
+        self.base = deque(int(c) for c in st.get("base", ""))
+        self.base_errors = sum(self.base)
+        self.pending = deque(int(c) for c in st.get("pending", ""))
+        self.recent = deque((int(c) for c in st.get("recent", "")), maxlen=max(self.p.error_windows))
+        self.anomalous = bool(st.get("anomalous", False))
+        self.since = st.get("since")
+        self.last_t = float(st.get("last_t", 0.0))
