@@ -13,10 +13,12 @@ Latency-like series (`LatencySeries`)
     outlier can add at most `z_cap` to the statistic.
 
     The scores feed a one-sided CUSUM, S = max(0, S + z - k), with the reference
-    k = log(1 + min_effect) / (2 sigma): half the smallest shift that matters, in units of
-    the baseline's robust spread (the CUSUM is the fastest detector of a step of that size
-    for a given false-alarm rate). Its stationary tail under the null is ~exp(-2kS), which
-    is the p-value handed to Benjamini-Hochberg.
+    k = log(1 + design_effect) / (2 sigma): half the shift we most want to catch quickly
+    (+50% by default), in units of the baseline's robust spread (the CUSUM is the fastest
+    detector of a step of that size for a given false-alarm rate; a larger k also keeps a
+    slow daily cycle from accumulating). Its stationary tail under the null is
+    exp(-2k(S + 0.583)) (checked by simulation), which is the p-value handed to
+    Benjamini-Hochberg.
 
     Practical size: the median of the last `recent` probes against the baseline median
     (a relative change for log scales; robust-sigma units for raw scales). A series
@@ -50,6 +52,7 @@ from scipy.special import bdtrc
 _ND = NormalDist()
 _MAD_TO_SIGMA = 1.4826
 _P_FLOOR = 1e-300
+_OVERSHOOT = 0.583  # E[overshoot] of a Gaussian random walk: P(S > s) ~ exp(-2k(s + 0.583))
 
 
 def normal_score(u: float) -> float:
@@ -75,6 +78,7 @@ class Params:
     """Numbers the series need (a plain copy of the config's, so the core has no pydantic)."""
 
     min_effect: float = 0.3  # log scale: relative change of the median; raw scale: robust sigmas
+    design_effect: float = 0.5  # the shift the CUSUM is tuned to catch fastest (same units)
     recent: int = 5
     quarantine: int = 30
     baseline_size: int = 360
@@ -168,7 +172,8 @@ class LatencySeries:
         mad = (dev[(n - 1) // 2] + dev[n // 2]) / 2
         self._med = med
         self._sigma = max(_MAD_TO_SIGMA * mad, self.p.sigma_floor)
-        shift = math.log1p(self.p.min_effect) if self.log_scale else self.p.min_effect * self._sigma
+        d = self.p.design_effect
+        shift = math.log1p(d) if self.log_scale else d * self._sigma
         self._k = min(max(shift / (2 * self._sigma), 0.1), 3.0)
 
     def ready(self) -> bool:
@@ -196,7 +201,7 @@ class LatencySeries:
         m = len(s)
         lo = bisect_left(s, y)
         hi = bisect_right(s, y)
-        z = normal_score((lo + hi) / 2 / m + 0.5 / m) if m else 0.0
+        z = normal_score(((lo + hi) / 2 + 0.5) / (m + 1)) if m else 0.0
         zr = (y - self._med) / self._sigma
         if lo == m or hi == 0:  # beyond the baseline's range: extrapolate robustly
             z = max(z, zr) if zr > 0 else min(z, zr)
@@ -228,7 +233,8 @@ class LatencySeries:
             need = self.p.min_effect * self._sigma
             effect = self.direction * diff / self._sigma
         ratio = diff / need if need > 0 else math.inf
-        p_value = max(math.exp(-2.0 * self._k * self.cusum), _P_FLOOR)
+        # stationary tail of the CUSUM under the null, with Siegmund's overshoot correction
+        p_value = min(1.0, max(math.exp(-2.0 * self._k * (self.cusum + _OVERSHOOT)), _P_FLOOR))
         exit_ok = ratio < self.p.exit_fraction
         # a full recent window is needed before a verdict can be anomalous
         full = n_recent >= self.p.recent
@@ -268,6 +274,23 @@ class LatencySeries:
         self.since = st.get("since")
         self.last_t = float(st.get("last_t", 0.0))
         self._refresh()
+
+
+def decide(series: LatencySeries | ErrorSeries, st: Status, q: float, fdr_q: float, now: float) -> bool:
+    """Apply one evaluation's verdict to a series' state; True when the state changed.
+
+    Enter: significant after FDR (q <= fdr_q) and practically large (effect ratio >= 1).
+    Leave: effect below exit_fraction of the minimum (hysteresis, one page per incident).
+    """
+    if series.anomalous:
+        if st.exit_ok:
+            series.leave()
+            return True
+        return False
+    if st.ready and q <= fdr_q and st.effect_ratio >= 1.0:
+        series.enter(series.last_t or now)
+        return True
+    return False
 
 
 class ErrorSeries:

@@ -11,8 +11,9 @@ from typing import TextIO
 
 from daemon.config import Settings
 from daemon.simulator_process import simulator_process
+from probes.clients import ClientPool
 from probes.result import ProbeResult
-from probes.runner import new_client, run_probe
+from probes.runner import run_probe
 from probes.target import ProbeTarget
 
 Emit = Callable[[ProbeResult], None]
@@ -57,13 +58,14 @@ async def run_probes(
         if settings.simulator.enabled:
             sim_url = await stack.enter_async_context(simulator_process(settings.simulator))
         targets = select(settings.targets(sim_url), wanted)
-        client = await stack.enter_async_context(new_client())
+        clients = ClientPool()
+        stack.push_async_callback(clients.aclose)
         sem = asyncio.Semaphore(concurrency)
         results: list[ProbeResult] = []
 
         async def one(t: ProbeTarget) -> None:
             async with sem:
-                r = await run_probe(client, t)
+                r = await run_probe(clients.client_for(t.key), t)
             results.append(r)
             emit(r)
 

@@ -28,8 +28,8 @@ from daemon.simulator_process import SimulatorStartError, simulator_process
 from daemon.sinks.base import AlertTransition, Sink
 from daemon.sinks.sqlite_results import SQLiteResultSink
 from daemon.store import Store
+from probes.clients import ClientPool
 from probes.result import ProbeResult
-from probes.runner import new_client
 from probes.target import ProbeTarget
 
 log = structlog.get_logger("llm_canary.daemon")
@@ -84,6 +84,7 @@ class Daemon:
         self.simulator_url: str | None = None
         self.started_at = datetime.now(UTC)
         self.scheduler: ProbeScheduler | None = None
+        self.clients = ClientPool()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -322,7 +323,9 @@ class Daemon:
                 log.info("simulator_started", url=self.simulator_url)
             self._targets = s.targets(self.simulator_url)
             self._target_keys = {t.key for t in self._targets}
-            client = await stack.enter_async_context(new_client())
+            clients = ClientPool()
+            stack.push_async_callback(clients.aclose)
+            self.clients = clients
             self.loop_monitor.start()
             self._restore()
             self.detector = self._make_detector(s)
@@ -349,7 +352,7 @@ class Daemon:
                 return 1
 
             self.scheduler = ProbeScheduler(
-                client, self.metrics, self.collector.put, self.budget,
+                clients, self.metrics, self.collector.put, self.budget,
                 s.scheduler.max_concurrency, s.scheduler.degraded_interval,
             )
             self.scheduler.set_jobs(self._jobs(s, self._targets))
@@ -403,6 +406,7 @@ class Daemon:
                 self.metrics.forget(lab)
             self.last.pop(key, None)
         self.aggregator.forget(keep)
+        await self.clients.retain(keep)
         if self.detector is not None and hasattr(self.detector, "forget"):
             self.detector.forget(keep)
         self.budget.budgets = new.budgets

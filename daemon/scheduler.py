@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import structlog
 from apscheduler.events import (
     EVENT_JOB_MAX_INSTANCES,
@@ -29,6 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.budget import BudgetTracker
 from daemon.metrics import Metrics
+from probes.clients import ClientPool
 from probes.result import ProbeResult
 from probes.runner import run_probe
 from probes.target import ProbeTarget
@@ -62,14 +62,14 @@ class ProviderRateLimit:
 class ProbeScheduler:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        clients: ClientPool,
         metrics: Metrics,
         on_result: Callable[[ProbeResult], None],
         budget: BudgetTracker,
         max_concurrency: int,
         degraded_interval: float | None = None,
     ) -> None:
-        self._client = client
+        self._clients = clients
         self._metrics = metrics
         self._on_result = on_result
         self._budget = budget
@@ -180,7 +180,7 @@ class ProbeScheduler:
                         del self.lag_samples[:5_000]
                 self._metrics.in_flight.inc()
                 try:
-                    result = await run_probe(self._client, job.target)
+                    result = await run_probe(self._clients.client_for(key), job.target)
                 finally:
                     self._metrics.in_flight.dec()
             self.completed.add(key)

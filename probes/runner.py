@@ -33,10 +33,14 @@ _MAX_ERROR_BODY = 64 * 1024
 TokenHook = Callable[[int], None]
 
 
+# No compression: a compressor on the path may hold stream bytes back.
+HEADERS = {"accept-encoding": "identity", "user-agent": "llm-canary/0.1"}
+
+
 def new_client(max_connections: int = 1000) -> httpx.AsyncClient:
-    """The shared client: no compression (a compressor may hold bytes back), no redirects."""
+    """A client for one-off probes (the daemon uses probes.clients.ClientPool)."""
     return httpx.AsyncClient(
-        headers={"accept-encoding": "identity", "user-agent": "llm-canary/0.1"},
+        headers=HEADERS,
         limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=200),
         follow_redirects=False,
         trust_env=False,

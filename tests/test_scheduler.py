@@ -11,6 +11,7 @@ from daemon.budget import BudgetTracker
 from daemon.config import Budgets
 from daemon.metrics import Metrics
 from daemon.scheduler import ProbeScheduler, ProviderRateLimit, Scheduled
+from probes.clients import ClientPool
 from probes.result import ProbeResult
 from probes.target import ProbeSpec, ProbeTarget, ProviderSpec
 from tests.factories import result
@@ -45,7 +46,7 @@ async def test_overlapping_runs_are_skipped_and_counted(fake_probe: dict[str, fl
     m = Metrics()
     got: list[ProbeResult] = []
     fake_probe["slow"] = 0.7
-    s = ProbeScheduler(None, m, got.append, BudgetTracker(Budgets(), m), max_concurrency=10)  # type: ignore[arg-type]
+    s = ProbeScheduler(ClientPool(), m, got.append, BudgetTracker(Budgets(), m), max_concurrency=10)  # type: ignore[arg-type]
     s.set_jobs([Scheduled(target("slow"), interval=0.2, jitter=0), Scheduled(target("fast"), interval=0.2, jitter=0)])
     s.start()
     await asyncio.sleep(2.0)
@@ -65,7 +66,7 @@ async def test_global_concurrency_limit_shows_as_lag(fake_probe: dict[str, float
     got: list[ProbeResult] = []
     for i in range(6):
         fake_probe[f"m{i}"] = 0.5
-    s = ProbeScheduler(None, m, got.append, BudgetTracker(Budgets(), m), max_concurrency=2)  # type: ignore[arg-type]
+    s = ProbeScheduler(ClientPool(), m, got.append, BudgetTracker(Budgets(), m), max_concurrency=2)  # type: ignore[arg-type]
     s.set_jobs([Scheduled(target(f"m{i}"), interval=10, jitter=0) for i in range(6)])
     s.start()
     await asyncio.sleep(3.5)
@@ -80,7 +81,7 @@ async def test_budget_pauses_probing(fake_probe: dict[str, float]) -> None:
     m = Metrics()
     got: list[ProbeResult] = []
     budget = BudgetTracker(Budgets(daily_tokens=50), m)
-    s = ProbeScheduler(None, m, lambda r: (got.append(r), budget.add(r, None)), budget, max_concurrency=4)  # type: ignore[arg-type]
+    s = ProbeScheduler(ClientPool(), m, lambda r: (got.append(r), budget.add(r, None)), budget, max_concurrency=4)  # type: ignore[arg-type]
     s.set_jobs([Scheduled(target("a"), interval=0.2, jitter=0)])
     s.start()
     await asyncio.sleep(1.6)
@@ -102,7 +103,7 @@ def test_rate_limit_spaces_starts() -> None:
 
 async def test_set_jobs_diff_keeps_unchanged(fake_probe: dict[str, float]) -> None:
     m = Metrics()
-    s = ProbeScheduler(None, m, lambda r: None, BudgetTracker(Budgets(), m), max_concurrency=4)  # type: ignore[arg-type]
+    s = ProbeScheduler(ClientPool(), m, lambda r: None, BudgetTracker(Budgets(), m), max_concurrency=4)  # type: ignore[arg-type]
     a, b = Scheduled(target("a"), 60, 0.1), Scheduled(target("b"), 60, 0.1)
     assert s.set_jobs([a, b])["added"] == ["p/a/short", "p/b/short"]
     diff = s.set_jobs([a, Scheduled(target("b"), 30, 0.1), Scheduled(target("c"), 60, 0.1)])

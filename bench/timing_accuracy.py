@@ -1,0 +1,182 @@
+"""How late are our timestamps? The simulator (own process) logs when it wrote each token;
+we compare our arrival stamps with it, side by side with a bare reference client (raw
+asyncio socket, minimal parsing), at 1, 50 and 200 concurrent streams with Poisson starts.
+
+Targets (at 50 and 200 streams): our p50 lateness within 0.2 ms of the reference's, our
+p99 within 1.25x of the reference's. Prints the figures; exits 1 when a target is missed.
+
+    .venv/bin/python bench/timing_accuracy.py [--phase-seconds 6] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from probes.clients import ClientPool  # noqa: E402
+from probes.runner import run_probe  # noqa: E402
+from probes.target import ProbeSpec, ProbeTarget, ProviderSpec  # noqa: E402
+
+SCENARIO = "defaults: {ttft: 300ms, itl: 30ms, jitter: 20%, tokens: 40}\n"
+STREAM_SECONDS = 0.3 + 40 * 0.03
+# perf_counter → wall clock, measured once (both stamps come from this process's clocks)
+OFFSET_NS = time.time_ns() - time.perf_counter_ns()
+
+Arrivals = dict[str, list[int]]  # request id → wall-clock ns of each token-bearing read
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))] if s else float("nan")
+
+
+async def ours(url: str, arrivals: Arrivals) -> None:
+    stamps: list[int] = []
+    t = ProbeTarget(ProviderSpec("sim", "openai_compatible", url + "/v1"), "bench", ProbeSpec(max_tokens=64), timeout=30)
+    # Each stream is its own target (a monitor's concurrency comes from many targets).
+    key = f"bench-{next(_SEQ) % 400}"
+    r = await run_probe(CLIENTS.client_for(key), t, on_token=stamps.append)
+    if r.request_id:
+        arrivals[r.request_id] = [s + OFFSET_NS for s in stamps]
+
+
+async def reference(url: str, arrivals: Arrivals) -> None:
+    """A bare client: one socket, one request, stamp every read, count content events in it."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    body = json.dumps({"model": "bench", "stream": True, "max_tokens": 64,
+                       "messages": [{"role": "user", "content": "pong"}]}).encode()
+    writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    stamps: list[int] = []
+    buf = b""
+    rid = None
+    while True:
+        data = await reader.read(65536)
+        t = time.time_ns()
+        if not data:
+            break
+        buf += data
+        if rid is None and b"\r\n\r\n" in buf:
+            head = buf.split(b"\r\n\r\n", 1)[0].decode().lower()
+            rid = next((ln.split(":", 1)[1].strip() for ln in head.split("\r\n") if ln.startswith("x-request-id")), None)
+        # every complete content event in what has arrived so far gets this read's stamp
+        while b"\n\n" in buf:
+            event, buf = buf.split(b"\n\n", 1)
+            if b'"content":"' in event and b'"content":""' not in event:
+                stamps.append(t)
+            if b"[DONE]" in event:
+                writer.close()
+                if rid:
+                    arrivals[rid] = stamps
+                return
+    writer.close()
+
+
+async def phase(client: Callable[[str, Arrivals], Awaitable[None]], url: str, concurrency: int,
+                seconds: float, rng: random.Random) -> Arrivals:
+    arrivals: Arrivals = {}
+    rate = concurrency / STREAM_SECONDS  # Poisson starts keep `concurrency` streams in flight on average
+    tasks = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        tasks.append(asyncio.create_task(client(url, arrivals)))
+        await asyncio.sleep(rng.expovariate(rate) if concurrency > 1 else STREAM_SECONDS + 0.05)
+    await asyncio.gather(*tasks)
+    return arrivals
+
+
+def lateness(arrivals: Arrivals, truth: dict[str, list[int]]) -> tuple[list[float], list[float]]:
+    first, rest = [], []
+    for rid, stamps in arrivals.items():
+        wrote = truth.get(rid)
+        if not wrote or len(wrote) != len(stamps):
+            continue
+        first.append((stamps[0] - wrote[0]) / 1e6)
+        rest.extend((a - w) / 1e6 for a, w in zip(stamps[1:], wrote[1:], strict=True))
+    return first, rest
+
+
+def load_truth(path: Path) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        out.setdefault(rec["request_id"], []).append(rec["t_ns"])
+    return out
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    global CLIENTS
+    tmp = Path(tempfile.mkdtemp(prefix="llm-canary-timing-"))
+    (tmp / "s.yaml").write_text(SCENARIO)
+    truth_path = tmp / "truth.jsonl"
+    sim = subprocess.Popen([sys.executable, "-m", "probes.simulator", "--port", "0", "--scenario", str(tmp / "s.yaml"),
+                            "--truth-log", str(truth_path)], stdout=subprocess.PIPE, cwd=REPO)
+    assert sim.stdout is not None
+    url = "http://" + json.loads(sim.stdout.readline())["listening"]
+    CLIENTS = ClientPool()
+    rng = random.Random(42)
+    collected: dict[tuple[str, int], Arrivals] = {}
+    try:
+        for conc in args.levels:
+            for _ in range(args.rounds):
+                for name, fn in (("reference", reference), ("ours", ours)):
+                    got = await phase(fn, url, conc, args.phase_seconds, rng)
+                    collected.setdefault((name, conc), {}).update(got)
+    finally:
+        await CLIENTS.aclose()
+        sim.terminate()
+        sim.wait(10)
+    truth = load_truth(truth_path)
+    missed = []
+    print(f"{'streams':>7} {'client':<10} {'n':>6} | {'ttft late p50':>13} {'p99':>8} {'max':>8} | "
+          f"{'itl late p50':>12} {'p99':>8} {'max':>8}   (ms)")
+    for conc in args.levels:
+        res = {}
+        for name in ("reference", "ours"):
+            first, rest = lateness(collected[(name, conc)], truth)
+            res[name] = (first, rest)
+            print(f"{conc:>7} {name:<10} {len(first):>6} | {pct(first, .5):>13.3f} {pct(first, .99):>8.3f} "
+                  f"{max(first or [0]):>8.3f} | {pct(rest, .5):>12.3f} {pct(rest, .99):>8.3f} {max(rest or [0]):>8.3f}")
+        if conc >= 50:
+            for kind, idx in (("ttft", 0), ("itl", 1)):
+                ref, our = res["reference"][idx], res["ours"][idx]
+                d50 = pct(our, .5) - pct(ref, .5)
+                r99 = pct(our, .99) / max(pct(ref, .99), 1e-9)
+                ok50, ok99 = d50 <= 0.2, r99 <= 1.25
+                print(f"        {kind} at {conc}: p50 ours-ref = {d50:+.3f} ms ({'ok' if ok50 else 'MISSED'} <= 0.2), "
+                      f"p99 ours/ref = {r99:.2f}x ({'ok' if ok99 else 'MISSED'} <= 1.25x)")
+                if not (ok50 and ok99):
+                    missed.append(f"{kind}@{conc}")
+    if missed:
+        print("MISSED: " + ", ".join(missed))
+        return 1
+    return 0
+
+
+CLIENTS = ClientPool()
+_SEQ = itertools.count()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--phase-seconds", type=float, default=6.0)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--levels", type=int, nargs="+", default=[1, 50, 200])
+    return asyncio.run(main_async(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

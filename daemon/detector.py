@@ -1,0 +1,250 @@
+"""Detector: per-series baseline of recent healthy behaviour vs the latest probes.
+
+Series: every target ("provider/model/probe") x metric in METRICS. ttft, e2e and itl
+(the probe's itl_p50, else itl_mean) are anomalous when they rise, output_tps when it
+falls; "error" is 1 for a probe whose outcome is not ok. Only ok probes feed the latency
+series. The statistics live in `daemon.detector_core` (rank-CUSUM for latencies,
+binomial tests for errors); this module owns config, FDR across series, verdicts and
+persistence.
+
+A verdict is anomalous when the series is both statistically significant after
+Benjamini-Hochberg across every series of the evaluation (q <= fdr_q) and practically
+large (effect >= min_effect / min_error_effect). It stays anomalous until the effect
+falls below exit_fraction of the minimum (hysteresis: one page per incident), and its
+baseline is frozen meanwhile. `score` = min(log q / log fdr_q, effect / min effect),
+raised to 1.0 while anomalous: >= 1.0 exactly when anomalous, continuous below.
+
+State: one Store key per target (`detector:<target>`) plus `detector:index`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from daemon.detector_core import ErrorSeries, LatencySeries, Params, benjamini_hochberg, decide
+from daemon.durations import Duration, Fraction
+from daemon.model import Strict
+from daemon.store import Store
+from probes.result import ProbeResult
+
+LATENCY_METRICS: tuple[str, ...] = ("ttft", "e2e", "itl")
+METRICS: tuple[str, ...] = (*LATENCY_METRICS, "output_tps", "error")
+STATE_PREFIX = "detector:"
+STATE_INDEX = "detector:index"
+STATE_VERSION = 1
+
+
+class DetectorConfig(Strict):
+    """`detector:` in config.yaml. Defaults are the ones measured by bench/detection.py."""
+
+    enabled: bool = True
+    metrics: tuple[str, ...] = METRICS
+    # practical size: relative change of the median (0.3 = +30% latency, or tps / 1.3)
+    min_effect: Fraction = Field(0.3, gt=0)
+    # the step the statistic is tuned to catch fastest (CUSUM reference = half of it)
+    design_effect: Fraction = Field(0.5, gt=0)
+    # practical size for errors: increase of the error rate over the baseline (absolute)
+    min_error_effect: Fraction = Field(0.01, gt=0, le=1)
+    # Benjamini-Hochberg level across all series of one evaluation (per evaluation; the
+    # bench shows no false page in a simulated week of heavy-tailed noise at this level)
+    fdr_q: float = Field(1e-4, gt=0, lt=1)
+    recent: int = Field(5, ge=1, le=100)  # probes whose median is compared to the baseline
+    quarantine: int = Field(30, ge=0)  # probes a value waits before it may join the baseline
+    baseline_size: int = Field(360, ge=10)  # latency baseline (probes)
+    baseline_min: int = Field(30, ge=5)  # fewer baseline probes: no verdict yet (warm-up)
+    baseline_max_age: Duration = Field(86400.0, gt=0)
+    error_baseline_size: int = Field(1440, ge=10)
+    error_windows: tuple[int, ...] = (10, 30, 120)
+    error_prior_rate: Fraction = Field(0.005, ge=0, lt=1)  # shrinks a spotless baseline
+    exit_fraction: float = Field(0.5, ge=0, le=1)
+    z_cap: float = Field(3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> DetectorConfig:
+        unknown = set(self.metrics) - set(METRICS)
+        if unknown:
+            raise ValueError(f"unknown detector metrics {sorted(unknown)}; known: {list(METRICS)}")
+        if not self.error_windows or min(self.error_windows) < 1:
+            raise ValueError("error_windows must be positive probe counts")
+        if self.baseline_min > self.baseline_size:
+            raise ValueError("baseline_min must not exceed baseline_size")
+        return self
+
+    def params(self) -> Params:
+        return Params(
+            min_effect=self.min_effect,
+            design_effect=self.design_effect,
+            recent=self.recent,
+            quarantine=self.quarantine,
+            baseline_size=self.baseline_size,
+            baseline_min=self.baseline_min,
+            baseline_max_age=self.baseline_max_age,
+            exit_fraction=self.exit_fraction,
+            z_cap=self.z_cap,
+            min_error_effect=self.min_error_effect,
+            error_windows=tuple(sorted(self.error_windows)),
+            error_baseline_size=self.error_baseline_size,
+            error_prior_rate=self.error_prior_rate,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyVerdict:
+    target: str
+    metric: str
+    anomalous: bool
+    score: float  # >= 1.0 means anomalous
+    p_value: float
+    q_value: float
+    effect: float  # relative median change (latency, tps) or error-rate increase
+    baseline: float  # baseline median (seconds, tokens/s) or error rate
+    recent: float  # recent median or error rate
+    n_baseline: int
+    n_recent: int
+    since: float | None  # unix time the current anomaly started
+
+
+def _itl(r: ProbeResult) -> float | None:
+    return r.itl_p50 if r.itl_p50 is not None else r.itl_mean
+
+
+_EXTRACT = {
+    "ttft": lambda r: r.ttft,
+    "e2e": lambda r: r.e2e,
+    "itl": _itl,
+    "output_tps": lambda r: r.output_tps,
+}
+
+
+class Detector:
+    def __init__(self, cfg: DetectorConfig, store: Store | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self._params = cfg.params()
+        self.series: dict[tuple[str, str], LatencySeries | ErrorSeries] = {}
+        self.labels: dict[str, dict[str, str]] = {}
+        self._dirty: set[str] = set()
+        self._saved: set[str] = set()
+
+    # -- feeding ----------------------------------------------------------------------
+    def _get(self, target: str, metric: str) -> LatencySeries | ErrorSeries:
+        key = (target, metric)
+        s = self.series.get(key)
+        if s is None:
+            if metric == "error":
+                s = ErrorSeries(self._params)
+            else:
+                s = LatencySeries(self._params, direction=-1 if metric == "output_tps" else 1)
+            self.series[key] = s
+        return s
+
+    def observe(self, result: ProbeResult) -> None:
+        if not self.cfg.enabled:
+            return
+        target = result.target
+        self.labels[target] = {
+            "provider": result.provider,
+            "model": result.model,
+            "probe": result.probe,
+            "region": result.region,
+        }
+        t = result.started_at.timestamp()
+        for metric in self.cfg.metrics:
+            if metric == "error":
+                s = self._get(target, metric)
+                assert isinstance(s, ErrorSeries)
+                s.observe(t, not result.ok)
+            elif result.ok:
+                value = _EXTRACT[metric](result)
+                if value is not None:
+                    s = self._get(target, metric)
+                    assert isinstance(s, LatencySeries)
+                    s.observe(t, float(value))
+        self._dirty.add(target)
+
+    # -- judging -----------------------------------------------------------------------
+    def evaluate(self, now: float | None = None) -> dict[tuple[str, str], AnomalyVerdict]:
+        now = time.time() if now is None else now
+        keys = list(self.series)
+        statuses = [self.series[k].status() for k in keys]
+        qs = benjamini_hochberg([st.p_value for st in statuses])
+        log_q = math.log(self.cfg.fdr_q)
+        out: dict[tuple[str, str], AnomalyVerdict] = {}
+        for key, st, q in zip(keys, statuses, qs, strict=True):
+            s = self.series[key]
+            sig = math.log(max(q, 1e-300)) / log_q
+            raw = max(0.0, min(sig, st.effect_ratio)) if st.ready else 0.0
+            if decide(s, st, q, self.cfg.fdr_q, now):
+                self._dirty.add(key[0])
+            score = max(raw, 1.0) if s.anomalous else min(raw, math.nextafter(1.0, 0.0))
+            out[key] = AnomalyVerdict(
+                target=key[0],
+                metric=key[1],
+                anomalous=s.anomalous,
+                score=float(score),
+                p_value=float(st.p_value),
+                q_value=float(q),
+                effect=float(st.effect),
+                baseline=float(st.baseline),
+                recent=float(st.recent),
+                n_baseline=st.n_baseline,
+                n_recent=st.n_recent,
+                since=s.since,
+            )
+        return out
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def forget(self, keep: set[str]) -> None:
+        """Drop every series whose target is not in `keep` (removed from the config)."""
+        gone = {t for t, _ in self.series} - keep
+        for key in [k for k in self.series if k[0] in gone]:
+            del self.series[key]
+        for t in gone:
+            self.labels.pop(t, None)
+            self._dirty.discard(t)
+        if self.store is not None:
+            stale = (gone | self._saved) - keep
+            if stale:
+                with self.store.transaction() as c:
+                    c.executemany("DELETE FROM kv WHERE key = ?", [(STATE_PREFIX + t,) for t in stale])
+                self._saved -= stale
+                self.store.put_state(STATE_INDEX, sorted(self._saved))
+
+    def _target_state(self, target: str) -> dict[str, Any]:
+        return {
+            "v": STATE_VERSION,
+            "labels": self.labels.get(target, {}),
+            "series": {m: s.to_state() for (t, m), s in self.series.items() if t == target},
+        }
+
+    def save(self) -> None:
+        """Persist baselines of targets that changed since the last save."""
+        if self.store is None:
+            return
+        dirty, self._dirty = self._dirty, set()
+        for target in sorted(dirty):
+            self.store.put_state(STATE_PREFIX + target, self._target_state(target))
+        if dirty - self._saved:
+            self._saved |= dirty
+            self.store.put_state(STATE_INDEX, sorted(self._saved))
+
+    def load(self) -> None:
+        """Restore baselines saved by `save` (missing or foreign-version state is ignored)."""
+        if self.store is None:
+            return
+        index = self.store.get_state(STATE_INDEX, []) or []
+        for target in index:
+            st = self.store.get_state(STATE_PREFIX + target)
+            if not isinstance(st, dict) or st.get("v") != STATE_VERSION:
+                continue
+            self._saved.add(target)
+            self.labels[target] = dict(st.get("labels") or {})
+            for metric, sst in (st.get("series") or {}).items():
+                if metric not in self.cfg.metrics:
+                    continue
+                self._get(target, metric).load_state(sst)
