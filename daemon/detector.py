@@ -54,9 +54,11 @@ class DetectorConfig(Strict):
     # bench shows no false page in a simulated week of heavy-tailed noise at this level)
     fdr_q: float = Field(1e-4, gt=0, lt=1)
     recent: int = Field(5, ge=1, le=100)  # probes whose median is compared to the baseline
-    quarantine: int = Field(30, ge=0)  # probes a value waits before it may join the baseline
-    baseline_size: int = Field(360, ge=10)  # latency baseline (probes)
-    baseline_min: int = Field(30, ge=5)  # fewer baseline probes: no verdict yet (warm-up)
+    slow_window: int = Field(30, ge=2, le=1000)  # probes compared to the whole baseline (creeps)
+    quarantine: int = Field(10, ge=0)  # probes a value waits before it may join the baseline
+    short_baseline: int = Field(120, ge=10)  # newest baseline probes, for steps
+    baseline_size: int = Field(720, ge=10)  # latency baseline (probes), for creeps
+    baseline_min: int = Field(60, ge=5)  # fewer baseline probes: no verdict yet (warm-up)
     baseline_max_age: Duration = Field(86400.0, gt=0)
     error_baseline_size: int = Field(1440, ge=10)
     error_windows: tuple[int, ...] = (10, 30, 120)
@@ -71,8 +73,8 @@ class DetectorConfig(Strict):
             raise ValueError(f"unknown detector metrics {sorted(unknown)}; known: {list(METRICS)}")
         if not self.error_windows or min(self.error_windows) < 1:
             raise ValueError("error_windows must be positive probe counts")
-        if self.baseline_min > self.baseline_size:
-            raise ValueError("baseline_min must not exceed baseline_size")
+        if not self.baseline_min <= self.short_baseline <= self.baseline_size:
+            raise ValueError("need baseline_min <= short_baseline <= baseline_size")
         return self
 
     def params(self) -> Params:
@@ -80,7 +82,9 @@ class DetectorConfig(Strict):
             min_effect=self.min_effect,
             design_effect=self.design_effect,
             recent=self.recent,
+            slow_window=self.slow_window,
             quarantine=self.quarantine,
+            short_baseline=self.short_baseline,
             baseline_size=self.baseline_size,
             baseline_min=self.baseline_min,
             baseline_max_age=self.baseline_max_age,
@@ -171,7 +175,7 @@ class Detector:
     def evaluate(self, now: float | None = None) -> dict[tuple[str, str], AnomalyVerdict]:
         now = time.time() if now is None else now
         keys = list(self.series)
-        statuses = [self.series[k].status() for k in keys]
+        statuses = [self.series[k].status(self.cfg.fdr_q) for k in keys]
         qs = benjamini_hochberg([st.p_value for st in statuses])
         log_q = math.log(self.cfg.fdr_q)
         out: dict[tuple[str, str], AnomalyVerdict] = {}

@@ -80,9 +80,11 @@ class Params:
     min_effect: float = 0.3  # log scale: relative change of the median; raw scale: robust sigmas
     design_effect: float = 0.5  # the shift the CUSUM is tuned to catch fastest (same units)
     recent: int = 5
-    quarantine: int = 30
-    baseline_size: int = 360
-    baseline_min: int = 30
+    quarantine: int = 10
+    short_baseline: int = 120
+    baseline_size: int = 720
+    baseline_min: int = 60
+    slow_window: int = 30
     baseline_max_age: float = 86400.0
     exit_fraction: float = 0.5
     z_cap: float = 3.0  # at most k + z_cap added to the CUSUM by one probe
@@ -111,24 +113,77 @@ class Status:
     ready: bool
 
 
+class _Ranked:
+    """A sorted multiset with its median and robust spread (for rank scores)."""
+
+    __slots__ = ("med", "sigma", "values")
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.med = 0.0
+        self.sigma = 1.0
+
+    def add(self, y: float) -> None:
+        insort(self.values, y)
+
+    def remove(self, y: float) -> None:
+        del self.values[bisect_left(self.values, y)]
+
+    def refresh(self, sigma_floor: float) -> None:
+        s = self.values
+        n = len(s)
+        if n == 0:
+            return
+        self.med = _median_sorted(s)
+        self.sigma = max(_MAD_TO_SIGMA * _median_sorted(sorted(abs(v - self.med) for v in s)), sigma_floor)
+
+    def score(self, y: float, cap: float) -> float:
+        """Normal score of y's mid-rank; robust z beyond the range; clipped to +-cap."""
+        s = self.values
+        m = len(s)
+        if m == 0:
+            return 0.0
+        lo = bisect_left(s, y)
+        hi = bisect_right(s, y)
+        z = normal_score(((lo + hi) / 2 + 0.5) / (m + 1))
+        if lo == m or hi == 0:  # beyond the baseline's range: extrapolate robustly
+            zr = (y - self.med) / self.sigma
+            z = max(z, zr) if zr > 0 else min(z, zr)
+        return max(min(z, cap), -cap)
+
+
+def _median_sorted(s: list[float]) -> float:
+    n = len(s)
+    return (s[(n - 1) // 2] + s[n // 2]) / 2
+
+
 class LatencySeries:
-    """Rank-CUSUM on an oriented scale with a frozen-while-anomalous baseline."""
+    """Two time scales against a frozen-while-anomalous baseline.
+
+    fast: rank-CUSUM of every probe against the most recent `short_baseline` healthy
+          probes, effect = median of the last `recent` probes vs their median (steps);
+    slow: sum of rank scores of the last `slow_window` probes against the whole baseline
+          (`baseline_size`), effect = their median vs its median (creeps, which a short
+          baseline would follow).
+    The series' p-value is the stronger component's, times 2 (Bonferroni).
+    """
 
     __slots__ = (
         "_k",
-        "_med",
-        "_sigma",
+        "_scale",
         "anomalous",
         "base",
         "cusum",
         "direction",
         "last_t",
         "log_scale",
+        "long",
         "p",
         "pending",
         "recent",
+        "short",
         "since",
-        "sorted",
+        "slow",
     )
 
     def __init__(self, p: Params, *, log_scale: bool = True, direction: int = 1) -> None:
@@ -136,16 +191,17 @@ class LatencySeries:
         self.log_scale = log_scale
         self.direction = direction
         self.base: deque[tuple[float, float]] = deque()  # (t, y) in arrival order
-        self.sorted: list[float] = []
+        self.long = _Ranked()  # every baseline value
+        self.short = _Ranked()  # the newest short_baseline of them
         self.pending: deque[tuple[float, float]] = deque()
-        self.recent: deque[float] = deque(maxlen=p.recent)
+        self.recent: deque[float] = deque(maxlen=max(p.recent, p.slow_window))
+        self.slow: deque[float] = deque(maxlen=p.slow_window)  # rank scores against `long`
         self.cusum = 0.0
         self.anomalous = False
         self.since: float | None = None
         self.last_t = 0.0
-        self._med = 0.0
-        self._sigma = 1.0
         self._k = 0.5
+        self._scale = 1.0
 
     # -- values -------------------------------------------------------------------
     def orient(self, x: float) -> float | None:
@@ -162,22 +218,18 @@ class LatencySeries:
         return math.exp(v) if self.log_scale else v
 
     def _refresh(self) -> None:
-        """Median, robust spread and CUSUM reference of the current baseline."""
-        s = self.sorted
-        n = len(s)
-        if n == 0:
-            return
-        med = (s[(n - 1) // 2] + s[n // 2]) / 2
-        dev = sorted(abs(v - med) for v in s)
-        mad = (dev[(n - 1) // 2] + dev[n // 2]) / 2
-        self._med = med
-        self._sigma = max(_MAD_TO_SIGMA * mad, self.p.sigma_floor)
+        floor = self.p.sigma_floor
+        if not self.log_scale and self.long.values:  # raw scale: a floor relative to the range
+            floor = max(floor * (self.long.values[-1] - self.long.values[0]), 1e-12)
+        self.short.refresh(floor)
+        self.long.refresh(floor)
         d = self.p.design_effect
-        shift = math.log1p(d) if self.log_scale else d * self._sigma
-        self._k = min(max(shift / (2 * self._sigma), 0.1), 3.0)
+        shift = math.log1p(d) if self.log_scale else d * self.short.sigma
+        self._k = min(max(shift / (2 * self.short.sigma), 0.1), 3.0)
+        self._scale = math.log1p(self.p.min_effect) if self.log_scale else self.p.min_effect
 
     def ready(self) -> bool:
-        return len(self.sorted) >= self.p.baseline_min
+        return len(self.base) >= self.p.baseline_min
 
     # -- feeding --------------------------------------------------------------------
     def observe(self, t: float, x: float) -> None:
@@ -186,9 +238,10 @@ class LatencySeries:
             return
         self.last_t = max(self.last_t, t)
         if self.ready():
-            self.cusum = max(0.0, self.cusum + self.score(y) - self._k)
+            z = self.short.score(y, self._k + self.p.z_cap)
             # bounded, so that the statistic recovers within a few dozen probes
-            self.cusum = min(self.cusum, 60.0 / self._k)
+            self.cusum = min(max(0.0, self.cusum + z - self._k), 60.0 / self._k)
+            self.slow.append(self.long.score(y, self.p.z_cap))
         self.recent.append(y)
         self.pending.append((t, y))
         while len(self.pending) > (self.p.quarantine if self.ready() else 0):
@@ -196,50 +249,58 @@ class LatencySeries:
             if not self.anomalous:
                 self._admit(ts, ys)
 
-    def score(self, y: float) -> float:
-        s = self.sorted
-        m = len(s)
-        lo = bisect_left(s, y)
-        hi = bisect_right(s, y)
-        z = normal_score(((lo + hi) / 2 + 0.5) / (m + 1)) if m else 0.0
-        zr = (y - self._med) / self._sigma
-        if lo == m or hi == 0:  # beyond the baseline's range: extrapolate robustly
-            z = max(z, zr) if zr > 0 else min(z, zr)
-        return max(min(z, self._k + self.p.z_cap), -(self._k + self.p.z_cap))
-
     def _admit(self, t: float, y: float) -> None:
         self.base.append((t, y))
-        insort(self.sorted, y)
+        self.long.add(y)
+        self.short.add(y)
+        if len(self.base) > self.p.short_baseline:
+            self.short.remove(self.base[-self.p.short_baseline - 1][1])
         while len(self.base) > self.p.baseline_size or (
             len(self.base) > self.p.baseline_min and t - self.base[0][0] > self.p.baseline_max_age
         ):
             _, old = self.base.popleft()
-            del self.sorted[bisect_left(self.sorted, old)]
+            self.long.remove(old)
         self._refresh()
 
     # -- judging ---------------------------------------------------------------------
-    def status(self) -> Status:
+    def _effect(self, n: int, ref: _Ranked) -> tuple[float, float]:
+        """(oriented median shift of the last n probes over ref's median, that median)."""
+        r = sorted(list(self.recent)[-n:])
+        med_r = _median_sorted(r)
+        diff = med_r - ref.med
+        if not self.log_scale:
+            diff /= ref.sigma
+        return diff, med_r
+
+    def status(self, fdr_q: float = 1e-4) -> Status:
         n_recent = len(self.recent)
-        if not self.ready() or n_recent == 0:
-            return Status(1.0, 0.0, 0.0, True, self._unorient(self._med) if self.sorted else math.nan,
-                          math.nan, len(self.sorted), n_recent, False)
-        r = sorted(self.recent)
-        med_r = (r[(n_recent - 1) // 2] + r[n_recent // 2]) / 2
-        diff = med_r - self._med  # oriented: > 0 is worse
+        if not self.ready() or n_recent < self.p.recent:
+            med = self._unorient(self.long.med) if self.base else math.nan
+            return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base), n_recent, False)
+        # fast: CUSUM tail under the null, with Siegmund's overshoot correction
+        p_fast = math.exp(-2.0 * self._k * (self.cusum + _OVERSHOOT))
+        d_fast, med_fast = self._effect(self.p.recent, self.short)
+        # slow: the mean rank score of the last slow_window probes
+        p_slow, d_slow, med_slow = 1.0, -math.inf, med_fast
+        if len(self.slow) >= self.p.slow_window:
+            p_slow = _ND.cdf(-sum(self.slow) / math.sqrt(len(self.slow)))
+            d_slow, med_slow = self._effect(self.p.slow_window, self.long)
+        log_q = math.log(fdr_q)
+
+        def strength(pv: float, d: float) -> float:
+            return min(math.log(max(2 * pv, _P_FLOOR)) / log_q, d / self._scale)
+
+        fast = strength(p_fast, d_fast) >= strength(p_slow, d_slow)
+        pv, diff, med_r, ref = (p_fast, d_fast, med_fast, self.short) if fast else (p_slow, d_slow, med_slow, self.long)
+        ratio = diff / self._scale
+        exit_ok = max(d_fast, d_slow) / self._scale < self.p.exit_fraction
         if self.log_scale:
-            need = math.log1p(self.p.min_effect)
             effect = math.expm1(self.direction * diff)
         else:
-            need = self.p.min_effect * self._sigma
-            effect = self.direction * diff / self._sigma
-        ratio = diff / need if need > 0 else math.inf
-        # stationary tail of the CUSUM under the null, with Siegmund's overshoot correction
-        p_value = min(1.0, max(math.exp(-2.0 * self._k * (self.cusum + _OVERSHOOT)), _P_FLOOR))
-        exit_ok = ratio < self.p.exit_fraction
-        # a full recent window is needed before a verdict can be anomalous
-        full = n_recent >= self.p.recent
-        return Status(p_value if full else 1.0, effect, ratio if full else 0.0, exit_ok,
-                      self._unorient(self._med), self._unorient(med_r), len(self.sorted), n_recent, True)
+            effect = self.direction * diff
+        p_value = min(1.0, max(2 * pv, _P_FLOOR))
+        return Status(p_value, effect, ratio, exit_ok, self._unorient(ref.med), self._unorient(med_r),
+                      len(self.base), n_recent, True)
 
     def enter(self, now: float) -> None:
         self.anomalous = True
@@ -250,14 +311,16 @@ class LatencySeries:
         self.anomalous = False
         self.since = None
         self.cusum = 0.0
+        self.slow.clear()
         self.pending.clear()
 
     # -- persistence ------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
         return {
-            "base": [[round(t, 3), round(y, 6)] for t, y in self.base],
-            "pending": [[round(t, 3), round(y, 6)] for t, y in self.pending],
-            "recent": [round(y, 6) for y in self.recent],
+            "base": _pack(self.base),
+            "pending": _pack(self.pending),
+            "recent": [round(y, 5) for y in self.recent],
+            "slow": [round(z, 4) for z in self.slow],
             "cusum": self.cusum,
             "anomalous": self.anomalous,
             "since": self.since,
@@ -265,15 +328,37 @@ class LatencySeries:
         }
 
     def load_state(self, st: dict[str, Any]) -> None:
-        self.base = deque((float(t), float(y)) for t, y in st.get("base", []))
-        self.sorted = sorted(y for _, y in self.base)
-        self.pending = deque((float(t), float(y)) for t, y in st.get("pending", []))
-        self.recent = deque((float(y) for y in st.get("recent", [])), maxlen=self.p.recent)
+        self.base = deque()
+        self.long = _Ranked()
+        self.short = _Ranked()
+        for t, y in _unpack(st.get("base")):
+            self.base.append((t, y))
+            self.long.add(y)
+        for _, y in list(self.base)[-self.p.short_baseline:]:
+            self.short.add(y)
+        self.pending = deque(_unpack(st.get("pending")))
+        self.recent = deque((float(y) for y in st.get("recent", [])), maxlen=self.recent.maxlen)
+        self.slow = deque((float(z) for z in st.get("slow", [])), maxlen=self.p.slow_window)
         self.cusum = float(st.get("cusum", 0.0))
         self.anomalous = bool(st.get("anomalous", False))
         self.since = st.get("since")
         self.last_t = float(st.get("last_t", 0.0))
         self._refresh()
+
+
+def _pack(samples: deque[tuple[float, float]]) -> dict[str, Any]:
+    """Compact JSON: first time, whole-second deltas, values to 5 decimals."""
+    if not samples:
+        return {"t0": 0.0, "dt": [], "y": []}
+    t0 = samples[0][0]
+    return {"t0": t0, "dt": [round(t - t0) for t, _ in samples], "y": [round(y, 5) for _, y in samples]}
+
+
+def _unpack(packed: dict[str, Any] | None) -> list[tuple[float, float]]:
+    if not packed:
+        return []
+    t0 = float(packed["t0"])
+    return [(t0 + float(dt), float(y)) for dt, y in zip(packed["dt"], packed["y"], strict=True)]
 
 
 def decide(series: LatencySeries | ErrorSeries, st: Status, q: float, fdr_q: float, now: float) -> bool:
@@ -329,7 +414,7 @@ class ErrorSeries:
         w = self.p.error_prior_weight
         return (self.base_errors + w * self.p.error_prior_rate) / (len(self.base) + w)
 
-    def status(self) -> Status:
+    def status(self, fdr_q: float = 1e-4) -> Status:
         n_b = len(self.base)
         p0 = self.rate0()
         if not self.ready() or not self.recent:

@@ -56,6 +56,9 @@ class Metrics:
         self.in_flight = Gauge("llm_canary_probes_in_flight", "Probes currently running.", registry=r)
         self.targets = Gauge("llm_canary_targets", "Configured targets.", registry=r)
         self.config_reloads = Counter("llm_canary_config_reloads_total", "Config reloads by outcome.", ("outcome",), registry=r)
+        self.sink_points = Counter("llm_canary_sink_points_total", "Points handled by a sink, by state (written, spooled, replayed, dropped, rejected).", ("sink", "state"), registry=r)
+        self.sink_spool = Gauge("llm_canary_sink_spool_points", "Points waiting in a sink's durable spool.", ("sink",), registry=r)
+        self.sink_write = Histogram("llm_canary_sink_write_seconds", "Duration of one batch write to a sink.", ("sink",), buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
         self.build_info = Gauge("llm_canary_build_info", "Build information.", ("version",), registry=r)
         self.build_info.labels(version="0.1.0").set(1)
         # Pre-create outcome series so rate() works from the first scrape.
