@@ -91,11 +91,10 @@ async def run(args: argparse.Namespace) -> int:
     t0 = time.monotonic()
     await asyncio.sleep(args.duration / 2)
     # the burst: 200 extra concurrent streams through the same client while probing goes on
-    from probes.runner import new_client, run_probe
+    from probes.runner import run_probe
 
     burst_targets = daemon._targets[:200]
-    async with new_client() as client:
-        burst = await asyncio.gather(*(run_probe(client, t) for t in burst_targets))
+    burst = await asyncio.gather(*(run_probe(daemon.clients.client_for(f"burst/{t.key}"), t) for t in burst_targets))
     await asyncio.sleep(max(0.0, args.duration - (time.monotonic() - t0)))
     cpu = time.process_time() - cpu0
     lags = list(daemon.scheduler.lag_samples) if daemon.scheduler else []
