@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.config import AlertsConfig
+from daemon.detector import DetectorConfig
 from daemon.durations import Duration, Fraction
 from daemon.model import Strict
 from probes.registry import PROTOCOLS
@@ -278,6 +279,7 @@ class Settings(BaseSettings):
     budgets: Budgets = Budgets()
     scheduler: SchedulerConfig = SchedulerConfig()
     simulator: SimulatorConfig = SimulatorConfig()
+    detector: DetectorConfig = DetectorConfig()
     alerts: AlertsConfig = AlertsConfig()
 
     @classmethod

@@ -135,8 +135,9 @@ class Daemon:
         mod = _detector_factory()
         if mod is None:
             return None
-        cfg = getattr(settings, "detector", None) or mod.DetectorConfig()
-        det = mod.Detector(cfg, store=self.store)
+        if not settings.detector.enabled:
+            return None
+        det = mod.Detector(settings.detector, store=self.store)
         try:
             det.load()
         except Exception:
@@ -410,6 +411,10 @@ class Daemon:
         if self.detector is not None and hasattr(self.detector, "forget"):
             self.detector.forget(keep)
         self.budget.budgets = new.budgets
+        if new.detector != old.detector:
+            if self.detector is not None:
+                self.detector.save()
+            self.detector = self._make_detector(new)
         if new.alerts != old.alerts:
             if self.alerts is not None:
                 await self.alerts.stop(5.0)
