@@ -12,6 +12,7 @@ import ssl
 
 import httpx
 
+from probes.netstream import stamped_transport
 from probes.runner import HEADERS
 
 
@@ -24,11 +25,11 @@ class ClientPool:
     def client_for(self, key: str) -> httpx.AsyncClient:
         client = self._clients.get(key)
         if client is None:
+            limits = httpx.Limits(max_connections=32, max_keepalive_connections=2,
+                                  keepalive_expiry=self._keepalive_expiry)
             client = httpx.AsyncClient(
                 headers=HEADERS,
-                verify=self._ssl,
-                limits=httpx.Limits(max_connections=32, max_keepalive_connections=2,
-                                    keepalive_expiry=self._keepalive_expiry),
+                transport=stamped_transport(verify=self._ssl, limits=limits),
                 follow_redirects=False,
                 trust_env=False,
             )

@@ -17,6 +17,7 @@ import httpx
 
 from probes import expect
 from probes.framing import FramingError, new_decoder
+from probes.netstream import arrival_ns, stamped_transport
 from probes.protocol import StreamProtocolError
 from probes.registry import protocol_for
 from probes.result import Outcome, ProbeResult
@@ -39,9 +40,10 @@ HEADERS = {"accept-encoding": "identity", "user-agent": "llm-canary/0.1"}
 
 def new_client(max_connections: int = 1000) -> httpx.AsyncClient:
     """A client for one-off probes (the daemon uses probes.clients.ClientPool)."""
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=200)
     return httpx.AsyncClient(
         headers=HEADERS,
-        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=200),
+        transport=stamped_transport(limits=limits),
         follow_redirects=False,
         trust_env=False,
     )
@@ -75,9 +77,10 @@ async def run_probe(
     request_id: str | None = None
     tokens_before_error = 0
 
+    # Reads need no timeout of their own: the probe's deadline (asyncio.timeout) bounds them.
     timeout = httpx.Timeout(
         connect=min(target.connect_timeout, target.timeout),
-        read=target.timeout,
+        read=None,
         write=target.timeout,
         pool=target.timeout,
     )
@@ -91,8 +94,9 @@ async def run_probe(
                 timeout=timeout,
                 extensions={"trace": _tracer(tl)},
             ) as resp:
-                if tl.headers_ns is None:
-                    tl.headers_ns = time.perf_counter_ns()
+                net = resp.extensions.get("network_stream")
+                # the socket read that completed the headers (the trace stamps after parsing)
+                tl.headers_ns = arrival_ns(net)
                 status = resp.status_code
                 kept = _kept_headers(resp.headers)
                 retry_after = _retry_after(resp.headers)
@@ -107,7 +111,7 @@ async def run_probe(
                 else:
                     decoder = new_decoder(protocol.framing)
                     async for chunk in resp.aiter_raw():
-                        t = time.perf_counter_ns()
+                        t = arrival_ns(net)  # when these bytes came off the socket
                         tl.last_byte_ns = t
                         for frame in decoder.feed(chunk):
                             ev = protocol.parse(frame, state)
