@@ -47,7 +47,8 @@ def start_simulator(truth: Path, scenario: Path) -> tuple[subprocess.Popen[bytes
     return proc, "http://" + json.loads(line)["listening"]
 
 
-def settings_for(url: str, n_targets: int, interval: float, state: Path, port: int) -> Settings:
+def settings_for(url: str, n_targets: int, interval: float, state: Path, port: int,
+                 args_no_detector: bool = False) -> Settings:
     per_provider = 50
     providers = []
     for p in range(0, n_targets, per_provider):
@@ -64,6 +65,7 @@ def settings_for(url: str, n_targets: int, interval: float, state: Path, port: i
         providers=providers,
         scheduler={"max_concurrency": 400},
         alerts={"enabled": False},
+        detector={"enabled": not args_no_detector},
     )
 
 
@@ -81,7 +83,7 @@ async def run(args: argparse.Namespace) -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    settings = settings_for(url, args.targets, interval, tmp / "state.db", port)
+    settings = settings_for(url, args.targets, interval, tmp / "state.db", port, args.no_detector)
     daemon = Daemon(settings, None, "bench")
     results = []
     daemon_task = asyncio.create_task(daemon.run())
@@ -149,6 +151,7 @@ def main() -> int:
     ap.add_argument("--targets", type=int, default=1000)
     ap.add_argument("--compress", type=float, default=10.0, help="time compression (60s interval / N)")
     ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--no-detector", action="store_true", help="isolate the probe path from the detector")
     args = ap.parse_args()
     os.environ.setdefault("LLM_CANARY_LOG_LEVEL", "warning")
     from daemon import logs
