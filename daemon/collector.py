@@ -13,6 +13,7 @@ from collections.abc import Callable
 import structlog
 
 from daemon.metrics import Metrics
+from daemon.tasks import cancel_and_wait
 from probes.result import ProbeResult
 
 log = structlog.get_logger("llm_canary.collector")
@@ -78,9 +79,4 @@ class Collector:
             log.warning("collector_drain_timeout", left=len(self._queue))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)

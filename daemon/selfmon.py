@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from daemon.metrics import Metrics
+from daemon.tasks import cancel_and_wait
 
 TICK = 0.1
 
@@ -35,9 +36,4 @@ class LoopMonitor:
         return time.monotonic() - self.last_beat < stale_after
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from probes.framing import Frame
+from probes.framing import Frame, SSEEvent
 from probes.target import ProbeTarget
 
 
@@ -74,6 +74,26 @@ def loads(data: str | bytes) -> Any:
     except (ValueError, UnicodeDecodeError) as exc:
         snippet = data[:120] if isinstance(data, str) else data[:120].decode("utf-8", "replace")
         raise StreamProtocolError(f"malformed JSON in stream: {exc.__class__.__name__}: {snippet!r}") from None
+
+
+def sse_json(frame: Frame) -> tuple[str, Any] | None:
+    """(event name, parsed JSON data) of an SSE event; None for an event without data."""
+    if not isinstance(frame, SSEEvent):
+        raise StreamProtocolError("expected an SSE event")
+    if not frame.data.strip():
+        return None
+    return frame.event, loads(frame.data)
+
+
+def sse_object(frame: Frame) -> tuple[str, dict[str, Any]] | None:
+    """Like sse_json, for protocols whose every event is one JSON object (`type` wins)."""
+    got = sse_json(frame)
+    if got is None:
+        return None
+    event, obj = got
+    if not isinstance(obj, dict):
+        raise StreamProtocolError(f"unexpected JSON in stream: {str(obj)[:80]!r}")
+    return str(obj.get("type") or event), obj
 
 
 def error_from_body(status: int, body: bytes) -> str:

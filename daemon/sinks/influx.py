@@ -26,6 +26,7 @@ from daemon.sinks.base import AlertTransition
 from daemon.sinks.influx_points import alert_line, probe_line
 from daemon.sinks.influx_spool import Spool
 from daemon.store import Store
+from daemon.tasks import cancel_and_wait
 from probes.result import ProbeResult
 
 log = structlog.get_logger("llm_canary.influxdb")
@@ -110,12 +111,7 @@ class InfluxSink:
             self._wake.set()
 
     async def stop(self, deadline: float) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         try:
             await asyncio.wait_for(self._flush(final=True), deadline)
         except TimeoutError:

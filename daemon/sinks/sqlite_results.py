@@ -12,6 +12,7 @@ import structlog
 from daemon.metrics import Metrics
 from daemon.sinks.base import AlertTransition
 from daemon.store import Store
+from daemon.tasks import cancel_and_wait
 from probes.result import ProbeResult
 
 log = structlog.get_logger("llm_canary.sqlite")
@@ -76,12 +77,7 @@ class SQLiteResultSink:
                 self._metrics.queue_dropped.labels("sqlite").inc()
 
     async def stop(self, deadline: float) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await cancel_and_wait(self._task)
         try:
             await asyncio.wait_for(self.flush(), deadline)
         except TimeoutError:

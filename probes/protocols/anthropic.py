@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from probes.framing import Frame, SSEEvent
-from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, Usage, loads
+from probes.framing import Frame
+from probes.protocol import HttpRequest, Protocol, StreamEvent, Usage, sse_object
 from probes.protocols.openai_chat import common_headers, error_text
 from probes.target import ProbeTarget
 
@@ -39,14 +39,10 @@ class AnthropicMessages(Protocol):
         return HttpRequest("POST", f"{target.provider.base_url}/messages", headers, json.dumps(body).encode())
 
     def parse(self, frame: Frame, state: dict[str, Any]) -> StreamEvent | None:
-        if not isinstance(frame, SSEEvent):
-            raise StreamProtocolError("expected an SSE event")
-        if not frame.data.strip():
+        got = sse_object(frame)
+        if got is None:
             return None
-        obj = loads(frame.data)
-        if not isinstance(obj, dict):
-            raise StreamProtocolError(f"unexpected JSON in stream: {frame.data[:80]!r}")
-        kind = obj.get("type") or frame.event
+        kind, obj = got
         if kind == "content_block_delta":
             d = obj.get("delta") or {}
             dt = d.get("type")

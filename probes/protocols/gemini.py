@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from probes.framing import Frame, SSEEvent
-from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, Usage, loads
+from probes.framing import Frame
+from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, Usage, sse_json
 from probes.protocols.openai_chat import common_headers, error_text
 from probes.target import ProbeTarget
 
@@ -42,11 +42,10 @@ class GeminiStream(Protocol):
         return HttpRequest("POST", url, headers, json.dumps(body).encode())
 
     def parse(self, frame: Frame, state: dict[str, Any]) -> StreamEvent | None:
-        if not isinstance(frame, SSEEvent):
-            raise StreamProtocolError("expected an SSE event")
-        if not frame.data.strip():
+        got = sse_json(frame)
+        if got is None:
             return None
-        obj = loads(frame.data)
+        obj = got[1]
         if isinstance(obj, list) and obj:  # a proxy may send the JSON-array framing's elements
             obj = obj[0]
         if not isinstance(obj, dict):
