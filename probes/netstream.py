@@ -99,7 +99,7 @@ class StampedStream(httpcore.AsyncNetworkStream):
         if info == "is_readable":
             # An idle keep-alive connection that is readable was closed (or spoke out of
             # turn) by the server: httpcore then drops it instead of reusing it.
-            if self._reader.at_eof() or self._reader._buffer:
+            if self._reader.at_eof() or getattr(self._reader, "_buffer", None):
                 return True
             sock = self._writer.get_extra_info("socket")
             return sock is None or _readable(sock)

@@ -49,7 +49,7 @@ class GeminiStream(Protocol):
         if isinstance(obj, list) and obj:  # a proxy may send the JSON-array framing's elements
             obj = obj[0]
         if not isinstance(obj, dict):
-            raise StreamProtocolError(f"unexpected JSON in stream: {frame.data[:80]!r}")
+            raise StreamProtocolError(f"unexpected JSON in stream: {str(obj)[:80]!r}")
         if obj.get("error"):
             return StreamEvent(error=f"stream error: {error_text(obj['error'])}")
         ev = StreamEvent()
