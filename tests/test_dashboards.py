@@ -1,0 +1,239 @@
+"""Grafana dashboards (grafana/): committed JSON is what grafana/build.py builds, panels are
+well formed, and every query names only metrics, labels, fields and tags that exist
+(daemon.metrics registry + deploy/prometheus recording rules; the InfluxDB point schema)."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from daemon.metrics import TARGET, Metrics, QuantileCollector
+from daemon.sinks.influx_points import FLOAT_FIELDS, INT_FIELDS
+
+REPO = Path(__file__).resolve().parent.parent
+DASHBOARDS = REPO / "grafana" / "dashboards"
+RULES = REPO / "deploy" / "prometheus"
+PROVISIONING = REPO / "grafana" / "provisioning"
+
+# Labels Prometheus adds (target labels of the scrape) or that belong to its own series.
+SCRAPE_LABELS = {"job", "instance"}
+PROMETHEUS_SERIES = {"up": {"job", "instance"}, "ALERTS": None}  # None: any label
+INFLUX_TAGS = {"probe": {"provider", "model", "probe", "region", "outcome"},
+               "alert": {"rule", "severity", "state", *TARGET}}
+INFLUX_FIELDS = {"probe": {*FLOAT_FIELDS, *INT_FIELDS, "ok", "tokens_source", "error"},
+                 "alert": {"fingerprint", "summary", "value"}}
+
+
+# -- what exists ---------------------------------------------------------------------
+def exported_metrics() -> dict[str, set[str]]:
+    """Every series name the daemon can export, with its label names."""
+    m = Metrics()
+    out: dict[str, set[str]] = {}
+    for obj in vars(m).values():
+        name, labels, kind = getattr(obj, "_name", None), getattr(obj, "_labelnames", None), getattr(obj, "_type", None)
+        if name is None or labels is None:
+            continue
+        labels = set(labels)
+        if kind == "counter":
+            out[name + "_total"] = labels
+            out[name + "_created"] = labels
+        elif kind == "histogram":
+            out[name + "_bucket"] = labels | {"le"}
+            for suffix in ("_count", "_sum", "_created"):
+                out[name + suffix] = labels
+        else:
+            out[name] = labels
+    q = QuantileCollector.NAME
+    base = {*TARGET, "metric", "window"}
+    out[q] = base | {"quantile"}
+    out[q + "_count"] = base
+    out[q + "_sum"] = base
+    return {k: v | SCRAPE_LABELS for k, v in out.items()}
+
+
+def recording_rules() -> dict[str, str]:
+    out = {}
+    for f in sorted(RULES.glob("*.rules.yml")):
+        for group in yaml.safe_load(f.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    out[rule["record"]] = rule["expr"]
+    return out
+
+
+def recorded_labels(expr: str) -> set[str]:
+    m = re.search(r"\b(?:sum|count|max|min|avg) by \(([^)]*)\)", expr)
+    return {s.strip() for s in m.group(1).split(",")} - {"le"} if m else set()
+
+
+def known_series() -> dict[str, set[str] | None]:
+    known: dict[str, set[str] | None] = dict(exported_metrics())
+    known.update({name: recorded_labels(expr) for name, expr in recording_rules().items()})
+    known.update(PROMETHEUS_SERIES)
+    return known
+
+
+# -- what the dashboards ask ---------------------------------------------------------
+def dashboards() -> dict[str, dict[str, Any]]:
+    return {p.name: json.loads(p.read_text()) for p in sorted(DASHBOARDS.glob("*.json"))}
+
+
+def queries(dash: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
+    """(where, kind, query) for every panel target, annotation and query variable."""
+    for p in dash["panels"]:
+        for t in p.get("targets", []):
+            if "expr" in t:
+                yield f"{p['title']} [{t['refId']}]", "promql", t["expr"]
+            elif "query" in t:
+                yield f"{p['title']} [{t['refId']}]", "influxql", t["query"]
+    for a in dash["annotations"]["list"]:
+        if "expr" in a:
+            yield f"annotation {a['name']}", "promql", a["expr"]
+    for v in dash["templating"]["list"]:
+        if v["type"] == "query":
+            q = v["query"]["query"] if isinstance(v["query"], dict) else v["query"]
+            yield f"variable ${v['name']}", "influxql" if v["datasource"]["type"] == "influxdb" else "variable", q
+
+
+_PROMQL_WORDS = {"bool", "and", "or", "unless", "offset", "inf", "nan"}
+_SELECTOR = re.compile(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^}]*\})?")
+
+
+def promql_selectors(expr: str) -> Iterator[tuple[str, set[str]]]:
+    """(metric name, matcher label names) of each vector selector; skips functions/keywords."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # blank string literals
+    text = re.sub(r"\[[^\]]*\]", "", text)  # range and subquery durations
+    text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", text)
+    text = re.sub(r"\$\{?\w+\}?", " ", text)  # dashboard variables outside selectors
+    for m in _SELECTOR.finditer(text):
+        name, braces = m.group(1), m.group(2)
+        if not braces and text[m.end():].lstrip().startswith("("):
+            continue  # a function or aggregation
+        if name.lower() in _PROMQL_WORDS or (m.start() > 0 and text[m.start() - 1].isdigit()):
+            continue
+        labels = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)", braces or ""))
+        yield name, labels
+
+
+def grouping_labels(expr: str) -> set[str]:
+    out: set[str] = set()
+    for m in re.finditer(r"\b(?:by|on|ignoring|without)\s*\(([^)]*)\)", expr):
+        out |= {s.strip() for s in m.group(1).split(",") if s.strip()}
+    return out
+
+
+# -- tests ---------------------------------------------------------------------------
+def test_committed_dashboards_are_what_build_py_builds() -> None:
+    r = subprocess.run([sys.executable, str(REPO / "grafana" / "build.py"), "--check"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_five_dashboards_exist() -> None:
+    uids = {d["uid"] for d in dashboards().values()}
+    assert uids == {"llm-canary-fleet", "llm-canary-provider", "llm-canary-regions", "llm-canary-self",
+                    "llm-canary-fleet-influxql"}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DASHBOARDS.glob("*.json")))
+def test_dashboard_is_well_formed(name: str) -> None:
+    d = dashboards()[name]
+    ids = [p["id"] for p in d["panels"]]
+    assert len(ids) == len(set(ids))
+    variables = {v["name"] for v in d["templating"]["list"]}
+    builtin = {"__rate_interval", "__interval", "__range", "timeFilter", "__all", "tag_provider", "tag_model",
+               "tag_outcome"}
+    for p in d["panels"]:
+        gp = p["gridPos"]
+        assert gp["x"] >= 0 and gp["x"] + gp["w"] <= 24, p["title"]
+        if p["type"] in ("row", "text"):
+            continue
+        assert p["datasource"]["uid"] in ("${datasource}", "${influxdb}"), p["title"]
+        assert p["targets"], p["title"]
+        for t in p["targets"]:
+            assert t["datasource"] == p["datasource"], p["title"]
+            q = t.get("expr") or t.get("query")
+            used = set(re.findall(r"\$\{?([A-Za-z_]+)", " ".join((q, t.get("legendFormat", ""), t.get("alias", "")))))
+            assert used <= variables | builtin, (p["title"], used - variables - builtin)
+    # the overlap-free flow layout: no two panels share a cell
+    cells: set[tuple[int, int]] = set()
+    for p in d["panels"]:
+        gp = p["gridPos"]
+        for x in range(gp["x"], gp["x"] + gp["w"]):
+            for y in range(gp["y"], gp["y"] + gp["h"]):
+                assert (x, y) not in cells, p["title"]
+                cells.add((x, y))
+
+
+def test_selector_parser_understands_our_promql() -> None:
+    got = list(promql_selectors(
+        'histogram_quantile(0.95, sum by (le, provider) (rate(llm_canary_probe_ttft_seconds_bucket{provider=~"$provider"}[5m])))'
+        ' / ignoring (quantile) llm_canary_latency_quantile_seconds_count or vector(0) and on(provider) up'))
+    assert got == [("llm_canary_probe_ttft_seconds_bucket", {"provider"}),
+                   ("llm_canary_latency_quantile_seconds_count", set()), ("up", set())]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DASHBOARDS.glob("*.json")))
+def test_promql_uses_only_metrics_and_labels_that_exist(name: str) -> None:
+    known = known_series()
+    all_labels = set().union(*(v for v in known.values() if v))
+    problems = []
+    for where, kind, q in queries(dashboards()[name]):
+        if kind == "variable":
+            q = re.sub(r"label_values\((.*),\s*(\w+)\)$", r"\1", q)
+        if kind == "influxql":
+            continue
+        for metric, labels in promql_selectors(q):
+            if metric not in known:
+                problems.append(f"{where}: unknown metric {metric}")
+            elif known[metric] is not None and not labels <= known[metric]:  # type: ignore[operator]
+                problems.append(f"{where}: {metric} has no label(s) {sorted(labels - known[metric])}")  # type: ignore[operator]
+        unknown = grouping_labels(q) - all_labels - {"le"}
+        if unknown:
+            problems.append(f"{where}: groups by unknown label(s) {sorted(unknown)}")
+    assert not problems, "\n".join(problems)
+
+
+def test_influxql_uses_only_fields_and_tags_that_exist() -> None:
+    d = dashboards()["llm-canary-fleet-influxql.json"]
+    checked = 0
+    for where, kind, q in queries(d):
+        if kind != "influxql":
+            continue
+        measurement = re.search(r'FROM "(\w+)"', q).group(1)  # type: ignore[union-attr]
+        assert measurement in INFLUX_FIELDS, where
+        select, _, rest = q.partition(" FROM ")
+        if "KEY" in q:  # SHOW TAG VALUES ... WITH KEY = "tag"
+            tags = set(re.findall(r'KEY = "(\w+)"', q))
+            fields: set[str] = set()
+        else:
+            fields = set(re.findall(r'"(\w+)"', select))
+            where_part, _, group_part = rest.partition("GROUP BY")
+            tags = set(re.findall(r'"(\w+)"\s*(?:=~|!=|=|<>)', where_part)) | set(re.findall(r'"(\w+)"', group_part))
+        assert fields <= INFLUX_FIELDS[measurement], (where, fields - INFLUX_FIELDS[measurement])
+        assert tags <= INFLUX_TAGS[measurement], (where, tags - INFLUX_TAGS[measurement])
+        checked += 1
+    assert checked >= 10
+
+
+def test_provisioning_matches_the_dashboards() -> None:
+    ds = yaml.safe_load((PROVISIONING / "datasources" / "llm-canary.yaml").read_text())["datasources"]
+    uids = {d["uid"]: d for d in ds}
+    assert uids["llm-canary-prometheus"]["type"] == "prometheus"
+    assert uids["llm-canary-influxdb"]["type"] == "influxdb"
+    assert uids["llm-canary-influxdb"]["jsonData"]["dbName"] == "llm_canary"
+    for d in dashboards().values():
+        for v in d["templating"]["list"]:
+            if v["type"] == "datasource":
+                assert v["current"]["value"] in uids, (d["uid"], v["name"])
+    prov = yaml.safe_load((PROVISIONING / "dashboards" / "llm-canary.yaml").read_text())["providers"][0]
+    compose = yaml.safe_load((REPO / "deploy" / "compose" / "docker-compose.yml").read_text())
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert any(m.endswith(":" + prov["options"]["path"] + ":ro") and "grafana/dashboards" in m for m in mounts), mounts
