@@ -45,6 +45,7 @@ WARMUP = 720  # probes (12 h at one a minute)
 T0 = 1_700_000_000.0
 WEEK = 7 * 1440
 OVERRIDES: dict[str, object] = {}  # --set key=value (DetectorConfig), for exploring
+ONLY: list[str] = []  # --only WORD: scenarios whose name contains WORD
 NOISE = {"sigma": 0.2, "cycle": 0.10, "tail": 0.02}  # --sigma --cycle --tail (sensitivity)
 
 
@@ -206,6 +207,8 @@ def synthetic(runs: int, seed: int) -> bool:
     print(head)
     print("-" * len(head))
     for ev in scenarios():
+        if ONLY and not any(word in ev.name for word in ONLY):
+            continue
         res = [run_event(ev, seed * 1000 + r) for r in range(runs)]
         healthy_probes = sum(r.healthy_probes for r in res)
         fa = sum(r.false_pages for r in res) * WEEK / healthy_probes
@@ -248,7 +251,9 @@ def main() -> int:
                     help="override a DetectorConfig field (explore; targets are for the defaults)")
     for name, value in NOISE.items():
         ap.add_argument(f"--{name}", type=float, default=value, help=f"synthetic noise: {name} (default {value})")
+    ap.add_argument("--only", action="append", default=[], help="run the scenarios whose name contains this")
     args = ap.parse_args()
+    ONLY.extend(args.only)
     NOISE.update({name: getattr(args, name) for name in NOISE})
     for kv in args.set:
         key, _, value = kv.partition("=")

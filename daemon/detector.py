@@ -64,7 +64,7 @@ class DetectorConfig(Strict):
     error_windows: tuple[int, ...] = (10, 30, 120)
     error_prior_rate: Fraction = Field(0.005, ge=0, lt=1)  # shrinks a spotless baseline
     exit_fraction: float = Field(0.5, ge=0, le=1)
-    z_cap: float = Field(3.0, gt=0)
+    z_cap: float = Field(4.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> DetectorConfig:

@@ -87,8 +87,11 @@ class Params:
     slow_window: int = 30
     baseline_max_age: float = 86400.0
     exit_fraction: float = 0.5
-    z_cap: float = 3.0  # at most k + z_cap added to the CUSUM by one probe
+    z_cap: float = 4.0  # one probe's score is clipped to +-z_cap (matters with extrapolate)
     sigma_floor: float = 0.02  # oriented-scale floor for the robust spread
+    # score values beyond the baseline's range by a robust z instead of the top rank: reacts
+    # to huge jumps a probe earlier but lets heavy tails inflate false alarms (off for latency)
+    extrapolate: bool = False
     # errors
     min_error_effect: float = 0.01
     error_windows: tuple[int, ...] = (10, 30, 120)
@@ -137,8 +140,8 @@ class _Ranked:
         self.med = _median_sorted(s)
         self.sigma = max(_MAD_TO_SIGMA * _median_sorted(sorted(abs(v - self.med) for v in s)), sigma_floor)
 
-    def score(self, y: float, cap: float) -> float:
-        """Normal score of y's mid-rank; robust z beyond the range; clipped to +-cap."""
+    def score(self, y: float, cap: float, extrapolate: bool) -> float:
+        """Normal score of y's mid-rank (optionally a robust z beyond the range), within +-cap."""
         s = self.values
         m = len(s)
         if m == 0:
@@ -146,7 +149,7 @@ class _Ranked:
         lo = bisect_left(s, y)
         hi = bisect_right(s, y)
         z = normal_score(((lo + hi) / 2 + 0.5) / (m + 1))
-        if lo == m or hi == 0:  # beyond the baseline's range: extrapolate robustly
+        if extrapolate and (lo == m or hi == 0):
             zr = (y - self.med) / self.sigma
             z = max(z, zr) if zr > 0 else min(z, zr)
         return max(min(z, cap), -cap)
@@ -225,7 +228,11 @@ class LatencySeries:
         self.long.refresh(floor)
         d = self.p.design_effect
         shift = math.log1p(d) if self.log_scale else d * self.short.sigma
-        self._k = min(max(shift / (2 * self.short.sigma), 0.1), 3.0)
+        # rank scores saturate at the top rank: beyond half of it, k would only slow the
+        # CUSUM down (2k(z_max - k) nats per probe is largest at k = z_max / 2)
+        m = len(self.short.values)
+        z_max = normal_score((m + 0.5) / (m + 1))
+        self._k = min(max(shift / (2 * self.short.sigma), 0.1), self.p.z_cap / 2)
         self._scale = math.log1p(self.p.min_effect) if self.log_scale else self.p.min_effect
 
     def ready(self) -> bool:
@@ -238,10 +245,10 @@ class LatencySeries:
             return
         self.last_t = max(self.last_t, t)
         if self.ready():
-            z = self.short.score(y, self._k + self.p.z_cap)
+            z = min(max((y - self.short.med) / self.short.sigma, -self.p.z_cap), self.p.z_cap)
             # bounded, so that the statistic recovers within a few dozen probes
             self.cusum = min(max(0.0, self.cusum + z - self._k), 60.0 / self._k)
-            self.slow.append(self.long.score(y, self.p.z_cap))
+            self.slow.append(self.long.score(y, self.p.z_cap, self.p.extrapolate))
         self.recent.append(y)
         self.pending.append((t, y))
         while len(self.pending) > (self.p.quarantine if self.ready() else 0):
