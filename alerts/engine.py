@@ -1,0 +1,383 @@
+"""The alert engine: findings → state machine → grouping/routing → delivery queue.
+
+inactive → pending (`for`) → firing → resolved, with hysteresis (`resolve_after` healthy
+evaluations in a row) so a flapping provider pages once. Events are grouped per route
+(group_by, group_wait, group_interval), reminded (repeat_interval, optional cap) and
+escalated (escalate.after); silences, maintenance windows and inhibition are checked
+before anything is sent. Delivery runs in its own task with retries and backoff and
+never blocks evaluation. State (alerts, groups, streaks, silences) lives in the store,
+so a restart neither re-pages nor loses a resolve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from alerts import rules as rule_eval
+from alerts.config import AlertsConfig, Route
+from alerts.history import TargetHistory
+from alerts.model import Alert, Event, Finding, Notification
+from alerts.notifiers import DeliveryError, Notifier, build
+from alerts.routing import in_maintenance, inhibited, route_for
+from daemon.aggregator import Aggregator
+from daemon.metrics import Metrics
+from daemon.sinks.base import AlertTransition
+from daemon.store import Store
+from probes.result import ProbeResult
+
+log = structlog.get_logger("llm_canary.alerts")
+
+STATE_KEY = "alerts:state"
+SILENCES_KEY = "alerts:silences"
+MAX_ATTEMPTS = 10
+MAX_BACKOFF = 300.0
+
+
+@dataclass
+class Group:
+    receiver: str
+    labels: dict[str, str]
+    route: Route
+    pending: list[Event] = field(default_factory=list)
+    created: float = 0.0
+    last_sent: float | None = None
+    reminders: int = 0
+    escalated: bool = False
+    thread_key: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.receiver + "|" + ",".join(f"{k}={v}" for k, v in sorted(self.labels.items()))
+
+
+class AlertEngine:
+    def __init__(self, cfg: AlertsConfig, *, store: Store, stats: Aggregator, metrics: Metrics | None = None,
+                 region: str = "local", clock: Callable[[], float] = time.time,
+                 on_transition: Callable[[AlertTransition], None] | None = None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.stats = stats
+        self.metrics = metrics
+        self.region = region
+        self.clock = clock
+        self.on_transition = on_transition
+        self.histories: dict[str, TargetHistory] = {}
+        self.alerts: dict[str, Alert] = {}
+        self.groups: dict[str, Group] = {}
+        self.verdicts: Mapping[tuple[str, str], Any] = {}
+        self.notifiers: dict[str, Notifier] = {r.name: build(r) for r in cfg.receivers}
+        self.rules = list(cfg.rules) or (list(rule_eval.DEFAULT_RULES) if cfg.use_default_rules else [])
+        self._queue: asyncio.Queue[tuple[Notification, int]] = asyncio.Queue()
+        self._worker: asyncio.Task[None] | None = None
+        self._retries: set[asyncio.Task[None]] = set()
+        self._load()
+
+    # -- inputs --------------------------------------------------------------------
+    def observe(self, r: ProbeResult) -> None:
+        h = self.histories.get(r.target)
+        if h is None:
+            h = self.histories[r.target] = TargetHistory(
+                {"provider": r.provider, "model": r.model, "probe": r.probe, "region": r.region})
+        h.observe(r, self.clock())
+
+    def set_verdicts(self, verdicts: Mapping[tuple[str, str], Any]) -> None:
+        self.verdicts = verdicts
+
+    def targets_known(self, keys: set[str]) -> None:
+        for key in [k for k in self.histories if k not in keys]:
+            del self.histories[key]
+
+    # -- evaluation ----------------------------------------------------------------
+    async def evaluate(self) -> None:
+        now = self.clock()
+        findings: list[Finding] = []
+        for key, h in self.histories.items():
+            for rule in self.rules:
+                f = rule_eval.evaluate(rule, key, h, self.stats, self.verdicts, now)
+                if f is not None:
+                    findings.append(f)
+        events = self._advance(findings, now)
+        self._route(events, now)
+        self._flush_groups(now)
+        self._export()
+        try:
+            await asyncio.to_thread(self._save)
+        except Exception:
+            log.exception("alert_state_save_failed")
+
+    def _advance(self, findings: list[Finding], now: float) -> list[Event]:
+        by_rule = {r.name: r for r in self.rules}
+        events: list[Event] = []
+        for f in findings:
+            rule = by_rule[f.rule]
+            a = self.alerts.get(_fp(f))
+            if a is None:
+                if not f.active:
+                    continue
+                a = self.alerts[_fp(f)] = Alert(f.rule, dict(f.labels))
+            a.value, a.reason = f.value, f.reason or a.reason
+            if f.active:
+                a.summary = f.summary
+                a.healthy = 0
+                if a.state == "inactive":
+                    a.state, a.pending_since = "pending", now
+                    self._transition(a, "pending", now)
+                if a.state == "pending" and now - (a.pending_since or now) >= rule.for_:
+                    a.state, a.firing_since = "firing", now
+                    events.append(Event("firing", a, now))
+                    self._transition(a, "firing", now)
+            elif a.state == "pending":
+                del self.alerts[a.fingerprint]
+            elif a.state == "firing":
+                a.healthy += 1
+                if a.healthy >= rule.resolve_after:
+                    events.append(Event("resolved", a, now, duration=now - (a.firing_since or now)))
+                    self._transition(a, "resolved", now)
+                    del self.alerts[a.fingerprint]
+        return events
+
+    def _transition(self, a: Alert, state: str, now: float) -> None:
+        log.info("alert_" + state, rule=a.rule, labels=a.labels, summary=a.summary, reason=a.reason)
+        if self.on_transition is not None:
+            self.on_transition(AlertTransition(datetime.fromtimestamp(now, UTC), a.rule, a.fingerprint, state,
+                                               a.severity, dict(a.labels), a.value, a.summary))
+
+    def _muted(self, a: Alert, now: float) -> str | None:
+        if any(_match(a.labels, s["match"]) and s.get("starts_at", 0) <= now < s["ends_at"] for s in self.silences()):
+            return "silenced"
+        if in_maintenance(list(self.cfg.maintenance), a.labels, now):
+            return "maintenance"
+        firing = [x.labels for x in self.alerts.values() if x.state == "firing" and x is not a]
+        if inhibited(list(self.cfg.inhibit), a.labels, firing):
+            return "inhibited"
+        return None
+
+    def _route(self, events: list[Event], now: float) -> None:
+        root = self.cfg.route
+        if root is None:
+            return
+        for e in events:
+            a = e.alert
+            if e.kind == "firing":
+                muted = self._muted(a, now)
+                if muted:
+                    log.info("alert_notification_suppressed", rule=a.rule, labels=a.labels, why=muted)
+                    continue
+                a.notified = True
+            elif not a.notified:
+                continue  # its firing was never told: neither is its resolve
+            for route in route_for(root, a.labels) or [root]:
+                labels = {k: a.labels.get(k, "") for k in route.group_by}
+                g = Group(str(route.receiver), labels, route)
+                g = self.groups.setdefault(g.key, g)
+                if not g.pending and g.last_sent is None:
+                    g.created = now
+                    g.thread_key = uuid.uuid4().hex[:12]
+                g.pending.append(e)
+
+    def _flush_groups(self, now: float) -> None:
+        for key, g in list(self.groups.items()):
+            r = g.route
+            active = [a for a in self.alerts.values() if a.state == "firing" and a.notified
+                      and all(a.labels.get(k, "") == v for k, v in g.labels.items())
+                      and str((route_for(self.cfg.route, a.labels) or [self.cfg.route])[0].receiver) == g.receiver] \
+                if self.cfg.route else []
+            if g.pending:
+                due = g.created + r.group_wait if g.last_sent is None else g.last_sent + r.group_interval
+                if now >= due:
+                    self._send(Notification(g.receiver, g.labels, list(g.pending), g.thread_key))
+                    g.pending.clear()
+                    g.last_sent = now
+            elif active and g.last_sent is not None and now - g.last_sent >= r.repeat_interval and (
+                    r.repeat_max is None or g.reminders < r.repeat_max):
+                self._send(Notification(g.receiver, g.labels, [Event("reminder", a, now) for a in active], g.thread_key))
+                g.reminders += 1
+                g.last_sent = now
+            if active and r.escalate is not None and not g.escalated:
+                oldest = min(a.firing_since or now for a in active)
+                if now - oldest >= r.escalate.after:
+                    self._send(Notification(r.escalate.receiver, g.labels,
+                                            [Event("firing", a, now) for a in active], g.thread_key + "-esc"))
+                    g.escalated = True
+            if not active and not g.pending:
+                del self.groups[key]  # incident over: the next one starts a new thread
+
+    def _export(self) -> None:
+        if self.metrics is None:
+            return
+        counts: dict[tuple[str, str], int] = {}
+        for a in self.alerts.values():
+            if a.state == "firing":
+                counts[(a.rule, a.severity)] = counts.get((a.rule, a.severity), 0) + 1
+        for rule in self.rules:
+            sev = rule.labels.get("severity", "page")
+            self.metrics.alerts_firing.labels(rule.name, sev).set(counts.pop((rule.name, sev), 0))
+        for (rule_name, sev), n in counts.items():
+            self.metrics.alerts_firing.labels(rule_name, sev).set(n)
+
+    # -- delivery ------------------------------------------------------------------
+    def _send(self, n: Notification) -> None:
+        self._queue.put_nowait((n, 0))
+
+    async def _deliver_loop(self) -> None:
+        while True:
+            n, attempt = await self._queue.get()
+            await self._deliver(n, attempt)
+
+    async def _deliver(self, n: Notification, attempt: int) -> bool:
+        notifier = self.notifiers.get(n.receiver)
+        if notifier is None:
+            log.error("notification_unknown_receiver", receiver=n.receiver)
+            return False
+        try:
+            await asyncio.wait_for(notifier.send(n), notifier.cfg.timeout + 5)
+        except (DeliveryError, TimeoutError) as exc:
+            permanent = isinstance(exc, DeliveryError) and exc.permanent
+            retry_after = exc.retry_after if isinstance(exc, DeliveryError) else None
+            if permanent or attempt + 1 >= MAX_ATTEMPTS or n.test:
+                self._count(n.receiver, "failed")
+                log.error("notification_failed", receiver=n.receiver, title=n.title(), error=str(exc) or "timeout",
+                          attempts=attempt + 1)
+                return False
+            delay = retry_after if retry_after is not None else min(MAX_BACKOFF, 2.0 ** attempt)
+            self._count(n.receiver, "retried")
+            log.warning("notification_retry", receiver=n.receiver, error=str(exc) or "timeout", retry_in=delay)
+            task = asyncio.create_task(self._later(n, attempt + 1, delay))
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+            return False
+        except Exception as exc:
+            self._count(n.receiver, "failed")
+            log.exception("notification_error", receiver=n.receiver, error=type(exc).__name__)
+            return False
+        self._count(n.receiver, "sent")
+        log.info("notification_sent", receiver=n.receiver, title=n.title())
+        return True
+
+    async def _later(self, n: Notification, attempt: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self._queue.put_nowait((n, attempt))
+
+    def _count(self, receiver: str, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.notifications.labels(receiver, outcome).inc()
+
+    async def send_test(self, receiver: str) -> tuple[bool, str]:
+        if receiver not in self.notifiers:
+            return False, f"unknown receiver {receiver!r} (known: {', '.join(sorted(self.notifiers)) or 'none'})"
+        n = Notification(receiver, {}, [], "", test=True)
+        ok = await self._deliver(n, 0)
+        return ok, "sent" if ok else "failed (see the daemon log)"
+
+    # -- lifecycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        for name, notifier in self.notifiers.items():
+            try:
+                notifier.validate()
+            except ValueError as exc:
+                log.error("receiver_invalid", receiver=name, error=str(exc))
+        self._worker = asyncio.create_task(self._deliver_loop(), name="alert-delivery")
+
+    async def stop(self, deadline: float) -> None:
+        end = time.monotonic() + deadline
+        while not self._queue.empty() and time.monotonic() < end:
+            await asyncio.sleep(0.05)
+        for t in [self._worker, *self._retries]:
+            if t is not None:
+                t.cancel()
+        await asyncio.to_thread(self._save)
+
+    # -- views ---------------------------------------------------------------------
+    def firing(self) -> list[dict[str, Any]]:
+        return [
+            {"rule": a.rule, "labels": a.labels, "state": a.state, "severity": a.severity, "summary": a.summary,
+             "reason": a.reason, "value": a.value, "since": a.firing_since or a.pending_since,
+             "fingerprint": a.fingerprint}
+            for a in sorted(self.alerts.values(), key=lambda x: (x.state != "firing", x.rule))
+        ]
+
+    # -- silences (config + store; the store ones come from the CLI and the API) ----
+    def silences(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        configured = [{"id": s.id or f"config-{i}", "match": s.match,
+                       "starts_at": s.starts_at.timestamp() if s.starts_at else 0.0, "ends_at": s.ends_at.timestamp(),
+                       "comment": s.comment, "created_by": s.created_by} for i, s in enumerate(self.cfg.silences)]
+        stored = [s for s in self.store.get_state(SILENCES_KEY, []) if s["ends_at"] > now]
+        return configured + stored
+
+    def add_silence(self, match: dict[str, str], duration: float, comment: str = "", created_by: str = "api") -> str:
+        return add_silence(self.store, match, duration, comment, created_by, self.clock())
+
+    def expire_silence(self, silence_id: str) -> bool:
+        return expire_silence(self.store, silence_id, self.clock())
+
+    # -- persistence ---------------------------------------------------------------
+    def _save(self) -> None:
+        self.store.put_state(STATE_KEY, {
+            "alerts": [a.to_dict() for a in self.alerts.values()],
+            "groups": [{"receiver": g.receiver, "labels": g.labels, "last_sent": g.last_sent, "reminders": g.reminders,
+                        "escalated": g.escalated, "thread_key": g.thread_key, "created": g.created}
+                       for g in self.groups.values()],
+            "streaks": {k: [h.fail_streak, h.mismatch_streak, h.last_seen, h.last_error, h.labels]
+                        for k, h in self.histories.items()},
+        })
+
+    def _load(self) -> None:
+        state = self.store.get_state(STATE_KEY) or {}
+        for d in state.get("alerts", []):
+            a = Alert.from_dict(d)
+            self.alerts[a.fingerprint] = a
+        for key, (fail, mismatch, seen, err, labels) in state.get("streaks", {}).items():
+            h = TargetHistory(labels, last_seen=seen, fail_streak=fail, mismatch_streak=mismatch, last_error=err)
+            self.histories[key] = h
+        root = self.cfg.route
+        for g in state.get("groups", []):
+            route = next((r for r in (route_for(root, g["labels"]) if root else []) if r.receiver == g["receiver"]), root)
+            if route is None:
+                continue
+            grp = Group(g["receiver"], g["labels"], route, [], g["created"], g["last_sent"], g["reminders"],
+                        g["escalated"], g["thread_key"])
+            self.groups[grp.key] = grp
+        if self.alerts:
+            log.info("alert_state_restored", alerts=len(self.alerts))
+
+
+def _fp(f: Finding) -> str:
+    from alerts.model import fingerprint
+
+    return fingerprint(f.rule, f.labels)
+
+
+def _match(labels: Mapping[str, str], match: Mapping[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in match.items())
+
+
+def add_silence(store: Store, match: dict[str, str], duration: float, comment: str, created_by: str,
+                now: float | None = None) -> str:
+    now = time.time() if now is None else now
+    sid = uuid.uuid4().hex[:10]
+    items = [s for s in store.get_state(SILENCES_KEY, []) if s["ends_at"] > now]
+    items.append({"id": sid, "match": match, "starts_at": now, "ends_at": now + duration, "comment": comment,
+                  "created_by": created_by})
+    store.put_state(SILENCES_KEY, items)
+    return sid
+
+
+def expire_silence(store: Store, silence_id: str, now: float | None = None) -> bool:
+    now = time.time() if now is None else now
+    items = store.get_state(SILENCES_KEY, [])
+    hit = False
+    for s in items:
+        if s["id"] == silence_id and s["ends_at"] > now:
+            s["ends_at"] = now
+            hit = True
+    store.put_state(SILENCES_KEY, items)
+    return hit

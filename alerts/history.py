@@ -1,0 +1,66 @@
+"""Per-target probe history for rules: outcome streaks, windowed error rates, burn-rate
+buckets up to 3 days, and when a target last reported. Fed by observe(), no I/O."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from probes.result import Outcome, ProbeResult
+
+BUCKET = 60.0  # burn-rate buckets (good, bad, slow) per minute
+MAX_AGE = 3 * 86400.0 + BUCKET
+
+
+@dataclass
+class TargetHistory:
+    labels: dict[str, str]
+    last_seen: float = 0.0
+    fail_streak: int = 0
+    mismatch_streak: int = 0
+    last_error: str | None = None
+    recent: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=10_000))
+    # minute buckets: [start, total, bad, ok_and_slow_by_threshold{threshold: count}]
+    buckets: deque[list] = field(default_factory=deque)  # type: ignore[type-arg]
+    latencies: deque[tuple[float, float | None]] = field(default_factory=lambda: deque(maxlen=10_000))
+
+    def observe(self, r: ProbeResult, at: float) -> None:
+        self.last_seen = at
+        ok = r.ok
+        self.fail_streak = 0 if ok else self.fail_streak + 1
+        self.mismatch_streak = self.mismatch_streak + 1 if r.outcome is Outcome.CONTENT_MISMATCH else 0
+        if not ok:
+            self.last_error = f"{r.outcome.value}: {r.error}" if r.error else r.outcome.value
+        self.recent.append((at, ok))
+        start = at - at % BUCKET
+        if not self.buckets or self.buckets[-1][0] != start:
+            self.buckets.append([start, 0, 0, []])
+        b = self.buckets[-1]
+        b[1] += 1
+        b[2] += 0 if ok else 1
+        b[3].append(r.ttft if ok else None)
+        while self.buckets and self.buckets[0][0] < at - MAX_AGE:
+            self.buckets.popleft()
+
+    def error_rate(self, window: float, now: float) -> tuple[int, int]:
+        """(failures, probes) over the last `window` seconds."""
+        total = bad = 0
+        for t, ok in reversed(self.recent):
+            if t < now - window:
+                break
+            total += 1
+            bad += 0 if ok else 1
+        return bad, total
+
+    def bad_ratio(self, window: float, now: float, latency_threshold: float | None = None) -> tuple[float, int]:
+        """Share of bad probes over `window` (failed, or slower than the latency threshold)."""
+        total = bad = 0
+        for start, n, failed, ttfts in reversed(self.buckets):
+            if start + BUCKET <= now - window:
+                break
+            total += n
+            if latency_threshold is None:
+                bad += failed
+            else:
+                bad += sum(1 for v in ttfts if v is None or v >= latency_threshold)
+        return (bad / total if total else 0.0), total

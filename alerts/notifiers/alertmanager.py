@@ -1,0 +1,46 @@
+"""Alertmanager: POST /api/v2/alerts to every configured instance (its cluster dedups),
+re-sent while firing so Alertmanager doesn't time the alert out; endsAt on resolve."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from alerts.model import Notification
+from alerts.notifiers.base import DeliveryError, Notifier
+from alerts.notifiers.webhook import post_json
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+class AlertmanagerNotifier(Notifier):
+    kind = "alertmanager"
+    resends_while_firing = True
+
+    async def send(self, n: Notification) -> None:
+        alerts = []
+        for e in n.events:
+            a = e.alert
+            item = {
+                "labels": {"alertname": a.rule, **a.labels, **({"test": "true"} if n.test else {})},
+                "annotations": {"summary": a.summary, **({"reason": a.reason} if a.reason else {})},
+                "startsAt": _iso(a.firing_since or e.at),
+                "generatorURL": "llm-canary",
+            }
+            if e.kind == "resolved":
+                item["endsAt"] = _iso(e.at)
+            else:  # expires by itself if we stop re-sending (daemon gone)
+                item["endsAt"] = (datetime.fromtimestamp(e.at, UTC) + timedelta(seconds=self.cfg.resend_interval * 4)
+                                  ).isoformat().replace("+00:00", "Z")
+            alerts.append(item)
+        body = json.dumps(alerts).encode()
+        errors = []
+        for url in self.cfg.urls:
+            try:
+                await post_json(url.rstrip("/") + "/api/v2/alerts", body, {}, self.cfg.timeout)
+            except DeliveryError as exc:
+                errors.append(f"{url}: {exc}")
+        if len(errors) == len(self.cfg.urls):
+            raise DeliveryError("; ".join(errors))

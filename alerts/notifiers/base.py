@@ -1,0 +1,33 @@
+"""The notifier seam: one small class per channel, one registry line (alerts/notifiers/__init__.py)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from alerts.model import Notification
+
+
+class DeliveryError(Exception):
+    """The send failed; `retry_after` (seconds) when the other side said when to retry."""
+
+    def __init__(self, message: str, retry_after: float | None = None, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.permanent = permanent
+
+
+class Notifier(ABC):
+    kind: str
+
+    def __init__(self, name: str, cfg: Any) -> None:
+        self.name = name
+        self.cfg = cfg
+
+    @abstractmethod
+    async def send(self, n: Notification) -> None:
+        """Deliver or raise DeliveryError. Must respect cfg.timeout."""
+
+    def validate(self) -> None:
+        """Raise ValueError (secrets resolved now) when the receiver cannot work."""
+        return None

@@ -1,0 +1,76 @@
+"""Slack via slack-sdk: a bot token + channel (Block Kit; updates and the resolve go in
+the thread of the incident's first message), or an incoming webhook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from alerts.model import Notification
+from alerts.notifiers.base import DeliveryError, Notifier
+from daemon.config import read_secret
+
+
+def blocks(n: Notification) -> list[dict[str, Any]]:
+    emoji = ":white_check_mark:" if n.status == "resolved" else ":rotating_light:"
+    body = "\n".join(f"• {line}" for line in (n.lines() or [n.text()]))[:2900]
+    return [
+        {"type": "header", "text": {"type": "plain_text", "text": f"{n.title()}"[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"{emoji} {body}"}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "llm-canary"}]},
+    ]
+
+
+class SlackNotifier(Notifier):
+    kind = "slack"
+
+    def __init__(self, name: str, cfg: Any) -> None:
+        super().__init__(name, cfg)
+        self.threads: dict[str, str] = {}  # incident thread key → ts of its first message
+
+    def validate(self) -> None:
+        c = self.cfg
+        token = read_secret(c.token_env, c.token_file, f"receivers.{self.name}.slack.token")
+        hook = read_secret(c.webhook_url_env, c.webhook_url_file, f"receivers.{self.name}.slack.webhook_url")
+        if not token and not hook:
+            raise ValueError(f"receivers.{self.name}.slack: needs token_env/token_file + channel, or webhook_url_env")
+        if token and not c.channel:
+            raise ValueError(f"receivers.{self.name}.slack: a bot token needs `channel`")
+
+    async def send(self, n: Notification) -> None:
+        c = self.cfg
+        token = read_secret(c.token_env, c.token_file, "slack.token")
+        try:
+            if token:
+                client = AsyncWebClient(token=token.get(), base_url=c.api_url, timeout=int(c.timeout))
+                thread = self.threads.get(n.thread_key) if n.thread_key else None
+                resp = await client.chat_postMessage(channel=c.channel, text=n.title() + "\n" + n.text(),
+                                                     blocks=blocks(n), thread_ts=thread)
+                if n.thread_key and thread is None and resp.get("ts"):
+                    self.threads[n.thread_key] = str(resp["ts"])
+                if n.status == "resolved" and n.thread_key:
+                    self.threads.pop(n.thread_key, None)
+                return
+            hook = read_secret(c.webhook_url_env, c.webhook_url_file, "slack.webhook_url")
+            assert hook is not None
+            wresp = await AsyncWebhookClient(hook.get(), timeout=int(c.timeout)).send(text=n.title(), blocks=blocks(n))
+            if wresp.status_code == 429 or wresp.status_code >= 500:
+                ra = wresp.headers.get("retry-after") if wresp.headers else None
+                raise DeliveryError(f"Slack webhook HTTP {wresp.status_code}", float(ra[0] if isinstance(ra, list) else ra) if ra else None)
+            if wresp.status_code >= 400:
+                raise DeliveryError(f"Slack webhook HTTP {wresp.status_code}: {wresp.body[:100]}", permanent=True)
+        except SlackApiError as exc:
+            status = exc.response.status_code
+            ra = exc.response.headers.get("retry-after") or exc.response.headers.get("Retry-After")
+            if isinstance(ra, list):
+                ra = ra[0]
+            err = exc.response.get("error") if hasattr(exc.response, "get") else None
+            raise DeliveryError(f"Slack API {status}: {err}", float(ra) if ra else None,
+                                permanent=status < 500 and status != 429) from None
+        except DeliveryError:
+            raise
+        except Exception as exc:  # connection errors from aiohttp
+            raise DeliveryError(f"Slack: {type(exc).__name__}: {str(exc)[:150]}") from None

@@ -1,0 +1,63 @@
+"""Generic webhook: the notification as JSON, optionally signed (HMAC-SHA256)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from typing import Any
+
+import httpx
+
+from alerts.model import Notification
+from alerts.notifiers.base import DeliveryError, Notifier
+from daemon.config import read_secret
+
+SIGNATURE_HEADER = "X-LLM-Canary-Signature"
+
+
+def payload(n: Notification) -> dict[str, Any]:
+    return {
+        "status": n.status,
+        "receiver": n.receiver,
+        "group": n.group,
+        "title": n.title(),
+        "text": n.text(),
+        "test": n.test,
+        "alerts": [
+            {"kind": e.kind, "rule": e.alert.rule, "labels": e.alert.labels, "state": e.alert.state,
+             "summary": e.alert.summary, "reason": e.alert.reason, "value": e.alert.value,
+             "firing_since": e.alert.firing_since, "at": e.at, "duration": e.duration}
+            for e in n.events
+        ],
+    }
+
+
+async def post_json(url: str, body: bytes, headers: dict[str, str], timeout: float) -> httpx.Response:
+    try:
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+            resp = await client.post(url, content=body, headers={"content-type": "application/json", **headers})
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"{type(exc).__name__}: {exc}"[:200]) from None
+    if resp.status_code == 429 or resp.status_code >= 500:
+        ra = resp.headers.get("retry-after")
+        raise DeliveryError(f"HTTP {resp.status_code}", float(ra) if ra and ra.replace(".", "").isdigit() else None)
+    if resp.status_code >= 400:
+        raise DeliveryError(f"HTTP {resp.status_code}: {resp.text[:200]}", permanent=True)
+    return resp
+
+
+class WebhookNotifier(Notifier):
+    kind = "webhook"
+
+    def validate(self) -> None:
+        read_secret(self.cfg.hmac_secret_env, self.cfg.hmac_secret_file, f"receivers.{self.name}.webhook.hmac_secret")
+
+    async def send(self, n: Notification) -> None:
+        body = json.dumps(payload(n), default=str).encode()
+        headers = dict(self.cfg.headers)
+        secret = read_secret(self.cfg.hmac_secret_env, self.cfg.hmac_secret_file, "hmac_secret")
+        if secret:
+            sig = hmac.new(secret.get().encode(), body, hashlib.sha256).hexdigest()
+            headers[SIGNATURE_HEADER] = f"sha256={sig}"
+        await post_json(self.cfg.url, body, headers, self.cfg.timeout)

@@ -1,0 +1,55 @@
+"""Where an alert goes and whether it may speak: the route tree, silences, maintenance
+windows and inhibition. Checked in one place, before any notifier (STYLE: gatus)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from alerts.config import Inhibit, Maintenance, Route
+from alerts.rules import matches
+
+
+def route_for(route: Route, labels: dict[str, str]) -> list[Route]:
+    """The matching routes, deepest first (Alertmanager semantics: first match unless continue)."""
+    out: list[Route] = []
+    for sub in route.routes:
+        if matches(labels, sub.match) and all(re.fullmatch(p, labels.get(k, "")) for k, p in sub.match_re.items()):
+            deeper = route_for(sub, labels) or [sub]
+            out.extend(_inherit(r, route) for r in deeper)
+            if not sub.continue_:
+                break
+    return out
+
+
+def _inherit(child: Route, parent: Route) -> Route:
+    return child if child.receiver else child.model_copy(update={"receiver": parent.receiver})
+
+
+def in_maintenance(windows: list[Maintenance], labels: dict[str, str], now: float) -> bool:
+    for w in windows:
+        if not matches(labels, w.match):
+            continue
+        tz = ZoneInfo(w.timezone)
+        local = datetime.fromtimestamp(now, UTC).astimezone(tz)
+        # the latest start at or before now; inside the window if it ends after now
+        start = croniter(w.cron, local + timedelta(seconds=1)).get_prev(datetime)
+        if start <= local < start + timedelta(seconds=w.duration):
+            return True
+    return False
+
+
+def inhibited(rules: list[Inhibit], labels: dict[str, str], firing: list[dict[str, str]]) -> bool:
+    """A provider-wide outage (source) suppresses the per-model alerts (targets) it explains."""
+    for inh in rules:
+        if not matches(labels, inh.target_match) or (matches(labels, inh.source_match) and inh.target_match == {}):
+            continue
+        for src in firing:
+            if src is labels or src == labels:
+                continue
+            if matches(src, inh.source_match) and all(src.get(k) == labels.get(k) for k in inh.equal):
+                return True
+    return False

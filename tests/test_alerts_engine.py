@@ -1,0 +1,204 @@
+"""The alert state machine, grouping, silences, maintenance, inhibition, reminders,
+escalation and persistence, with an injected clock and a recording notifier."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from alerts.config import AlertsConfig
+from alerts.engine import AlertEngine
+from alerts.model import Notification
+from daemon.aggregator import Aggregator
+from daemon.metrics import Metrics
+from daemon.store import Store
+from probes.result import Outcome
+from tests.factories import result
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Recorder:
+    def __init__(self, cfg: object) -> None:
+        self.cfg = cfg
+        self.sent: list[Notification] = []
+
+    async def send(self, n: Notification) -> None:
+        self.sent.append(n)
+
+    def validate(self) -> None:
+        pass
+
+
+def config(**extra: object) -> AlertsConfig:
+    base: dict = {  # type: ignore[type-arg]
+        "rules": [{"name": "down", "kind": "consecutive_failures", "count": 2, "resolve_after": 2,
+                   "labels": {"severity": "page"}}],
+        "receivers": [{"name": "pager", "webhook": {"url": "http://127.0.0.1:9/hook"}},
+                      {"name": "boss", "webhook": {"url": "http://127.0.0.1:9/boss"}}],
+        "route": {"receiver": "pager", "group_by": ["provider"], "group_wait": 0, "group_interval": 60,
+                  "repeat_interval": 3600},
+    }
+    base.update(extra)
+    return AlertsConfig(**base)
+
+
+def engine(tmp_path: Path, cfg: AlertsConfig, clock: Clock, store: Store | None = None) -> tuple[AlertEngine, dict[str, Recorder]]:
+    e = AlertEngine(cfg, store=store or Store(tmp_path / "s.db"), stats=Aggregator(clock), metrics=Metrics(), clock=clock)
+    recs = {name: Recorder(n.cfg) for name, n in e.notifiers.items()}
+    e.notifiers = recs  # type: ignore[assignment]
+    return e, recs
+
+
+async def step(e: AlertEngine, clock: Clock, ok: bool, models: tuple[str, ...] = ("m",), provider: str = "p",
+               dt: float = 15) -> None:
+    clock.t += dt
+    for m in models:
+        e.observe(result(0.3, provider=provider, model=m, outcome=Outcome.OK if ok else Outcome.HTTP_ERROR))
+    await e.evaluate()
+    while not e._queue.empty():
+        n, attempt = e._queue.get_nowait()
+        await e._deliver(n, attempt)
+
+
+async def test_fires_once_resolves_after_hysteresis_and_says_how_long(tmp_path: Path) -> None:
+    clock = Clock()
+    e, rec = engine(tmp_path, config(), clock)
+    for ok in (True, False, False, False, True, False, True, True, True):
+        await step(e, clock, ok)
+    sent = rec["pager"].sent
+    assert [n.status for n in sent] == ["firing", "resolved"]
+    assert "down on p/m/short" in sent[0].text() and "since" in sent[0].text()
+    assert "http_error" in sent[0].text()  # the failure reason
+    assert "RESOLVED" in sent[1].text() and "after" in sent[1].text()
+
+
+async def test_ten_models_of_one_provider_make_one_message(tmp_path: Path) -> None:
+    clock = Clock()
+    e, rec = engine(tmp_path, config(), clock)
+    models = tuple(f"m{i}" for i in range(10))
+    for ok in (False, False, False):
+        await step(e, clock, ok, models)
+    assert len(rec["pager"].sent) == 1
+    assert len(rec["pager"].sent[0].events) == 10
+    assert rec["pager"].sent[0].group == {"provider": "p"}
+
+
+async def test_silence_and_maintenance_suppress(tmp_path: Path) -> None:
+    clock = Clock()
+    e, rec = engine(tmp_path, config(), clock)
+    sid = e.add_silence({"provider": "p"}, 3600, "planned")
+    for ok in (False, False, False, True, True, True):
+        await step(e, clock, ok)
+    assert rec["pager"].sent == []  # neither the firing nor its resolve
+    assert e.expire_silence(sid)
+    # maintenance every day at the current hour, for one hour
+    hour = datetime.fromtimestamp(clock.t, UTC).hour
+    e2, rec2 = engine(tmp_path / "b", config(maintenance=[{"match": {"provider": "p"}, "cron": f"0 {hour} * * *",
+                                                            "duration": "1h", "timezone": "UTC"}]), Clock())
+    for ok in (False, False, False):
+        await step(e2, e2.clock, ok)  # type: ignore[arg-type]
+    assert rec2["pager"].sent == []
+
+
+async def test_inhibition_provider_outage_suppresses_per_model(tmp_path: Path) -> None:
+    clock = Clock()
+    cfg = config(rules=[
+        {"name": "provider-down", "kind": "consecutive_failures", "count": 2, "labels": {"severity": "page", "scope": "provider"},
+         "match": {"model": "canary"}},
+        {"name": "model-down", "kind": "consecutive_failures", "count": 3, "labels": {"severity": "page"}},
+    ], inhibit=[{"source_match": {"scope": "provider"}, "target_match": {"severity": "page"}, "equal": ["provider"]}],
+        route={"receiver": "pager", "group_by": ["provider", "model"], "group_wait": 0})
+    e, rec = engine(tmp_path, cfg, clock)
+    for ok in (False, False, False, False):
+        await step(e, clock, ok, ("canary", "a", "b"))
+    rules = [ev.alert.rule for n in rec["pager"].sent for ev in n.events]
+    assert rules == ["provider-down"], rules
+
+
+async def test_reminders_with_cap_and_escalation(tmp_path: Path) -> None:
+    clock = Clock()
+    cfg = config(route={"receiver": "pager", "group_by": ["provider"], "group_wait": 0, "group_interval": 10,
+                        "repeat_interval": 60, "repeat_max": 2, "escalate": {"after": 120, "receiver": "boss"}})
+    e, rec = engine(tmp_path, cfg, clock)
+    for _ in range(20):
+        await step(e, clock, False)  # 20 x 15 s = 5 min of outage
+    kinds = [ev.kind for n in rec["pager"].sent for ev in n.events]
+    assert kinds.count("firing") == 1 and kinds.count("reminder") == 2
+    assert len(rec["boss"].sent) == 1
+
+
+async def test_restart_neither_repages_nor_loses_the_resolve(tmp_path: Path) -> None:
+    clock = Clock()
+    store = Store(tmp_path / "s.db")
+    e, rec = engine(tmp_path, config(), clock, store)
+    for ok in (False, False, False):
+        await step(e, clock, ok)
+    assert [n.status for n in rec["pager"].sent] == ["firing"]
+    await e.stop(1)
+    e2, rec2 = engine(tmp_path, config(), clock, Store(tmp_path / "s.db"))
+    await step(e2, clock, False)  # still down after the restart: no new page
+    assert rec2["pager"].sent == []
+    for ok in (True, True, True):
+        await step(e2, clock, ok)
+    assert [n.status for n in rec2["pager"].sent] == ["resolved"]
+
+
+async def test_flapping_pages_once(tmp_path: Path) -> None:
+    clock = Clock()
+    cfg = config(rules=[{"name": "down", "kind": "consecutive_failures", "count": 1, "resolve_after": 3}])
+    e, rec = engine(tmp_path, cfg, clock)
+    for ok in (False, True, False, True, False, True, True, True):
+        await step(e, clock, ok)
+    assert [n.status for n in rec["pager"].sent] == ["firing", "resolved"]
+
+
+async def test_threshold_and_error_rate_and_no_data(tmp_path: Path) -> None:
+    clock = Clock()
+    cfg = config(rules=[
+        {"name": "slow", "kind": "threshold", "metric": "ttft", "stat": "p50", "window": "5m", "op": ">", "value": 1.0,
+         "min_probes": 2},
+        {"name": "errors", "kind": "error_rate", "value": 0.5, "window": "5m", "min_probes": 4},
+        {"name": "silent", "kind": "no_data", "window": "2m"},
+    ])
+    e, rec = engine(tmp_path, cfg, clock)
+    for _ in range(3):
+        clock.t += 10
+        r = result(2.0)
+        e.observe(r)
+        e.stats.observe(r)  # the daemon feeds the aggregator; here the test does
+        await e.evaluate()
+    assert {a["rule"] for a in e.firing()} == {"slow"}
+    for _ in range(4):
+        clock.t += 10
+        e.observe(result(0.2, outcome=Outcome.TIMEOUT))
+        await e.evaluate()
+    assert "errors" in {a["rule"] for a in e.firing()}
+    clock.t += 200
+    await e.evaluate()
+    assert "silent" in {a["rule"] for a in e.firing()}
+
+
+async def test_burn_rate_pages_fast(tmp_path: Path) -> None:
+    clock = Clock()
+    cfg = config(rules=[{"name": "slo", "kind": "burn_rate", "objective": {"type": "availability", "target": 0.99}}])
+    e, rec = engine(tmp_path, cfg, clock)
+    for i in range(60):
+        await step(e, clock, i % 4 != 0, dt=60)  # 25% errors vs a 1% budget: 25x burn
+    firing = e.firing()
+    assert firing and firing[0]["rule"] == "slo" and firing[0]["severity"] == "page"
+
+
+@pytest.mark.parametrize("bad", [{"rules": [{"name": "x", "kind": "threshold"}]},
+                                 {"route": {"receiver": "nobody"}, "receivers": []}])
+def test_bad_alert_config_is_rejected(bad: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError):
+        AlertsConfig(**bad)
