@@ -201,6 +201,11 @@ class AlertEngine:
                 self._send(Notification(g.receiver, g.labels, [Event("reminder", a, now) for a in active], g.thread_key))
                 g.reminders += 1
                 g.last_sent = now
+            resend = getattr(self.notifiers.get(g.receiver), "resends_while_firing", False)
+            if resend and active and g.last_sent is not None and now - g.last_sent >= self.notifiers[g.receiver].cfg.resend_interval:
+                # Alertmanager forgets an alert whose endsAt passes: keep telling it while firing.
+                self._send(Notification(g.receiver, g.labels, [Event("firing", a, now) for a in active], g.thread_key))
+                g.last_sent = now
             if active and r.escalate is not None and not g.escalated:
                 oldest = min(a.firing_since or now for a in active)
                 if now - oldest >= r.escalate.after:

@@ -27,7 +27,6 @@ class AlertmanagerNotifier(Notifier):
                 "labels": {"alertname": a.rule, **a.labels, **({"test": "true"} if n.test else {})},
                 "annotations": {"summary": a.summary, **({"reason": a.reason} if a.reason else {})},
                 "startsAt": _iso(a.firing_since or e.at),
-                "generatorURL": "llm-canary",
             }
             if e.kind == "resolved":
                 item["endsAt"] = _iso(e.at)
