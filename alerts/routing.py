@@ -18,15 +18,20 @@ def route_for(route: Route, labels: dict[str, str]) -> list[Route]:
     out: list[Route] = []
     for sub in route.routes:
         if matches(labels, sub.match) and all(re.fullmatch(p, labels.get(k, "")) for k, p in sub.match_re.items()):
-            deeper = route_for(sub, labels) or [sub]
-            out.extend(_inherit(r, route) for r in deeper)
+            child = _inherit(sub, route)
+            out.extend(route_for(child, labels) or [child])
             if not sub.continue_:
                 break
     return out
 
 
+_INHERITED = ("receiver", "group_by", "group_wait", "group_interval", "repeat_interval", "repeat_max", "escalate")
+
+
 def _inherit(child: Route, parent: Route) -> Route:
-    return child if child.receiver else child.model_copy(update={"receiver": parent.receiver})
+    """A child route takes every setting it does not set itself from its parent (as in Alertmanager)."""
+    update = {f: getattr(parent, f) for f in _INHERITED if f not in child.model_fields_set}
+    return child.model_copy(update=update) if update else child
 
 
 def in_maintenance(windows: list[Maintenance], labels: dict[str, str], now: float) -> bool:
