@@ -151,12 +151,13 @@ class AlertEngine:
                                                a.severity, dict(a.labels), a.value, a.summary))
 
     def _muted(self, a: Alert, now: float) -> str | None:
-        if any(_match(a.labels, s["match"]) and s.get("starts_at", 0) <= now < s["ends_at"] for s in self.silences()):
+        labels = _with_rule(a)
+        if any(_match(labels, s["match"]) and s.get("starts_at", 0) <= now < s["ends_at"] for s in self.silences()):
             return "silenced"
-        if in_maintenance(list(self.cfg.maintenance), a.labels, now):
+        if in_maintenance(list(self.cfg.maintenance), labels, now):
             return "maintenance"
-        firing = [x.labels for x in self.alerts.values() if x.state == "firing" and x is not a]
-        if inhibited(list(self.cfg.inhibit), a.labels, firing):
+        firing = [_with_rule(x) for x in self.alerts.values() if x.state == "firing" and x is not a]
+        if inhibited(list(self.cfg.inhibit), labels, firing):
             return "inhibited"
         return None
 
@@ -174,7 +175,7 @@ class AlertEngine:
                 a.notified = True
             elif not a.notified:
                 continue  # its firing was never told: neither is its resolve
-            for route in route_for(root, a.labels) or [root]:
+            for route in route_for(root, _with_rule(a)) or [root]:
                 labels = {k: a.labels.get(k, "") for k in route.group_by}
                 g = Group(str(route.receiver), labels, route)
                 g = self.groups.setdefault(g.key, g)
@@ -359,6 +360,11 @@ def _fp(f: Finding) -> str:
     from alerts.model import fingerprint
 
     return fingerprint(f.rule, f.labels)
+
+
+def _with_rule(a: Alert) -> dict[str, str]:
+    """Labels for matching (silences, routes, inhibition): the alert's, plus `rule`."""
+    return {**a.labels, "rule": a.rule}
 
 
 def _match(labels: Mapping[str, str], match: Mapping[str, str]) -> bool:
