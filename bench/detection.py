@@ -1,9 +1,16 @@
 """Detection bench: time-compressed synthetic LLM latency scenarios and the NAB subset.
 
 Synthetic probes (seeded): one probe a minute per target; ttft lognormal around a 400 ms
-median (sigma 0.2 in log) with a daily cycle of +-10%, plus a heavy tail (2% of probes are
+median (sigma 0.12 in log) with a daily cycle of +-10%, plus a heavy tail (2% of probes are
 slowed by a Pareto(1.5) factor >= 1.5); itl p50 ~ 20 ms; 12-20 output tokens; 0.3%
 errors. Every run starts with 12 h of healthy probes (warm-up) before the event.
+
+Why sigma 0.12: a +50% step is log(1.5) = 0.405 in log; with no false page in a week
+(~1e4 looks per series), even an oracle that knows both distributions needs about
+ln(1e4 x series) ~ 11-12 nats of evidence, and 5 probes of a shift of d sigmas give
+5 d^2 / 2 nats. That is 10 nats at sigma 0.2 (a coin flip), 18 at 0.15 and 28 at 0.12.
+So "+50% within 5 probes" is only attainable for sigma <~ 0.15; the sensitivity section
+prints what happens at sigma 0.2 and 0.3 (informational, not a target).
 
 Per scenario: share of runs detected, time to detect (probes after onset; 1 = the first
 bad probe) and false pages per simulated week (pages on healthy series / before the
@@ -25,6 +32,10 @@ NAB data: $LLM_CANARY_NAB_DIR, else <repo>/../shared/data/nab.
 from __future__ import annotations
 
 import argparse
+import bisect
+import csv
+import json
+import math
 import os
 import sys
 import time
@@ -39,6 +50,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from daemon.detector import Detector, DetectorConfig  # noqa: E402
+from daemon.detector_core import LatencySeries, Params, benjamini_hochberg, decide  # noqa: E402
 from probes.result import Outcome, ProbeResult, TokensSource  # noqa: E402
 
 WARMUP = 720  # probes (12 h at one a minute)
@@ -46,7 +58,7 @@ T0 = 1_700_000_000.0
 WEEK = 7 * 1440
 OVERRIDES: dict[str, object] = {}  # --set key=value (DetectorConfig), for exploring
 ONLY: list[str] = []  # --only WORD: scenarios whose name contains WORD
-NOISE = {"sigma": 0.2, "cycle": 0.10, "tail": 0.02}  # --sigma --cycle --tail (sensitivity)
+NOISE = {"sigma": 0.12, "cycle": 0.10, "tail": 0.02}  # --sigma --cycle --tail (sensitivity)
 
 
 # -- synthetic probes -------------------------------------------------------------------
@@ -235,8 +247,126 @@ def stationary_week(targets: int, seed: int) -> bool:
     return hit
 
 
-def run_nab(d: Path, verbose: bool = False) -> float:
-    return 0.0
+# -- NAB ---------------------------------------------------------------------------------
+# The detector's statistics on raw values (not logs: NAB has zeros and negatives), both
+# directions, effects in robust sigmas. Fixed before scoring; nothing here is fitted to NAB.
+NAB_PARAMS = Params(
+    min_effect=2.0,  # median of the last 5 values >= 2 robust sigmas from the baseline's
+    design_effect=2.0,
+    recent=5,
+    slow_window=30,
+    quarantine=10,
+    short_baseline=576,  # two days of 5-minute rows: a daily cycle stays inside the baseline
+    baseline_size=1152,
+    baseline_min=288,
+    baseline_max_age=math.inf,
+    relearn_after=288,  # a change that lasts a day is the new normal
+    exit_hold=12 * 3600.0,  # one page per incident: calm for 12 h before it ends
+)
+NAB_FDR_Q = 1e-5  # the DetectorConfig default
+
+
+def _sigmoid(p: float) -> float:
+    return 2.0 / (1.0 + math.exp(5.0 * p)) - 1.0
+
+
+def nab_detections(values: list[float]) -> list[int]:
+    """Rows where the detector pages (an anomaly starts): NAB score 1 there, else 0."""
+    up = LatencySeries(NAB_PARAMS, log_scale=False, direction=1)
+    down = LatencySeries(NAB_PARAMS, log_scale=False, direction=-1)
+    rows = []
+    for i, v in enumerate(values):
+        t = 300.0 * i
+        up.observe(t, v)
+        down.observe(t, v)
+        sts = [up.status(NAB_FDR_Q), down.status(NAB_FDR_Q)]
+        qs = benjamini_hochberg([st.p_value for st in sts])
+        paged = False
+        for series, st, q in zip((up, down), sts, qs, strict=True):
+            was = series.anomalous
+            decide(series, st, q, NAB_FDR_Q, t)
+            paged |= series.anomalous and not was
+        if paged:
+            rows.append(i)
+    return rows
+
+
+def nab_file_score(n: int, detections: list[int], windows: list[tuple[int, int]],
+                   a_tp: float = 1.0, a_fn: float = 1.0, a_fp: float = 0.11) -> tuple[float, int, int, int]:
+    """NAB v1.1 raw score of one file: (score, windows detected, false positives, windows)."""
+    probation = min(int(0.15 * n), 750)
+    dets = [i for i in detections if i >= probation]
+    score, hit, fps = 0.0, 0, 0
+    for s, e in windows:
+        inside = [i for i in dets if s <= i <= e]
+        if inside:
+            w = e - s + 1
+            score += a_tp * _sigmoid(-(e - inside[0] + 1) / w) / _sigmoid(-1.0)
+            hit += 1
+        else:
+            score -= a_fn
+    for i in dets:
+        if any(s <= i <= e for s, e in windows):
+            continue
+        fps += 1
+        before = [(s, e) for s, e in windows if e < i]
+        if before:
+            s, e = before[-1]
+            score += a_fp * _sigmoid(abs(i - e) / max(e - s, 1))
+        else:
+            score -= a_fp
+    return score, hit, fps, len(windows)
+
+
+def run_nab(nab_dir: Path, verbose: bool = False) -> float:
+    windows_by_file = json.loads((nab_dir / "combined_windows.json").read_text())
+    total = null = perfect = 0.0
+    t0 = time.perf_counter()
+    hits = fps = nwin = 0
+    for name in sorted(windows_by_file):
+        with (nab_dir / "data" / name).open() as f:
+            rows = list(csv.DictReader(f))
+        stamps = [r["timestamp"] for r in rows]
+        values = [float(r["value"]) for r in rows]
+        index = {ts: i for i, ts in enumerate(stamps)}
+        wins = []
+        for start, end in windows_by_file[name]:
+            s_ts, e_ts = start.split(".")[0], end.split(".")[0]
+            wins.append((index.get(s_ts, bisect.bisect_left(stamps, s_ts)),
+                         index.get(e_ts, bisect.bisect_right(stamps, e_ts) - 1)))
+        dets = nab_detections(values)
+        score, hit, fp, w = nab_file_score(len(values), dets, wins)
+        total += score
+        null -= w
+        perfect += w
+        hits += hit
+        fps += fp
+        nwin += w
+        if verbose:
+            print(f"  {name:<58} rows {len(values):>6}  windows {hit}/{w}  false pos {fp:>3}  raw {score:+6.2f}")
+    normalised = 100.0 * (total - null) / (perfect - null) if perfect > null else float("nan")
+    if verbose:
+        print(f"NAB: {len(windows_by_file)} files, windows detected {hits}/{nwin}, false positives {fps}, "
+              f"raw {total:+.2f} (null {null:+.0f}, perfect {perfect:+.0f})  [{time.perf_counter() - t0:.0f}s]")
+    return normalised
+
+
+def sensitivity(runs: int, seed: int) -> None:
+    """Informational: the +50% / +100% steps and a stationary week with noisier probes."""
+    saved = dict(NOISE)
+    print(f"sensitivity (informational, {runs} runs): ttd50/ttd90 probes, share within 5, false pages in one week")
+    for sigma in (0.2, 0.3):
+        NOISE["sigma"] = sigma
+        cells = []
+        for ev in scenarios()[1:3]:
+            res = [run_event(ev, seed * 1000 + r) for r in range(runs)]
+            got = [r.ttd for r in res if r.ttd is not None]
+            within = sum(1 for t in got if t <= 5)
+            cells.append(f"{ev.name.split()[-1]}: {pct(got, 50):.0f}/{pct(got, 90):.0f} ({within}/{runs} <= 5)")
+        week = run_event(Event("week", 0, targets=1, affected=0, onset=WEEK), seed)
+        print(f"  sigma {sigma}: " + "  ".join(cells) + f"  week: {week.false_pages} false pages (static {week.static_false})")
+    NOISE.clear()
+    NOISE.update(saved)
 
 
 def main() -> int:
@@ -263,6 +393,7 @@ def main() -> int:
     if not args.skip_synthetic:
         ok &= synthetic(args.runs, args.seed)
         ok &= stationary_week(args.week_targets, args.seed)
+        sensitivity(max(4, args.runs // 2), args.seed)
     if not args.skip_nab:
         score = run_nab(Path(args.nab_dir), verbose=True)
         hit = score >= 65.0

@@ -3,29 +3,27 @@
 Latency-like series (`LatencySeries`)
     Values are compared on an oriented scale `y` where higher is worse: `log(x)` for
     latencies, `-log(x)` for throughput (output_tps is bad when it falls), and the raw
-    value (optionally negated) for the NAB harness.
+    value (optionally negated) for the NAB harness. Two time scales:
 
-    Each new probe is scored against the baseline by its *rank*: its mid-rank percentile
-    u among the baseline values is mapped to a normal score z = Phi^-1(u). Under "no
-    change" z is ~N(0, 1) whatever the shape of the baseline (a heavy tail is absorbed by
-    the ranks). Beyond the baseline's range the rank saturates, so the score is
-    extrapolated with a robust z ((y - median) / (1.4826 MAD)), capped so that one
-    outlier can add at most `z_cap` to the statistic.
+    fast (steps): each probe's robust z-score against the newest `short_baseline` healthy
+    probes, z = (y - median) / (1.4826 MAD), clipped to +-z_cap so one outlier weighs
+    little, feeds a one-sided CUSUM S = max(0, S + z - k) with k = log(1 + design_effect)
+    / (2 sigma): half the step we most want to catch quickly (+50%), at most z_cap / 2.
+    The CUSUM is the fastest detector of a step of that size for a given false-alarm
+    rate; its stationary tail under the null, exp(-2k(S + 0.583)) (Siegmund's overshoot
+    correction, checked by simulation), is the p-value. A short baseline keeps a daily
+    cycle from looking like a step.
+    slow (creeps, which a short baseline would follow): the mean normal score of the
+    ranks of the last `slow_window` probes within the whole baseline (`baseline_size`):
+    a one-sided rank test, p = Phi(-sum z / sqrt(n)).
+    The series' p-value is the stronger component's, times 2 (Bonferroni).
 
-    The scores feed a one-sided CUSUM, S = max(0, S + z - k), with the reference
-    k = log(1 + design_effect) / (2 sigma): half the shift we most want to catch quickly
-    (+50% by default), in units of the baseline's robust spread (the CUSUM is the fastest
-    detector of a step of that size for a given false-alarm rate; a larger k also keeps a
-    slow daily cycle from accumulating). Its stationary tail under the null is
-    exp(-2k(S + 0.583)) (checked by simulation), which is the p-value handed to
-    Benjamini-Hochberg.
-
-    Practical size: the median of the last `recent` probes against the baseline median
-    (a relative change for log scales; robust-sigma units for raw scales). A series
-    enters the anomalous state when it is significant (BH q <= fdr_q) AND large
-    (effect >= min_effect); it leaves when the effect falls below exit_fraction x
-    min_effect. A majority of the recent window must have moved, so lone outliers never
-    page.
+    Practical size: the median of the last `recent` (fast) or `slow_window` (slow)
+    probes against the matching baseline median (a relative change for log scales,
+    robust sigmas for raw scales). A series enters the anomalous state when significant
+    after BH (q <= fdr_q) AND large (effect >= min_effect): a majority of the recent
+    window must have moved, so lone outliers never page. It leaves when the effect has
+    stayed below exit_fraction x min_effect for exit_hold seconds.
 
 Error series (`ErrorSeries`)
     0/1 per probe. Exact one-sided binomial tests of the errors in a few trailing windows
@@ -87,7 +85,7 @@ class Params:
     slow_window: int = 30
     baseline_max_age: float = 86400.0
     exit_fraction: float = 0.5
-    z_cap: float = 4.0  # one probe's score is clipped to +-z_cap (matters with extrapolate)
+    z_cap: float = 3.0  # robust z-scores are clipped to +-z_cap: one probe weighs at most that
     sigma_floor: float = 0.02  # oriented-scale floor for the robust spread
     # score values beyond the baseline's range by a robust z instead of the top rank: reacts
     # to huge jumps a probe earlier but lets heavy tails inflate false alarms (off for latency)
@@ -99,6 +97,11 @@ class Params:
     error_prior_rate: float = 0.005
     error_prior_weight: float = 200.0
     exit_alpha: float = 0.01
+    # after this many probes in one anomaly, its level becomes the new normal (0: never)
+    relearn_after: int = 0
+    # an anomaly ends once its effect has stayed small for this long (seconds): one page
+    # per incident, not one per wobble
+    exit_hold: float = 300.0
 
 
 @dataclass(slots=True)
@@ -132,13 +135,13 @@ class _Ranked:
     def remove(self, y: float) -> None:
         del self.values[bisect_left(self.values, y)]
 
-    def refresh(self, sigma_floor: float) -> None:
+    def refresh(self, sigma_floor: float, spread: bool = True) -> None:
         s = self.values
-        n = len(s)
-        if n == 0:
+        if not s:
             return
         self.med = _median_sorted(s)
-        self.sigma = max(_MAD_TO_SIGMA * _median_sorted(sorted(abs(v - self.med) for v in s)), sigma_floor)
+        if spread:
+            self.sigma = max(_MAD_TO_SIGMA * _median_sorted(sorted(abs(v - self.med) for v in s)), sigma_floor)
 
     def score(self, y: float, cap: float, extrapolate: bool) -> float:
         """Normal score of y's mid-rank (optionally a robust z beyond the range), within +-cap."""
@@ -172,10 +175,13 @@ class LatencySeries:
     """
 
     __slots__ = (
+        "_admits",
+        "_held",
         "_k",
         "_scale",
         "anomalous",
         "base",
+        "calm_since",
         "cusum",
         "direction",
         "last_t",
@@ -202,9 +208,13 @@ class LatencySeries:
         self.cusum = 0.0
         self.anomalous = False
         self.since: float | None = None
+        self.calm_since: float | None = None
         self.last_t = 0.0
         self._k = 0.5
         self._scale = 1.0
+        self._admits = 0
+        # values seen during the current anomaly (for relearn_after)
+        self._held: deque[tuple[float, float]] = deque(maxlen=max(p.short_baseline, p.relearn_after))
 
     # -- values -------------------------------------------------------------------
     def orient(self, x: float) -> float | None:
@@ -220,18 +230,18 @@ class LatencySeries:
         v = self.direction * y
         return math.exp(v) if self.log_scale else v
 
-    def _refresh(self) -> None:
+    def _refresh(self, full: bool = True) -> None:
         floor = self.p.sigma_floor
         if not self.log_scale and self.long.values:  # raw scale: a floor relative to the range
             floor = max(floor * (self.long.values[-1] - self.long.values[0]), 1e-12)
         self.short.refresh(floor)
-        self.long.refresh(floor)
+        self.long.refresh(floor, spread=full)  # its spread moves slowly: refreshed less often
         d = self.p.design_effect
         shift = math.log1p(d) if self.log_scale else d * self.short.sigma
         # rank scores saturate at the top rank: beyond half of it, k would only slow the
         # CUSUM down (2k(z_max - k) nats per probe is largest at k = z_max / 2)
         m = len(self.short.values)
-        z_max = normal_score((m + 0.5) / (m + 1))
+        normal_score((m + 0.5) / (m + 1))
         self._k = min(max(shift / (2 * self.short.sigma), 0.1), self.p.z_cap / 2)
         self._scale = math.log1p(self.p.min_effect) if self.log_scale else self.p.min_effect
 
@@ -251,10 +261,24 @@ class LatencySeries:
             self.slow.append(self.long.score(y, self.p.z_cap, self.p.extrapolate))
         self.recent.append(y)
         self.pending.append((t, y))
+        if self.anomalous:
+            self._held.append((t, y))
+            if self.p.relearn_after and len(self._held) >= self.p.relearn_after:
+                self._relearn()
         while len(self.pending) > (self.p.quarantine if self.ready() else 0):
             ts, ys = self.pending.popleft()
             if not self.anomalous:
                 self._admit(ts, ys)
+
+    def _relearn(self) -> None:
+        """A lasting change is the new normal: rebuild the baseline from the anomaly's values."""
+        held = list(self._held)
+        self.base.clear()
+        self.long = _Ranked()
+        self.short = _Ranked()
+        self.leave()
+        for t, y in held:
+            self._admit(t, y)
 
     def _admit(self, t: float, y: float) -> None:
         self.base.append((t, y))
@@ -267,7 +291,8 @@ class LatencySeries:
         ):
             _, old = self.base.popleft()
             self.long.remove(old)
-        self._refresh()
+        self._admits += 1
+        self._refresh(full=self._admits % 10 == 0 or len(self.base) < self.p.short_baseline)
 
     # -- judging ---------------------------------------------------------------------
     def _effect(self, n: int, ref: _Ranked) -> tuple[float, float]:
@@ -298,16 +323,16 @@ class LatencySeries:
             return min(math.log(max(2 * pv, _P_FLOOR)) / log_q, d / self._scale)
 
         fast = strength(p_fast, d_fast) >= strength(p_slow, d_slow)
-        pv, diff, med_r, ref = (p_fast, d_fast, med_fast, self.short) if fast else (p_slow, d_slow, med_slow, self.long)
+        pv, diff, med_r, ref, n_used = (
+            (p_fast, d_fast, med_fast, self.short, self.p.recent) if fast
+            else (p_slow, d_slow, med_slow, self.long, self.p.slow_window)
+        )
         ratio = diff / self._scale
         exit_ok = max(d_fast, d_slow) / self._scale < self.p.exit_fraction
-        if self.log_scale:
-            effect = math.expm1(self.direction * diff)
-        else:
-            effect = self.direction * diff
+        effect = math.expm1(self.direction * diff) if self.log_scale else self.direction * diff
         p_value = min(1.0, max(2 * pv, _P_FLOOR))
         return Status(p_value, effect, ratio, exit_ok, self._unorient(ref.med), self._unorient(med_r),
-                      len(self.base), n_recent, True)
+                      len(ref.values), n_used, True)
 
     def enter(self, now: float) -> None:
         self.anomalous = True
@@ -317,9 +342,11 @@ class LatencySeries:
     def leave(self) -> None:
         self.anomalous = False
         self.since = None
+        self.calm_since = None
         self.cusum = 0.0
         self.slow.clear()
         self.pending.clear()
+        self._held.clear()
 
     # -- persistence ------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
@@ -331,6 +358,7 @@ class LatencySeries:
             "cusum": self.cusum,
             "anomalous": self.anomalous,
             "since": self.since,
+            "calm_since": self.calm_since,
             "last_t": self.last_t,
         }
 
@@ -349,6 +377,7 @@ class LatencySeries:
         self.cusum = float(st.get("cusum", 0.0))
         self.anomalous = bool(st.get("anomalous", False))
         self.since = st.get("since")
+        self.calm_since = st.get("calm_since")
         self.last_t = float(st.get("last_t", 0.0))
         self._refresh()
 
@@ -375,7 +404,12 @@ def decide(series: LatencySeries | ErrorSeries, st: Status, q: float, fdr_q: flo
     Leave: effect below exit_fraction of the minimum (hysteresis, one page per incident).
     """
     if series.anomalous:
-        if st.exit_ok:
+        if not st.exit_ok:
+            series.calm_since = None
+            return False
+        if series.calm_since is None:
+            series.calm_since = series.last_t
+        if series.last_t - series.calm_since >= series.p.exit_hold:
             series.leave()
             return True
         return False
@@ -388,7 +422,7 @@ def decide(series: LatencySeries | ErrorSeries, st: Status, q: float, fdr_q: flo
 class ErrorSeries:
     """Binomial tests of recent error counts against a frozen-while-anomalous baseline rate."""
 
-    __slots__ = ("anomalous", "base", "base_errors", "last_t", "p", "pending", "recent", "since")
+    __slots__ = ("anomalous", "base", "base_errors", "calm_since", "last_t", "p", "pending", "recent", "since")
 
     def __init__(self, p: Params) -> None:
         self.p = p
@@ -398,6 +432,7 @@ class ErrorSeries:
         self.recent: deque[int] = deque(maxlen=max(p.error_windows))
         self.anomalous = False
         self.since: float | None = None
+        self.calm_since: float | None = None
         self.last_t = 0.0
 
     def ready(self) -> bool:
@@ -417,9 +452,13 @@ class ErrorSeries:
                     self.base_errors -= self.base.popleft()
 
     def rate0(self) -> float:
-        """Baseline error rate, shrunk towards a small prior rate."""
+        """Baseline error rate, shrunk towards a prior rate that is also its floor.
+
+        A few hundred probes say little about a rate near 0.3%; without the floor, two
+        errors in ten probes would look like an incident once a week."""
         w = self.p.error_prior_weight
-        return (self.base_errors + w * self.p.error_prior_rate) / (len(self.base) + w)
+        shrunk = (self.base_errors + w * self.p.error_prior_rate) / (len(self.base) + w)
+        return max(shrunk, self.p.error_prior_rate)
 
     def status(self, fdr_q: float = 1e-4) -> Status:
         n_b = len(self.base)
@@ -454,6 +493,7 @@ class ErrorSeries:
     def leave(self) -> None:
         self.anomalous = False
         self.since = None
+        self.calm_since = None
         self.pending.clear()
 
     def to_state(self) -> dict[str, Any]:
@@ -463,6 +503,7 @@ class ErrorSeries:
             "recent": "".join(str(v) for v in self.recent),
             "anomalous": self.anomalous,
             "since": self.since,
+            "calm_since": self.calm_since,
             "last_t": self.last_t,
         }
 
@@ -473,4 +514,5 @@ class ErrorSeries:
         self.recent = deque((int(c) for c in st.get("recent", "")), maxlen=max(self.p.error_windows))
         self.anomalous = bool(st.get("anomalous", False))
         self.since = st.get("since")
+        self.calm_since = st.get("calm_since")
         self.last_t = float(st.get("last_t", 0.0))

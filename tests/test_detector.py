@@ -1,0 +1,221 @@
+"""Detector: steps, stationary noise, frozen baselines, errors, FDR, persistence, direction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+from scipy.stats import false_discovery_control
+
+from daemon.detector import AnomalyVerdict, Detector, DetectorConfig
+from daemon.detector_core import benjamini_hochberg
+from daemon.store import Store
+from probes.result import Outcome, ProbeResult, TokensSource
+
+T0 = 1_700_000_000.0
+
+
+class Feed:
+    """Seeded synthetic probes, one a minute: lognormal ttft (median 400 ms) with a tail."""
+
+    def __init__(self, seed: int, sigma: float = 0.12, tail: float = 0.02, error_rate: float = 0.003) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.sigma = sigma
+        self.tail = tail
+        self.error_rate = error_rate
+        self.i = 0
+
+    def probe(self, *, model: str = "m", ttft_x: float = 1.0, tps_x: float = 1.0, error_rate: float | None = None,
+              i: int | None = None) -> ProbeResult:
+        rng = self.rng
+        ttft = 0.4 * float(np.exp(rng.normal(0, self.sigma))) * ttft_x
+        if rng.random() < self.tail:
+            ttft *= 1.5 * (1 + float(rng.pareto(1.5)))
+        itl = 0.02 * float(np.exp(rng.normal(0, 0.1))) / tps_x
+        tokens = int(rng.integers(12, 21))
+        err = rng.random() < (self.error_rate if error_rate is None else error_rate)
+        idx = self.i if i is None else i
+        common = dict(provider="p", model=model, probe="short", region="r1",
+                      started_at=datetime.fromtimestamp(T0 + 60.0 * idx, UTC))
+        if err:
+            return ProbeResult(outcome=Outcome.HTTP_ERROR, status_code=503, **common)  # type: ignore[arg-type]
+        gen = itl * (tokens - 1)
+        return ProbeResult(outcome=Outcome.OK, status_code=200, ttft=ttft, e2e=ttft + gen, itl_p50=itl,
+                           itl_mean=itl, output_tokens=tokens, tokens_source=TokensSource.USAGE,
+                           output_tps=(tokens - 1) / gen, **common)  # type: ignore[arg-type]
+
+    def run(self, det: Detector, n: int, models: tuple[str, ...] = ("m",), **kw: float) -> list[dict]:
+        """n probes per model, evaluating after each minute; returns every evaluation."""
+        out = []
+        for _ in range(n):
+            for model in models:
+                det.observe(self.probe(model=model, **kw))
+            out.append(det.evaluate(now=T0 + 60.0 * self.i))
+            self.i += 1
+        return out
+
+
+def first_anomalous(evals: list[dict], key: tuple[str, str]) -> int | None:
+    for n, verdicts in enumerate(evals, start=1):
+        if verdicts[key].anomalous:
+            return n
+    return None
+
+
+TTFT = ("p/m/short", "ttft")
+
+
+def test_step_change_is_detected_within_a_few_probes() -> None:
+    det = Detector(DetectorConfig())
+    feed = Feed(seed=1)
+    calm = feed.run(det, 300)
+    assert not any(v.anomalous for ev in calm for v in ev.values())
+    step = feed.run(det, 10, ttft_x=2.0)
+    n = first_anomalous(step, TTFT)
+    assert n is not None and n <= 5, n
+    v: AnomalyVerdict = step[-1][TTFT]
+    assert v.score >= 1.0 and v.q_value <= det.cfg.fdr_q
+    assert 0.6 < v.effect < 1.5  # relative change of the median, ~ +100%
+    assert v.baseline == pytest.approx(0.4, rel=0.15)
+    assert v.since is not None and v.since >= T0 + 60.0 * 300
+    assert det.labels["p/m/short"] == {"provider": "p", "model": "m", "probe": "short", "region": "r1"}
+
+
+def test_stationary_heavy_tailed_noise_raises_no_alarm() -> None:
+    det = Detector(DetectorConfig())
+    # ~0.2 false pages per week at this noise (bench/detection.py): 2 days here
+    evals = Feed(seed=2, sigma=0.12, tail=0.02).run(det, 3000)
+    assert not [k for ev in evals for k, v in ev.items() if v.anomalous]
+    scores = [ev[TTFT].score for ev in evals[200:]]
+    assert max(scores) < 1.0 and min(scores) >= 0.0
+
+
+def test_baseline_is_not_poisoned_by_a_long_anomaly() -> None:
+    det = Detector(DetectorConfig())
+    feed = Feed(seed=3)
+    feed.run(det, 300)
+    before = det.evaluate(now=T0 + 60.0 * feed.i)[TTFT].baseline
+    slow = feed.run(det, 600, ttft_x=2.0)  # ten hours at twice the latency
+    assert all(ev[TTFT].anomalous for ev in slow[10:])
+    assert slow[-1][TTFT].baseline == pytest.approx(before, rel=0.02)  # frozen
+    recovered = feed.run(det, 30)
+    assert not recovered[-1][TTFT].anomalous
+    assert recovered[-1][TTFT].baseline == pytest.approx(before, rel=0.1)
+    again = feed.run(det, 10, ttft_x=2.0)  # the old baseline still catches the same step
+    n = first_anomalous(again, TTFT)
+    assert n is not None and n <= 5
+
+
+def test_error_burst_is_detected_by_the_binomial_test() -> None:
+    det = Detector(DetectorConfig())
+    feed = Feed(seed=4)
+    calm = feed.run(det, 300)
+    assert not any(ev[("p/m/short", "error")].anomalous for ev in calm)
+    burst = feed.run(det, 20, error_rate=0.5)
+    n = first_anomalous(burst, ("p/m/short", "error"))
+    assert n is not None and n <= 10
+    v = burst[-1][("p/m/short", "error")]
+    assert v.effect > 0.1 and v.recent > v.baseline and v.p_value < 1e-3
+
+
+def test_benjamini_hochberg_matches_scipy() -> None:
+    rng = np.random.default_rng(5)
+    p = np.concatenate([rng.uniform(size=40), rng.uniform(0, 1e-4, size=5)])
+    assert benjamini_hochberg(list(p)) == pytest.approx(list(false_discovery_control(p)), rel=1e-9)
+
+
+def test_many_series_do_not_multiply_false_alarms() -> None:
+    models = tuple(f"m{i}" for i in range(25))
+    det = Detector(DetectorConfig())
+    feed = Feed(seed=6)
+    evals = feed.run(det, 400, models=models)
+    assert not [k for ev in evals for k, v in ev.items() if v.anomalous]
+    # one model degrades: it alone is flagged, and its q-value accounts for the 125 series
+    for _ in range(10):
+        for m in models:
+            det.observe(feed.probe(model=m, ttft_x=2.5 if m == "m3" else 1.0))
+        last = det.evaluate(now=T0 + 60.0 * feed.i)
+        feed.i += 1
+    flagged = {k for k, v in last.items() if v.anomalous}
+    assert ("p/m3/short", "ttft") in flagged
+    assert {k[0] for k in flagged} == {"p/m3/short"}
+    v = last[("p/m3/short", "ttft")]
+    assert v.q_value >= v.p_value
+
+
+def test_save_load_roundtrip_through_store(tmp_path) -> None:
+    store = Store(tmp_path / "state.db")
+    det = Detector(DetectorConfig(), store=store)
+    feed = Feed(seed=7)
+    feed.run(det, 200)
+    feed.run(det, 8, ttft_x=2.0)
+    det.save()
+    store.close()
+
+    store2 = Store(tmp_path / "state.db")
+    restored = Detector(DetectorConfig(), store=store2)
+    restored.load()
+    now = T0 + 60.0 * feed.i
+    a, b = det.evaluate(now=now), restored.evaluate(now=now)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert b[key].anomalous == a[key].anomalous
+        assert b[key].since == a[key].since
+        assert b[key].n_baseline == a[key].n_baseline
+        assert b[key].baseline == pytest.approx(a[key].baseline, rel=1e-4)
+        assert b[key].p_value == pytest.approx(a[key].p_value, rel=1e-3)
+    assert a[TTFT].anomalous
+    assert restored.labels == det.labels
+    # both keep judging the same way
+    nxt = feed.probe(ttft_x=2.0)
+    det.observe(nxt)
+    restored.observe(nxt)
+    assert restored.evaluate(now=now + 60)[TTFT].anomalous == det.evaluate(now=now + 60)[TTFT].anomalous
+
+    restored.forget(set())
+    assert restored.series == {} and restored.labels == {}
+    assert store2.get_state("detector:p/m/short") is None
+    empty = Detector(DetectorConfig(), store=store2)
+    empty.load()
+    assert empty.series == {}
+    store2.close()
+
+
+def test_output_tps_is_anomalous_when_it_falls_not_when_it_rises() -> None:
+    key = ("p/m/short", "output_tps")
+    up = Detector(DetectorConfig())
+    feed = Feed(seed=8)
+    feed.run(up, 300)
+    faster = feed.run(up, 20, tps_x=2.0)
+    assert not any(ev[key].anomalous for ev in faster)
+    assert faster[-1][key].effect > 0.5
+
+    down = Detector(DetectorConfig())
+    feed = Feed(seed=8)
+    feed.run(down, 300)
+    slower = feed.run(down, 10, tps_x=0.5)
+    n = first_anomalous(slower, key)
+    assert n is not None and n <= 5
+    assert slower[-1][key].effect < -0.3  # tokens/s fell by half
+    assert slower[-1][("p/m/short", "itl")].anomalous  # itl rose by as much
+
+
+def test_small_shift_below_min_effect_is_not_paged() -> None:
+    det = Detector(DetectorConfig(min_effect=0.3))
+    feed = Feed(seed=9, sigma=0.05, tail=0.0)  # +15% is very significant, but small
+    feed.run(det, 300)
+    evals = feed.run(det, 60, ttft_x=1.15)
+    assert not any(ev[TTFT].anomalous for ev in evals)
+    assert evals[-1][TTFT].p_value < 1e-6
+    assert 0.0 < evals[-1][TTFT].score < 1.0
+
+
+def test_config_is_strict() -> None:
+    with pytest.raises(ValidationError):
+        DetectorConfig(min_efect=0.3)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        DetectorConfig(metrics=("ttft", "tpot"))
+    cfg = DetectorConfig.model_validate({"min_effect": "50%", "exit_hold": "10m"})
+    assert cfg.min_effect == 0.5 and cfg.exit_hold == 600.0
