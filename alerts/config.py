@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, model_validator
+from croniter import croniter
+from pydantic import Field, field_validator, model_validator
 
 from daemon.durations import Duration
 from daemon.model import Strict
@@ -31,7 +33,7 @@ class Rule(Strict):
     kind: Literal[
         "threshold", "error_rate", "consecutive_failures", "content_mismatch", "burn_rate", "anomaly", "no_data"
     ]
-    metric: Metric | None = None
+    metric: Metric | Literal["error"] | None = None  # "error": the detector's error-rate series (anomaly)
     stat: Stat = "p95"
     window: Duration = 300
     op: Literal[">", ">=", "<", "<="] = ">"
@@ -49,6 +51,8 @@ class Rule(Strict):
     def _needs(self) -> Rule:
         if self.kind == "threshold" and (self.metric is None or self.value is None):
             raise ValueError("a threshold rule needs `metric` and `value`")
+        if self.kind == "threshold" and self.metric == "error":
+            raise ValueError("a threshold rule needs a latency metric; use kind error_rate for errors")
         if self.kind == "error_rate" and self.value is None:
             raise ValueError("an error_rate rule needs `value` (a fraction, e.g. 0.2)")
         if self.kind == "burn_rate" and self.objective is None:
@@ -137,12 +141,35 @@ class Silence(Strict):
     comment: str = ""
     created_by: str = "config"
 
+    @field_validator("starts_at", "ends_at")
+    @classmethod
+    def _utc(cls, v: datetime | None) -> datetime | None:
+        # A time written without an offset is UTC, not the host's local time.
+        return v.replace(tzinfo=UTC) if v is not None and v.tzinfo is None else v
+
 
 class Maintenance(Strict):
     match: dict[str, str] = {}
     cron: str
     duration: Duration
     timezone: str = "UTC"
+
+    # Checked at load: a bad window would otherwise fail every evaluation (no alerts at all).
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if not croniter.is_valid(v):
+            raise ValueError(f"invalid cron expression {v!r} (e.g. '0 3 * * SUN')")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {v!r} (an IANA name such as 'UTC' or 'Europe/Paris')") from None
+        return v
 
 
 class Inhibit(Strict):

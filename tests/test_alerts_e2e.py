@@ -48,7 +48,7 @@ alerts:
 class SlackAPI(BaseHTTPRequestHandler):
     posts: list[dict] = []  # type: ignore[type-arg]
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         SlackAPI.posts.append(json.loads(body))
         out = json.dumps({"ok": True, "ts": f"1700.{len(SlackAPI.posts)}"}).encode()
@@ -66,7 +66,7 @@ class Mailbox:
     def __init__(self) -> None:
         self.messages: list[str] = []
 
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]  # noqa: N802
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         self.messages.append(envelope.content.decode())
         return "250 OK"
 

@@ -169,7 +169,7 @@ async def test_threshold_and_error_rate_and_no_data(tmp_path: Path) -> None:
         {"name": "errors", "kind": "error_rate", "value": 0.5, "window": "5m", "min_probes": 4},
         {"name": "silent", "kind": "no_data", "window": "2m"},
     ])
-    e, rec = engine(tmp_path, cfg, clock)
+    e, _ = engine(tmp_path, cfg, clock)
     for _ in range(3):
         clock.t += 10
         r = result(2.0)
@@ -190,7 +190,7 @@ async def test_threshold_and_error_rate_and_no_data(tmp_path: Path) -> None:
 async def test_burn_rate_pages_fast(tmp_path: Path) -> None:
     clock = Clock()
     cfg = config(rules=[{"name": "slo", "kind": "burn_rate", "objective": {"type": "availability", "target": 0.99}}])
-    e, rec = engine(tmp_path, cfg, clock)
+    e, _ = engine(tmp_path, cfg, clock)
     for i in range(60):
         await step(e, clock, i % 4 != 0, dt=60)  # 25% errors vs a 1% budget: 25x burn
     firing = e.firing()
