@@ -52,6 +52,7 @@ class Group:
     reminders: int = 0
     escalated: bool = False
     thread_key: str = ""
+    resolved_events: list[Event] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -104,7 +105,9 @@ class AlertEngine:
                 f = rule_eval.evaluate(rule, key, h, self.stats, self.verdicts, now)
                 if f is not None:
                     findings.append(f)
-        events = self._advance(findings, now)
+        events = self._unmuted(now)  # before _advance: alerts firing from this evaluation on are not "unmuted"
+        events += self._advance(findings, now)
+        events += self._orphans(findings, now)
         self._route(events, now)
         self._flush_groups(now)
         self._export()
@@ -143,6 +146,28 @@ class AlertEngine:
                     self._transition(a, "resolved", now)
                     del self.alerts[a.fingerprint]
         return events
+
+    def _orphans(self, findings: list[Finding], now: float) -> list[Event]:
+        """Alerts nothing evaluates any more (target or rule removed, fingerprint changed):
+        resolve them instead of leaving them firing forever."""
+        seen = {_fp(f) for f in findings}
+        events = []
+        for fp, a in list(self.alerts.items()):
+            if fp in seen:
+                continue
+            key = "/".join(a.labels.get(k, "") for k in ("provider", "model", "probe"))
+            gone = key not in self.histories or a.rule not in {r.name for r in self.rules}
+            if gone or a.state == "firing":
+                if a.state == "firing":
+                    events.append(Event("resolved", a, now, duration=now - (a.firing_since or now)))
+                    self._transition(a, "resolved", now)
+                del self.alerts[fp]
+        return events
+
+    def _unmuted(self, now: float) -> list[Event]:
+        """Firing alerts that were muted when they started and no longer are: tell now."""
+        return [Event("firing", a, now) for a in self.alerts.values()
+                if a.state == "firing" and not a.notified and self._muted(a, now) is None]
 
     def _transition(self, a: Alert, state: str, now: float) -> None:
         log.info("alert_" + state, rule=a.rule, labels=a.labels, summary=a.summary, reason=a.reason)
@@ -187,14 +212,16 @@ class AlertEngine:
     def _flush_groups(self, now: float) -> None:
         for key, g in list(self.groups.items()):
             r = g.route
+            root = self.cfg.route
             active = [a for a in self.alerts.values() if a.state == "firing" and a.notified
                       and all(a.labels.get(k, "") == v for k, v in g.labels.items())
-                      and str((route_for(self.cfg.route, a.labels) or [self.cfg.route])[0].receiver) == g.receiver] \
-                if self.cfg.route else []
+                      and g.receiver in {str(x.receiver) for x in (route_for(root, _with_rule(a)) or [root])}] \
+                if root else []
             if g.pending:
                 due = g.created + r.group_wait if g.last_sent is None else g.last_sent + r.group_interval
                 if now >= due:
                     self._send(Notification(g.receiver, g.labels, list(g.pending), g.thread_key))
+                    g.resolved_events = [e for e in g.pending if e.kind == "resolved"]
                     g.pending.clear()
                     g.last_sent = now
             elif active and g.last_sent is not None and now - g.last_sent >= r.repeat_interval and (
@@ -214,6 +241,8 @@ class AlertEngine:
                                             [Event("firing", a, now) for a in active], g.thread_key + "-esc"))
                     g.escalated = True
             if not active and not g.pending:
+                if g.escalated and r.escalate is not None and g.resolved_events:
+                    self._send(Notification(r.escalate.receiver, g.labels, g.resolved_events, g.thread_key + "-esc"))
                 del self.groups[key]  # incident over: the next one starts a new thread
 
     def _export(self) -> None:
@@ -328,6 +357,7 @@ class AlertEngine:
     # -- persistence ---------------------------------------------------------------
     def _save(self) -> None:
         self.store.put_state(STATE_KEY, {
+            "saved_at": self.clock(),
             "alerts": [a.to_dict() for a in self.alerts.values()],
             "groups": [{"receiver": g.receiver, "labels": g.labels, "last_sent": g.last_sent, "reminders": g.reminders,
                         "escalated": g.escalated, "thread_key": g.thread_key, "created": g.created}
@@ -341,8 +371,11 @@ class AlertEngine:
         for d in state.get("alerts", []):
             a = Alert.from_dict(d)
             self.alerts[a.fingerprint] = a
+        # The daemon's own downtime is not a target's silence: no_data restarts its clock.
+        downtime = max(0.0, self.clock() - state.get("saved_at", self.clock()))
         for key, (fail, mismatch, seen, err, labels) in state.get("streaks", {}).items():
-            h = TargetHistory(labels, last_seen=seen, fail_streak=fail, mismatch_streak=mismatch, last_error=err)
+            h = TargetHistory(labels, last_seen=seen + downtime, fail_streak=fail, mismatch_streak=mismatch,
+                              last_error=err)
             self.histories[key] = h
         root = self.cfg.route
         for g in state.get("groups", []):

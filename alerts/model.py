@@ -77,6 +77,16 @@ class Notification:
     thread_key: str = ""  # stable per group incident (Slack threads, Alertmanager dedup)
     test: bool = False
 
+    def __post_init__(self) -> None:
+        if self.test and not self.events:
+            # A test carries one synthetic alert, so event-based channels (Alertmanager) get something.
+            import time as _time
+
+            now = _time.time()
+            a = Alert("llm-canary-test", {"severity": "none", "test": "true"}, state="firing", firing_since=now,
+                      summary="test notification from llm-canary")
+            self.events = [Event("firing", a, now)]
+
     @property
     def status(self) -> str:
         return "firing" if any(e.kind != "resolved" for e in self.events) else "resolved"

@@ -115,7 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # `silence expire -c FILE ID`: argparse fills the optional ID before it sees the options
+    if extra and getattr(args, "command", None) == "silence" and args.id is None and len(extra) == 1 \
+            and not extra[0].startswith("-"):
+        args.id, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "count", 1) < 1 or getattr(args, "concurrency", 1) < 1:
         parser.error("--count and --concurrency must be at least 1")
     try:

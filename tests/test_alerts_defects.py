@@ -1,4 +1,4 @@
-"""Known defects of the alert engine, each pinned by a strict xfail: the test states the
+"""Defects of the alert engine found in review: fixed ones are plain regression tests, open ones are pinned by a strict xfail: the test states the
 behaviour the issue asks for; when a fix lands it XPASSes and fails the run, so the
 marker comes off with the fix. (The alerts/ modules are frozen at the time of writing.)"""
 
@@ -21,8 +21,6 @@ def kinds(rec) -> list[list[str]]:  # type: ignore[no-untyped-def]
     return [[ev.kind for ev in n.events] for n in rec.sent]
 
 
-@pytest.mark.xfail(strict=True, reason="an alert whose target (or rule, or burn-rate severity) disappears is never "
-                                       "evaluated again: it stays firing forever and its resolve is never sent")
 async def test_alert_of_a_removed_target_resolves(tmp_path: Path) -> None:
     clock = Clock()
     e, _ = engine(tmp_path, config(), clock)
@@ -65,8 +63,6 @@ async def test_latency_objective_uses_its_metric(tmp_path: Path) -> None:
     assert {a["labels"]["model"] for a in e.firing()} == {"m"}
 
 
-@pytest.mark.xfail(strict=True, reason="no_data counts the daemon's own downtime: every target pages right after a "
-                                       "restart that took longer than the rule's window")
 async def test_no_data_does_not_page_right_after_a_restart(tmp_path: Path) -> None:
     clock = Clock()
     cfg = config(rules=[{"name": "silent", "kind": "no_data", "window": "10m"}])
@@ -81,8 +77,6 @@ async def test_no_data_does_not_page_right_after_a_restart(tmp_path: Path) -> No
     assert e2.firing() == []
 
 
-@pytest.mark.xfail(strict=True, reason="with `continue` routes only the first matching receiver's group tracks the "
-                                       "alert: the second receiver gets no reminders")
 async def test_second_receiver_of_a_continue_route_gets_reminders(tmp_path: Path) -> None:
     clock = Clock()
     route = {"receiver": "pager", "group_by": ["provider"], "group_wait": 0, "group_interval": 10, "repeat_interval": 60,
@@ -95,7 +89,6 @@ async def test_second_receiver_of_a_continue_route_gets_reminders(tmp_path: Path
     assert kinds(rec["boss"]).count(["reminder"]) == 2
 
 
-@pytest.mark.xfail(strict=True, reason="the escalation receiver is paged but never told the incident resolved")
 async def test_escalation_receiver_gets_the_resolve(tmp_path: Path) -> None:
     clock = Clock()
     route = {"receiver": "pager", "group_by": ["provider"], "group_wait": 0, "group_interval": 10,
@@ -106,8 +99,6 @@ async def test_escalation_receiver_gets_the_resolve(tmp_path: Path) -> None:
     assert [n.status for n in rec["boss"].sent] == ["firing", "resolved"]
 
 
-@pytest.mark.xfail(strict=True, reason="an alert muted when it starts firing is never notified, even when the silence "
-                                       "expires while it still fires")
 async def test_alert_still_firing_when_its_silence_expires_is_notified(tmp_path: Path) -> None:
     clock = Clock()
     e, rec = engine(tmp_path, config(), clock)
@@ -117,7 +108,6 @@ async def test_alert_still_firing_when_its_silence_expires_is_notified(tmp_path:
     assert [n.status for n in rec["pager"].sent] == ["firing"]
 
 
-@pytest.mark.xfail(strict=True, reason="an Alertmanager test notification posts an empty list: nothing arrives")
 async def test_alertmanager_test_notification_carries_an_alert(monkeypatch: pytest.MonkeyPatch) -> None:
     import alerts.notifiers.alertmanager as am
 
@@ -132,8 +122,6 @@ async def test_alertmanager_test_notification_carries_an_alert(monkeypatch: pyte
     assert bodies and bodies[0] != b"[]"
 
 
-@pytest.mark.xfail(strict=True, reason="`silence expire -c FILE ID` (the README's order) is rejected by argparse: the "
-                                       "optional ID positional is consumed before the options")
 def test_silence_expire_with_the_id_after_the_options(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f'storage: {{path: "{tmp_path}/s.db"}}\n')
