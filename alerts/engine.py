@@ -76,6 +76,9 @@ class AlertEngine:
         self.verdicts: Mapping[tuple[str, str], Any] = {}
         self.notifiers: dict[str, Notifier] = {r.name: build(r) for r in cfg.receivers}
         self.rules = list(cfg.rules) or (list(rule_eval.DEFAULT_RULES) if cfg.use_default_rules else [])
+        self._objectives = frozenset(
+            (r.objective.metric, r.objective.threshold) for r in self.rules
+            if r.kind == "burn_rate" and r.objective is not None and r.objective.type == "latency")
         self._queue: asyncio.Queue[tuple[Notification, int]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._retries: set[asyncio.Task[None]] = set()
@@ -86,7 +89,8 @@ class AlertEngine:
         h = self.histories.get(r.target)
         if h is None:
             h = self.histories[r.target] = TargetHistory(
-                {"provider": r.provider, "model": r.model, "probe": r.probe, "region": r.region})
+                {"provider": r.provider, "model": r.model, "probe": r.probe, "region": r.region},
+                objectives=self._objectives)
         h.observe(r, self.clock())
 
     def set_verdicts(self, verdicts: Mapping[tuple[str, str], Any]) -> None:
@@ -375,7 +379,7 @@ class AlertEngine:
         downtime = max(0.0, self.clock() - state.get("saved_at", self.clock()))
         for key, (fail, mismatch, seen, err, labels) in state.get("streaks", {}).items():
             h = TargetHistory(labels, last_seen=seen + downtime, fail_streak=fail, mismatch_streak=mismatch,
-                              last_error=err)
+                              last_error=err, objectives=self._objectives)
             self.histories[key] = h
         root = self.cfg.route
         for g in state.get("groups", []):

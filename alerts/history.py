@@ -20,7 +20,10 @@ class TargetHistory:
     mismatch_streak: int = 0
     last_error: str | None = None
     recent: deque[tuple[float, bool]] = field(default_factory=lambda: deque(maxlen=10_000))
-    # minute buckets: [start, total, bad, ok_and_slow_by_threshold{threshold: count}]
+    # Latency objectives to count (metric, threshold): counting slow probes per bucket keeps
+    # 3 days of history small, instead of keeping every probe's latencies.
+    objectives: frozenset[tuple[str, float]] = frozenset()
+    # minute buckets: [start, total, failed, {(metric, threshold): ok probes at or over it}]
     buckets: deque[list] = field(default_factory=deque)  # type: ignore[type-arg]
     latencies: deque[tuple[float, float | None]] = field(default_factory=lambda: deque(maxlen=10_000))
 
@@ -34,11 +37,15 @@ class TargetHistory:
         self.recent.append((at, ok))
         start = at - at % BUCKET
         if not self.buckets or self.buckets[-1][0] != start:
-            self.buckets.append([start, 0, 0, []])
+            self.buckets.append([start, 0, 0, {}])
         b = self.buckets[-1]
         b[1] += 1
         b[2] += 0 if ok else 1
-        b[3].append(r.ttft if ok else None)
+        if ok:
+            for metric, threshold in self.objectives:
+                v = getattr(r, metric, None)
+                if v is not None and v >= threshold:
+                    b[3][(metric, threshold)] = b[3].get((metric, threshold), 0) + 1
         while self.buckets and self.buckets[0][0] < at - MAX_AGE:
             self.buckets.popleft()
 
@@ -52,15 +59,13 @@ class TargetHistory:
             bad += 0 if ok else 1
         return bad, total
 
-    def bad_ratio(self, window: float, now: float, latency_threshold: float | None = None) -> tuple[float, int]:
-        """Share of bad probes over `window` (failed, or slower than the latency threshold)."""
+    def bad_ratio(self, window: float, now: float, latency: tuple[str, float] | None = None) -> tuple[float, int]:
+        """Share of bad probes over `window`: failed, or (latency objective) failed or at or
+        over the objective's threshold on its metric."""
         total = bad = 0
-        for start, n, failed, ttfts in reversed(self.buckets):
+        for start, n, failed, slow in reversed(self.buckets):
             if start + BUCKET <= now - window:
                 break
             total += n
-            if latency_threshold is None:
-                bad += failed
-            else:
-                bad += sum(1 for v in ttfts if v is None or v >= latency_threshold)
+            bad += failed + (slow.get(latency, 0) if latency is not None else 0)
         return (bad / total if total else 0.0), total

@@ -110,13 +110,13 @@ def _burn(rule: Rule, h: TargetHistory, now: float, finding: Callable[..., Findi
     obj = rule.objective
     assert obj is not None
     budget = 1.0 - obj.target
-    threshold = obj.threshold if obj.type == "latency" else None
+    latency = (obj.metric, obj.threshold) if obj.type == "latency" else None
     worst: tuple[float, str] | None = None
     severity = None
     for cls, pairs in (("page", obj.page), ("ticket", obj.ticket)):
         for long_w, short_w, factor in pairs:
-            long_r, n_long = h.bad_ratio(long_w, now, threshold)
-            short_r, _ = h.bad_ratio(short_w, now, threshold)
+            long_r, n_long = h.bad_ratio(long_w, now, latency)
+            short_r, _ = h.bad_ratio(short_w, now, latency)
             burn_long, burn_short = long_r / budget, short_r / budget
             if n_long and burn_long >= factor and burn_short >= factor:
                 if severity is None:
