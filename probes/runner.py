@@ -236,8 +236,7 @@ def _tracer(tl: Timeline) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
             tl.tls_start_ns = t
         elif name == "connection.start_tls.complete":
             tl.tls_end_ns = t
-        elif name.endswith("receive_response_headers.complete"):
-            tl.headers_ns = t
+        # ttfb is not taken here: the socket read that completed the headers is earlier
 
     return trace
 
