@@ -78,8 +78,8 @@ def cmd_silence(args: argparse.Namespace) -> int:
         for item in store.get_state(SILENCES_KEY, []):
             if item["ends_at"] > now:
                 ends = datetime.fromtimestamp(item["ends_at"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-                match = ",".join(f"{k}={v}" for k, v in item["match"].items())
-                print(f"{item['id']}  until {ends}  {match}  {item.get('comment', '')}")
+                where = ",".join(f"{k}={v}" for k, v in item["match"].items())
+                print(f"{item['id']}  until {ends}  {where}  {item.get('comment', '')}")
         return EXIT_OK
     if not args.id:
         print("error: silence expire needs an ID", file=sys.stderr)

@@ -23,7 +23,7 @@ import structlog
 
 from alerts import rules as rule_eval
 from alerts.config import AlertsConfig, Route
-from alerts.history import TargetHistory
+from alerts.history import BUCKET, MAX_AGE, TargetHistory
 from alerts.model import Alert, Event, Finding, Notification
 from alerts.notifiers import DeliveryError, Notifier, build
 from alerts.routing import in_maintenance, inhibited, route_for
@@ -83,6 +83,10 @@ class AlertEngine:
         self._worker: asyncio.Task[None] | None = None
         self._retries: set[asyncio.Task[None]] = set()
         self._load()
+        try:
+            self._rebuild_windows()
+        except Exception:
+            log.exception("alert_windows_restore_failed")
 
     # -- inputs --------------------------------------------------------------------
     def observe(self, r: ProbeResult) -> None:
@@ -391,6 +395,38 @@ class AlertEngine:
             self.groups[grp.key] = grp
         if self.alerts:
             log.info("alert_state_restored", alerts=len(self.alerts))
+
+
+    def _rebuild_windows(self) -> None:
+        """Error-rate and burn-rate windows from the stored probe results, for the targets
+        the saved state knows: a restart then neither resolves a burn-rate alert on the
+        first good probe nor pages it again once its windows have refilled."""
+        if not self.histories:
+            return
+        now = self.clock()
+        err_w = max((r.window for r in self.rules if r.kind == "error_rate"), default=0.0)
+        burn_w = max((w for r in self.rules if r.kind == "burn_rate" and r.objective is not None
+                      for long_w, short_w, _ in [*r.objective.page, *r.objective.ticket] for w in (long_w, short_w)),
+                     default=0.0)
+        recent: dict[str, list[tuple[float, bool]]] = {}
+        if err_w:
+            for target, at, ok in self.store.outcomes_since(now - err_w, now):
+                if target in self.histories:
+                    recent.setdefault(target, []).append((at, ok))
+        buckets: dict[str, list[list]] = {}  # type: ignore[type-arg]
+        if burn_w:
+            slow = sorted(self._objectives)
+            since = now - min(burn_w + BUCKET, MAX_AGE)
+            for target, start, n, failed, counts in self.store.outcome_buckets(since, now, BUCKET, slow):
+                if target in self.histories:
+                    buckets.setdefault(target, []).append(
+                        [start, n, failed, {obj: c for obj, c in zip(slow, counts, strict=True) if c}])
+        for target in recent.keys() | buckets.keys():
+            self.histories[target].restore(recent.get(target, []), buckets.get(target, []))
+        if recent or buckets:
+            log.info("alert_windows_restored", targets=len(recent.keys() | buckets.keys()),
+                     error_window_probes=sum(len(v) for v in recent.values()),
+                     burn_window_probes=sum(b[1] for v in buckets.values() for b in v))
 
 
 def _fp(f: Finding) -> str:

@@ -49,6 +49,16 @@ class TargetHistory:
         while self.buckets and self.buckets[0][0] < at - MAX_AGE:
             self.buckets.popleft()
 
+    def restore(self, recent: list[tuple[float, bool]], buckets: list[list]) -> None:  # type: ignore[type-arg]
+        """Windows rebuilt from the stored probe results at start (older than anything
+        observed since): the error-rate window and the burn-rate buckets."""
+        room = (self.recent.maxlen or len(recent) + len(self.recent)) - len(self.recent)
+        first_t = self.recent[0][0] if self.recent else float("inf")
+        older = [x for x in recent if x[0] < first_t]
+        self.recent.extendleft(reversed(older[len(older) - room:] if room < len(older) else older))
+        first = self.buckets[0][0] if self.buckets else float("inf")
+        self.buckets.extendleft(reversed([b for b in buckets if b[0] < first]))
+
     def error_rate(self, window: float, now: float) -> tuple[int, int]:
         """(failures, probes) over the last `window` seconds."""
         total = bad = 0

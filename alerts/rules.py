@@ -94,10 +94,10 @@ def evaluate(rule: Rule, key: str, h: TargetHistory, stats: StatsSource,
     if kind == "anomaly":
         metrics = [rule.metric] if rule.metric else ["ttft", "e2e", "itl", "output_tps", "error"]
         hits = [(m, verdicts[(key, m)]) for m in metrics if (key, m) in verdicts]
-        bad = [(m, v) for m, v in hits if v.anomalous]
-        if not bad:
+        hot = [(m, v) for m, v in hits if v.anomalous]
+        if not hot:
             return finding(False, max((v.score for _, v in hits), default=0.0), "normal", reason="")
-        m, v = max(bad, key=lambda mv: mv[1].score)
+        m, v = max(hot, key=lambda mv: mv[1].score)
         summary = (f"{m} anomalous: {_fmt(m, v.recent)} vs baseline {_fmt(m, v.baseline)} "
                    f"({v.effect:+.0%}, score {v.score:.1f})")
         return finding(True, v.score, summary, reason="")

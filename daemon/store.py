@@ -9,7 +9,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -96,6 +96,35 @@ class Store:
             res = ProbeResult.from_record(json.loads(rec))
             out[res.target] = res
         return out
+
+    def outcomes_since(self, since_unix: float, until_unix: float) -> list[tuple[str, float, bool]]:
+        """(target, started_at unix, ok) of every stored probe in [since, until], oldest first.
+        Reads the indexed columns only (no record is parsed)."""
+        rows = self.execute(
+            "SELECT target, started_at_ns, outcome = 'ok' FROM results "
+            "WHERE started_at_ns >= ? AND started_at_ns <= ? ORDER BY started_at_ns",
+            (int(since_unix * 1e9), int(until_unix * 1e9)),
+        )
+        return [(t, ns / 1e9, bool(ok)) for t, ns, ok in rows]
+
+    def outcome_buckets(self, since_unix: float, until_unix: float, bucket_seconds: float,
+                        slow: Sequence[tuple[str, float]] = ()) -> list[tuple[str, float, int, int, list[int]]]:
+        """Stored probes in [since, until] counted per target and time bucket, in SQL:
+        (target, bucket start unix, probes, failed, [ok probes with record field `metric`
+        >= threshold, one per (metric, threshold) of `slow`]). json_extract reads only the
+        fields asked for, so days of results restore without parsing a record in Python."""
+        b_ns = int(bucket_seconds * 1e9)
+        cols = "".join(", SUM(outcome = 'ok' AND json_extract(record, ?) >= ?)" for _ in slow)
+        params: list[Any] = [b_ns]
+        for metric, threshold in slow:
+            params += ["$." + metric, threshold]
+        params += [int(since_unix * 1e9), int(until_unix * 1e9)]
+        rows = self.execute(
+            f"SELECT target, started_at_ns / ? AS bucket, COUNT(*), SUM(outcome != 'ok'){cols} FROM results "
+            "WHERE started_at_ns >= ? AND started_at_ns <= ? GROUP BY target, bucket ORDER BY bucket",
+            tuple(params),
+        )
+        return [(r[0], r[1] * bucket_seconds, int(r[2]), int(r[3]), [int(x or 0) for x in r[4:]]) for r in rows]
 
     def prune(self, retention_seconds: float) -> int:
         cutoff = int((time.time() - retention_seconds) * 1e9)

@@ -4,17 +4,19 @@ marker comes off with the fix. (The alerts/ modules are frozen at the time of wr
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from alerts.config import AlertmanagerReceiver
+from alerts.engine import AlertEngine
 from alerts.model import Notification
 from alerts.notifiers.alertmanager import AlertmanagerNotifier
 from daemon.cli import main
 from daemon.store import Store
 from tests.factories import result
-from tests.test_alerts_engine import Clock, config, engine, step
+from tests.test_alerts_engine import Clock, config, drain, engine, step
 
 
 def kinds(rec) -> list[list[str]]:  # type: ignore[no-untyped-def]
@@ -33,20 +35,66 @@ async def test_alert_of_a_removed_target_resolves(tmp_path: Path) -> None:
     assert e.firing() == []
 
 
-@pytest.mark.xfail(strict=True, reason="burn-rate and error-rate windows live only in memory: after a restart the "
-                                       "alert resolves on the first good probe and pages again later")
 async def test_burn_rate_alert_survives_a_restart(tmp_path: Path) -> None:
+    # The windows are rebuilt from the SQLite results table at start.
     clock = Clock()
     cfg = config(rules=[{"name": "slo", "kind": "burn_rate", "objective": {"type": "availability", "target": 0.99}}])
-    e, _ = engine(tmp_path, cfg, clock, Store(tmp_path / "s.db"))
+    store = Store(tmp_path / "s.db")
+    e, rec = engine(tmp_path, cfg, clock, store)
     for i in range(60):
-        await step(e, clock, i % 4 != 0, dt=60)  # 25% failures
+        await step(e, clock, i % 4 != 0, dt=60, store=store)  # 25% failures
+    assert [n.status for n in rec["pager"].sent] == ["firing"]
     await e.stop(1)
-    e2, rec2 = engine(tmp_path, cfg, clock, Store(tmp_path / "s.db"))
+    store2 = Store(tmp_path / "s.db")
+    e2, rec2 = engine(tmp_path, cfg, clock, store2)
     for i in range(1, 11):  # the same 25% failures after the restart
-        await step(e2, clock, i % 4 != 0, dt=60)
+        await step(e2, clock, i % 4 != 0, dt=60, store=store2)
     sent = [k for n in kinds(rec2["pager"]) for k in n]
     assert "resolved" not in sent and "firing" not in sent
+    assert [a["rule"] for a in e2.firing()] == ["slo"]
+
+
+async def test_error_rate_alert_survives_a_restart(tmp_path: Path) -> None:
+    clock = Clock()
+    cfg = config(rules=[{"name": "errors", "kind": "error_rate", "value": 0.3, "window": "10m", "min_probes": 10}])
+    store = Store(tmp_path / "s.db")
+    e, rec = engine(tmp_path, cfg, clock, store)
+    for i in range(40):
+        await step(e, clock, i % 2 == 0, dt=15, store=store)  # 50% failures
+    assert [n.status for n in rec["pager"].sent] == ["firing"]
+    await e.stop(1)
+    clock.t += 30  # a short restart
+    store2 = Store(tmp_path / "s.db")
+    e2, rec2 = engine(tmp_path, cfg, clock, store2)
+    for i in range(6):  # still failing half of the time: fewer than min_probes since the restart
+        await step(e2, clock, i % 2 == 0, dt=15, store=store2)
+    assert rec2["pager"].sent == [] and [a["rule"] for a in e2.firing()] == ["errors"]
+
+
+async def test_latency_burn_rate_alert_survives_a_restart(tmp_path: Path) -> None:
+    # Slow probes are counted from the stored records (json_extract on the objective's metric).
+    clock = Clock()
+    cfg = config(rules=[{"name": "e2e-slo", "kind": "burn_rate",
+                         "objective": {"type": "latency", "target": 0.95, "metric": "e2e", "threshold": "2s"}}])
+
+    async def run(e: AlertEngine, store: Store, n: int) -> None:
+        for i in range(n):
+            clock.t += 60
+            r = result(0.3, e2e=3.0 if i % 4 >= 2 else 1.0, itls=(), started_at=datetime.fromtimestamp(clock.t, UTC))
+            e.observe(r)
+            store.add_results([r])
+            await e.evaluate()
+            await drain(e)
+
+    store = Store(tmp_path / "s.db")
+    e, rec = engine(tmp_path, cfg, clock, store)
+    await run(e, store, 40)
+    assert [n.status for n in rec["pager"].sent] == ["firing"]
+    await e.stop(1)
+    store2 = Store(tmp_path / "s.db")
+    e2, rec2 = engine(tmp_path, cfg, clock, store2)
+    await run(e2, store2, 10)
+    assert rec2["pager"].sent == [] and [a["rule"] for a in e2.firing()] == ["e2e-slo"]
 
 
 async def test_latency_objective_uses_its_metric(tmp_path: Path) -> None:

@@ -59,11 +59,22 @@ def engine(tmp_path: Path, cfg: AlertsConfig, clock: Clock, store: Store | None 
 
 
 async def step(e: AlertEngine, clock: Clock, ok: bool, models: tuple[str, ...] = ("m",), provider: str = "p",
-               dt: float = 15) -> None:
+               dt: float = 15, store: Store | None = None) -> None:
+    """One probe per model, then one evaluation. With `store`, the results are also written
+    to the SQLite results table, as the daemon's SQLite sink does."""
     clock.t += dt
-    for m in models:
-        e.observe(result(0.3, provider=provider, model=m, outcome=Outcome.OK if ok else Outcome.HTTP_ERROR))
+    results = [result(0.3, provider=provider, model=m, outcome=Outcome.OK if ok else Outcome.HTTP_ERROR,
+                      started_at=datetime.fromtimestamp(clock.t, UTC)) for m in models]
+    for r in results:
+        e.observe(r)
+    if store is not None:
+        store.add_results(results)
     await e.evaluate()
+    await drain(e)
+
+
+async def drain(e: AlertEngine) -> None:
+    """Deliver what the engine queued, in this task (the tests' stand-in for the delivery workers)."""
     while not e._queue.empty():
         n, attempt = e._queue.get_nowait()
         await e._deliver(n, attempt)
