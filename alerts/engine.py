@@ -15,7 +15,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +39,7 @@ STATE_KEY = "alerts:state"
 SILENCES_KEY = "alerts:silences"
 MAX_ATTEMPTS = 10
 MAX_BACKOFF = 300.0
+QUEUE_SIZE = 1000  # notifications waiting per receiver; beyond it the oldest is dropped (and counted)
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Group:
 class AlertEngine:
     def __init__(self, cfg: AlertsConfig, *, store: Store, stats: Aggregator, metrics: Metrics | None = None,
                  region: str = "local", clock: Callable[[], float] = time.time,
-                 on_transition: Callable[[AlertTransition], None] | None = None) -> None:
+                 on_transition: Callable[[AlertTransition], None] | None = None, queue_size: int = QUEUE_SIZE) -> None:
         self.cfg = cfg
         self.store = store
         self.stats = stats
@@ -79,8 +80,11 @@ class AlertEngine:
         self._objectives = frozenset(
             (r.objective.metric, r.objective.threshold) for r in self.rules
             if r.kind == "burn_rate" and r.objective is not None and r.objective.type == "latency")
-        self._queue: asyncio.Queue[tuple[Notification, int]] = asyncio.Queue()
-        self._worker: asyncio.Task[None] | None = None
+        # One bounded queue and one worker per receiver: a hanging SMTP server or a dead
+        # webhook only ever delays its own messages, never another receiver's.
+        self._queues: dict[str, asyncio.Queue[tuple[Notification, int]]] = {
+            name: asyncio.Queue(queue_size) for name in self.notifiers}
+        self._workers: dict[str, asyncio.Task[None]] = {}
         self._retries: set[asyncio.Task[None]] = set()
         self._load()
         try:
@@ -268,12 +272,40 @@ class AlertEngine:
 
     # -- delivery ------------------------------------------------------------------
     def _send(self, n: Notification) -> None:
-        self._queue.put_nowait((n, 0))
+        # Freeze the alerts as they are now: a retry (or a message waiting behind a slow
+        # one) says what was true when it was made, not what later evaluations changed.
+        n.events = [replace(e, alert=replace(e.alert, labels=dict(e.alert.labels))) for e in n.events]
+        self._enqueue(n, 0)
 
-    async def _deliver_loop(self) -> None:
+    def _enqueue(self, n: Notification, attempt: int) -> None:
+        q = self._queues.get(n.receiver)
+        if q is None:
+            self._count(n.receiver, "failed")
+            log.error("notification_unknown_receiver", receiver=n.receiver)
+            return
+        if q.full():  # never wait: evaluation must go on; the newest state matters most
+            old, _ = q.get_nowait()
+            q.task_done()
+            self._count(n.receiver, "dropped")
+            log.error("notification_dropped", receiver=n.receiver, title=old.title(), queued=q.qsize() + 1)
+        q.put_nowait((n, attempt))
+        self._depth(n.receiver)
+
+    def _depth(self, receiver: str) -> None:
+        if self.metrics is not None and receiver in self._queues:
+            self.metrics.queue_depth.labels("notify_" + receiver).set(self._queues[receiver].qsize())
+
+    async def _deliver_loop(self, receiver: str) -> None:
+        q = self._queues[receiver]
         while True:
-            n, attempt = await self._queue.get()
-            await self._deliver(n, attempt)
+            n, attempt = await q.get()
+            try:
+                self._depth(receiver)
+                await self._deliver(n, attempt)
+            except Exception:  # _deliver handles its own errors; this keeps the worker alive regardless
+                log.exception("notification_worker_error", receiver=receiver)
+            finally:
+                q.task_done()
 
     async def _deliver(self, n: Notification, attempt: int) -> bool:
         notifier = self.notifiers.get(n.receiver)
@@ -307,7 +339,7 @@ class AlertEngine:
 
     async def _later(self, n: Notification, attempt: int, delay: float) -> None:
         await asyncio.sleep(delay)
-        self._queue.put_nowait((n, attempt))
+        self._enqueue(n, attempt)
 
     def _count(self, receiver: str, outcome: str) -> None:
         if self.metrics is not None:
@@ -327,15 +359,21 @@ class AlertEngine:
                 notifier.validate()
             except ValueError as exc:
                 log.error("receiver_invalid", receiver=name, error=str(exc))
-        self._worker = asyncio.create_task(self._deliver_loop(), name="alert-delivery")
+        for name in self._queues:
+            self._workers[name] = asyncio.create_task(self._deliver_loop(name), name=f"alert-delivery-{name}")
 
     async def stop(self, deadline: float) -> None:
-        end = time.monotonic() + deadline
-        while not self._queue.empty() and time.monotonic() < end:
-            await asyncio.sleep(0.05)
-        for t in [self._worker, *self._retries]:
-            if t is not None:
-                t.cancel()
+        if self._workers:  # let the workers finish what is queued, within the deadline
+            try:
+                await asyncio.wait_for(asyncio.gather(*(q.join() for q in self._queues.values())), deadline)
+            except TimeoutError:
+                left = {name: q.qsize() for name, q in self._queues.items() if q.qsize()}
+                log.warning("notification_queues_not_drained", left=left)
+        tasks = [*self._workers.values(), *self._retries]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._workers.clear()
         await asyncio.to_thread(self._save)
 
     # -- views ---------------------------------------------------------------------

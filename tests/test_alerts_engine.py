@@ -75,9 +75,11 @@ async def step(e: AlertEngine, clock: Clock, ok: bool, models: tuple[str, ...] =
 
 async def drain(e: AlertEngine) -> None:
     """Deliver what the engine queued, in this task (the tests' stand-in for the delivery workers)."""
-    while not e._queue.empty():
-        n, attempt = e._queue.get_nowait()
-        await e._deliver(n, attempt)
+    for q in e._queues.values():
+        while not q.empty():
+            n, attempt = q.get_nowait()
+            await e._deliver(n, attempt)
+            q.task_done()
 
 
 async def test_fires_once_resolves_after_hysteresis_and_says_how_long(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from alerts.config import AlertsConfig
 from alerts.routing import in_maintenance
 from probes.result import Outcome
 from tests.factories import result
-from tests.test_alerts_engine import Clock, config, engine, step
+from tests.test_alerts_engine import Clock, config, drain, engine, step
 
 
 @dataclass
@@ -31,12 +31,6 @@ class Verdict:  # the detector's AnomalyVerdict shape, without importing it
     baseline: float
     recent: float
     since: float | None
-
-
-async def drain(e) -> None:  # type: ignore[no-untyped-def]
-    while not e._queue.empty():
-        n, attempt = e._queue.get_nowait()
-        await e._deliver(n, attempt)
 
 
 def test_default_rules_apply_only_without_configured_rules(tmp_path: Path) -> None:
