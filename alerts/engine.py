@@ -85,6 +85,7 @@ class AlertEngine:
         self._queues: dict[str, asyncio.Queue[tuple[Notification, int]]] = {
             name: asyncio.Queue(queue_size) for name in self.notifiers}
         self._workers: dict[str, asyncio.Task[None]] = {}
+        self._save_lock = asyncio.Lock()
         self._retries: set[asyncio.Task[None]] = set()
         self._load()
         try:
@@ -124,7 +125,7 @@ class AlertEngine:
         self._flush_groups(now)
         self._export()
         try:
-            await asyncio.to_thread(self._save)
+            await self._persist()
         except Exception:
             log.exception("alert_state_save_failed")
 
@@ -232,7 +233,8 @@ class AlertEngine:
             if g.pending:
                 due = g.created + r.group_wait if g.last_sent is None else g.last_sent + r.group_interval
                 if now >= due:
-                    self._send(Notification(g.receiver, g.labels, list(g.pending), g.thread_key))
+                    # final: nothing of the group fires any more, the incident (and its thread) ends here
+                    self._send(Notification(g.receiver, g.labels, list(g.pending), g.thread_key, final=not active))
                     g.resolved_events = [e for e in g.pending if e.kind == "resolved"]
                     g.pending.clear()
                     g.last_sent = now
@@ -254,7 +256,8 @@ class AlertEngine:
                     g.escalated = True
             if not active and not g.pending:
                 if g.escalated and r.escalate is not None and g.resolved_events:
-                    self._send(Notification(r.escalate.receiver, g.labels, g.resolved_events, g.thread_key + "-esc"))
+                    self._send(Notification(r.escalate.receiver, g.labels, g.resolved_events, g.thread_key + "-esc",
+                                            final=True))
                 del self.groups[key]  # incident over: the next one starts a new thread
 
     def _export(self) -> None:
@@ -312,6 +315,7 @@ class AlertEngine:
         if notifier is None:
             log.error("notification_unknown_receiver", receiver=n.receiver)
             return False
+        before = notifier.state()
         try:
             await asyncio.wait_for(notifier.send(n), notifier.cfg.timeout + 5)
         except (DeliveryError, TimeoutError) as exc:
@@ -335,6 +339,11 @@ class AlertEngine:
             return False
         self._count(n.receiver, "sent")
         log.info("notification_sent", receiver=n.receiver, title=n.title())
+        if notifier.state() != before:  # e.g. a new Slack thread: persist it now, not at the next evaluation
+            try:
+                await self._persist()
+            except Exception:
+                log.exception("alert_state_save_failed")
         return True
 
     async def _later(self, n: Notification, attempt: int, delay: float) -> None:
@@ -374,7 +383,7 @@ class AlertEngine:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._workers.clear()
-        await asyncio.to_thread(self._save)
+        await self._persist()
 
     # -- views ---------------------------------------------------------------------
     def firing(self) -> list[dict[str, Any]]:
@@ -401,16 +410,24 @@ class AlertEngine:
         return expire_silence(self.store, silence_id, self.clock())
 
     # -- persistence ---------------------------------------------------------------
-    def _save(self) -> None:
-        self.store.put_state(STATE_KEY, {
+    async def _persist(self) -> None:
+        """Snapshot on the event loop (nothing changes under it), write in a thread; one
+        write at a time, so an older snapshot never overwrites a newer one."""
+        async with self._save_lock:
+            state = self._state()
+            await asyncio.to_thread(self.store.put_state, STATE_KEY, state)
+
+    def _state(self) -> dict[str, Any]:
+        return {
             "saved_at": self.clock(),
             "alerts": [a.to_dict() for a in self.alerts.values()],
             "groups": [{"receiver": g.receiver, "labels": g.labels, "last_sent": g.last_sent, "reminders": g.reminders,
                         "escalated": g.escalated, "thread_key": g.thread_key, "created": g.created}
                        for g in self.groups.values()],
-            "streaks": {k: [h.fail_streak, h.mismatch_streak, h.last_seen, h.last_error, h.labels]
+            "streaks": {k: [h.fail_streak, h.mismatch_streak, h.last_seen, h.last_error, dict(h.labels)]
                         for k, h in self.histories.items()},
-        })
+            "notifiers": {name: st for name, n in self.notifiers.items() if (st := n.state()) is not None},
+        }
 
     def _load(self) -> None:
         state = self.store.get_state(STATE_KEY) or {}
@@ -431,6 +448,12 @@ class AlertEngine:
             grp = Group(g["receiver"], g["labels"], route, [], g["created"], g["last_sent"], g["reminders"],
                         g["escalated"], g["thread_key"])
             self.groups[grp.key] = grp
+        for name, st in state.get("notifiers", {}).items():
+            if name in self.notifiers:  # Slack threads: a resolve after a restart goes in the incident's thread
+                try:
+                    self.notifiers[name].restore(st)
+                except Exception:
+                    log.exception("notifier_state_restore_failed", receiver=name)
         if self.alerts:
             log.info("alert_state_restored", alerts=len(self.alerts))
 

@@ -76,6 +76,7 @@ class Notification:
     events: list[Event] = field(default_factory=list)
     thread_key: str = ""  # stable per group incident (Slack threads, Alertmanager dedup)
     test: bool = False
+    final: bool = False  # the incident's last message: nothing of the group fires any more
 
     def __post_init__(self) -> None:
         if self.test and not self.events:

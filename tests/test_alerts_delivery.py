@@ -6,6 +6,7 @@ Slack threads survive a restart."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 
 from alerts.config import AlertsConfig
-from alerts.engine import AlertEngine
+from alerts.engine import STATE_KEY, AlertEngine
 from alerts.model import Alert, Event, Notification
 from daemon.aggregator import Aggregator
 from daemon.metrics import Metrics
@@ -122,3 +123,50 @@ async def test_a_full_receiver_queue_drops_its_oldest_and_counts_it(tmp_path: Pa
     assert q.qsize() == 3 and q.get_nowait()[0].events[0].at == clock.t + 2  # the newest three are kept
     assert count(metrics, "slack", "dropped") == 2
     assert metrics.registry.get_sample_value("llm_canary_queue_depth", {"queue": "notify_slack"}) == 3
+
+
+async def test_slack_thread_survives_a_restart_and_a_partial_resolve(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DELIVERY_SLACK_TOKEN", SLACK_TOKEN)
+    slack = SlackAPI()
+    runner, url = await serve(slack.handler)
+    clock = Clock()
+    cfg = alerts_config(url + "/api/")
+
+    async def run(e: AlertEngine, outcomes: dict[str, bool], posts: int) -> None:
+        """Two evaluations (count 2, resolve_after 2), then wait for the Slack post."""
+        for _ in range(2):
+            clock.t += 15
+            for model, ok in outcomes.items():
+                e.observe(result(0.3, model=model, outcome=Outcome.OK if ok else Outcome.HTTP_ERROR))
+            await e.evaluate()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and len(slack.posts) < posts:
+            await asyncio.sleep(0.02)
+
+    try:
+        e = AlertEngine(cfg, store=Store(tmp_path / "s.db"), stats=Aggregator(clock), clock=clock)
+        await e.start()
+        await run(e, {"a": False, "b": False}, 1)
+        assert len(slack.posts) == 1 and slack.posts[0][1].get("thread_ts") is None
+        first_ts = "1700.1"
+        # The thread is saved as soon as Slack answers, not only at a clean stop: the daemon
+        # may be killed before its next evaluation. The second engine starts from the store
+        # while the first one still runs (as after a kill -9).
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and first_ts not in json.dumps(Store(tmp_path / "s.db").get_state(STATE_KEY)):
+            await asyncio.sleep(0.02)
+        e2 = AlertEngine(cfg, store=Store(tmp_path / "s.db"), stats=Aggregator(clock), clock=clock)
+        await e2.start()
+        try:
+            await run(e2, {"a": True, "b": False}, 2)  # a recovers: in the thread opened before the restart
+            await run(e2, {"a": True, "b": True}, 3)  # then b: the incident's last message, still in the thread
+        finally:
+            await e2.stop(1)
+            await e.stop(0.1)
+    finally:
+        await runner.cleanup()
+    bodies = [b for _, b in slack.posts]
+    assert [("RESOLVED" in b["text"], b.get("thread_ts")) for b in bodies[1:]] == [(True, first_ts), (True, first_ts)]
+    assert "p/a/short" in bodies[1]["text"] and "p/b/short" in bodies[2]["text"]
+    assert e2.notifiers["slack"].state() is None  # the incident is over: its thread is forgotten

@@ -37,6 +37,12 @@ class Recorder:
     def validate(self) -> None:
         pass
 
+    def state(self) -> None:
+        return None
+
+    def restore(self, state: object) -> None:
+        pass
+
 
 def config(**extra: object) -> AlertsConfig:
     base: dict = {  # type: ignore[type-arg]

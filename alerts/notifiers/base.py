@@ -31,3 +31,12 @@ class Notifier(ABC):
     def validate(self) -> None:
         """Raise ValueError (secrets resolved now) when the receiver cannot work."""
         return None
+
+    def state(self) -> dict[str, Any] | None:
+        """What the channel must remember across a restart (JSON), saved with the alert
+        state; None when it keeps nothing."""
+        return None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what `state` returned before the restart."""
+        return None

@@ -24,12 +24,29 @@ def blocks(n: Notification) -> list[dict[str, Any]]:
     ]
 
 
+MAX_THREADS = 1000  # open incident threads remembered (oldest forgotten first)
+
+
 class SlackNotifier(Notifier):
     kind = "slack"
 
     def __init__(self, name: str, cfg: Any) -> None:
         super().__init__(name, cfg)
         self.threads: dict[str, str] = {}  # incident thread key → ts of its first message
+
+    def state(self) -> dict[str, Any] | None:
+        # Persisted with the alert state: after a restart the updates and the resolve of an
+        # incident that started before it still go in the incident's thread.
+        return {"threads": dict(self.threads)} if self.threads else None
+
+    def restore(self, state: dict[str, Any]) -> None:
+        threads = state.get("threads") or {}
+        self.threads.update({str(k): str(v) for k, v in threads.items()})
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self.threads) > MAX_THREADS:
+            del self.threads[next(iter(self.threads))]
 
     def validate(self) -> None:
         c = self.cfg
@@ -49,9 +66,10 @@ class SlackNotifier(Notifier):
                 thread = self.threads.get(n.thread_key) if n.thread_key else None
                 resp = await client.chat_postMessage(channel=c.channel, text=n.title() + "\n" + n.text(),
                                                      blocks=blocks(n), thread_ts=thread)
-                if n.thread_key and thread is None and resp.get("ts"):
+                if n.thread_key and thread is None and resp.get("ts") and not n.final:
                     self.threads[n.thread_key] = str(resp["ts"])
-                if n.status == "resolved" and n.thread_key:
+                    self._trim()
+                if n.final and n.thread_key:  # the incident is over (a partial resolve keeps the thread)
                     self.threads.pop(n.thread_key, None)
                 return
             hook = read_secret(c.webhook_url_env, c.webhook_url_file, "slack.webhook_url")
