@@ -40,9 +40,11 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -249,34 +251,43 @@ def stationary_week(targets: int, seed: int) -> bool:
 
 # -- NAB ---------------------------------------------------------------------------------
 # The detector's statistics on raw values (not logs: NAB has zeros and negatives), both
-# directions, effects in robust sigmas. Fixed before scoring; nothing here is fitted to NAB.
+# directions, effects in robust sigmas, on the rows' own timestamps (the daily season is
+# 86400 s whatever the sampling). Fixed before scoring and the same for every file;
+# nothing here is fitted to a file or reads the label windows.
 NAB_PARAMS = Params(
     min_effect=2.0,  # median of the last 5 values >= 2 robust sigmas from the baseline's
     design_effect=2.0,
     recent=5,
     slow_window=30,
     quarantine=10,
-    short_baseline=576,  # two days of 5-minute rows: a daily cycle stays inside the baseline
+    short_baseline=576,  # two days of 5-minute rows
     baseline_size=1152,
     baseline_min=288,
     baseline_max_age=math.inf,
-    relearn_after=288,  # a change that lasts a day is the new normal
+    relearn_time=86400.0,  # a change that lasts a day is the new normal
     exit_hold=12 * 3600.0,  # one page per incident: calm for 12 h before it ends
+    season=86400.0,  # a daily cycle, used only where it explains the healthy data
 )
 NAB_FDR_Q = 1e-5  # the DetectorConfig default
+NAB_THRESHOLD = 1.0  # fixed in advance: the daemon's own (score >= 1.0 = anomalous)
+NAB_NEIGHBOURS = (0.8, 1.25)  # printed to show the score is not a knife-edge
+NAB_PROFILES = {  # (A_tp, A_fn, A_fp), profiles.json
+    "standard": (1.0, 1.0, 0.11),
+    "reward_low_FP_rate": (1.0, 1.0, 0.22),
+    "reward_low_FN_rate": (1.0, 2.0, 0.11),
+}
 
 
 def _sigmoid(p: float) -> float:
     return 2.0 / (1.0 + math.exp(5.0 * p)) - 1.0
 
 
-def nab_detections(values: list[float]) -> list[int]:
+def nab_detections(stamps: list[float], values: list[float], threshold: float = NAB_THRESHOLD) -> list[int]:
     """Rows where the detector pages (an anomaly starts): NAB score 1 there, else 0."""
     up = LatencySeries(NAB_PARAMS, log_scale=False, direction=1)
     down = LatencySeries(NAB_PARAMS, log_scale=False, direction=-1)
     rows = []
-    for i, v in enumerate(values):
-        t = 300.0 * i
+    for i, (t, v) in enumerate(zip(stamps, values, strict=True)):
         up.observe(t, v)
         down.observe(t, v)
         sts = [up.status(NAB_FDR_Q), down.status(NAB_FDR_Q)]
@@ -284,7 +295,7 @@ def nab_detections(values: list[float]) -> list[int]:
         paged = False
         for series, st, q in zip((up, down), sts, qs, strict=True):
             was = series.anomalous
-            decide(series, st, q, NAB_FDR_Q, t)
+            decide(series, st, q, NAB_FDR_Q, t, threshold)
             paged |= series.anomalous and not was
         if paged:
             rows.append(i)
@@ -293,9 +304,16 @@ def nab_detections(values: list[float]) -> list[int]:
 
 def nab_file_score(n: int, detections: list[int], windows: list[tuple[int, int]],
                    a_tp: float = 1.0, a_fn: float = 1.0, a_fp: float = 0.11) -> tuple[float, int, int, int]:
-    """NAB v1.1 raw score of one file: (score, windows detected, false positives, windows)."""
+    """NAB v1.1 raw score of one file, as the data README states it:
+    (score, windows detected, false positives, windows).
+
+    Rows in the probation period (first min(floor(0.15 n), 750)) are not scored; in each
+    window only the earliest detection counts, A_tp * sigma(-(e - i + 1) / w) / sigma(-1);
+    a missed window costs A_fn; a detection outside every window earns A_fp * sigma(p),
+    p = |i - e_prev| / (w_prev - 1) (sigma = -1 beyond p = 3), or -A_fp before any window."""
     probation = min(int(0.15 * n), 750)
-    dets = [i for i in detections if i >= probation]
+    dets = sorted(i for i in set(detections) if i >= probation)
+    windows = sorted(windows)
     score, hit, fps = 0.0, 0, 0
     for s, e in windows:
         inside = [i for i in dets if s <= i <= e]
@@ -312,43 +330,73 @@ def nab_file_score(n: int, detections: list[int], windows: list[tuple[int, int]]
         before = [(s, e) for s, e in windows if e < i]
         if before:
             s, e = before[-1]
-            score += a_fp * _sigmoid(abs(i - e) / max(e - s, 1))
+            p = abs(i - e) / max(e - s, 1)
+            score += a_fp * (-1.0 if p > 3 else _sigmoid(p))
         else:
             score -= a_fp
     return score, hit, fps, len(windows)
 
 
-def run_nab(nab_dir: Path, verbose: bool = False) -> float:
+def _nab_file(args: tuple[Path, str, list[list[str]], tuple[float, ...]]) -> dict[str, Any]:
+    """One file at every threshold: rows, windows (row indices) and detections per threshold."""
+    path, name, raw_windows, thresholds = args
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    stamps = [r["timestamp"] for r in rows]
+    secs = [datetime.fromisoformat(ts).replace(tzinfo=UTC).timestamp() for ts in stamps]
+    values = [float(r["value"]) for r in rows]
+    index = {ts: i for i, ts in enumerate(stamps)}
+    wins = []
+    for start, end in raw_windows:
+        s_ts, e_ts = start.split(".")[0], end.split(".")[0]
+        wins.append((index.get(s_ts, bisect.bisect_left(stamps, s_ts)),
+                     index.get(e_ts, bisect.bisect_right(stamps, e_ts) - 1)))
+    t = time.process_time()
+    dets = {th: nab_detections(secs, values, th) for th in thresholds}
+    return {"name": name, "n": len(values), "windows": wins, "dets": dets,
+            "cpu": (time.process_time() - t) / len(thresholds)}
+
+
+def run_nab(nab_dir: Path, verbose: bool = False, jobs: int = 2) -> dict[tuple[float, str], float]:
+    """Normalised NAB scores {(threshold, profile): score}; prints the per-file breakdown."""
     windows_by_file = json.loads((nab_dir / "combined_windows.json").read_text())
-    total = null = perfect = 0.0
+    thresholds = tuple(sorted({NAB_THRESHOLD, *NAB_NEIGHBOURS}))
     t0 = time.perf_counter()
-    hits = fps = nwin = 0
-    for name in sorted(windows_by_file):
-        with (nab_dir / "data" / name).open() as f:
-            rows = list(csv.DictReader(f))
-        stamps = [r["timestamp"] for r in rows]
-        values = [float(r["value"]) for r in rows]
-        index = {ts: i for i, ts in enumerate(stamps)}
-        wins = []
-        for start, end in windows_by_file[name]:
-            s_ts, e_ts = start.split(".")[0], end.split(".")[0]
-            wins.append((index.get(s_ts, bisect.bisect_left(stamps, s_ts)),
-                         index.get(e_ts, bisect.bisect_right(stamps, e_ts) - 1)))
-        dets = nab_detections(values)
-        score, hit, fp, w = nab_file_score(len(values), dets, wins)
-        total += score
-        null -= w
-        perfect += w
-        hits += hit
-        fps += fp
-        nwin += w
-        if verbose:
-            print(f"  {name:<58} rows {len(values):>6}  windows {hit}/{w}  false pos {fp:>3}  raw {score:+6.2f}")
-    normalised = 100.0 * (total - null) / (perfect - null) if perfect > null else float("nan")
+    work = [(nab_dir / "data" / name, name, windows_by_file[name], thresholds) for name in sorted(windows_by_file)]
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as ex:
+            files = list(ex.map(_nab_file, work))
+    else:
+        files = [_nab_file(w) for w in work]
+    scores: dict[tuple[float, str], float] = {}
+    for th in thresholds:
+        for profile, (a_tp, a_fn, a_fp) in NAB_PROFILES.items():
+            total = null = perfect = 0.0
+            for f in files:
+                score, _, _, w = nab_file_score(f["n"], f["dets"][th], f["windows"], a_tp, a_fn, a_fp)
+                total += score
+                null -= a_fn * w
+                perfect += a_tp * w
+            scores[th, profile] = 100.0 * (total - null) / (perfect - null) if perfect > null else math.nan
     if verbose:
-        print(f"NAB: {len(windows_by_file)} files, windows detected {hits}/{nwin}, false positives {fps}, "
-              f"raw {total:+.2f} (null {null:+.0f}, perfect {perfect:+.0f})  [{time.perf_counter() - t0:.0f}s]")
-    return normalised
+        print(f"NAB at the fixed threshold {NAB_THRESHOLD} (standard profile), per file:")
+        hits = fps = nwin = 0
+        total = 0.0
+        for f in files:
+            score, hit, fp, w = nab_file_score(f["n"], f["dets"][NAB_THRESHOLD], f["windows"])
+            hits, fps, nwin, total = hits + hit, fps + fp, nwin + w, total + score
+            print(f"  {f['name']:<58} rows {f['n']:>6}  windows {hit}/{w}  false pos {fp:>3}  raw {score:+6.2f}")
+        cpu = sum(f["cpu"] for f in files)
+        rows = sum(f["n"] for f in files)
+        print(f"NAB: {len(files)} files, windows detected {hits}/{nwin}, false positives {fps}, raw {total:+.2f} "
+              f"(null {-nwin:+d}, perfect {nwin:+d})  [{time.perf_counter() - t0:.0f}s wall, "
+              f"{1e6 * cpu / rows:.0f} us cpu per row for both directions]")
+        print("NAB normalised scores by threshold (" + ", ".join(NAB_PROFILES) + "):")
+        for th in thresholds:
+            mark = "  <- fixed in advance" if th == NAB_THRESHOLD else ""
+            cells = "  ".join(f"{profile} {scores[th, profile]:5.1f}" for profile in NAB_PROFILES)
+            print(f"  threshold {th:<5} {cells}{mark}")
+    return scores
 
 
 def sensitivity(runs: int, seed: int) -> None:
@@ -376,6 +424,7 @@ def main() -> int:
     ap.add_argument("--week-targets", type=int, default=1)
     ap.add_argument("--nab-dir", default=os.environ.get("LLM_CANARY_NAB_DIR", str(REPO.parent / "shared" / "data" / "nab")))
     ap.add_argument("--skip-nab", action="store_true")
+    ap.add_argument("--jobs", type=int, default=2, help="processes for the NAB files")
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a DetectorConfig field (explore; targets are for the defaults)")
@@ -395,10 +444,11 @@ def main() -> int:
         ok &= stationary_week(args.week_targets, args.seed)
         sensitivity(max(4, args.runs // 2), args.seed)
     if not args.skip_nab:
-        score = run_nab(Path(args.nab_dir), verbose=True)
+        score = run_nab(Path(args.nab_dir), verbose=True, jobs=args.jobs)[NAB_THRESHOLD, "standard"]
         hit = score >= 65.0
         ok &= hit
-        print(f"NAB standard score (threshold 1.0 fixed in advance): {score:.1f}  target >= 65: {'ok' if hit else 'MISSED'}")
+        print(f"NAB standard score (threshold {NAB_THRESHOLD} fixed in advance): {score:.1f}  "
+              f"target >= 65: {'ok' if hit else 'MISSED'}")
     print(f"total {time.perf_counter() - start:.0f}s  {'ALL TARGETS MET' if ok else 'TARGET MISSED'}")
     return 0 if ok else 1
 

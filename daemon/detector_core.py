@@ -50,6 +50,7 @@ from scipy.special import bdtrc
 _ND = NormalDist()
 _MAD_TO_SIGMA = 1.4826
 _P_FLOOR = 1e-300
+_RES_FLOOR = 0.05  # floor for the spread of standardised residuals (about 1 when the model fits)
 _OVERSHOOT = 0.583  # E[overshoot] of a Gaussian random walk: P(S > s) ~ exp(-2k(s + 0.583))
 
 
@@ -99,6 +100,17 @@ class Params:
     exit_alpha: float = 0.01
     # after this many probes in one anomaly, its level becomes the new normal (0: never)
     relearn_after: int = 0
+    # ...or after this long (seconds; 0: never): the anomaly resolves, the baseline is rebuilt
+    # from its newest values
+    relearn_time: float = 0.0
+    # seasonal model: period (seconds, 0: off), phase bins per period, periods remembered,
+    # periods of history before it may be used, and how much better than the plain short
+    # baseline (mean absolute deviation ratio) its residuals must be to be used
+    season: float = 0.0
+    season_bins: int = 288
+    season_periods: int = 7
+    season_min_periods: float = 1.0
+    season_gain: float = 0.9
     # an anomaly ends once its effect has stayed small for this long (seconds): one page
     # per incident, not one per wobble
     exit_hold: float = 300.0
@@ -141,7 +153,16 @@ class _Ranked:
             return
         self.med = _median_sorted(s)
         if spread:
-            self.sigma = max(_MAD_TO_SIGMA * _median_sorted(sorted(abs(v - self.med) for v in s)), sigma_floor)
+            self.sigma = max(_MAD_TO_SIGMA * _mad_sorted(s, self.med), sigma_floor)
+
+    def l1(self) -> float:
+        """Mean absolute deviation from the median (does not collapse on two-level series)."""
+        s = self.values
+        n = len(s)
+        if n == 0:
+            return 0.0
+        cut = bisect_left(s, self.med)
+        return (sum(s[cut:]) - sum(s[:cut]) - self.med * (n - 2 * cut)) / n
 
     def score(self, y: float, cap: float, extrapolate: bool) -> float:
         """Normal score of y's mid-rank (optionally a robust z beyond the range), within +-cap."""
@@ -163,6 +184,94 @@ def _median_sorted(s: list[float]) -> float:
     return (s[(n - 1) // 2] + s[n // 2]) / 2
 
 
+def _kth_deviation(s: list[float], cut: int, med: float, k: int) -> float:
+    """k-th smallest (0-based) |v - med| over sorted s, where s[:cut] < med <= s[cut:].
+
+    The deviations below (med - s[cut - 1 - i]) and above (s[cut + j] - med) the median are
+    two sorted runs; a binary search on how many come from the first: O(log n)."""
+    na, nb = cut, len(s) - cut
+    lo, hi = max(0, k + 1 - nb), min(k + 1, na)
+    while lo < hi:
+        i = (lo + hi) // 2
+        j = k + 1 - i
+        if j > 0 and i < na and med - s[cut - 1 - i] < s[cut + j - 1] - med:
+            lo = i + 1
+        else:
+            hi = i
+    j = k + 1 - lo
+    a = med - s[cut - lo] if lo > 0 else -math.inf
+    b = s[cut + j - 1] - med if j > 0 else -math.inf
+    return max(a, b)
+
+
+def _mad_sorted(s: list[float], med: float) -> float:
+    """Median absolute deviation of a sorted list from med, without sorting the deviations."""
+    n = len(s)
+    cut = bisect_left(s, med)
+    return (_kth_deviation(s, cut, med, (n - 1) // 2) + _kth_deviation(s, cut, med, n // 2)) / 2
+
+
+class _Season:
+    """Healthy values by phase of a period (a day): the value expected at this time of day.
+
+    `bins` phase bins, each holding (t, y) of the last `periods` periods. The expectation
+    at t is the median of the values in t's bin and its two neighbours from earlier passes
+    (older than half a period, so today's values never explain themselves); cached per bin
+    until one of the three bins changes or the day does."""
+
+    __slots__ = ("bins", "cache", "keep", "nbins", "period", "t0", "version")
+
+    def __init__(self, period: float, nbins: int, periods: int) -> None:
+        self.period = period
+        self.nbins = nbins
+        self.keep = periods * period
+        self.bins: list[deque[tuple[float, float]]] = [deque() for _ in range(nbins)]
+        self.version = [0] * nbins
+        self.cache: dict[int, tuple[tuple[int, int, int, int], tuple[float, float] | None]] = {}
+        self.t0: float | None = None
+
+    def index(self, t: float) -> int:
+        return int((t % self.period) / self.period * self.nbins) % self.nbins
+
+    def add(self, t: float, y: float) -> None:
+        b = self.index(t)
+        q = self.bins[b]
+        q.append((t, y))
+        while q and q[0][0] < t - self.keep:
+            q.popleft()
+        self.version[b] += 1
+        if self.t0 is None:
+            self.t0 = t
+
+    def expect(self, t: float) -> tuple[float, float] | None:
+        """(median, MAD) of the earlier values at t's phase, None while there are too few."""
+        n = self.nbins
+        b = self.index(t)
+        v = self.version
+        key = (v[b - 1], v[b], v[(b + 1) % n], int(t // self.period))
+        hit = self.cache.get(b)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        cut = t - self.period / 2
+        vals = sorted(y for i in (b - 1, b, (b + 1) % n) for te, y in self.bins[i] if te <= cut)
+        out = None
+        if len(vals) >= 3:
+            med = _median_sorted(vals)
+            out = (med, _mad_sorted(vals, med))
+        self.cache[b] = (key, out)
+        return out
+
+    def entries(self) -> deque[tuple[float, float]]:
+        return deque(sorted(e for q in self.bins for e in q))
+
+    def clear(self) -> None:
+        for q in self.bins:
+            q.clear()
+        self.version = [x + 1 for x in self.version]
+        self.cache.clear()
+        self.t0 = None
+
+
 class LatencySeries:
     """Two time scales against a frozen-while-anomalous baseline.
 
@@ -172,13 +281,22 @@ class LatencySeries:
           (`baseline_size`), effect = their median vs its median (creeps, which a short
           baseline would follow).
     The series' p-value is the stronger component's, times 2 (Bonferroni).
+
+    Seasonal mode (`season` > 0): both components judge the residual y - (value expected at
+    this time of day from earlier days) against the last `short_baseline` healthy
+    residuals instead of y against the baseline. A series switches to it (and back) on
+    healthy data alone, when the residuals' mean absolute deviation is below `season_gain`
+    times that of the plain short baseline: a daily cycle then stops looking like steps.
     """
 
     __slots__ = (
         "_admits",
         "_held",
         "_k",
+        "_last_e",
+        "_last_s",
         "_scale",
+        "_season_ready",
         "anomalous",
         "base",
         "calm_since",
@@ -190,6 +308,13 @@ class LatencySeries:
         "p",
         "pending",
         "recent",
+        "recent_r",
+        "res",
+        "res_base",
+        "res_raw",
+        "res_raw_q",
+        "season",
+        "seasonal",
         "short",
         "since",
         "slow",
@@ -203,7 +328,8 @@ class LatencySeries:
         self.long = _Ranked()  # every baseline value
         self.short = _Ranked()  # the newest short_baseline of them
         self.pending: deque[tuple[float, float]] = deque()
-        self.recent: deque[float] = deque(maxlen=max(p.recent, p.slow_window))
+        n_recent = max(p.recent, p.slow_window)
+        self.recent: deque[float] = deque(maxlen=n_recent)
         self.slow: deque[float] = deque(maxlen=p.slow_window)  # rank scores against `long`
         self.cusum = 0.0
         self.anomalous = False
@@ -213,7 +339,18 @@ class LatencySeries:
         self._k = 0.5
         self._scale = 1.0
         self._admits = 0
-        # values seen during the current anomaly (for relearn_after)
+        # seasonal model (None when off), its healthy residuals and the recent ones
+        self.season = _Season(p.season, p.season_bins, p.season_periods) if p.season > 0 else None
+        self.res = _Ranked()  # standardised residuals (t's phase: minus median, over spread)
+        self.res_base: deque[tuple[float, float]] = deque()
+        self.res_raw = _Ranked()  # the same residuals unscaled, to choose the mode
+        self.res_raw_q: deque[float] = deque()
+        self.recent_r: deque[float] = deque(maxlen=n_recent)
+        self.seasonal = False
+        self._season_ready = False
+        self._last_e = math.nan
+        self._last_s = 1.0
+        # values seen during the current anomaly (for relearning)
         self._held: deque[tuple[float, float]] = deque(maxlen=max(p.short_baseline, p.relearn_after))
 
     # -- values -------------------------------------------------------------------
@@ -230,20 +367,40 @@ class LatencySeries:
         v = self.direction * y
         return math.exp(v) if self.log_scale else v
 
-    def _refresh(self, full: bool = True) -> None:
+    def _floor(self) -> float:
         floor = self.p.sigma_floor
         if not self.log_scale and self.long.values:  # raw scale: a floor relative to the range
             floor = max(floor * (self.long.values[-1] - self.long.values[0]), 1e-12)
+        return floor
+
+    def _refresh(self, full: bool = True, choose: bool = True) -> None:
+        floor = self._floor()
         self.short.refresh(floor)
         self.long.refresh(floor, spread=full)  # its spread moves slowly: refreshed less often
+        if self.season is not None:
+            self.res.refresh(_RES_FLOOR)
+            if full and choose:
+                self._choose_mode()
+        sigma = self.res.sigma * self._last_s if self.seasonal and self.log_scale else (
+            self.res.sigma if self.seasonal else self.short.sigma)
         d = self.p.design_effect
-        shift = math.log1p(d) if self.log_scale else d * self.short.sigma
-        # rank scores saturate at the top rank: beyond half of it, k would only slow the
-        # CUSUM down (2k(z_max - k) nats per probe is largest at k = z_max / 2)
-        m = len(self.short.values)
-        normal_score((m + 0.5) / (m + 1))
-        self._k = min(max(shift / (2 * self.short.sigma), 0.1), self.p.z_cap / 2)
+        shift = math.log1p(d) if self.log_scale else d * sigma
+        # beyond half of z_cap, k would only slow the CUSUM down (2k(z_max - k) nats per
+        # probe is largest at k = z_max / 2)
+        self._k = min(max(shift / (2 * sigma), 0.1), self.p.z_cap / 2)
         self._scale = math.log1p(self.p.min_effect) if self.log_scale else self.p.min_effect
+
+    def _choose_mode(self) -> None:
+        s = self.season
+        want = (
+            s is not None and s.t0 is not None and len(self.res.values) >= self.p.baseline_min
+            and self.last_t - s.t0 >= self.p.season_min_periods * self.p.season
+            and self.res_raw.l1() < self.p.season_gain * self.short.l1()
+        )
+        if want != self.seasonal:
+            self.seasonal = want
+            self.cusum = 0.0
+            self.slow.clear()
 
     def ready(self) -> bool:
         return len(self.base) >= self.p.baseline_min
@@ -254,28 +411,73 @@ class LatencySeries:
         if y is None:
             return
         self.last_t = max(self.last_t, t)
+        r = None
+        if self.season is not None:
+            es = self.season.expect(t)
+            if es is not None:
+                self._last_e = es[0]
+                self._last_s = max(_MAD_TO_SIGMA * es[1], self._floor())
+                r = (y - es[0]) / self._last_s
         if self.ready():
-            z = min(max((y - self.short.med) / self.short.sigma, -self.p.z_cap), self.p.z_cap)
+            cap = self.p.z_cap
+            if self.seasonal and r is not None:
+                z = (r - self.res.med) / self.res.sigma
+                self.slow.append(self.res.score(r, cap, self.p.extrapolate))
+            else:
+                z = (y - self.short.med) / self.short.sigma
+                self.slow.append(self.long.score(y, cap, self.p.extrapolate))
+            z = min(max(z, -cap), cap)
             # bounded, so that the statistic recovers within a few dozen probes
             self.cusum = min(max(0.0, self.cusum + z - self._k), 60.0 / self._k)
-            self.slow.append(self.long.score(y, self.p.z_cap, self.p.extrapolate))
         self.recent.append(y)
+        if self.season is not None:
+            # no expectation (a gap in the seasonal history): the deviation from the short
+            # baseline stands in, on the residuals' scale
+            self.recent_r.append(r if r is not None else (y - self.short.med) / self.short.sigma + self.res.med)
         self.pending.append((t, y))
         if self.anomalous:
             self._held.append((t, y))
-            if self.p.relearn_after and len(self._held) >= self.p.relearn_after:
+            if self._relearn_due():
                 self._relearn()
         while len(self.pending) > (self.p.quarantine if self.ready() else 0):
             ts, ys = self.pending.popleft()
-            if not self.anomalous:
+            if not self.anomalous or self._warming():
                 self._admit(ts, ys)
 
+    def _warming(self) -> bool:
+        """The seasonal model's warm-up (until it has season_min_periods of history and
+        baseline_min healthy residuals): it cannot tell a daily cycle from an anomaly yet,
+        so the baseline learns from everything meanwhile."""
+        s = self.season
+        if s is None or self._season_ready:
+            return False
+        self._season_ready = s.t0 is not None and len(self.res.values) >= self.p.baseline_min \
+            and self.last_t - s.t0 >= self.p.season_min_periods * s.period
+        if self._season_ready:
+            self._refresh(full=True)  # the first choice between the modes
+        return not self._season_ready
+
+    def _relearn_due(self) -> bool:
+        p = self.p
+        if p.relearn_after and len(self._held) >= p.relearn_after:
+            return True
+        return bool(p.relearn_time) and self.since is not None and len(self._held) >= p.baseline_min \
+            and self.last_t - self.since >= p.relearn_time
+
     def _relearn(self) -> None:
-        """A lasting change is the new normal: rebuild the baseline from the anomaly's values."""
+        """A lasting change is the new normal: rebuild the baseline from the anomaly's values.
+
+        The anomaly ends (the alert resolves). The seasonal history is kept and learns the
+        held values too: where the old level no longer explains the data, its residuals are
+        no better than the plain baseline and the plain mode is used until it has relearnt."""
         held = list(self._held)
         self.base.clear()
         self.long = _Ranked()
         self.short = _Ranked()
+        self.res = _Ranked()
+        self.res_base.clear()
+        self.res_raw = _Ranked()
+        self.res_raw_q.clear()
         self.leave()
         for t, y in held:
             self._admit(t, y)
@@ -291,17 +493,34 @@ class LatencySeries:
         ):
             _, old = self.base.popleft()
             self.long.remove(old)
+        if self.season is not None:
+            es = self.season.expect(t)
+            if es is not None:
+                self._admit_residual(t, (y - es[0]) / max(_MAD_TO_SIGMA * es[1], self._floor()), y - es[0])
+            self.season.add(t, y)
         self._admits += 1
         self._refresh(full=self._admits % 10 == 0 or len(self.base) < self.p.short_baseline)
 
+    def _admit_residual(self, t: float, r: float, raw: float) -> None:
+        self.res_base.append((t, r))
+        self.res.add(r)
+        self.res_raw_q.append(raw)
+        self.res_raw.add(raw)
+        if len(self.res_base) > self.p.short_baseline:
+            _, old = self.res_base.popleft()
+            self.res.remove(old)
+            self.res_raw.remove(self.res_raw_q.popleft())
+
     # -- judging ---------------------------------------------------------------------
-    def _effect(self, n: int, ref: _Ranked) -> tuple[float, float]:
+    def _effect(self, n: int, ref: _Ranked, resid: bool = False) -> tuple[float, float]:
         """(oriented median shift of the last n probes over ref's median, that median)."""
-        r = sorted(list(self.recent)[-n:])
+        r = sorted(list(self.recent_r if resid else self.recent)[-n:])
         med_r = _median_sorted(r)
         diff = med_r - ref.med
         if not self.log_scale:
             diff /= ref.sigma
+        elif resid:  # standardised residuals back to the log scale
+            diff *= self._last_s
         return diff, med_r
 
     def status(self, fdr_q: float = 1e-4) -> Status:
@@ -309,14 +528,16 @@ class LatencySeries:
         if not self.ready() or n_recent < self.p.recent:
             med = self._unorient(self.long.med) if self.base else math.nan
             return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base), n_recent, False)
+        seasonal = self.seasonal
+        short, long = (self.res, self.res) if seasonal else (self.short, self.long)
         # fast: CUSUM tail under the null, with Siegmund's overshoot correction
         p_fast = math.exp(-2.0 * self._k * (self.cusum + _OVERSHOOT))
-        d_fast, med_fast = self._effect(self.p.recent, self.short)
+        d_fast, med_fast = self._effect(self.p.recent, short, seasonal)
         # slow: the mean rank score of the last slow_window probes
         p_slow, d_slow, med_slow = 1.0, -math.inf, med_fast
         if len(self.slow) >= self.p.slow_window:
             p_slow = _ND.cdf(-sum(self.slow) / math.sqrt(len(self.slow)))
-            d_slow, med_slow = self._effect(self.p.slow_window, self.long)
+            d_slow, med_slow = self._effect(self.p.slow_window, long, seasonal)
         log_q = math.log(fdr_q)
 
         def strength(pv: float, d: float) -> float:
@@ -324,14 +545,19 @@ class LatencySeries:
 
         fast = strength(p_fast, d_fast) >= strength(p_slow, d_slow)
         pv, diff, med_r, ref, n_used = (
-            (p_fast, d_fast, med_fast, self.short, self.p.recent) if fast
-            else (p_slow, d_slow, med_slow, self.long, self.p.slow_window)
+            (p_fast, d_fast, med_fast, short, self.p.recent) if fast
+            else (p_slow, d_slow, med_slow, long, self.p.slow_window)
         )
         ratio = diff / self._scale
         exit_ok = max(d_fast, d_slow) / self._scale < self.p.exit_fraction
         effect = math.expm1(self.direction * diff) if self.log_scale else self.direction * diff
         p_value = min(1.0, max(2 * pv, _P_FLOOR))
-        return Status(p_value, effect, ratio, exit_ok, self._unorient(ref.med), self._unorient(med_r),
+        if seasonal:  # report levels, not residuals: expected now vs expected + recent shift
+            base_y = self._last_e + ref.med * self._last_s
+            rec_y = self._last_e + med_r * self._last_s
+        else:
+            base_y, rec_y = ref.med, med_r
+        return Status(p_value, effect, ratio, exit_ok, self._unorient(base_y), self._unorient(rec_y),
                       len(ref.values), n_used, True)
 
     def enter(self, now: float) -> None:
@@ -350,7 +576,7 @@ class LatencySeries:
 
     # -- persistence ------------------------------------------------------------------
     def to_state(self) -> dict[str, Any]:
-        return {
+        st: dict[str, Any] = {
             "base": _pack(self.base),
             "pending": _pack(self.pending),
             "recent": [round(y, 5) for y in self.recent],
@@ -360,7 +586,16 @@ class LatencySeries:
             "since": self.since,
             "calm_since": self.calm_since,
             "last_t": self.last_t,
+            "held": _pack(self._held),
         }
+        if self.season is not None:
+            st["season"] = _pack(self.season.entries())
+            st["res"] = _pack(self.res_base)
+            st["res_raw"] = [round(r, 5) for r in self.res_raw_q]
+            st["recent_r"] = [round(r, 5) for r in self.recent_r]
+            st["seasonal"] = self.seasonal
+            st["season_ready"] = self._season_ready
+        return st
 
     def load_state(self, st: dict[str, Any]) -> None:
         self.base = deque()
@@ -379,7 +614,33 @@ class LatencySeries:
         self.since = st.get("since")
         self.calm_since = st.get("calm_since")
         self.last_t = float(st.get("last_t", 0.0))
-        self._refresh()
+        self._held = deque(_unpack(st.get("held")), maxlen=self._held.maxlen)
+        self.res = _Ranked()
+        self.res_base = deque()
+        self.res_raw = _Ranked()
+        self.res_raw_q = deque()
+        self.recent_r = deque(maxlen=self.recent_r.maxlen)
+        self.seasonal = False
+        if self.season is not None:
+            self.season = _Season(self.p.season, self.p.season_bins, self.p.season_periods)
+            for t, y in _unpack(st.get("season")):
+                self.season.add(t, y)
+            res = _unpack(st.get("res"))
+            raws = [float(r) for r in st.get("res_raw", [])]
+            if len(raws) != len(res):
+                res, raws = [], []
+            for (t, r), raw in zip(res, raws, strict=True):
+                self._admit_residual(t, r, raw)
+            self.recent_r.extend(float(r) for r in st.get("recent_r", []))
+            if len(self.recent_r) < len(self.recent):  # state saved with the season off
+                self.recent_r = deque([self.res.med] * len(self.recent), maxlen=self.recent_r.maxlen)
+            es = self.season.expect(self.last_t)
+            if es is not None:
+                self._last_e = es[0]
+                self._last_s = max(_MAD_TO_SIGMA * es[1], self._floor())
+        self.seasonal = bool(st.get("seasonal", False)) and self.season is not None
+        self._season_ready = bool(st.get("season_ready", False)) and self.season is not None
+        self._refresh(choose=False)
 
 
 def _pack(samples: deque[tuple[float, float]]) -> dict[str, Any]:
@@ -397,11 +658,14 @@ def _unpack(packed: dict[str, Any] | None) -> list[tuple[float, float]]:
     return [(t0 + float(dt), float(y)) for dt, y in zip(packed["dt"], packed["y"], strict=True)]
 
 
-def decide(series: LatencySeries | ErrorSeries, st: Status, q: float, fdr_q: float, now: float) -> bool:
+def decide(series: LatencySeries | ErrorSeries, st: Status, q: float, fdr_q: float, now: float,
+           threshold: float = 1.0) -> bool:
     """Apply one evaluation's verdict to a series' state; True when the state changed.
 
     Enter: significant after FDR (q <= fdr_q) and practically large (effect ratio >= 1).
     Leave: effect below exit_fraction of the minimum (hysteresis, one page per incident).
+    `threshold` scales both (q <= fdr_q ** threshold, effect ratio >= threshold): it is a
+    threshold on the score min(log q / log fdr_q, effect ratio), 1.0 in the daemon.
     """
     if series.anomalous:
         if not st.exit_ok:
@@ -413,7 +677,7 @@ def decide(series: LatencySeries | ErrorSeries, st: Status, q: float, fdr_q: flo
             series.leave()
             return True
         return False
-    if st.ready and q <= fdr_q and st.effect_ratio >= 1.0:
+    if st.ready and q <= fdr_q ** threshold and st.effect_ratio >= threshold:
         series.enter(series.last_t or now)
         return True
     return False
