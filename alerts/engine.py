@@ -86,6 +86,7 @@ class AlertEngine:
             name: asyncio.Queue(queue_size) for name in self.notifiers}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._save_lock = asyncio.Lock()
+        self._mutes: dict[str, str] = {}  # firing alerts muted at the last evaluation: fingerprint → why
         self._retries: set[asyncio.Task[None]] = set()
         self._load()
         try:
@@ -223,24 +224,38 @@ class AlertEngine:
                 g.pending.append(e)
 
     def _flush_groups(self, now: float) -> None:
+        root = self.cfg.route
+        # Muting is checked on every evaluation, not only when an alert starts firing: a
+        # provider-wide alert that starts after the per-model ones inhibits them from then on.
+        mutes = {fp: why for fp, a in self.alerts.items() if a.state == "firing" and (why := self._muted(a, now))}
+        self._note_mutes(mutes)
         for key, g in list(self.groups.items()):
             r = g.route
-            root = self.cfg.route
+            due = g.created + r.group_wait if g.last_sent is None else g.last_sent + r.group_interval
+            flush = bool(g.pending) and now >= due
+            if flush:
+                # Muted since it was routed (e.g. inhibited during group_wait): hold its page
+                # back; it is told if it is still firing once unmuted (see _unmuted).
+                held = [e for e in g.pending if e.kind == "firing" and e.alert.fingerprint in mutes]
+                for e in held:
+                    e.alert.notified = False
+                g.pending = [e for e in g.pending if not any(e is h for h in held)]
+                flush = bool(g.pending)
             active = [a for a in self.alerts.values() if a.state == "firing" and a.notified
                       and all(a.labels.get(k, "") == v for k, v in g.labels.items())
                       and g.receiver in {str(x.receiver) for x in (route_for(root, _with_rule(a)) or [root])}] \
                 if root else []
-            if g.pending:
-                due = g.created + r.group_wait if g.last_sent is None else g.last_sent + r.group_interval
-                if now >= due:
-                    # final: nothing of the group fires any more, the incident (and its thread) ends here
-                    self._send(Notification(g.receiver, g.labels, list(g.pending), g.thread_key, final=not active))
-                    g.resolved_events = [e for e in g.pending if e.kind == "resolved"]
-                    g.pending.clear()
-                    g.last_sent = now
-            elif active and g.last_sent is not None and now - g.last_sent >= r.repeat_interval and (
+            speaking = [a for a in active if a.fingerprint not in mutes]  # reminders, escalation
+            if flush:
+                # final: nothing of the group fires any more, the incident (and its thread) ends here
+                self._send(Notification(g.receiver, g.labels, list(g.pending), g.thread_key, final=not active))
+                g.resolved_events = [e for e in g.pending if e.kind == "resolved"]
+                g.pending.clear()
+                g.last_sent = now
+            elif not g.pending and speaking and g.last_sent is not None and now - g.last_sent >= r.repeat_interval and (
                     r.repeat_max is None or g.reminders < r.repeat_max):
-                self._send(Notification(g.receiver, g.labels, [Event("reminder", a, now) for a in active], g.thread_key))
+                self._send(Notification(g.receiver, g.labels, [Event("reminder", a, now) for a in speaking],
+                                        g.thread_key))
                 g.reminders += 1
                 g.last_sent = now
             resend = getattr(self.notifiers.get(g.receiver), "resends_while_firing", False)
@@ -248,17 +263,27 @@ class AlertEngine:
                 # Alertmanager forgets an alert whose endsAt passes: keep telling it while firing.
                 self._send(Notification(g.receiver, g.labels, [Event("firing", a, now) for a in active], g.thread_key))
                 g.last_sent = now
-            if active and r.escalate is not None and not g.escalated:
-                oldest = min(a.firing_since or now for a in active)
+            if speaking and r.escalate is not None and not g.escalated:
+                oldest = min(a.firing_since or now for a in speaking)
                 if now - oldest >= r.escalate.after:
                     self._send(Notification(r.escalate.receiver, g.labels,
-                                            [Event("firing", a, now) for a in active], g.thread_key + "-esc"))
+                                            [Event("firing", a, now) for a in speaking], g.thread_key + "-esc"))
                     g.escalated = True
             if not active and not g.pending:
                 if g.escalated and r.escalate is not None and g.resolved_events:
                     self._send(Notification(r.escalate.receiver, g.labels, g.resolved_events, g.thread_key + "-esc",
                                             final=True))
                 del self.groups[key]  # incident over: the next one starts a new thread
+
+    def _note_mutes(self, mutes: dict[str, str]) -> None:
+        for fp, why in mutes.items():
+            if self._mutes.get(fp) != why:
+                log.info("alert_muted", rule=self.alerts[fp].rule, labels=self.alerts[fp].labels, why=why)
+        for fp in self._mutes.keys() - mutes.keys():
+            gone = self.alerts.get(fp)
+            if gone is not None and gone.state == "firing":
+                log.info("alert_unmuted", rule=gone.rule, labels=gone.labels, why=self._mutes[fp])
+        self._mutes = mutes
 
     def _export(self) -> None:
         if self.metrics is None:

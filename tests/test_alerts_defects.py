@@ -15,6 +15,7 @@ from alerts.model import Notification
 from alerts.notifiers.alertmanager import AlertmanagerNotifier
 from daemon.cli import main
 from daemon.store import Store
+from probes.result import Outcome
 from tests.factories import result
 from tests.test_alerts_engine import Clock, config, drain, engine, step
 
@@ -177,3 +178,78 @@ def test_silence_expire_with_the_id_after_the_options(tmp_path: Path) -> None:
     except SystemExit as exc:
         code = int(exc.code or 0)
     assert code == 1  # parsed, and no such silence
+
+
+def inhibit_config(**route: object) -> object:
+    return config(rules=[
+        {"name": "provider-down", "kind": "consecutive_failures", "count": 4,
+         "labels": {"severity": "page", "scope": "provider"}, "match": {"model": "canary"}},
+        {"name": "model-down", "kind": "consecutive_failures", "count": 2, "labels": {"severity": "page"}},
+    ], inhibit=[{"source_match": {"scope": "provider"}, "target_match": {"severity": "page"}, "equal": ["provider"]}],
+        route={"receiver": "pager", "group_by": ["provider", "model"], "group_wait": 0, "group_interval": 10,
+               "repeat_interval": 60, **route})
+
+
+async def run_models(e: AlertEngine, clock: Clock, outcomes: dict[str, bool], steps: int) -> None:
+    for _ in range(steps):
+        clock.t += 15
+        for model, ok in outcomes.items():
+            e.observe(result(0.3, model=model, outcome=Outcome.OK if ok else Outcome.HTTP_ERROR))
+        await e.evaluate()
+        await drain(e)
+
+
+def told(rec) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    return [(ev.kind, ev.alert.rule, ev.alert.labels["model"]) for n in rec.sent for ev in n.events]
+
+
+async def test_provider_alert_firing_later_inhibits_per_model_alerts_already_firing(tmp_path: Path) -> None:
+    clock = Clock()
+    e, rec = engine(tmp_path, inhibit_config(), clock)  # type: ignore[arg-type]
+    models = ("canary", "a", "b")
+    await run_models(e, clock, dict.fromkeys(models, False), 3)
+    assert sorted(told(rec["pager"])) == [("firing", "model-down", m) for m in sorted(models)]
+    before = len(rec["pager"].sent)
+    await run_models(e, clock, dict.fromkeys(models, False), 12)  # the provider-wide alert fires, 3 more minutes
+    during = told(rec["pager"])[before:]
+    assert ("firing", "provider-down", "canary") in during
+    assert [t for t in during if t[1] == "model-down"] == []  # inhibited: no reminders, no second page
+    assert ("reminder", "provider-down", "canary") in during  # the source itself keeps reminding
+    # the provider recovers for the canary (source resolves) while a and b are still down
+    before = len(rec["pager"].sent)
+    await run_models(e, clock, {"canary": True, "a": False, "b": False}, 4)
+    after = told(rec["pager"])[before:]
+    assert ("resolved", "provider-down", "canary") in after
+    assert {t for t in after if t[1] == "model-down" and t[0] == "reminder"} == {
+        ("reminder", "model-down", "a"), ("reminder", "model-down", "b")}  # uninhibited: reminded again
+    assert not [t for t in after if t[0] == "firing"]  # already told: reminded, not paged twice
+
+
+async def test_provider_alert_firing_within_group_wait_holds_back_the_per_model_pages(tmp_path: Path) -> None:
+    clock = Clock()
+    cfg = inhibit_config(group_wait=45)
+    e, rec = engine(tmp_path, cfg, clock)  # type: ignore[arg-type]
+    models = ("canary", "a", "b")
+    await run_models(e, clock, dict.fromkeys(models, False), 10)
+    assert [t for t in told(rec["pager"]) if t[0] == "firing"] == [("firing", "provider-down", "canary")]
+    assert [t for t in told(rec["pager"]) if t[1] == "model-down"] == []
+    await run_models(e, clock, {"canary": True, "a": False, "b": False}, 8)  # the source resolves: now they page
+    firing = sorted(t for t in told(rec["pager"]) if t[0] == "firing" and t[1] == "model-down")
+    assert firing == [("firing", "model-down", "a"), ("firing", "model-down", "b")]
+
+
+async def test_silence_added_during_an_incident_stops_its_reminders(tmp_path: Path) -> None:
+    clock = Clock()
+    route = {"receiver": "pager", "group_by": ["provider"], "group_wait": 0, "group_interval": 10, "repeat_interval": 60}
+    e, rec = engine(tmp_path, config(route=route), clock)
+    for _ in range(3):
+        await step(e, clock, False)
+    assert kinds(rec["pager"]) == [["firing"]]
+    sid = e.add_silence({"provider": "p"}, 3600, "known, being fixed")
+    for _ in range(12):
+        await step(e, clock, False)
+    assert kinds(rec["pager"]) == [["firing"]]  # silenced: no reminders
+    e.expire_silence(sid)
+    for _ in range(2):
+        await step(e, clock, False)
+    assert kinds(rec["pager"]) == [["firing"], ["reminder"]]  # still firing: reminded, not paged again
