@@ -7,6 +7,7 @@ no_data. Built-in defaults apply when no rules are configured (see DEFAULT_RULES
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -51,6 +52,20 @@ def _fmt(metric: str | None, v: float | None) -> str:
     return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
 
 
+def baseline_ready(v: Any) -> bool:
+    """Whether a verdict's baseline is a learnt, healthy one. During its warm-up (the first
+    `baseline_min` probes) the detector reports the median of the few probes seen so far and
+    `recent` = NaN: quoting that as "the baseline" would mislead. A verdict with a `ready`
+    attribute says it directly."""
+    ready = getattr(v, "ready", None)
+    if ready is not None:
+        return bool(ready)
+    try:
+        return math.isfinite(float(v.baseline)) and math.isfinite(float(v.recent))
+    except (AttributeError, TypeError, ValueError):
+        return False
+
+
 def matches(labels: Mapping[str, str], match: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in match.items())
 
@@ -74,7 +89,10 @@ def evaluate(rule: Rule, key: str, h: TargetHistory, stats: StatsSource,
         if v is None:
             return finding(False, None, "no data")
         base = verdicts.get((key, rule.metric))
-        vs = f" (baseline {_fmt(rule.metric, base.baseline)})" if base is not None and base.baseline else ""
+        vs = ""
+        if base is not None and base.baseline:
+            vs = (f" (baseline {_fmt(rule.metric, base.baseline)})" if baseline_ready(base)
+                  else " (no baseline yet: the detector is still learning this target)")
         summary = (f"{rule.metric} {rule.stat} over {int(rule.window)}s = {_fmt(rule.metric, v)} "
                    f"{rule.op} {_fmt(rule.metric, rule.value)}{vs}")
         return finding(OPS[rule.op](v, rule.value), v, summary, reason="")

@@ -161,3 +161,39 @@ def test_config_silence_without_offset_is_utc() -> None:
     cfg = AlertsConfig(silences=[{"match": {"provider": "x"}, "ends_at": "2030-01-01T00:00:00"}])
     assert cfg.silences[0].ends_at.utcoffset() is not None
     assert cfg.silences[0].ends_at.timestamp() == 1893456000
+
+
+def detector_verdicts(latencies: list[float], t0: float) -> dict:  # type: ignore[type-arg]
+    """The real detector fed one probe a minute, judged after the last one."""
+    from daemon.detector import Detector, DetectorConfig
+
+    det = Detector(DetectorConfig())
+    for i, v in enumerate(latencies):
+        det.observe(result(v, started_at=datetime.fromtimestamp(t0 + 60 * i, ZoneInfo("UTC"))))
+    return det.evaluate(t0 + 60 * len(latencies))  # type: ignore[return-value]
+
+
+async def threshold_text(tmp_path: Path, verdicts: dict) -> str:  # type: ignore[type-arg]
+    clock = Clock()
+    cfg = config(rules=[{"name": "slow", "kind": "threshold", "metric": "ttft", "stat": "p50", "window": "5m",
+                         "value": 2.0, "min_probes": 3}])
+    e, rec = engine(tmp_path, cfg, clock)
+    e.set_verdicts(verdicts)
+    for _ in range(3):
+        clock.t += 15
+        r = result(3.0)
+        e.observe(r)
+        e.stats.observe(r)
+        await e.evaluate()
+        await drain(e)
+    return rec["pager"].sent[0].text()
+
+
+async def test_threshold_message_quotes_no_baseline_while_the_detector_warms_up(tmp_path: Path) -> None:
+    warming = detector_verdicts([3.0] * 10, Clock().t - 3600)  # 10 probes: far from a learnt baseline
+    text = await threshold_text(tmp_path, warming)
+    assert "ttft p50 over 300s = 3.00 s > 2.00 s" in text
+    assert "baseline 3.00 s" not in text and "no baseline yet" in text
+    learnt = detector_verdicts([0.38 + 0.01 * (i % 5) for i in range(120)] + [3.0] * 5, Clock().t - 9000)
+    text = await threshold_text(tmp_path / "b", learnt)
+    assert "baseline 400 ms" in text and "no baseline yet" not in text
