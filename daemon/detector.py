@@ -69,8 +69,14 @@ class DetectorConfig(Strict):
     exit_fraction: float = Field(0.5, ge=0, le=1)  # an anomaly ends below this x min effect...
     exit_hold: Duration = Field(300.0, ge=0)  # ...held this long (one page per incident)
     # after this many probes in one anomaly its level becomes the new normal; 0 = never
-    # (a permanent shift then stays anomalous until silenced or the config changes)
     relearn_after: int = Field(0, ge=0)
+    # ...or after it has lasted this long (0 = never): the anomaly resolves and the baseline
+    # is rebuilt from its newest probes. 12 h: a provider's lasting change pages, stays
+    # firing for half a day (long enough to be seen and acted on) and is then its new normal
+    relearn_time: Duration = Field(43200.0, ge=0)
+    # seasonal baseline: period (0 = off, e.g. "1d"); used per series only where the
+    # time-of-day profile explains the healthy probes better than the recent baseline
+    season: Duration = Field(0.0, ge=0)
     z_cap: float = Field(3.0, gt=0)
 
     @model_validator(mode="after")
@@ -98,6 +104,8 @@ class DetectorConfig(Strict):
             exit_fraction=self.exit_fraction,
             exit_hold=self.exit_hold,
             relearn_after=self.relearn_after,
+            relearn_time=self.relearn_time,
+            season=self.season,
             z_cap=self.z_cap,
             min_error_effect=self.min_error_effect,
             error_windows=tuple(sorted(self.error_windows)),

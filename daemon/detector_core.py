@@ -227,7 +227,7 @@ class _Season:
         self.keep = periods * period
         self.bins: list[deque[tuple[float, float]]] = [deque() for _ in range(nbins)]
         self.version = [0] * nbins
-        self.cache: dict[int, tuple[tuple[int, int, int, int], tuple[float, float] | None]] = {}
+        self.cache: dict[int, tuple[tuple[int, ...], tuple[float, float] | None]] = {}
         self.t0: float | None = None
 
     def index(self, t: float) -> int:
@@ -248,12 +248,13 @@ class _Season:
         n = self.nbins
         b = self.index(t)
         v = self.version
-        key = (v[b - 1], v[b], v[(b + 1) % n], int(t // self.period))
+        near = [(b + d) % n for d in (-1, 0, 1)]
+        key = (*(v[i] for i in near), int(t // self.period))
         hit = self.cache.get(b)
         if hit is not None and hit[0] == key:
             return hit[1]
         cut = t - self.period / 2
-        vals = sorted(y for i in (b - 1, b, (b + 1) % n) for te, y in self.bins[i] if te <= cut)
+        vals = sorted(y for i in near for te, y in self.bins[i] if te <= cut)
         out = None
         if len(vals) >= 3:
             med = _median_sorted(vals)

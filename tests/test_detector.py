@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
@@ -46,7 +47,7 @@ class Feed:
                            itl_mean=itl, output_tokens=tokens, tokens_source=TokensSource.USAGE,
                            output_tps=(tokens - 1) / gen, **common)  # type: ignore[arg-type]
 
-    def run(self, det: Detector, n: int, models: tuple[str, ...] = ("m",), **kw: float) -> list[dict]:
+    def run(self, det: Detector, n: int, models: tuple[str, ...] = ("m",), **kw: Any) -> list[dict]:
         """n probes per model, evaluating after each minute; returns every evaluation."""
         out = []
         for _ in range(n):
