@@ -11,7 +11,8 @@ A verdict is anomalous when the series is both statistically significant after
 Benjamini-Hochberg across every series of the evaluation (q <= fdr_q) and practically
 large (effect >= min_effect / min_error_effect). It stays anomalous until the effect
 falls below exit_fraction of the minimum (hysteresis: one page per incident), and its
-baseline is frozen meanwhile. `score` = min(log q / log fdr_q, effect / min effect),
+baseline is frozen meanwhile; an anomaly that lasts relearn_time (12 h) resolves and its
+level becomes the new baseline (a provider's new normal). `score` = min(log q / log fdr_q, effect / min effect),
 raised to 1.0 while anomalous: >= 1.0 exactly when anomalous, continuous below.
 
 State: one Store key per target (`detector:<target>`) plus `detector:index`.

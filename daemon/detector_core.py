@@ -30,9 +30,22 @@ Error series (`ErrorSeries`)
     against the baseline rate (smoothed by a small prior so a spotless baseline does not
     make one error significant), Bonferroni over the windows.
 
+Seasonal mode (`season` > 0, off in the daemon by default, on in the NAB harness)
+    Healthy values are also kept by phase of the period (`season_bins` bins, the last
+    `season_periods` periods). Each value is standardised against its phase's history
+    from earlier periods, u = (y - median) / (1.4826 MAD) over its bin and the two next
+    to it, and the fast and slow tests above run on u against the last `short_baseline`
+    healthy u. A series uses this mode only while, on healthy data, the residuals' mean
+    absolute deviation is below `season_gain` x the plain short baseline's. Until the
+    seasonal model has `season_min_periods` of history and `baseline_min` residuals it
+    cannot tell a daily cycle from an anomaly, so the baseline learns from everything
+    during that warm-up (it may page, it does not freeze).
+
 Baselines learn only from samples that have waited `quarantine` probes and only while the
 series is healthy: the quarantine is emptied when an anomaly starts (its samples are the
-onset) and when it ends, so nothing from an anomalous period enters the baseline.
+onset) and when it ends, so nothing from an anomalous period enters the baseline. A change
+that lasts `relearn_time` seconds (or `relearn_after` probes) is accepted as the new normal:
+the anomaly resolves and the baseline is rebuilt from its newest values.
 """
 
 from __future__ import annotations
