@@ -4,9 +4,12 @@ inactive → pending (`for`) → firing → resolved, with hysteresis (`resolve_
 evaluations in a row) so a flapping provider pages once. Events are grouped per route
 (group_by, group_wait, group_interval), reminded (repeat_interval, optional cap) and
 escalated (escalate.after); silences, maintenance windows and inhibition are checked
-before anything is sent. Delivery runs in its own task with retries and backoff and
-never blocks evaluation. State (alerts, groups, streaks, silences) lives in the store,
-so a restart neither re-pages nor loses a resolve.
+before anything is sent (on every evaluation: a source that starts later inhibits alerts
+already firing). Delivery runs in one bounded queue and task per receiver, with retries
+and backoff, so a slow receiver delays only itself, and never blocks evaluation. State
+(alerts, groups, streaks, silences, Slack threads) lives in the store, and the error-rate
+and burn-rate windows are rebuilt from the stored probe results at start, so a restart
+neither re-pages nor loses a resolve.
 """
 
 from __future__ import annotations
@@ -88,11 +91,8 @@ class AlertEngine:
         self._save_lock = asyncio.Lock()
         self._mutes: dict[str, str] = {}  # firing alerts muted at the last evaluation: fingerprint → why
         self._retries: set[asyncio.Task[None]] = set()
+        self._restoring = False
         self._load()
-        try:
-            self._rebuild_windows()
-        except Exception:
-            log.exception("alert_windows_restore_failed")
 
     # -- inputs --------------------------------------------------------------------
     def observe(self, r: ProbeResult) -> None:
@@ -112,6 +112,8 @@ class AlertEngine:
 
     # -- evaluation ----------------------------------------------------------------
     async def evaluate(self) -> None:
+        if self._restoring:  # windows still being rebuilt: judging now could resolve what is still burning
+            return
         now = self.clock()
         findings: list[Finding] = []
         for key, h in self.histories.items():
@@ -388,6 +390,7 @@ class AlertEngine:
 
     # -- lifecycle -----------------------------------------------------------------
     async def start(self) -> None:
+        await self.restore_windows()
         for name, notifier in self.notifiers.items():
             try:
                 notifier.validate()
@@ -483,13 +486,30 @@ class AlertEngine:
             log.info("alert_state_restored", alerts=len(self.alerts))
 
 
-    def _rebuild_windows(self) -> None:
-        """Error-rate and burn-rate windows from the stored probe results, for the targets
-        the saved state knows: a restart then neither resolves a burn-rate alert on the
-        first good probe nor pages it again once its windows have refilled."""
+    async def restore_windows(self) -> None:
+        """Error-rate and burn-rate windows rebuilt from the stored probe results, for the
+        targets the saved state knows: a restart then neither resolves a burn-rate alert on
+        the first good probe nor pages it again once its windows have refilled. Read in a
+        thread (days of results take a moment); evaluations wait for it."""
         if not self.histories:
             return
-        now = self.clock()
+        self._restoring = True
+        try:
+            recent, buckets = await asyncio.to_thread(self._read_windows, self.clock())
+            for target in recent.keys() | buckets.keys():
+                if target in self.histories:
+                    self.histories[target].restore(recent.get(target, []), buckets.get(target, []))
+            if recent or buckets:
+                log.info("alert_windows_restored", targets=len(recent.keys() | buckets.keys()),
+                         error_window_probes=sum(len(v) for v in recent.values()),
+                         burn_window_probes=sum(b[1] for v in buckets.values() for b in v))
+        except Exception:
+            log.exception("alert_windows_restore_failed")
+        finally:
+            self._restoring = False
+
+    def _read_windows(self, now: float) -> tuple[dict[str, list[tuple[float, bool]]], dict[str, list[list]]]:  # type: ignore[type-arg]
+        known = set(self.histories)
         err_w = max((r.window for r in self.rules if r.kind == "error_rate"), default=0.0)
         burn_w = max((w for r in self.rules if r.kind == "burn_rate" and r.objective is not None
                       for long_w, short_w, _ in [*r.objective.page, *r.objective.ticket] for w in (long_w, short_w)),
@@ -497,22 +517,17 @@ class AlertEngine:
         recent: dict[str, list[tuple[float, bool]]] = {}
         if err_w:
             for target, at, ok in self.store.outcomes_since(now - err_w, now):
-                if target in self.histories:
+                if target in known:
                     recent.setdefault(target, []).append((at, ok))
         buckets: dict[str, list[list]] = {}  # type: ignore[type-arg]
         if burn_w:
             slow = sorted(self._objectives)
             since = now - min(burn_w + BUCKET, MAX_AGE)
             for target, start, n, failed, counts in self.store.outcome_buckets(since, now, BUCKET, slow):
-                if target in self.histories:
+                if target in known:
                     buckets.setdefault(target, []).append(
                         [start, n, failed, {obj: c for obj, c in zip(slow, counts, strict=True) if c}])
-        for target in recent.keys() | buckets.keys():
-            self.histories[target].restore(recent.get(target, []), buckets.get(target, []))
-        if recent or buckets:
-            log.info("alert_windows_restored", targets=len(recent.keys() | buckets.keys()),
-                     error_window_probes=sum(len(v) for v in recent.values()),
-                     burn_window_probes=sum(b[1] for v in buckets.values() for b in v))
+        return recent, buckets
 
 
 def _fp(f: Finding) -> str:

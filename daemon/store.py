@@ -97,10 +97,22 @@ class Store:
             out[res.target] = res
         return out
 
+    def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """A long read on its own connection (WAL: it neither waits for nor blocks the
+        writers, and leaves the shared connection's lock free); :memory: uses the shared one."""
+        if self.path == ":memory:":
+            return self.execute(sql, params)
+        conn = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            return conn.execute(sql, params).fetchall()
+        finally:
+            conn.close()
+
     def outcomes_since(self, since_unix: float, until_unix: float) -> list[tuple[str, float, bool]]:
         """(target, started_at unix, ok) of every stored probe in [since, until], oldest first.
         Reads the indexed columns only (no record is parsed)."""
-        rows = self.execute(
+        rows = self.read(
             "SELECT target, started_at_ns, outcome = 'ok' FROM results "
             "WHERE started_at_ns >= ? AND started_at_ns <= ? ORDER BY started_at_ns",
             (int(since_unix * 1e9), int(until_unix * 1e9)),
@@ -119,7 +131,7 @@ class Store:
         for metric, threshold in slow:
             params += ["$." + metric, threshold]
         params += [int(since_unix * 1e9), int(until_unix * 1e9)]
-        rows = self.execute(
+        rows = self.read(
             f"SELECT target, started_at_ns / ? AS bucket, COUNT(*), SUM(outcome != 'ok'){cols} FROM results "
             "WHERE started_at_ns >= ? AND started_at_ns <= ? GROUP BY target, bucket ORDER BY bucket",
             tuple(params),

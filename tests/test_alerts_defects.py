@@ -48,6 +48,7 @@ async def test_burn_rate_alert_survives_a_restart(tmp_path: Path) -> None:
     await e.stop(1)
     store2 = Store(tmp_path / "s.db")
     e2, rec2 = engine(tmp_path, cfg, clock, store2)
+    await e2.restore_windows()  # the first thing start() does (without its delivery workers here)
     for i in range(1, 11):  # the same 25% failures after the restart
         await step(e2, clock, i % 4 != 0, dt=60, store=store2)
     sent = [k for n in kinds(rec2["pager"]) for k in n]
@@ -67,8 +68,10 @@ async def test_error_rate_alert_survives_a_restart(tmp_path: Path) -> None:
     clock.t += 30  # a short restart
     store2 = Store(tmp_path / "s.db")
     e2, rec2 = engine(tmp_path, cfg, clock, store2)
+    await e2.start()  # as the daemon does: the windows are restored before anything is evaluated
     for i in range(6):  # still failing half of the time: fewer than min_probes since the restart
         await step(e2, clock, i % 2 == 0, dt=15, store=store2)
+    await e2.stop(1)  # (its delivery workers are done after this)
     assert rec2["pager"].sent == [] and [a["rule"] for a in e2.firing()] == ["errors"]
 
 
@@ -94,6 +97,7 @@ async def test_latency_burn_rate_alert_survives_a_restart(tmp_path: Path) -> Non
     await e.stop(1)
     store2 = Store(tmp_path / "s.db")
     e2, rec2 = engine(tmp_path, cfg, clock, store2)
+    await e2.restore_windows()  # the first thing start() does (without its delivery workers here)
     await run(e2, store2, 10)
     assert rec2["pager"].sent == [] and [a["rule"] for a in e2.firing()] == ["e2e-slo"]
 
