@@ -485,7 +485,6 @@ class AlertEngine:
         if self.alerts:
             log.info("alert_state_restored", alerts=len(self.alerts))
 
-
     async def restore_windows(self) -> None:
         """Error-rate and burn-rate windows rebuilt from the stored probe results, for the
         targets the saved state knows: a restart then neither resolves a burn-rate alert on
@@ -495,7 +494,7 @@ class AlertEngine:
             return
         self._restoring = True
         try:
-            recent, buckets = await asyncio.to_thread(self._read_windows, self.clock())
+            recent, buckets = await asyncio.to_thread(self._read_windows, self.clock(), set(self.histories))
             for target in recent.keys() | buckets.keys():
                 if target in self.histories:
                     self.histories[target].restore(recent.get(target, []), buckets.get(target, []))
@@ -508,8 +507,8 @@ class AlertEngine:
         finally:
             self._restoring = False
 
-    def _read_windows(self, now: float) -> tuple[dict[str, list[tuple[float, bool]]], dict[str, list[list]]]:  # type: ignore[type-arg]
-        known = set(self.histories)
+    def _read_windows(self, now: float, known: set[str]
+                      ) -> tuple[dict[str, list[tuple[float, bool]]], dict[str, list[list]]]:  # type: ignore[type-arg]
         err_w = max((r.window for r in self.rules if r.kind == "error_rate"), default=0.0)
         burn_w = max((w for r in self.rules if r.kind == "burn_rate" and r.objective is not None
                       for long_w, short_w, _ in [*r.objective.page, *r.objective.ticket] for w in (long_w, short_w)),
