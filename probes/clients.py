@@ -12,8 +12,7 @@ import ssl
 
 import httpx
 
-from probes.netstream import stamped_transport
-from probes.runner import HEADERS
+from probes.httpclient import probe_client
 
 
 class ClientPool:
@@ -27,12 +26,7 @@ class ClientPool:
         if client is None:
             limits = httpx.Limits(max_connections=32, max_keepalive_connections=2,
                                   keepalive_expiry=self._keepalive_expiry)
-            client = httpx.AsyncClient(
-                headers=HEADERS,
-                transport=stamped_transport(verify=self._ssl, limits=limits),
-                follow_redirects=False,
-                trust_env=False,
-            )
+            client = probe_client(verify=self._ssl, limits=limits)
             self._clients[key] = client
         return client
 

@@ -1,29 +1,473 @@
-"""An asyncio-native network backend for httpcore that stamps every socket read.
+"""httpcore network backend whose reads carry the time the bytes reached this host.
 
-Two reasons. Timing: the stamp is taken the moment the bytes come off the socket, before
-h11, httpcore and httpx process them, which is when the bytes *arrived* (DESIGN §3);
-run_probe reads it from the response's `network_stream` extension. Cost: it talks to
-asyncio streams directly instead of through anyio, which at hundreds of concurrent
-streams took a large share of the CPU spent per chunk.
+A monitor must not report its own load as the provider's latency. Userland can only see
+when the event loop got round to a socket, which under hundreds of concurrent streams
+(or a busy daemon) is milliseconds after the bytes arrived. Linux stamps every received
+TCP segment in the kernel; with SO_TIMESTAMPNS, `recvmsg` hands that stamp over with the
+data. asyncio's transports read with `recv`, which drops it, so this module has a small
+socket transport of its own that reads with `recvmsg` (TLS still runs on asyncio's
+SSLProtocol over it, via `loop.start_tls`).
+
+Every read is stamped on the perf_counter clock: kernel arrival where the platform gives
+it (the wall-clock wait since the kernel stamp is taken off `perf_counter_ns()`, so clock
+steps never leak in), else the moment the loop read the socket, before h11, httpcore and
+httpx parse anything. `StampedStream.read` returns the bytes of one socket read at a time
+so `last_read_ns` is exactly theirs; `run_probe` reads it via the `network_stream`
+extension.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import ipaddress
+import select
 import socket
 import ssl
+import struct
+import sys
 import time
 import typing
 
 import httpcore
 import httpx
 
-_READ_ERRORS = (OSError, asyncio.IncompleteReadError, ConnectionError)
+# Linux: SO_TIMESTAMPNS == SCM_TIMESTAMPNS == 35 (Python's socket module lacks the name).
+_SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
+_TIMESPEC = struct.Struct("@ll")
+_ANCBUF = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+# A kernel stamp further back than this is not believed (the wall clock stepped).
+_MAX_WAIT_NS = 60 * 1_000_000_000
+_READ_SIZE = 64 * 1024  # below malloc's mmap threshold: a 256 KiB read buffer costs an mmap per read
+_INBOX_HIGH = 1 << 20  # bytes buffered before the socket stops being read
+_WRITE_HIGH, _WRITE_LOW = 64 * 1024, 16 * 1024
+_CLOSE_WAIT = 2.0
+
+_READ_ERRORS = (OSError, ConnectionError)
 
 
-def _readable(sock: socket.socket) -> bool:
-    import select
+def _enable_kernel_stamps(sock: socket.socket) -> bool:
+    if _SO_TIMESTAMPNS is None or not _ANCBUF:
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
 
+
+class RxTransport(asyncio.Transport):
+    """A non-blocking TCP/Unix socket transport that stamps every read (`last_rx_ns`)."""
+
+    _start_tls_compatible = True  # loop.start_tls accepts it
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                 protocol: asyncio.BaseProtocol) -> None:
+        super().__init__()
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._kernel = _enable_kernel_stamps(sock)
+        self._wbuf = bytearray()
+        self._flush_pending = False
+        self._writer_added = False
+        self._reading = False
+        self._closing = False
+        self._lost = False
+        self._eof_pending = False
+        self._write_paused = False
+        self._high, self._low = _WRITE_HIGH, _WRITE_LOW
+        self.last_rx_ns = 0
+        self.kernel_stamps = 0  # reads stamped by the kernel (the rest: by the loop)
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            peer = None
+        self._extra: dict[str, typing.Any] = {"socket": sock, "sockname": sock.getsockname(), "peername": peer}
+
+    def start(self) -> None:
+        self._protocol.connection_made(self)
+        self.resume_reading()
+
+    # reading
+    def _read_ready(self) -> None:
+        proto = self._protocol
+        buffered = isinstance(proto, asyncio.BufferedProtocol)
+        try:
+            if buffered:
+                buf = typing.cast(asyncio.BufferedProtocol, proto).get_buffer(-1)
+                if self._kernel:
+                    n, anc, _, _ = self._sock.recvmsg_into([buf], _ANCBUF)
+                else:
+                    n, anc = self._sock.recv_into(buf), []
+                data = b""
+            else:
+                if self._kernel:
+                    data, anc, _, _ = self._sock.recvmsg(_READ_SIZE, _ANCBUF)
+                else:
+                    data, anc = self._sock.recv(_READ_SIZE), []
+                n = len(data)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._force_close(exc)
+            return
+        now = time.perf_counter_ns()
+        stamp = now
+        for level, kind, raw in anc:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(raw) >= _TIMESPEC.size:
+                sec, nsec = _TIMESPEC.unpack_from(raw)
+                waited = time.time_ns() - (sec * 1_000_000_000 + nsec)
+                if 0 <= waited < _MAX_WAIT_NS:
+                    stamp = now - waited
+                    self.kernel_stamps += 1
+        self.last_rx_ns = stamp
+        if n == 0:
+            self._on_eof()
+            return
+        try:
+            if buffered:
+                typing.cast(asyncio.BufferedProtocol, proto).buffer_updated(n)
+            else:
+                typing.cast(asyncio.Protocol, proto).data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._force_close(exc)
+
+    def _on_eof(self) -> None:
+        self.pause_reading()
+        keep_open = False
+        try:
+            keep_open = bool(typing.cast(asyncio.Protocol, self._protocol).eof_received())
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._force_close(exc)
+            return
+        if not keep_open:
+            self.close()
+
+    def is_reading(self) -> bool:
+        return self._reading
+
+    def pause_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._closing:
+            self._reading = True
+            self._loop.add_reader(self._fd, self._read_ready)
+
+    # writing
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._lost or self._eof_pending or not data:
+            return
+        # Writes made in one loop step (h11 hands over the request head, body and end
+        # separately) leave in one send at the end of the step: one syscall per request.
+        if not self._wbuf and not self._flush_pending:
+            self._flush_pending = True
+            self._loop.call_soon(self._flush)
+        self._wbuf += data
+        if not self._write_paused and len(self._wbuf) > self._high:
+            self._write_paused = True
+            typing.cast(asyncio.Protocol, self._protocol).pause_writing()
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if self._lost or not self._wbuf:
+            return
+        self._write_ready()
+        if self._wbuf and not self._lost and not self._writer_added:
+            self._writer_added = True
+            self._loop.add_writer(self._fd, self._write_ready)
+
+    def _write_ready(self) -> None:
+        try:
+            sent = self._sock.send(self._wbuf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._force_close(exc)
+            return
+        del self._wbuf[:sent]
+        if self._write_paused and len(self._wbuf) <= self._low:
+            self._write_paused = False
+            typing.cast(asyncio.Protocol, self._protocol).resume_writing()
+        if self._wbuf:
+            return
+        if self._writer_added:
+            self._writer_added = False
+            self._loop.remove_writer(self._fd)
+        if self._closing:
+            self._schedule_lost(None)
+        elif self._eof_pending:
+            self._shutdown_write()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof_pending:
+            return
+        self._eof_pending = True
+        if not self._wbuf:
+            self._shutdown_write()
+
+    def _shutdown_write(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._wbuf)
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._low, self._high
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._high = _WRITE_HIGH if high is None else high
+        self._low = self._high // 4 if low is None else low
+
+    # lifecycle
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.pause_reading()
+        if not self._wbuf:
+            self._schedule_lost(None)
+
+    def abort(self) -> None:
+        self._force_close(None)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._lost:
+            return
+        self._wbuf.clear()
+        if self._writer_added:
+            self._writer_added = False
+            self._loop.remove_writer(self._fd)
+        self._closing = True
+        self.pause_reading()
+        self._schedule_lost(exc)
+
+    def _schedule_lost(self, exc: BaseException | None) -> None:
+        if self._lost:
+            return
+        self._lost = True
+        self._loop.call_soon(self._connection_lost, exc)
+
+    def _connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._sock.close()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._protocol = protocol
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def get_extra_info(self, name: str, default: typing.Any = None) -> typing.Any:
+        return self._extra.get(name, default)
+
+
+class _Inbox(asyncio.Protocol):
+    """Receives the (decrypted) bytes of one connection, each read with its stamp."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, rx: RxTransport | None = None) -> None:
+        self._loop = loop
+        self.rx = rx
+        self.transport: asyncio.Transport | None = None
+        self.segments: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.size = 0
+        self.eof = False
+        self.exc: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._read_paused = False
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = typing.cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        rx = self.rx
+        self.segments.append((rx.last_rx_ns if rx is not None and rx.last_rx_ns else time.perf_counter_ns(), data))
+        self.size += len(data)
+        self._wake()
+        if self.size > _INBOX_HIGH and not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        if exc is not None and self.exc is None:
+            self.exc = exc
+        self._wake()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def take(self, max_bytes: int) -> tuple[int, bytes]:
+        stamp, data = self.segments[0]
+        if len(data) > max_bytes:
+            self.segments[0] = (stamp, data[max_bytes:])
+            data = data[:max_bytes]
+        else:
+            self.segments.popleft()
+        self.size -= len(data)
+        if self._read_paused and self.size <= _INBOX_HIGH // 4 and self.transport is not None:
+            self._read_paused = False
+            self.transport.resume_reading()
+        return stamp, data
+
+    async def wait_data(self) -> None:
+        self._waiter = self._loop.create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    async def drain(self) -> None:
+        if not self._write_paused or self.closed.done():
+            return
+        self._drain = self._loop.create_future()
+        await self._drain
+
+
+class StampedStream(httpcore.AsyncNetworkStream):
+    __slots__ = ("_inbox", "_rx", "last_read_ns")
+
+    def __init__(self, rx: RxTransport, inbox: _Inbox) -> None:
+        self._rx = rx
+        self._inbox = inbox
+        self.last_read_ns = 0
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        inbox = self._inbox
+        if not inbox.segments:
+            if inbox.eof:
+                if inbox.exc is not None:
+                    raise httpcore.ReadError(str(inbox.exc) or type(inbox.exc).__name__) from inbox.exc
+                return b""
+            try:
+                if timeout is None:
+                    await inbox.wait_data()
+                else:
+                    async with asyncio.timeout(timeout):
+                        await inbox.wait_data()
+            except TimeoutError:
+                raise httpcore.ReadTimeout(f"no data for {timeout:g}s") from None
+            if not inbox.segments:
+                if inbox.exc is not None:
+                    raise httpcore.ReadError(str(inbox.exc) or type(inbox.exc).__name__) from inbox.exc
+                return b""
+        self.last_read_ns, data = inbox.take(max_bytes)
+        return data
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if not buffer:
+            return
+        inbox = self._inbox
+        if inbox.closed.done() or inbox.transport is None:
+            raise httpcore.WriteError("connection closed")
+        inbox.transport.write(buffer)
+        try:
+            if timeout is None:
+                await inbox.drain()
+            else:
+                async with asyncio.timeout(timeout):
+                    await inbox.drain()
+        except TimeoutError:
+            raise httpcore.WriteTimeout(f"write blocked for {timeout:g}s") from None
+        if inbox.exc is not None:
+            raise httpcore.WriteError(str(inbox.exc) or type(inbox.exc).__name__)
+
+    async def aclose(self) -> None:
+        inbox = self._inbox
+        if inbox.transport is not None:
+            inbox.transport.close()
+        try:
+            # a TLS close_notify exchange may hang on a dead peer: bound it, then abort
+            async with asyncio.timeout(_CLOSE_WAIT):
+                await asyncio.shield(inbox.closed)
+        except TimeoutError:
+            self._rx.abort()
+
+    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                tls = await loop.start_tls(self._rx, self._inbox, ssl_context, server_hostname=server_hostname)
+        except TimeoutError:
+            self._rx.abort()
+            raise httpcore.ConnectTimeout(f"TLS handshake took over {timeout:g}s") from None
+        except (ssl.SSLError, *_READ_ERRORS) as exc:
+            self._rx.abort()
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        if tls is None:
+            raise httpcore.ConnectError("TLS handshake failed")
+        self._inbox.transport = tls
+        return self
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        transport = self._inbox.transport
+        if info == "ssl_object":
+            return transport.get_extra_info("ssl_object") if transport is not None else None
+        if info == "client_addr":
+            return self._rx.get_extra_info("sockname")
+        if info == "server_addr":
+            return self._rx.get_extra_info("peername")
+        if info == "socket":
+            return self._rx.get_extra_info("socket")
+        if info == "is_readable":
+            # An idle keep-alive connection that is readable was closed (or spoke out of
+            # turn) by the server: httpcore then drops it instead of reusing it.
+            inbox = self._inbox
+            if inbox.eof or inbox.segments:
+                return True
+            return _readable(self._rx.get_extra_info("socket"))
+        return None
+
+
+def _readable(sock: socket.socket | None) -> bool:
+    if sock is None or sock.fileno() < 0:
+        return True
     try:
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
@@ -32,108 +476,75 @@ def _readable(sock: socket.socket) -> bool:
         return True
 
 
-class StampedStream(httpcore.AsyncNetworkStream):
-    __slots__ = ("_reader", "_writer", "last_read_ns")
+async def _resolve(host: str, port: int) -> list[tuple[int, typing.Any]]:
+    try:
+        ip = ipaddress.ip_address(host)  # a literal needs no resolver thread
+        return [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (host, port))]
+    except ValueError:
+        pass
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [(family, addr) for family, _, _, _, addr in infos]
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-        self.last_read_ns = 0
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        try:
-            if timeout is None:
-                data = await self._reader.read(max_bytes)
-            else:
-                async with asyncio.timeout(timeout):
-                    data = await self._reader.read(max_bytes)
-        except TimeoutError:
-            raise httpcore.ReadTimeout(f"no data for {timeout:g}s") from None
-        except _READ_ERRORS as exc:
-            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
-        self.last_read_ns = time.perf_counter_ns()
-        return data
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
-            return
-        try:
-            self._writer.write(buffer)
-            if timeout is None:
-                await self._writer.drain()
-            else:
-                async with asyncio.timeout(timeout):
-                    await self._writer.drain()
-        except TimeoutError:
-            raise httpcore.WriteTimeout(f"write blocked for {timeout:g}s") from None
-        except _READ_ERRORS as exc:
-            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
-
-    async def aclose(self) -> None:
-        self._writer.close()
-        try:
-            await self._writer.wait_closed()
-        except _READ_ERRORS:
-            pass
-
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"TLS handshake took over {timeout:g}s") from None
-        except (ssl.SSLError, *_READ_ERRORS) as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        return self
-
-    def get_extra_info(self, info: str) -> typing.Any:
-        if info == "ssl_object":
-            return self._writer.get_extra_info("ssl_object")
-        if info == "client_addr":
-            return self._writer.get_extra_info("sockname")
-        if info == "server_addr":
-            return self._writer.get_extra_info("peername")
-        if info == "socket":
-            return self._writer.get_extra_info("socket")
-        if info == "is_readable":
-            # An idle keep-alive connection that is readable was closed (or spoke out of
-            # turn) by the server: httpcore then drops it instead of reusing it.
-            if self._reader.at_eof() or getattr(self._reader, "_buffer", None):
-                return True
-            sock = self._writer.get_extra_info("socket")
-            return sock is None or _readable(sock)
-        return None
+def _wrap(sock: socket.socket) -> StampedStream:
+    loop = asyncio.get_running_loop()
+    inbox = _Inbox(loop)
+    rx = RxTransport(loop, sock, inbox)
+    inbox.rx = rx
+    rx.start()
+    return StampedStream(rx, inbox)
 
 
 class StampedBackend(httpcore.AsyncNetworkBackend):
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                           socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None) -> StampedStream:
+        loop = asyncio.get_running_loop()
+        last: OSError | None = None
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host, port, local_addr=(local_address, 0) if local_address else None, limit=1 << 20)
+                for family, addr in await _resolve(host, port):
+                    sock = socket.socket(family, socket.SOCK_STREAM)
+                    try:
+                        sock.setblocking(False)
+                        if local_address:
+                            sock.bind((local_address, 0))
+                        await loop.sock_connect(sock, addr)
+                    except OSError as exc:
+                        sock.close()
+                        last = exc
+                        continue
+                    except BaseException:
+                        sock.close()
+                        raise
+                    break
+                else:
+                    raise last or OSError(f"no address for {host}")
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"connect to {host}:{port} took over {timeout:g}s") from None
         except OSError as exc:
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            for opt in socket_options or ():
-                sock.setsockopt(*opt)
-        return StampedStream(reader, writer)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for opt in socket_options or ():
+            sock.setsockopt(*opt)
+        return _wrap(sock)
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None) -> StampedStream:
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
+            sock.setblocking(False)
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_unix_connection(path)
+                await loop.sock_connect(sock, path)
         except TimeoutError:
+            sock.close()
             raise httpcore.ConnectTimeout(f"connect to {path} took over {timeout:g}s") from None
         except OSError as exc:
+            sock.close()
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
-        return StampedStream(reader, writer)
+        for opt in socket_options or ():
+            sock.setsockopt(*opt)
+        return _wrap(sock)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
@@ -160,6 +571,6 @@ def stamped_transport(*, verify: ssl.SSLContext | bool = True, limits: httpx.Lim
 
 
 def arrival_ns(network_stream: object | None) -> int:
-    """When the bytes just handed to us came off the socket (now, if unknown)."""
+    """When the bytes just handed to us reached this host (now, if unknown)."""
     t = getattr(network_stream, "last_read_ns", 0)
     return t if t else time.perf_counter_ns()

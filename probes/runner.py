@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import typing
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -17,7 +18,8 @@ import httpx
 
 from probes import expect
 from probes.framing import FramingError, new_decoder
-from probes.netstream import arrival_ns, stamped_transport
+from probes.httpclient import HEADERS, parsed_url, probe_client
+from probes.netstream import arrival_ns
 from probes.protocol import StreamProtocolError
 from probes.registry import protocol_for
 from probes.result import Outcome, ProbeResult
@@ -33,20 +35,13 @@ _MAX_ERROR_BODY = 64 * 1024
 # simulator benchmark uses it to compare our stamps with the server's write times.
 TokenHook = Callable[[int], None]
 
-
-# No compression: a compressor on the path may hold stream bytes back.
-HEADERS = {"accept-encoding": "identity", "user-agent": "llm-canary/0.1"}
+__all__ = ["HEADERS", "TokenHook", "new_client", "prompt_for", "run_probe"]
 
 
 def new_client(max_connections: int = 1000) -> httpx.AsyncClient:
     """A client for one-off probes (the daemon uses probes.clients.ClientPool)."""
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=200)
-    return httpx.AsyncClient(
-        headers=HEADERS,
-        transport=stamped_transport(limits=limits),
-        follow_redirects=False,
-        trust_env=False,
-    )
+    return probe_client(limits=limits)
 
 
 def prompt_for(target: ProbeTarget) -> str:
@@ -86,14 +81,17 @@ async def run_probe(
     )
     try:
         async with asyncio.timeout(target.timeout):
-            async with client.stream(
+            # Built directly (not client.stream): the URL is parsed once per target, and
+            # client-level merging has nothing to add (no cookies, no params, no auth).
+            http_request = httpx.Request(
                 request.method,
-                request.url,
-                headers=request.headers,
+                parsed_url(request.url),
+                headers={**HEADERS, **request.headers},
                 content=request.body,
-                timeout=timeout,
-                extensions={"trace": _tracer(tl)},
-            ) as resp:
+                extensions={"timeout": timeout.as_dict(), "trace": _tracer(tl)},
+            )
+            resp = await client.send(http_request, stream=True)
+            try:
                 net = resp.extensions.get("network_stream")
                 # the socket read that completed the headers (the trace stamps after parsing)
                 tl.headers_ns = arrival_ns(net)
@@ -110,7 +108,8 @@ async def run_probe(
                     error = protocol.error_message(status, body)
                 else:
                     decoder = new_decoder(protocol.framing)
-                    async for chunk in resp.aiter_raw():
+                    # the transport's byte stream itself: aiter_raw re-chunks and counts on top
+                    async for chunk in typing.cast(httpx.AsyncByteStream, resp.stream):
                         t = arrival_ns(net)  # when these bytes came off the socket
                         tl.last_byte_ns = t
                         for frame in decoder.feed(chunk):
@@ -144,6 +143,8 @@ async def run_probe(
                     if outcome is None and not tl.terminal:
                         outcome = Outcome.STREAM_ERROR
                         error = "stream ended without a terminal event (truncated)"
+            finally:
+                await resp.aclose()
     except TimeoutError:
         outcome = Outcome.TIMEOUT
         tokens_before_error = len(tl.token_stamps)
