@@ -110,9 +110,7 @@ class RxTransport(asyncio.Transport):
                 n = len(data)
         except (BlockingIOError, InterruptedError):
             return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
+        except Exception as exc:
             self._force_close(exc)
             return
         now = time.perf_counter_ns()
@@ -133,9 +131,7 @@ class RxTransport(asyncio.Transport):
                 typing.cast(asyncio.BufferedProtocol, proto).buffer_updated(n)
             else:
                 typing.cast(asyncio.Protocol, proto).data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
+        except Exception as exc:
             self._force_close(exc)
 
     def _on_eof(self) -> None:
@@ -143,9 +139,7 @@ class RxTransport(asyncio.Transport):
         keep_open = False
         try:
             keep_open = bool(typing.cast(asyncio.Protocol, self._protocol).eof_received())
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
+        except Exception as exc:
             self._force_close(exc)
             return
         if not keep_open:
@@ -192,9 +186,7 @@ class RxTransport(asyncio.Transport):
             sent = self._sock.send(self._wbuf)
         except (BlockingIOError, InterruptedError):
             return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
+        except Exception as exc:
             self._force_close(exc)
             return
         del self._wbuf[:sent]
@@ -252,7 +244,7 @@ class RxTransport(asyncio.Transport):
     def abort(self) -> None:
         self._force_close(None)
 
-    def _force_close(self, exc: BaseException | None) -> None:
+    def _force_close(self, exc: Exception | None) -> None:
         if self._lost:
             return
         self._wbuf.clear()
@@ -263,13 +255,13 @@ class RxTransport(asyncio.Transport):
         self.pause_reading()
         self._schedule_lost(exc)
 
-    def _schedule_lost(self, exc: BaseException | None) -> None:
+    def _schedule_lost(self, exc: Exception | None) -> None:
         if self._lost:
             return
         self._lost = True
         self._loop.call_soon(self._connection_lost, exc)
 
-    def _connection_lost(self, exc: BaseException | None) -> None:
+    def _connection_lost(self, exc: Exception | None) -> None:
         try:
             self._protocol.connection_lost(exc)
         finally:
