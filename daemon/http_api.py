@@ -111,11 +111,8 @@ def _alert_routes(app: web.Application, daemon: Daemon) -> None:
     async def alert_test(request: web.Request) -> web.Response:
         if daemon.alerts is None:
             return _json(503, {"error": "alerting is disabled"})
-        result = http_routes.alert_test(engine_or_503(), request.match_info["receiver"])
-        if hasattr(result, "__await__"):
-            result = await result
-        status, out = result
-        return _json(status, out)
+        code, body = await http_routes.alert_test(engine_or_503(), request.match_info["receiver"])
+        return _json(code, body)
 
     app.router.add_get("/api/v1/alerts", alerts_get)
     app.router.add_get("/api/v1/silences", silences_get)

@@ -20,6 +20,7 @@ from daemon.aggregator import WINDOWS, Aggregator
 from daemon.budget import BudgetTracker, probe_cost
 from daemon.collector import Collector
 from daemon.config import ConfigError, Settings, load_settings, read_secret
+from daemon.gcpolicy import GcPolicy
 from daemon.http_api import build_app
 from daemon.metrics import Metrics, QuantileCollector
 from daemon.scheduler import ProbeScheduler, Scheduled
@@ -75,6 +76,7 @@ class Daemon:
         self.collector = Collector(self.metrics, settings.scheduler.collector_queue)
         self.budget = BudgetTracker(settings.budgets, self.metrics)
         self.loop_monitor = LoopMonitor(self.metrics)
+        self.gc_policy = GcPolicy()
         self.last: dict[str, ProbeResult] = {}
         self.sinks: dict[str, Sink] = {}
         self.detector: Any = None
@@ -217,6 +219,11 @@ class Daemon:
             if hasattr(self.alerts, "set_verdicts"):
                 self.alerts.set_verdicts(self.verdicts)
             await self.alerts.evaluate()
+
+    async def _gc_loop(self) -> None:
+        while True:
+            await asyncio.sleep(5.0)
+            self.gc_policy.tick(self.readiness()[0])
 
     async def _save_loop(self) -> None:
         while True:
@@ -361,6 +368,7 @@ class Daemon:
             self._tasks = [
                 asyncio.create_task(self._evaluate_loop(), name="evaluate"),
                 asyncio.create_task(self._save_loop(), name="save-state"),
+                asyncio.create_task(self._gc_loop(), name="gc-policy"),
             ]
             log.info("daemon_started", config=self.source, listen=s.http.listen, targets=len(self._targets),
                      region=s.region, url=f"http://{s.http.listen}/")
@@ -432,6 +440,7 @@ class Daemon:
                 self.sinks["influxdb"] = sink
                 await sink.start()
         self._subscribe_all()
+        self.gc_policy.targets_changed()
         self.metrics.config_reloads.labels("applied").inc()
         log.info("config_reloaded", **{k: len(v) for k, v in diff.items()}, targets=len(targets))
 

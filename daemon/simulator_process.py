@@ -18,10 +18,12 @@ class SimulatorStartError(RuntimeError):
 @asynccontextmanager
 async def simulator_process(cfg: SimulatorConfig, start_timeout: float = 20.0) -> AsyncIterator[str]:
     """Start `python -m probes.simulator`, yield its base URL, stop it on exit."""
-    cmd = [sys.executable, "-m", "probes.simulator", "--host", cfg.host, "--port", str(cfg.port)]
+    # stdin stays a pipe we never write: when this process dies, however, it closes and
+    # the simulator exits with it (no orphan holding the port).
+    cmd = [sys.executable, "-m", "probes.simulator", "--host", cfg.host, "--port", str(cfg.port), "--exit-with-parent"]
     if cfg.scenario:
         cmd += ["--scenario", cfg.scenario]
-    proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(*cmd, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
     try:
         assert proc.stdout is not None
         try:

@@ -122,11 +122,40 @@ class SSEDecoder:
         self._first = True
 
     def feed(self, chunk: bytes) -> list[Frame]:
+        fast = self._fast(chunk)
+        if fast is not None:
+            return fast
         out: list[Frame] = []
         for raw in self._lines.feed(chunk):
             ev = self._line(raw)
             if ev is not None:
                 out.append(ev)
+        return out
+
+    def _fast(self, chunk: bytes) -> list[Frame] | None:
+        """The shape nearly every token arrives in: whole `data: ...` events, LF-ended,
+        with nothing pending. Anything else (CR, comments, other fields, multi-line data,
+        a partial event, the first bytes with a possible BOM) takes the general path."""
+        if (
+            self._first
+            or self._data
+            or self._extra
+            or self._event is not None
+            or self._lines._buf
+            or self._lines._skip_lf
+            or not chunk.endswith(b"\n\n")
+            or b"\r" in chunk
+        ):
+            return None
+        out: list[Frame] = []
+        for block in chunk[:-2].split(b"\n\n"):
+            if not block.startswith(b"data:") or b"\n" in block:
+                return None  # nothing consumed yet: the general path starts from scratch
+            value = block[6:] if block[5:6] == b" " else block[5:]
+            try:
+                out.append(SSEEvent("message", value.decode("utf-8"), self._id))
+            except UnicodeDecodeError as exc:
+                raise FramingError(f"invalid UTF-8 in event stream: {exc}") from None
         return out
 
     def close(self) -> list[Frame]:

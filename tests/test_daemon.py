@@ -175,3 +175,29 @@ def test_status_json_is_stable(daemon_factory) -> None:  # type: ignore[no-untyp
     last = st["targets"][0]["last"]
     assert set(last) >= {"ttft", "e2e", "outcome", "started_at", "output_tokens"}
     json.dumps(st)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_a_killed_daemon_takes_its_simulator_with_it(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    if not Path("/proc/self/task").exists():
+        import pytest
+
+        pytest.skip("needs /proc")
+    d = daemon_factory(CONFIG)
+    d.wait_ready()
+    children = Path(f"/proc/{d.proc.pid}/task/{d.proc.pid}/children").read_text().split()
+    sims = [int(c) for c in children if b"probes.simulator" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert len(sims) == 1
+    d.proc.kill()  # no chance to clean up: SIGKILL
+    d.proc.wait()
+    deadline = time.monotonic() + 10
+    while _alive(sims[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(sims[0]), "the simulator outlived its daemon"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 
@@ -22,10 +23,29 @@ async def _serve(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if args.exit_with_parent:
+        _stop_on_stdin_eof(loop, stop)
     async with Simulator(scenario, args.host, args.port, truth_log=args.truth_log) as sim:
         print(json.dumps({"listening": f"{sim.host}:{sim.port}"}), flush=True)
         await stop.wait()
     return 0
+
+
+def _stop_on_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    """Stop when the parent's end of our stdin pipe closes: a daemon killed with SIGKILL
+    (or crashed) must not leave its simulator behind holding the port."""
+    fd = sys.stdin.fileno()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            stop.set()
+
+    loop.add_reader(fd, readable)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--scenario", help="scenario YAML (default: the built-in one)")
     ap.add_argument("--truth-log", help="JSON lines: when each token was written (ground truth)")
+    ap.add_argument("--exit-with-parent", action="store_true",
+                    help="exit when stdin reaches EOF (the parent process died); used by `llm-canary run`")
     args = ap.parse_args(argv)
     try:
         return asyncio.run(_serve(args))

@@ -1,0 +1,43 @@
+"""The GC policy freezes the long-lived heap once all targets are probed, after a
+reload's targets are, and hourly; never before."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from daemon.gcpolicy import REFREEZE_EVERY, GcPolicy
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze() -> Iterator[None]:
+    gc.unfreeze()
+    yield
+    gc.unfreeze()
+
+
+def test_freezes_after_the_first_cycle_then_hourly_and_after_reloads() -> None:
+    p = GcPolicy()
+    assert not p.tick(False, now=10.0) and gc.get_freeze_count() == 0  # first cycle not done yet
+    assert p.tick(True, now=20.0) and gc.get_freeze_count() > 0
+    assert not p.tick(True, now=30.0)
+    gc.unfreeze()
+    assert p.tick(True, now=20.0 + REFREEZE_EVERY)  # baselines grew: refreeze hourly
+    p.targets_changed()
+    assert not p.tick(False, now=20.0 + REFREEZE_EVERY + 5)  # new targets not all probed yet
+    assert p.tick(True, now=20.0 + REFREEZE_EVERY + 10)
+
+
+def test_frozen_objects_are_still_freed_by_reference_counting() -> None:
+    import weakref
+
+    class Series:
+        pass
+
+    s = Series()
+    ref = weakref.ref(s)
+    GcPolicy().tick(True, now=1.0)
+    del s
+    assert ref() is None
