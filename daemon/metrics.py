@@ -6,12 +6,19 @@ never rename. Labels are bounded: target labels come from config, never from res
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+import time
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import prometheus_client.metrics as _pm
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import INF, floatToGoString
 
 from probes.result import Outcome, ProbeResult
 
@@ -25,24 +32,255 @@ TPS_BUCKETS = (1, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
 PHASES = ("connect", "tls", "ttfb", "ttft", "generation")
 
 
+Key = tuple[str, ...]
+
+
+def _use_created() -> bool:
+    """Follow prometheus_client's switch (PROMETHEUS_DISABLE_CREATED_SERIES / disable_created_metrics)."""
+    return bool(getattr(_pm, "_use_created", True))
+
+
+class _Family(Collector):
+    """A labelled metric family stored compactly and exported through a custom collector.
+
+    prometheus_client's own label children cost a lock plus one value object (and its lock)
+    per bucket; at 1,000+ targets that is hundreds of thousands of GC-tracked objects. Here a
+    family is one dict {label tuple -> row} and one lock; rows are `array('d')` (not tracked
+    by the GC) or plain floats. Exposition (names, types, HELP, label order, series order,
+    values, `_created`) is the one prometheus_client produces for the same observations.
+    """
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
+        self._name = name
+        self._doc = documentation
+        self._labelnames = tuple(labelnames)
+        self._lock = threading.Lock()
+
+    def _key(self, values: tuple[Any, ...], kw: dict[str, Any]) -> Key:
+        if values and kw:
+            raise ValueError("Can't pass both *args and **kwargs")
+        if kw:
+            if sorted(kw) != sorted(self._labelnames):
+                raise ValueError("Incorrect label names")
+            return tuple(str(kw[n]) for n in self._labelnames)
+        if len(values) != len(self._labelnames):
+            raise ValueError("Incorrect label count")
+        return tuple(str(v) for v in values)
+
+    def _discard(self, key: Key) -> None:
+        raise NotImplementedError
+
+    def remove(self, *values: Any) -> None:
+        """Like prometheus_client's `remove` (a missing series is not an error here)."""
+        self._discard(tuple(str(v) for v in values))
+
+    def discard(self, key: Key) -> None:
+        self._discard(key)
+
+
+class _Child:
+    """What `family.labels(...)` returns: a handle, not storage (prometheus_client's API)."""
+
+    __slots__ = ("_family", "_key")
+
+    def __init__(self, family: Any, key: Key) -> None:
+        self._family = family
+        self._key = key
+
+    def inc(self, amount: float = 1) -> None:
+        self._family.inc_key(self._key, amount)
+
+    def set(self, value: float) -> None:
+        self._family.set_key(self._key, value)
+
+    def observe(self, amount: float) -> None:
+        self._family.observe_key(self._key, amount)
+
+
+class CompactHistogram(_Family):
+    """Histogram family: row = per-bucket counts (non-cumulative) + sum + created, cumulated at collect."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float],
+                 registry: CollectorRegistry) -> None:
+        super().__init__(name, documentation, labelnames)
+        bounds = [float(b) for b in buckets]
+        if bounds != sorted(bounds):
+            raise ValueError("Buckets not in sorted order")
+        if bounds[-1] != INF:
+            bounds.append(INF)
+        self._bounds = tuple(bounds)
+        self._les = tuple(floatToGoString(b) for b in bounds)
+        self._n = len(bounds)
+        self._zero = array("d", bytes(8 * (self._n + 2)))
+        self._series: dict[Key, array[float]] = {}
+        registry.register(self)
+
+    def _row(self, key: Key) -> array[float]:
+        row = self._series.get(key)
+        if row is None:
+            new = array("d", self._zero)
+            new[-1] = time.time()
+            with self._lock:
+                row = self._series.setdefault(key, new)
+        return row
+
+    def labels(self, *values: Any, **kw: Any) -> _Child:
+        key = self._key(values, kw)
+        self._row(key)
+        return _Child(self, key)
+
+    def observe_key(self, key: Key, amount: float) -> None:
+        row = self._series.get(key)
+        if row is None:
+            row = self._row(key)
+        with self._lock:
+            if amount <= INF:  # NaN goes into no bucket (like prometheus_client), only into the sum
+                row[bisect_left(self._bounds, amount)] += 1.0
+            row[self._n] += amount
+
+    def observe_many(self, key: Key, amounts: Iterable[float]) -> None:
+        """Observe each amount in order (the sum is accumulated exactly as one-by-one would)."""
+        row = self._series.get(key)
+        if row is None:
+            row = self._row(key)
+        bounds, n, bl = self._bounds, self._n, bisect_left
+        with self._lock:
+            s = row[n]
+            for a in amounts:
+                if a <= INF:
+                    row[bl(bounds, a)] += 1.0
+                s += a
+            row[n] = s
+
+    def _discard(self, key: Key) -> None:
+        with self._lock:
+            self._series.pop(key, None)
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self._name, self._doc, labels=self._labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            snap = [(k, r.tolist()) for k, r in self._series.items()]
+        fam = HistogramMetricFamily(self._name, self._doc, labels=self._labelnames)
+        created, les, n, names, cname = _use_created(), self._les, self._n, self._labelnames, self._name + "_created"
+        for key, vals in snap:
+            acc = 0.0
+            buckets: list[tuple[str, float]] = []
+            for i in range(n):
+                acc += vals[i]
+                buckets.append((les[i], acc))
+            fam.add_metric(key, buckets, vals[n])
+            if created:
+                fam.add_sample(cname, dict(zip(names, key, strict=True)), vals[n + 1])
+        yield fam
+
+
+class CompactCounter(_Family):
+    """Counter family: row = array('d', [value, created])."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        super().__init__(name, documentation, labelnames)
+        self._series: dict[Key, array[float]] = {}
+        registry.register(self)
+
+    def ensure(self, key: Key) -> array[float]:
+        row = self._series.get(key)
+        if row is None:
+            new = array("d", (0.0, time.time()))
+            with self._lock:
+                row = self._series.setdefault(key, new)
+        return row
+
+    def labels(self, *values: Any, **kw: Any) -> _Child:
+        key = self._key(values, kw)
+        self.ensure(key)
+        return _Child(self, key)
+
+    def inc_key(self, key: Key, amount: float = 1) -> None:
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        row = self._series.get(key)
+        if row is None:
+            row = self.ensure(key)
+        with self._lock:
+            row[0] += amount
+
+    def _discard(self, key: Key) -> None:
+        with self._lock:
+            self._series.pop(key, None)
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._doc, labels=self._labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            snap = [(k, r[0], r[1]) for k, r in self._series.items()]
+        fam = CounterMetricFamily(self._name, self._doc, labels=self._labelnames)
+        created = _use_created()
+        for key, value, ts in snap:
+            fam.add_metric(key, value, created=ts if created else None)
+        yield fam
+
+
+class CompactGauge(_Family):
+    """Gauge family: {label tuple -> float}."""
+
+    def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
+        super().__init__(name, documentation, labelnames)
+        self._series: dict[Key, float] = {}
+        registry.register(self)
+
+    def labels(self, *values: Any, **kw: Any) -> _Child:
+        key = self._key(values, kw)
+        with self._lock:
+            self._series.setdefault(key, 0.0)
+        return _Child(self, key)
+
+    def set_key(self, key: Key, value: float) -> None:
+        value = float(value)
+        with self._lock:
+            self._series[key] = value
+
+    def inc_key(self, key: Key, amount: float = 1) -> None:
+        with self._lock:
+            self._series[key] = self._series.get(key, 0.0) + amount
+
+    def _discard(self, key: Key) -> None:
+        with self._lock:
+            self._series.pop(key, None)
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self._name, self._doc, labels=self._labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            snap = list(self._series.items())
+        fam = GaugeMetricFamily(self._name, self._doc, labels=self._labelnames)
+        for key, value in snap:
+            fam.add_metric(key, value)
+        yield fam
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.ttft = Histogram("llm_canary_probe_ttft_seconds", "Time to first token (text or reasoning), from the start of the request.", TARGET, buckets=LATENCY_BUCKETS, registry=r)
-        self.ttft_content = Histogram("llm_canary_probe_ttft_content_seconds", "Time to first visible text token (differs from ttft for reasoning models).", TARGET, buckets=LATENCY_BUCKETS, registry=r)
-        self.e2e = Histogram("llm_canary_probe_e2e_seconds", "Time from the start of the request to the end of the stream.", TARGET, buckets=LATENCY_BUCKETS, registry=r)
-        self.itl = Histogram("llm_canary_probe_itl_seconds", "Gaps between consecutive token-bearing chunks.", TARGET, buckets=ITL_BUCKETS, registry=r)
-        self.tpot = Histogram("llm_canary_probe_tpot_seconds", "Time per output token after the first: (e2e - ttft) / (output_tokens - 1).", TARGET, buckets=TPOT_BUCKETS, registry=r)
-        self.phase = Histogram("llm_canary_probe_phase_seconds", "Duration of each phase of a probe (connect, tls, ttfb, ttft, generation).", (*TARGET, "phase"), buckets=LATENCY_BUCKETS, registry=r)
-        self.tps = Histogram("llm_canary_output_tokens_per_second", "Output tokens per second after the first token.", TARGET, buckets=TPS_BUCKETS, registry=r)
-        self.probes = Counter("llm_canary_probes_total", "Probes by outcome.", (*TARGET, "outcome"), registry=r)
-        self.success = Gauge("llm_canary_probe_success", "Whether the last probe succeeded (1) or not (0).", TARGET, registry=r)
-        self.last_probe = Gauge("llm_canary_probe_last_timestamp_seconds", "Unix time the last probe of a target started.", TARGET, registry=r)
-        self.tokens = Counter("llm_canary_tokens_total", "Tokens spent on probes.", (*TARGET, "direction"), registry=r)
-        self.cost = Counter("llm_canary_probe_cost_usd_total", "Estimated probe cost in USD (config prices).", TARGET, registry=r)
-        self.rate_limit_remaining = Gauge("llm_canary_rate_limit_remaining", "Provider-reported remaining rate limit (from response headers).", (*TARGET, "kind"), registry=r)
-        self.anomaly = Gauge("llm_canary_anomaly_score", "Anomaly score of the latest probes against the baseline (>= 1 is anomalous).", (*TARGET, "metric"), registry=r)
+        # Per-target families are compact (see _Family); registration order = exposition order.
+        self.ttft = CompactHistogram("llm_canary_probe_ttft_seconds", "Time to first token (text or reasoning), from the start of the request.", TARGET, LATENCY_BUCKETS, r)
+        self.ttft_content = CompactHistogram("llm_canary_probe_ttft_content_seconds", "Time to first visible text token (differs from ttft for reasoning models).", TARGET, LATENCY_BUCKETS, r)
+        self.e2e = CompactHistogram("llm_canary_probe_e2e_seconds", "Time from the start of the request to the end of the stream.", TARGET, LATENCY_BUCKETS, r)
+        self.itl = CompactHistogram("llm_canary_probe_itl_seconds", "Gaps between consecutive token-bearing chunks.", TARGET, ITL_BUCKETS, r)
+        self.tpot = CompactHistogram("llm_canary_probe_tpot_seconds", "Time per output token after the first: (e2e - ttft) / (output_tokens - 1).", TARGET, TPOT_BUCKETS, r)
+        self.phase = CompactHistogram("llm_canary_probe_phase_seconds", "Duration of each phase of a probe (connect, tls, ttfb, ttft, generation).", (*TARGET, "phase"), LATENCY_BUCKETS, r)
+        self.tps = CompactHistogram("llm_canary_output_tokens_per_second", "Output tokens per second after the first token.", TARGET, TPS_BUCKETS, r)
+        self.probes = CompactCounter("llm_canary_probes_total", "Probes by outcome.", (*TARGET, "outcome"), r)
+        self.success = CompactGauge("llm_canary_probe_success", "Whether the last probe succeeded (1) or not (0).", TARGET, r)
+        self.last_probe = CompactGauge("llm_canary_probe_last_timestamp_seconds", "Unix time the last probe of a target started.", TARGET, r)
+        self.tokens = CompactCounter("llm_canary_tokens_total", "Tokens spent on probes.", (*TARGET, "direction"), r)
+        self.cost = CompactCounter("llm_canary_probe_cost_usd_total", "Estimated probe cost in USD (config prices).", TARGET, r)
+        self.rate_limit_remaining = CompactGauge("llm_canary_rate_limit_remaining", "Provider-reported remaining rate limit (from response headers).", (*TARGET, "kind"), r)
+        self.anomaly = CompactGauge("llm_canary_anomaly_score", "Anomaly score of the latest probes against the baseline (>= 1 is anomalous).", (*TARGET, "metric"), r)
         self.alerts_firing = Gauge("llm_canary_alerts_firing", "Alerts currently firing.", ("rule", "severity"), registry=r)
         self.notifications = Counter("llm_canary_notifications_total", "Notifications sent, by receiver and outcome.", ("receiver", "outcome"), registry=r)
         # self-monitoring
@@ -51,7 +289,7 @@ class Metrics:
         self.queue_depth = Gauge("llm_canary_queue_depth", "Items waiting in an internal queue.", ("queue",), registry=r)
         self.queue_dropped = Counter("llm_canary_queue_dropped_total", "Items dropped from a full internal queue (oldest first).", ("queue",), registry=r)
         self.sink_errors = Counter("llm_canary_sink_errors_total", "Errors writing to a sink.", ("sink",), registry=r)
-        self.skipped = Counter("llm_canary_probes_skipped_total", "Scheduled probes not run, by reason.", (*TARGET, "reason"), registry=r)
+        self.skipped = CompactCounter("llm_canary_probes_skipped_total", "Scheduled probes not run, by reason.", (*TARGET, "reason"), r)
         self.budget_paused = Gauge("llm_canary_budget_paused", "1 while probing is paused by a daily budget.", ("budget",), registry=r)
         self.in_flight = Gauge("llm_canary_probes_in_flight", "Probes currently running.", registry=r)
         self.targets = Gauge("llm_canary_targets", "Configured targets.", registry=r)
@@ -65,60 +303,58 @@ class Metrics:
         self._outcomes = tuple(o.value for o in Outcome)
 
     def observe(self, r: ProbeResult, cost_usd: float | None = None) -> None:
-        lv = (r.provider, r.model, r.probe, r.region)
+        lv: Key = (r.provider, r.model, r.probe, r.region)
+        probes = self.probes
         for o in self._outcomes:
-            self.probes.labels(*lv, o)
-        self.probes.labels(*lv, r.outcome.value).inc()
-        self.success.labels(*lv).set(1 if r.ok else 0)
-        self.last_probe.labels(*lv).set(r.started_at.timestamp())
+            probes.ensure((*lv, o))
+        probes.inc_key((*lv, r.outcome.value))
+        self.success.set_key(lv, 1 if r.ok else 0)
+        self.last_probe.set_key(lv, r.started_at.timestamp())
         if r.output_tokens:
-            self.tokens.labels(*lv, "output").inc(r.output_tokens)
+            self.tokens.inc_key((*lv, "output"), r.output_tokens)
         if r.input_tokens:
-            self.tokens.labels(*lv, "input").inc(r.input_tokens)
+            self.tokens.inc_key((*lv, "input"), r.input_tokens)
         if cost_usd:
-            self.cost.labels(*lv).inc(cost_usd)
+            self.cost.inc_key(lv, cost_usd)
         for kind, value in _remaining(r.rate_limit):
-            self.rate_limit_remaining.labels(*lv, kind).set(value)
+            self.rate_limit_remaining.set_key((*lv, kind), value)
+        phase = self.phase
         if r.connect is not None:
-            self.phase.labels(*lv, "connect").observe(r.connect)
+            phase.observe_key((*lv, "connect"), r.connect)
         if r.tls is not None:
-            self.phase.labels(*lv, "tls").observe(r.tls)
+            phase.observe_key((*lv, "tls"), r.tls)
         if r.ttfb is not None:
-            self.phase.labels(*lv, "ttfb").observe(r.ttfb)
+            phase.observe_key((*lv, "ttfb"), r.ttfb)
         if not r.ok:
             return  # latency of failed probes would pollute the distributions
         if r.ttft is not None:
-            self.ttft.labels(*lv).observe(r.ttft)
-            self.phase.labels(*lv, "ttft").observe(r.ttft)
+            self.ttft.observe_key(lv, r.ttft)
+            phase.observe_key((*lv, "ttft"), r.ttft)
         if r.ttft_content is not None:
-            self.ttft_content.labels(*lv).observe(r.ttft_content)
+            self.ttft_content.observe_key(lv, r.ttft_content)
         if r.e2e is not None:
-            self.e2e.labels(*lv).observe(r.e2e)
+            self.e2e.observe_key(lv, r.e2e)
             if r.ttft is not None:
-                self.phase.labels(*lv, "generation").observe(max(0.0, r.e2e - r.ttft))
+                phase.observe_key((*lv, "generation"), max(0.0, r.e2e - r.ttft))
         if r.tpot is not None:
-            self.tpot.labels(*lv).observe(r.tpot)
+            self.tpot.observe_key(lv, r.tpot)
         if r.output_tps is not None:
-            self.tps.labels(*lv).observe(r.output_tps)
+            self.tps.observe_key(lv, r.output_tps)
         if r.itls:
-            h = self.itl.labels(*lv)
-            for gap in r.itls:
-                h.observe(gap)
+            self.itl.observe_many(lv, r.itls)
 
     def forget(self, labels: dict[str, str]) -> None:
         """Remove a deleted target's series (reload), so dashboards don't show ghosts."""
-        lv = (labels["provider"], labels["model"], labels["probe"], labels["region"])
-        for m in (self.ttft, self.ttft_content, self.e2e, self.itl, self.tpot, self.tps, self.success, self.last_probe, self.cost):
-            try:
-                m.remove(*lv)
-            except KeyError:
-                pass
-        for family, extra in ((self.probes, self._outcomes), (self.tokens, ("input", "output")), (self.phase, PHASES)):
+        lv: Key = (labels["provider"], labels["model"], labels["probe"], labels["region"])
+        fams: tuple[_Family, ...] = (self.ttft, self.ttft_content, self.e2e, self.itl, self.tpot, self.tps,
+                                     self.success, self.last_probe, self.cost)
+        for m in fams:
+            m.discard(lv)
+        extras: tuple[tuple[_Family, tuple[str, ...]], ...] = (
+            (self.probes, self._outcomes), (self.tokens, ("input", "output")), (self.phase, PHASES))
+        for family, extra in extras:
             for e in extra:
-                try:
-                    family.remove(*lv, e)
-                except KeyError:
-                    pass
+                family.discard((*lv, e))
 
 
 def _remaining(headers: dict[str, str]) -> Iterator[tuple[str, float]]:
