@@ -50,8 +50,10 @@ class _Family(Collector):
     values, `_created`) is the one prometheus_client produces for the same observations.
     """
 
+    _type = "untyped"  # _name/_labelnames/_type mirror prometheus_client's wrappers (introspected by tests)
+
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
-        self._name = name
+        self._name = name.removesuffix("_total") if self._type == "counter" else name
         self._doc = documentation
         self._labelnames = tuple(labelnames)
         self._lock = threading.Lock()
@@ -99,6 +101,8 @@ class _Child:
 
 class CompactHistogram(_Family):
     """Histogram family: row = per-bucket counts (non-cumulative) + sum + created, cumulated at collect."""
+
+    _type = "histogram"
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], buckets: Sequence[float],
                  registry: CollectorRegistry) -> None:
@@ -179,6 +183,8 @@ class CompactHistogram(_Family):
 class CompactCounter(_Family):
     """Counter family: row = array('d', [value, created])."""
 
+    _type = "counter"
+
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
         super().__init__(name, documentation, labelnames)
         self._series: dict[Key, array[float]] = {}
@@ -225,6 +231,8 @@ class CompactCounter(_Family):
 
 class CompactGauge(_Family):
     """Gauge family: {label tuple -> float}."""
+
+    _type = "gauge"
 
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry) -> None:
         super().__init__(name, documentation, labelnames)
