@@ -11,6 +11,7 @@ memory stays bounded at 1,000 targets and accuracy is 1% where HDR is used.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -167,9 +168,17 @@ class Aggregator:
         self._clock = clock
         self._series: dict[tuple[str, str], dict[str, WindowedDistribution]] = {}
         self.labels: dict[str, dict[str, str]] = {}
+        # /metrics renders in a worker thread (a scrape of 1,000 targets takes seconds of
+        # CPU); the windows expire slices on read, so every access takes this lock. The
+        # scrape takes it once per series, so the loop never waits longer than one series.
+        self._lock = threading.Lock()
 
     def observe(self, result: ProbeResult, at: float | None = None) -> None:
         """Add a result that completed at `at` (unix; default now). Replays go in time order."""
+        with self._lock:
+            self._observe(result, at)
+
+    def _observe(self, result: ProbeResult, at: float | None) -> None:
         key = result.target
         self.labels[key] = {
             "provider": result.provider,
@@ -192,6 +201,10 @@ class Aggregator:
 
     def forget(self, keep: set[str]) -> None:
         """Drop series of targets no longer configured (reload)."""
+        with self._lock:
+            self._forget(keep)
+
+    def _forget(self, keep: set[str]) -> None:
         for key, metric in list(self._series):
             if key not in keep:
                 del self._series[(key, metric)]
@@ -210,7 +223,10 @@ class Aggregator:
 
     def quantiles(self, target: str, metric: str, window: str, qs: Iterable[float]) -> dict[float, float] | None:
         w = self._series.get((target, metric), {}).get(window)
-        return None if w is None else w.quantiles(qs, self._clock())
+        if w is None:
+            return None
+        with self._lock:
+            return w.quantiles(qs, self._clock())
 
     def stat(self, target: str, metric: str, stat: str, window_seconds: float) -> float | None:
         """A windowed statistic (p50, p95, p99, mean, max, min) for threshold rules."""
@@ -218,21 +234,23 @@ class Aggregator:
         if w is None:
             return None
         now = self._clock()
-        s = w.summary(now)
-        if s is None:
-            return None
+        with self._lock:
+            s = w.summary(now)
+            if s is None:
+                return None
 
-        def q(x: float) -> float | None:
-            res = w.quantiles([x], now)
-            return None if res is None else res[x]
+            def q(x: float) -> float | None:
+                res = w.quantiles([x], now)
+                return None if res is None else res[x]
 
-        return s.stat(stat, q)
+            return s.stat(stat, q)
 
     def count(self, target: str, metric: str, window_seconds: float) -> int:
         w = self._series.get((target, metric), {}).get(self.window_for(window_seconds))
         if w is None:
             return 0
-        s = w.summary(self._clock())
+        with self._lock:
+            s = w.summary(self._clock())
         return 0 if s is None else s.count
 
     def snapshot(self) -> list[tuple[str, str, str, dict[float, float], Summary]]:
@@ -240,10 +258,13 @@ class Aggregator:
         out = []
         now = self._clock()
         qs = list(QUANTILES.values())
-        for (key, metric), windows in self._series.items():
-            for name, w in windows.items():
-                res = w.quantiles(qs, now)
-                summ = w.summary(now)
-                if res is not None and summ is not None:
-                    out.append((key, metric, name, res, summ))
+        with self._lock:
+            series = list(self._series.items())
+        for (key, metric), windows in series:
+            with self._lock:
+                for name, w in windows.items():
+                    res = w.quantiles(qs, now)
+                    summ = w.summary(now)
+                    if res is not None and summ is not None:
+                        out.append((key, metric, name, res, summ))
         return out

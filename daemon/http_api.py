@@ -6,6 +6,7 @@ everything but the health endpoints (and /metrics unless metrics_require_auth) n
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import html
 import json
@@ -42,10 +43,15 @@ def build_app(daemon: Daemon) -> web.Application:
         return await handler(request)
 
     app = web.Application(middlewares=[auth])
+    render_lock = asyncio.Lock()
 
     async def metrics(_: web.Request) -> web.Response:
         daemon.refresh_gauges()
-        body = generate_latest(daemon.metrics.registry)
+        # Rendering 1,000 targets is seconds of CPU: on the loop it would stall every
+        # probe for that long. In a thread the loop keeps running (GIL switches every
+        # 5 ms); the collectors lock per family/series. One render at a time.
+        async with render_lock:
+            body = await asyncio.to_thread(generate_latest, daemon.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:
