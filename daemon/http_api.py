@@ -14,7 +14,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from daemon.exposition import render
 
 if TYPE_CHECKING:
     from daemon.process import Daemon
@@ -51,7 +53,7 @@ def build_app(daemon: Daemon) -> web.Application:
         # probe for that long. In a thread the loop keeps running (GIL switches every
         # 5 ms); the collectors lock per family/series. One render at a time.
         async with render_lock:
-            body = await asyncio.to_thread(generate_latest, daemon.metrics.registry)
+            body = await asyncio.to_thread(render, daemon.metrics.registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def healthz(_: web.Request) -> web.Response:

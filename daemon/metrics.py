@@ -117,6 +117,7 @@ class CompactHistogram(_Family):
         self._n = len(bounds)
         self._zero = array("d", bytes(8 * (self._n + 2)))
         self._series: dict[Key, array[float]] = {}
+        self._text_cache: dict[Key, tuple[list[str], str, str, str]] = {}
         registry.register(self)
 
     def _row(self, key: Key) -> array[float]:
@@ -159,9 +160,48 @@ class CompactHistogram(_Family):
     def _discard(self, key: Key) -> None:
         with self._lock:
             self._series.pop(key, None)
+            self._text_cache.pop(key, None)
 
     def describe(self) -> Iterator[Metric]:
         yield HistogramMetricFamily(self._name, self._doc, labels=self._labelnames)
+
+    def text(self) -> str:
+        """This family's exposition, exactly as generate_latest writes collect()'s output
+        (daemon/exposition.py): lines straight from the rows, no sample objects."""
+        from daemon.exposition import escape_value, header
+
+        with self._lock:
+            snap = [(k, r.tolist()) for k, r in self._series.items()]
+        name, n, les = self._name, self._n, self._les
+        names = self._labelnames
+        # generate_latest sorts label names: find where `le` falls among ours
+        order = sorted((*names, "le"))
+        le_at = order.index("le")
+        out = [header(name, self._doc, "histogram")]
+        created: list[str] = []
+        cache = self._text_cache
+        for key, vals in snap:
+            parts = cache.get(key)
+            if parts is None:
+                pairs = sorted(zip(names, key, strict=True))
+                labs = [f'{k}="{escape_value(v)}"' for k, v in pairs]
+                before, after = ",".join(labs[:le_at]), ",".join(labs[le_at:])
+                bucket = [f"{name}_bucket{{{before}{',' if before else ''}le=\"{le}\"{',' if after else ''}{after}}} "
+                          for le in les]
+                plain = "{" + ",".join(labs) + "}" if labs else ""
+                parts = cache[key] = (bucket, f"{name}_count{plain} ", f"{name}_sum{plain} ", f"{name}_created{plain} ")
+            bucket, count, total, made = parts
+            acc = 0.0
+            for i in range(n):
+                acc += vals[i]
+                out.append(f"{bucket[i]}{floatToGoString(acc)}\n")
+            out.append(f"{count}{floatToGoString(acc)}\n")
+            out.append(f"{total}{floatToGoString(vals[n])}\n")
+            created.append(f"{made}{floatToGoString(vals[n + 1])}\n")
+        if created and _use_created():
+            out.append(header(name + "_created", self._doc, "gauge"))
+            out.extend(created)
+        return "".join(out)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -390,9 +430,32 @@ class QuantileCollector(Collector):
         self._snapshot = snapshot
         self._labels_of = labels_of
 
+    DOC = "Latency quantiles over sliding windows (HDR), per metric (output_tps in tokens/s); _count/_sum cover the window."
+
+    def text(self) -> str:
+        """Exactly what generate_latest writes for collect() (daemon/exposition.py), faster."""
+        from daemon.exposition import escape_value, header
+
+        name = self.NAME
+        out = [header(name, self.DOC, "summary")]
+        for target, metric, window, qs, summ in self._snapshot():
+            lab = self._labels_of(target)
+            if lab is None:
+                continue
+            pairs = sorted([*((k, lab[k]) for k in TARGET), ("metric", metric), ("window", window)])
+            labs = [f'{k}="{escape_value(v)}"' for k, v in pairs]
+            at = next((i for i, (k, _) in enumerate(pairs) if k > "quantile"), len(pairs))
+            before, after = ",".join(labs[:at]), ",".join(labs[at:])
+            plain = "{" + ",".join(labs) + "}"
+            for q, v in qs.items():
+                out.append(f'{name}{{{before}{"," if before else ""}quantile="{q:g}"{"," if after else ""}{after}}} '
+                           f"{floatToGoString(v)}\n")
+            out.append(f"{name}_count{plain} {floatToGoString(float(summ.count))}\n")
+            out.append(f"{name}_sum{plain} {floatToGoString(summ.mean * summ.count)}\n")
+        return "".join(out)
+
     def collect(self) -> Iterator[Metric]:
-        fam = Metric(self.NAME, "Latency quantiles over sliding windows (HDR), per metric "
-                     "(output_tps in tokens/s); _count/_sum cover the window.", "summary")
+        fam = Metric(self.NAME, self.DOC, "summary")
         for target, metric, window, qs, summ in self._snapshot():
             lab = self._labels_of(target)
             if lab is None:

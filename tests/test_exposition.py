@@ -1,0 +1,46 @@
+"""daemon.exposition.render writes exactly what prometheus_client's generate_latest
+writes for the daemon's registry (compact families, quantile summaries, plain metrics),
+including label values that need escaping."""
+
+from __future__ import annotations
+
+from prometheus_client import generate_latest
+
+from daemon.aggregator import Aggregator
+from daemon.exposition import render
+from daemon.metrics import Metrics, QuantileCollector
+from probes.result import Outcome
+from tests.factories import result
+
+
+def _filled() -> Metrics:
+    m = Metrics()
+    agg = Aggregator()
+    m.registry.register(QuantileCollector(agg.snapshot, agg.labels.get))
+    odd = 'we"ird\\model\nname'
+    for i, model in enumerate(["a", "b", odd, "zz"]):
+        for k in range(3):
+            r = result(0.2 + 0.1 * k + i, model=model, provider="p,q=1", itls=(0.01, 0.2, 7.0), output_tokens=5)
+            m.observe(r, cost_usd=0.001)
+            agg.observe(r)
+    m.observe(result(1.0, model="a", outcome=Outcome.TIMEOUT))
+    m.anomaly.labels("p", "a", "short", "local", "ttft").set(0.5)
+    m.queue_depth.labels("collector").set(3)
+    m.scheduler_lag.observe(0.02)
+    return m
+
+
+def test_render_is_byte_identical_to_generate_latest() -> None:
+    m = _filled()
+    fast, slow = render(m.registry), generate_latest(m.registry)
+    assert 'model="we\\"ird\\\\model\\nname"' in fast.decode()
+    assert fast == slow
+
+
+def test_render_after_forget_and_on_an_empty_registry() -> None:
+    empty = Metrics()
+    assert render(empty.registry) == generate_latest(empty.registry)
+    m = _filled()
+    m.forget({"provider": "p,q=1", "model": "b", "probe": "short", "region": "local"})
+    assert 'llm_canary_probe_ttft_seconds_bucket{le="0.05",model="b"' not in render(m.registry).decode()
+    assert render(m.registry) == generate_latest(m.registry)
