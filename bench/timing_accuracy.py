@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import random
@@ -87,13 +88,22 @@ async def reference(url: str, arrivals: Arrivals) -> None:
 
 async def phase(client: Callable[[str, Arrivals], Awaitable[None]], url: str, concurrency: int,
                 seconds: float, rng: random.Random) -> Arrivals:
+    # The daemon's GC policy (daemon/gcpolicy.py): the long-lived heap (here the arrivals
+    # of earlier phases) is frozen, so a full collection does not stall the loop mid-phase.
+    # Both clients run in this process under the same policy.
+    gc.collect(1)
+    gc.freeze()
     arrivals: Arrivals = {}
     rate = concurrency / STREAM_SECONDS  # Poisson starts keep `concurrency` streams in flight on average
     tasks = []
     end = time.monotonic() + seconds
-    while time.monotonic() < end:
+    # Starts follow an absolute schedule: a client that keeps its loop busy gets the same
+    # offered load (it starts late, then catches up) instead of silently fewer streams.
+    next_start = time.monotonic()
+    while next_start < end:
         tasks.append(asyncio.create_task(client(url, arrivals)))
-        await asyncio.sleep(rng.expovariate(rate) if concurrency > 1 else STREAM_SECONDS + 0.05)
+        next_start += rng.expovariate(rate) if concurrency > 1 else STREAM_SECONDS + 0.05
+        await asyncio.sleep(max(0.0, next_start - time.monotonic()))
     await asyncio.gather(*tasks)
     return arrivals
 
