@@ -26,7 +26,7 @@ import structlog
 
 from alerts import rules as rule_eval
 from alerts.config import AlertsConfig, Route
-from alerts.history import BUCKET, MAX_AGE, TargetHistory
+from alerts.history import BUCKET, HIGHER_IS_BETTER, MAX_AGE, TargetHistory, objective_field
 from alerts.model import Alert, Event, Finding, Notification
 from alerts.notifiers import DeliveryError, Notifier, build
 from alerts.routing import in_maintenance, inhibited, route_for
@@ -522,7 +522,8 @@ class AlertEngine:
         if burn_w:
             slow = sorted(self._objectives)
             since = now - min(burn_w + BUCKET, MAX_AGE)
-            for target, start, n, failed, counts in self.store.outcome_buckets(since, now, BUCKET, slow):
+            fields = [(objective_field(m), t, "<=" if m in HIGHER_IS_BETTER else ">=") for m, t in slow]
+            for target, start, n, failed, counts in self.store.outcome_buckets(since, now, BUCKET, fields):
                 if target in known:
                     buckets.setdefault(target, []).append(
                         [start, n, failed, {obj: c for obj, c in zip(slow, counts, strict=True) if c}])

@@ -12,6 +12,21 @@ BUCKET = 60.0  # burn-rate buckets (good, bad, slow) per minute
 MAX_AGE = 3 * 86400.0 + BUCKET
 
 
+# A latency objective judges each probe on one of its fields. `itl` has no single value
+# per probe: a probe is slow when its own 95th-percentile gap is. Throughput is slow when
+# it falls to the threshold or below; every other metric when it reaches it.
+_OBJECTIVE_FIELDS = {"itl": "itl_p95"}
+HIGHER_IS_BETTER = frozenset({"output_tps"})
+
+
+def objective_field(metric: str) -> str:
+    return _OBJECTIVE_FIELDS.get(metric, metric)
+
+
+def is_slow(metric: str, value: float, threshold: float) -> bool:
+    return value <= threshold if metric in HIGHER_IS_BETTER else value >= threshold
+
+
 @dataclass
 class TargetHistory:
     labels: dict[str, str]
@@ -43,8 +58,8 @@ class TargetHistory:
         b[2] += 0 if ok else 1
         if ok:
             for metric, threshold in self.objectives:
-                v = getattr(r, metric, None)
-                if v is not None and v >= threshold:
+                v = getattr(r, objective_field(metric), None)
+                if v is not None and is_slow(metric, v, threshold):
                     b[3][(metric, threshold)] = b[3].get((metric, threshold), 0) + 1
         while self.buckets and self.buckets[0][0] < at - MAX_AGE:
             self.buckets.popleft()

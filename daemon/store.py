@@ -120,16 +120,19 @@ class Store:
         return [(t, ns / 1e9, bool(ok)) for t, ns, ok in rows]
 
     def outcome_buckets(self, since_unix: float, until_unix: float, bucket_seconds: float,
-                        slow: Sequence[tuple[str, float]] = ()) -> list[tuple[str, float, int, int, list[int]]]:
+                        slow: Sequence[tuple[str, float, str]] = ()) -> list[tuple[str, float, int, int, list[int]]]:
         """Stored probes in [since, until] counted per target and time bucket, in SQL:
-        (target, bucket start unix, probes, failed, [ok probes with record field `metric`
-        >= threshold, one per (metric, threshold) of `slow`]). json_extract reads only the
+        (target, bucket start unix, probes, failed, [ok probes whose record `field` compares
+        (`>=` or `<=`) to the threshold, one per (field, threshold, op) of `slow`]). json_extract reads only the
         fields asked for, so days of results restore without parsing a record in Python."""
         b_ns = int(bucket_seconds * 1e9)
-        cols = "".join(", SUM(outcome = 'ok' AND json_extract(record, ?) >= ?)" for _ in slow)
+        for _, _, op in slow:
+            if op not in (">=", "<="):
+                raise ValueError(f"comparison {op!r} is not >= or <=")
+        cols = "".join(f", SUM(outcome = 'ok' AND json_extract(record, ?) {op} ?)" for _, _, op in slow)
         params: list[Any] = [b_ns]
-        for metric, threshold in slow:
-            params += ["$." + metric, threshold]
+        for field, threshold, _ in slow:
+            params += ["$." + field, threshold]
         params += [int(since_unix * 1e9), int(until_unix * 1e9)]
         rows = self.read(
             f"SELECT target, started_at_ns / ? AS bucket, COUNT(*), SUM(outcome != 'ok'){cols} FROM results "

@@ -37,6 +37,8 @@ def result(
         tpot=(e2e - ttft) / max(1, output_tokens - 1),
         itls=itls,
         itl_mean=sum(itls) / len(itls) if itls else None,
+        itl_p95=sorted(itls)[int(0.95 * (len(itls) - 1) + 0.5)] if itls else None,
+        itl_max=max(itls) if itls else None,
         output_tokens=output_tokens,
         input_tokens=input_tokens,
         tokens_source=TokensSource.USAGE,

@@ -257,3 +257,33 @@ async def test_silence_added_during_an_incident_stops_its_reminders(tmp_path: Pa
     for _ in range(2):
         await step(e, clock, False)
     assert kinds(rec["pager"]) == [["firing"], ["reminder"]]  # still firing: reminded, not paged again
+
+
+@pytest.mark.parametrize(("metric", "threshold", "slow_kw", "fast_kw"), [
+    ("itl", "100ms", {"itls": (0.02, 0.3, 0.3, 0.3)}, {"itls": (0.02, 0.03, 0.03, 0.03)}),
+    # throughput is slow when it falls to the threshold: 4 tokens in 2 s vs in 0.1 s
+    ("output_tps", 5, {"e2e": 2.3}, {"e2e": 0.4}),
+])
+async def test_latency_objectives_on_itl_and_output_tps(tmp_path: Path, metric: str, threshold: object,
+                                                         slow_kw: dict, fast_kw: dict) -> None:  # type: ignore[type-arg]
+    clock = Clock()
+    cfg = config(rules=[{"name": "slo", "kind": "burn_rate",
+                         "objective": {"type": "latency", "target": 0.95, "metric": metric, "threshold": threshold}}])
+    store = Store(tmp_path / "s.db")
+    e, _ = engine(tmp_path, cfg, clock, store)
+    for _ in range(30):
+        clock.t += 60
+        at = datetime.fromtimestamp(clock.t, UTC)
+        rs = [result(0.3, model="slow", output_tokens=5, started_at=at, **slow_kw),
+              result(0.3, model="fast", output_tokens=5, started_at=at, **fast_kw)]
+        for r in rs:
+            e.observe(r)
+        store.add_results(rs)
+        await e.evaluate()
+    assert {a["labels"]["model"] for a in e.firing()} == {"slow"}
+    # the restart rebuild counts the same probes as slow
+    e2, _ = engine(tmp_path, cfg, clock, Store(tmp_path / "s.db"))
+    await e2.restore_windows()
+    h = {k: v for k, v in e2.histories.items()}
+    slow_counts = {k.split("/")[1]: sum(sum(b[3].values()) for b in v.buckets) for k, v in h.items()}
+    assert slow_counts["slow"] >= 29 and slow_counts["fast"] == 0
