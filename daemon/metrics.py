@@ -57,6 +57,16 @@ class _Family(Collector):
         self._doc = documentation
         self._labelnames = tuple(labelnames)
         self._lock = threading.Lock()
+        self._labcache: dict[Key, str] = {}
+
+    def _labelstr(self, key: Key) -> str:
+        """`{a="1",b="2"}` for a row, names sorted as generate_latest writes them (cached)."""
+        lab = self._labcache.get(key)
+        if lab is None:
+            from daemon.exposition import label_string
+
+            lab = self._labcache[key] = label_string(zip(self._labelnames, key, strict=True))
+        return lab
 
     def _key(self, values: tuple[Any, ...], kw: dict[str, Any]) -> Key:
         if values and kw:
@@ -74,10 +84,11 @@ class _Family(Collector):
 
     def remove(self, *values: Any) -> None:
         """Like prometheus_client's `remove` (a missing series is not an error here)."""
-        self._discard(tuple(str(v) for v in values))
+        self.discard(tuple(str(v) for v in values))
 
     def discard(self, key: Key) -> None:
         self._discard(key)
+        self._labcache.pop(key, None)
 
 
 class _Child:
@@ -259,6 +270,24 @@ class CompactCounter(_Family):
     def describe(self) -> Iterator[Metric]:
         yield CounterMetricFamily(self._name, self._doc, labels=self._labelnames)
 
+    def text(self) -> str:
+        """Exactly what generate_latest writes for collect() (daemon/exposition.py), faster."""
+        from daemon.exposition import header
+
+        with self._lock:
+            snap = [(k, r[0], r[1]) for k, r in self._series.items()]
+        name = self._name
+        out = [header(name + "_total", self._doc, "counter")]
+        created = []
+        for key, value, ts in snap:
+            lab = self._labelstr(key)
+            out.append(f"{name}_total{lab} {floatToGoString(value)}\n")
+            created.append(f"{name}_created{lab} {floatToGoString(ts)}\n")
+        if created and _use_created():
+            out.append(header(name + "_created", self._doc, "gauge"))
+            out.extend(created)
+        return "".join(out)
+
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             snap = [(k, r[0], r[1]) for k, r in self._series.items()]
@@ -300,6 +329,17 @@ class CompactGauge(_Family):
 
     def describe(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(self._name, self._doc, labels=self._labelnames)
+
+    def text(self) -> str:
+        """Exactly what generate_latest writes for collect() (daemon/exposition.py), faster."""
+        from daemon.exposition import header
+
+        with self._lock:
+            snap = list(self._series.items())
+        name = self._name
+        out = [header(name, self._doc, "gauge")]
+        out.extend(f"{name}{self._labelstr(key)} {floatToGoString(value)}\n" for key, value in snap)
+        return "".join(out)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -429,29 +469,37 @@ class QuantileCollector(Collector):
     def __init__(self, snapshot: Callable[[], list[Any]], labels_of: Callable[[str], dict[str, str] | None]) -> None:
         self._snapshot = snapshot
         self._labels_of = labels_of
+        self._labcache: dict[tuple[str, ...], tuple[str, str]] = {}
 
     DOC = "Latency quantiles over sliding windows (HDR), per metric (output_tps in tokens/s); _count/_sum cover the window."
 
     def text(self) -> str:
-        """Exactly what generate_latest writes for collect() (daemon/exposition.py), faster."""
+        """Exactly what generate_latest writes for collect() (daemon/exposition.py), faster:
+        generate_latest sorts label names, and ours are fixed, so the order is known:
+        metric, model, probe, provider, quantile, region, window."""
         from daemon.exposition import escape_value, header
 
-        name = self.NAME
+        assert TARGET == ("provider", "model", "probe", "region")
+        name, cache = self.NAME, self._labcache
         out = [header(name, self.DOC, "summary")]
         for target, metric, window, qs, summ in self._snapshot():
             lab = self._labels_of(target)
             if lab is None:
                 continue
-            pairs = sorted([*((k, lab[k]) for k in TARGET), ("metric", metric), ("window", window)])
-            labs = [f'{k}="{escape_value(v)}"' for k, v in pairs]
-            at = next((i for i, (k, _) in enumerate(pairs) if k > "quantile"), len(pairs))
-            before, after = ",".join(labs[:at]), ",".join(labs[at:])
-            plain = "{" + ",".join(labs) + "}"
+            vals = (lab["provider"], lab["model"], lab["probe"], lab["region"])
+            parts = cache.get(vals)
+            if parts is None:
+                p, m, pr, r = (escape_value(v) for v in vals)
+                parts = cache[vals] = (f'model="{m}",probe="{pr}",provider="{p}"', f'region="{r}"')
+            mpp, reg = parts
+            me, we = escape_value(metric), escape_value(window)
             for q, v in qs.items():
-                out.append(f'{name}{{{before}{"," if before else ""}quantile="{q:g}"{"," if after else ""}{after}}} '
-                           f"{floatToGoString(v)}\n")
+                out.append(f'{name}{{metric="{me}",{mpp},quantile="{q:g}",{reg},window="{we}"}} {floatToGoString(v)}\n')
+            plain = f'{{metric="{me}",{mpp},{reg},window="{we}"}}'
             out.append(f"{name}_count{plain} {floatToGoString(float(summ.count))}\n")
             out.append(f"{name}_sum{plain} {floatToGoString(summ.mean * summ.count)}\n")
+        if len(cache) > 4 * max(1, len(out)):
+            cache.clear()  # targets come and go with reloads: keep the cache bounded
         return "".join(out)
 
     def collect(self) -> Iterator[Metric]:
