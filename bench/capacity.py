@@ -128,15 +128,34 @@ async def run(args: argparse.Namespace) -> int:
     import gc
 
     gc_pauses: list[float] = []
+    gc_by_gen: dict[int, float] = {}
     gc_t: list[float] = []
 
     def gc_watch(phase: str, info: dict) -> None:
         if phase == "start":
             gc_t.append(time.perf_counter())
         elif gc_t:
-            gc_pauses.append(time.perf_counter() - gc_t.pop())
+            pause = time.perf_counter() - gc_t.pop()
+            gc_pauses.append(pause)
+            gen = int(info.get("generation", -1))
+            gc_by_gen[gen] = max(gc_by_gen.get(gen, 0.0), pause)
 
     gc.callbacks.append(gc_watch)
+    scrapes: list[float] = []
+
+    async def scraper() -> None:
+        # Prometheus scrapes the daemon all the time: the cost of /metrics is part of capacity.
+        import httpx
+
+        async with httpx.AsyncClient(timeout=120) as c:
+            while True:
+                t = time.monotonic()
+                r = await c.get(f"http://127.0.0.1:{port}/metrics")
+                r.raise_for_status()
+                scrapes.append(time.monotonic() - t)
+                await asyncio.sleep(max(0.0, args.scrape_interval - (time.monotonic() - t)))
+
+    scrape_task = asyncio.create_task(scraper()) if args.scrape_interval > 0 else None
     cpu0 = time.process_time()
     t0 = time.monotonic()
     await asyncio.sleep(args.duration / 2)
@@ -147,6 +166,8 @@ async def run(args: argparse.Namespace) -> int:
     burst = await asyncio.gather(*(run_probe(daemon.clients.client_for(f"burst/{t.key}"), t) for t in burst_targets))
     await asyncio.sleep(max(0.0, args.duration - (time.monotonic() - t0)))
     cpu = time.process_time() - cpu0
+    if scrape_task is not None:
+        scrape_task.cancel()
     gc.callbacks.remove(gc_watch)
     if os.environ.get("CAPACITY_OBJECTS"):
         import collections
@@ -161,7 +182,12 @@ async def run(args: argparse.Namespace) -> int:
     if args.warmup:
         print(f"warm-up        {warm_probes} probes in {time.monotonic() - w_t0:.0f}s (first probe of each target): "
               f"cpu {warm_cpu * 1000 / max(1, warm_probes):.2f} ms/probe, lag p99 {pct(warm_lags, 0.99) * 1000:.1f} ms (not scored)")
-    print(f"gc pauses      n={len(gc_pauses)} max={max(gc_pauses or [0]) * 1000:.1f} ms")
+    print(f"gc pauses      n={len(gc_pauses)} max={max(gc_pauses or [0]) * 1000:.1f} ms, by generation: "
+          + ", ".join(f"gen{g} {v * 1000:.1f} ms" for g, v in sorted(gc_by_gen.items()))
+          + f"; frozen objects {gc.get_freeze_count()}")
+    if scrapes:
+        print(f"/metrics       {len(scrapes)} scrapes every {args.scrape_interval:g}s, "
+              f"p50 {pct(scrapes, 0.5):.2f}s max {max(scrapes):.2f}s (rendered off the loop)")
 
     all_results = results + list(burst)
     ok = [r for r in all_results if r.ok]
@@ -211,6 +237,7 @@ def main() -> int:
     ap.add_argument("--compress", type=float, default=1.0, help="time compression (60s interval / N)")
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--no-detector", action="store_true", help="isolate the probe path from the detector")
+    ap.add_argument("--scrape-interval", type=float, default=30.0, help="GET /metrics this often (0: never)")
     ap.add_argument("--no-warmup", dest="warmup", action="store_false", help="score from the first probe on")
     args = ap.parse_args()
     os.environ.setdefault("LLM_CANARY_LOG_LEVEL", "warning")

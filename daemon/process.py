@@ -221,9 +221,13 @@ class Daemon:
             await self.alerts.evaluate()
 
     async def _gc_loop(self) -> None:
-        while True:
-            await asyncio.sleep(5.0)
-            self.gc_policy.tick(self.readiness()[0])
+        self.gc_policy.install()
+        try:
+            while True:
+                await asyncio.sleep(5.0)
+                self.gc_policy.tick(self.readiness()[0])
+        finally:
+            self.gc_policy.uninstall()
 
     async def _save_loop(self) -> None:
         while True:

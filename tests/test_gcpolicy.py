@@ -41,3 +41,17 @@ def test_frozen_objects_are_still_freed_by_reference_counting() -> None:
     GcPolicy().tick(True, now=1.0)
     del s
     assert ref() is None
+
+
+def test_survivors_of_a_full_collection_are_frozen_at_the_next_tick() -> None:
+    p = GcPolicy()
+    p.install()
+    try:
+        assert p.tick(True, now=1.0)  # first cycle: frozen
+        gc.unfreeze()
+        assert not p.tick(True, now=2.0)
+        gc.collect()  # a full collection ran
+        assert p.tick(True, now=3.0) and gc.get_freeze_count() > 0
+        assert not p.tick(True, now=4.0)
+    finally:
+        p.uninstall()
