@@ -79,8 +79,11 @@ class _Family(Collector):
             raise ValueError("Incorrect label count")
         return tuple(str(v) for v in values)
 
+    _series: dict[Key, Any]
+
     def _discard(self, key: Key) -> None:
-        raise NotImplementedError
+        with self._lock:
+            self._series.pop(key, None)
 
     def remove(self, *values: Any) -> None:
         """Like prometheus_client's `remove` (a missing series is not an error here)."""
@@ -263,10 +266,6 @@ class CompactCounter(_Family):
         with self._lock:
             row[0] += amount
 
-    def _discard(self, key: Key) -> None:
-        with self._lock:
-            self._series.pop(key, None)
-
     def describe(self) -> Iterator[Metric]:
         yield CounterMetricFamily(self._name, self._doc, labels=self._labelnames)
 
@@ -322,10 +321,6 @@ class CompactGauge(_Family):
     def inc_key(self, key: Key, amount: float = 1) -> None:
         with self._lock:
             self._series[key] = self._series.get(key, 0.0) + amount
-
-    def _discard(self, key: Key) -> None:
-        with self._lock:
-            self._series.pop(key, None)
 
     def describe(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(self._name, self._doc, labels=self._labelnames)
