@@ -37,7 +37,8 @@ async def simulator_process(cfg: SimulatorConfig, start_timeout: float = 20.0) -
         yield f"http://{listening}"
     finally:
         if proc.returncode is None:
-            proc.terminate()
+            if proc.stdin is not None:
+                proc.stdin.close()  # EOF: the simulator's signal to stop (it ignores SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), 5)
             except TimeoutError:

@@ -201,3 +201,36 @@ def test_a_killed_daemon_takes_its_simulator_with_it(daemon_factory) -> None:  #
     while _alive(sims[0]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(sims[0]), "the simulator outlived its daemon"
+
+
+def test_sigterm_to_the_whole_group_lets_in_flight_probes_finish(tmp_path: Path) -> None:
+    # systemd (KillMode=control-group) and `timeout` signal every process of the unit: the
+    # simulator child must keep serving the probes the daemon is draining.
+    import os
+    import sys
+
+    from tests.conftest import REPO, free_port
+
+    port = free_port()
+    cfg = tmp_path / "c.yaml"
+    scenario = tmp_path / "slow.yaml"
+    scenario.write_text("defaults: {ttft: 100ms, itl: 100ms, jitter: 0%, tokens: 30}\n")  # 3 s streams
+    cfg.write_text(CONFIG.replace("{port}", str(port)).replace("{tmp}", str(tmp_path))
+                   .replace("simulator: {enabled: true}", f"simulator: {{enabled: true, scenario: '{scenario}'}}"))
+    log = tmp_path / "d.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "daemon.cli", "run", "-c", str(cfg)], stdout=out,
+                                stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+        try:
+            wait_http(f"http://127.0.0.1:{port}/readyz", 40, proc=proc)
+            time.sleep(1.0)  # every target has a 3 s stream in flight
+            os.killpg(proc.pid, signal.SIGTERM)
+            assert proc.wait(30) == 0
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    lines = [json.loads(x) for x in log.read_text().splitlines() if x.startswith("{")]
+    stop = next(i for i, x in enumerate(lines) if x.get("event") == "daemon_stopping")
+    assert lines[stop]["in_flight"] > 0
+    after = [x for x in lines[stop:] if x.get("outcome") not in (None, "ok")]
+    assert after == [], after

@@ -21,10 +21,16 @@ async def _serve(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     if args.exit_with_parent:
+        # The parent decides when we stop (it closes our stdin, or dies). A SIGTERM sent
+        # to the whole group (systemd's control-group kill, `timeout`) must not cut the
+        # streams of the probes the daemon is still draining.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: None)
         _stop_on_stdin_eof(loop, stop)
+    else:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
     async with Simulator(scenario, args.host, args.port, truth_log=args.truth_log) as sim:
         print(json.dumps({"listening": f"{sim.host}:{sim.port}"}), flush=True)
         await stop.wait()
