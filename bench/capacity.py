@@ -169,11 +169,6 @@ async def run(args: argparse.Namespace) -> int:
     if scrape_task is not None:
         scrape_task.cancel()
     gc.callbacks.remove(gc_watch)
-    if os.environ.get("CAPACITY_OBJECTS"):
-        import collections
-
-        counts = collections.Counter(str(getattr(type(o), "__module__", "")) + "." + type(o).__qualname__ for o in gc.get_objects())
-        print("objects", len(gc.get_objects()), counts.most_common(25))
     lags = list(daemon.scheduler.lag_samples) if daemon.scheduler else []
     daemon._stop.set()
     await daemon_task

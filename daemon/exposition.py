@@ -41,6 +41,11 @@ def header(name: str, documentation: str, mtype: str) -> str:
     return f"# HELP {name} {_doc(documentation)}\n# TYPE {name} {mtype}\n"
 
 
+def created_section(name: str, documentation: str, lines: list[str]) -> str:
+    """The `_created` samples generate_latest moves into a gauge family after the rest."""
+    return header(name + "_created", documentation, "gauge") + "".join(lines) if lines else ""
+
+
 def _generic(metric: Any, cache: dict[tuple[tuple[str, str], ...], str]) -> str | None:
     mtype = metric.type
     if mtype not in _PLAIN_TYPES or not _LEGACY_NAME.match(metric.name):

@@ -20,6 +20,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import INF, floatToGoString
 
+from daemon.exposition import created_section, escape_value, header, label_string
 from probes.result import Outcome, ProbeResult
 
 TARGET = ("provider", "model", "probe", "region")
@@ -63,8 +64,6 @@ class _Family(Collector):
         """`{a="1",b="2"}` for a row, names sorted as generate_latest writes them (cached)."""
         lab = self._labcache.get(key)
         if lab is None:
-            from daemon.exposition import label_string
-
             lab = self._labcache[key] = label_string(zip(self._labelnames, key, strict=True))
         return lab
 
@@ -182,8 +181,6 @@ class CompactHistogram(_Family):
     def text(self) -> str:
         """This family's exposition, exactly as generate_latest writes collect()'s output
         (daemon/exposition.py): lines straight from the rows, no sample objects."""
-        from daemon.exposition import escape_value, header
-
         with self._lock:
             snap = [(k, r.tolist()) for k, r in self._series.items()]
         name, n, les = self._name, self._n, self._les
@@ -212,9 +209,8 @@ class CompactHistogram(_Family):
             out.append(f"{count}{floatToGoString(acc)}\n")
             out.append(f"{total}{floatToGoString(vals[n])}\n")
             created.append(f"{made}{floatToGoString(vals[n + 1])}\n")
-        if created and _use_created():
-            out.append(header(name + "_created", self._doc, "gauge"))
-            out.extend(created)
+        if _use_created():
+            out.append(created_section(name, self._doc, created))
         return "".join(out)
 
     def collect(self) -> Iterator[Metric]:
@@ -271,8 +267,6 @@ class CompactCounter(_Family):
 
     def text(self) -> str:
         """Exactly what generate_latest writes for collect() (daemon/exposition.py), faster."""
-        from daemon.exposition import header
-
         with self._lock:
             snap = [(k, r[0], r[1]) for k, r in self._series.items()]
         name = self._name
@@ -282,9 +276,8 @@ class CompactCounter(_Family):
             lab = self._labelstr(key)
             out.append(f"{name}_total{lab} {floatToGoString(value)}\n")
             created.append(f"{name}_created{lab} {floatToGoString(ts)}\n")
-        if created and _use_created():
-            out.append(header(name + "_created", self._doc, "gauge"))
-            out.extend(created)
+        if _use_created():
+            out.append(created_section(name, self._doc, created))
         return "".join(out)
 
     def collect(self) -> Iterator[Metric]:
@@ -327,8 +320,6 @@ class CompactGauge(_Family):
 
     def text(self) -> str:
         """Exactly what generate_latest writes for collect() (daemon/exposition.py), faster."""
-        from daemon.exposition import header
-
         with self._lock:
             snap = list(self._series.items())
         name = self._name
@@ -472,8 +463,6 @@ class QuantileCollector(Collector):
         """Exactly what generate_latest writes for collect() (daemon/exposition.py), faster:
         generate_latest sorts label names, and ours are fixed, so the order is known:
         metric, model, probe, provider, quantile, region, window."""
-        from daemon.exposition import escape_value, header
-
         assert TARGET == ("provider", "model", "probe", "region")
         name, cache = self.NAME, self._labcache
         out = [header(name, self.DOC, "summary")]
