@@ -57,7 +57,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from daemon.detector import Detector, DetectorConfig  # noqa: E402
-from daemon.detector_core import LatencySeries, Params, benjamini_hochberg, decide  # noqa: E402
+from daemon.detector_core import LatencySeries, Params, decide  # noqa: E402
 from probes.result import Outcome, ProbeResult, TokensSource  # noqa: E402
 
 WARMUP = 720  # probes (12 h at one a minute)
@@ -289,20 +289,14 @@ def _sigmoid(p: float) -> float:
 
 def nab_detections(stamps: list[float], values: list[float], threshold: float = NAB_THRESHOLD) -> list[int]:
     """Rows where the detector pages (an anomaly starts): NAB score 1 there, else 0."""
-    up = LatencySeries(NAB_PARAMS, log_scale=False, direction=1)
-    down = LatencySeries(NAB_PARAMS, log_scale=False, direction=-1)
+    series = LatencySeries(NAB_PARAMS, log_scale=False, direction=0)  # two-sided
     rows = []
     for i, (t, v) in enumerate(zip(stamps, values, strict=True)):
-        up.observe(t, v)
-        down.observe(t, v)
-        sts = [up.status(NAB_FDR_Q), down.status(NAB_FDR_Q)]
-        qs = benjamini_hochberg([st.p_value for st in sts])
-        paged = False
-        for series, st, q in zip((up, down), sts, qs, strict=True):
-            was = series.anomalous
-            decide(series, st, q, NAB_FDR_Q, t, threshold)
-            paged |= series.anomalous and not was
-        if paged:
+        series.observe(t, v)
+        st = series.status(NAB_FDR_Q)
+        was = series.anomalous
+        decide(series, st, st.p_value, NAB_FDR_Q, t, threshold)
+        if series.anomalous and not was:
             rows.append(i)
     return rows
 

@@ -311,10 +311,12 @@ class LatencySeries:
         "_last_s",
         "_scale",
         "_season_ready",
+        "_sign",
         "anomalous",
         "base",
         "calm_since",
         "cusum",
+        "cusum_lo",
         "direction",
         "last_t",
         "log_scale",
@@ -337,7 +339,10 @@ class LatencySeries:
     def __init__(self, p: Params, *, log_scale: bool = True, direction: int = 1) -> None:
         self.p = p
         self.log_scale = log_scale
+        # +1: higher is worse, -1: lower is worse, 0: both (two-sided; the NAB harness, where
+        # an anomaly is any departure of the one series, so neither side learns it)
         self.direction = direction
+        self._sign = direction or 1  # orientation of the scale `y`
         self.base: deque[tuple[float, float]] = deque()  # (t, y) in arrival order
         self.long = _Ranked()  # every baseline value
         self.short = _Ranked()  # the newest short_baseline of them
@@ -346,6 +351,7 @@ class LatencySeries:
         self.recent: deque[float] = deque(maxlen=n_recent)
         self.slow: deque[float] = deque(maxlen=p.slow_window)  # rank scores against `long`
         self.cusum = 0.0
+        self.cusum_lo = 0.0  # the downward CUSUM (two-sided only)
         self.anomalous = False
         self.since: float | None = None
         self.calm_since: float | None = None
@@ -372,13 +378,13 @@ class LatencySeries:
         if self.log_scale:
             if not (x > 0) or not math.isfinite(x):
                 return None
-            return self.direction * math.log(x)
+            return self._sign * math.log(x)
         if not math.isfinite(x):
             return None
-        return self.direction * x
+        return self._sign * x
 
     def _unorient(self, y: float) -> float:
-        v = self.direction * y
+        v = self._sign * y
         return math.exp(v) if self.log_scale else v
 
     def _floor(self) -> float:
@@ -413,7 +419,7 @@ class LatencySeries:
         )
         if want != self.seasonal:
             self.seasonal = want
-            self.cusum = 0.0
+            self.cusum = self.cusum_lo = 0.0
             self.slow.clear()
 
     def ready(self) -> bool:
@@ -443,6 +449,8 @@ class LatencySeries:
             z = min(max(z, -cap), cap)
             # bounded, so that the statistic recovers within a few dozen probes
             self.cusum = min(max(0.0, self.cusum + z - self._k), 60.0 / self._k)
+            if not self.direction:
+                self.cusum_lo = min(max(0.0, self.cusum_lo - z - self._k), 60.0 / self._k)
         self.recent.append(y)
         if self.season is not None:
             # no expectation (a gap in the seasonal history): the deviation from the short
@@ -483,7 +491,16 @@ class LatencySeries:
 
         The anomaly ends (the alert resolves). The seasonal history is kept and learns the
         held values too: where the old level no longer explains the data, its residuals are
-        no better than the plain baseline and the plain mode is used until it has relearnt."""
+        no better than the plain baseline and the plain mode is used until it has relearnt.
+
+        An anomaly that is already calming down (its effect small, though not yet for
+        exit_hold) is over rather than a new normal: it just ends, and the baseline (and the
+        mode it chose on healthy data) stays. Rebuilding from held values that are mostly
+        the incident would teach the baseline the incident, and the return to the old
+        level would page again."""
+        if self.calm_since is not None:
+            self.leave()
+            return
         held = list(self._held)
         self.base.clear()
         self.long = _Ranked()
@@ -544,28 +561,40 @@ class LatencySeries:
             return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base), n_recent, False)
         seasonal = self.seasonal
         short, long = (self.res, self.res) if seasonal else (self.short, self.long)
+        # two-sided: each component judges the side its statistic points to, and the
+        # p-values pay for the choice (twice as many tests)
+        tests = 2 if self.direction else 4
         # fast: CUSUM tail under the null, with Siegmund's overshoot correction
-        p_fast = math.exp(-2.0 * self._k * (self.cusum + _OVERSHOOT))
+        side_fast = -1 if self.cusum_lo > self.cusum else 1
+        p_fast = math.exp(-2.0 * self._k * (max(self.cusum, self.cusum_lo) + _OVERSHOOT))
         d_fast, med_fast = self._effect(self.p.recent, short, seasonal)
+        d_fast *= side_fast
         # slow: the mean rank score of the last slow_window probes
-        p_slow, d_slow, med_slow = 1.0, -math.inf, med_fast
+        p_slow, d_slow, med_slow, side_slow = 1.0, -math.inf, med_fast, 1
         if len(self.slow) >= self.p.slow_window:
-            p_slow = _ND.cdf(-sum(self.slow) / math.sqrt(len(self.slow)))
+            total = sum(self.slow)
+            side_slow = -1 if not self.direction and total < 0 else 1
+            p_slow = _ND.cdf(-side_slow * total / math.sqrt(len(self.slow)))
             d_slow, med_slow = self._effect(self.p.slow_window, long, seasonal)
+            d_slow *= side_slow
         log_q = math.log(fdr_q)
 
         def strength(pv: float, d: float) -> float:
-            return min(math.log(max(2 * pv, _P_FLOOR)) / log_q, d / self._scale)
+            return min(math.log(max(tests * pv, _P_FLOOR)) / log_q, d / self._scale)
 
         fast = strength(p_fast, d_fast) >= strength(p_slow, d_slow)
-        pv, diff, med_r, ref, n_used = (
-            (p_fast, d_fast, med_fast, short, self.p.recent) if fast
-            else (p_slow, d_slow, med_slow, long, self.p.slow_window)
+        pv, diff, med_r, ref, n_used, side = (
+            (p_fast, d_fast, med_fast, short, self.p.recent, side_fast) if fast
+            else (p_slow, d_slow, med_slow, long, self.p.slow_window, side_slow)
         )
         ratio = diff / self._scale
         exit_ok = max(d_fast, d_slow) / self._scale < self.p.exit_fraction
-        effect = math.expm1(self.direction * diff) if self.log_scale else self.direction * diff
-        p_value = min(1.0, max(2 * pv, _P_FLOOR))
+        if not self.direction:  # small on both sides, whichever the statistics point to
+            exit_ok = abs(d_fast) / self._scale < self.p.exit_fraction and (
+                d_slow == -math.inf or abs(d_slow) / self._scale < self.p.exit_fraction)
+        sign = self.direction or side
+        effect = math.expm1(sign * diff) if self.log_scale else sign * diff
+        p_value = min(1.0, max(tests * pv, _P_FLOOR))
         if seasonal:  # report levels, not residuals: expected now vs expected + recent shift
             base_y = self._last_e + ref.med * self._last_s
             rec_y = self._last_e + med_r * self._last_s
@@ -583,7 +612,7 @@ class LatencySeries:
         self.anomalous = False
         self.since = None
         self.calm_since = None
-        self.cusum = 0.0
+        self.cusum = self.cusum_lo = 0.0
         self.slow.clear()
         self.pending.clear()
         self._held.clear()
@@ -596,6 +625,7 @@ class LatencySeries:
             "recent": [round(y, 5) for y in self.recent],
             "slow": [round(z, 4) for z in self.slow],
             "cusum": self.cusum,
+            "cusum_lo": self.cusum_lo,
             "anomalous": self.anomalous,
             "since": self.since,
             "calm_since": self.calm_since,
@@ -624,6 +654,7 @@ class LatencySeries:
         self.recent = deque((float(y) for y in st.get("recent", [])), maxlen=self.recent.maxlen)
         self.slow = deque((float(z) for z in st.get("slow", [])), maxlen=self.p.slow_window)
         self.cusum = float(st.get("cusum", 0.0))
+        self.cusum_lo = float(st.get("cusum_lo", 0.0))
         self.anomalous = bool(st.get("anomalous", False))
         self.since = st.get("since")
         self.calm_since = st.get("calm_since")

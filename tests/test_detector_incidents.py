@@ -1,0 +1,66 @@
+"""Detector core: one page per incident (relearning, two-sided series, hold-off after a page)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from daemon.detector_core import LatencySeries
+from tests.test_detector_season import DAY, STEP, daily, raw_params, run
+
+ROWS_PER_DAY = int(DAY / STEP)
+
+
+def flat(rng: np.random.Generator, n: int, level: float = 20.0) -> np.ndarray:
+    return level + 1.5 * rng.standard_normal(n)
+
+
+def test_relearn_of_an_anomaly_that_is_already_over_keeps_the_old_baseline() -> None:
+    # a 12 h step, then the old level again: at relearn_time (1 day) the anomaly is calm
+    # (exit_hold, 2 days, has not run out yet), so it ends instead of making the mixture of
+    # incident and recovery the new normal
+    rng = np.random.default_rng(5)
+    warm = 3 * ROWS_PER_DAY
+    values = flat(rng, warm + 4 * ROWS_PER_DAY)
+    values[warm:warm + ROWS_PER_DAY // 2] += 20.0
+    series = LatencySeries(raw_params(relearn_time=DAY, exit_hold=2 * DAY), log_scale=False)
+    pages = run(series, values[: warm + ROWS_PER_DAY + 12])
+    assert len(pages) == 1 and warm <= pages[0] <= warm + 5
+    assert not series.anomalous
+    assert abs(series.status(1e-5).baseline - 20.0) < 1.0
+    # the same step again still pages: the baseline's spread was not inflated by the incident
+    again = warm + 3 * ROWS_PER_DAY
+    values[again:again + 24] += 20.0
+    more = run(series, values[warm + ROWS_PER_DAY + 12:], start=warm + ROWS_PER_DAY + 12)
+    assert len(more) == 1 and again <= more[0] <= again + 5
+
+
+def test_two_sided_series_pages_up_and_down_steps_with_the_effect_sign() -> None:
+    rng = np.random.default_rng(6)
+    warm = 2 * ROWS_PER_DAY
+    for delta in (10.0, -10.0):
+        values = flat(rng, warm + 60)
+        values[warm:] += delta
+        series = LatencySeries(raw_params(), log_scale=False, direction=0)
+        pages = run(series, values)
+        assert len(pages) == 1 and warm <= pages[0] <= warm + 5
+        st = series.status(1e-5)
+        assert np.sign(st.effect) == np.sign(delta)
+        assert abs(st.recent - (20.0 + delta)) < 1.5
+
+
+def test_two_sided_series_is_quiet_on_noise() -> None:
+    values = flat(np.random.default_rng(7), 14 * ROWS_PER_DAY)
+    assert run(LatencySeries(raw_params(), log_scale=False, direction=0), values) == []
+
+
+def test_two_sided_seasonal_series_pages_once_for_a_missing_peak() -> None:
+    # one series for both directions: while the peak is missing (an anomaly downwards) the
+    # upward side does not learn the low day, so the next normal peak does not page
+    rng = np.random.default_rng(8)
+    values = daily(rng, 12 * ROWS_PER_DAY)
+    day8 = 8 * ROWS_PER_DAY
+    values[day8 + 8 * 12: day8 + 18 * 12] = 20.0 + 1.5 * rng.standard_normal(10 * 12)
+    series = LatencySeries(raw_params(season=DAY, relearn_time=DAY), log_scale=False, direction=0)
+    pages = [i for i in run(series, values) if i >= 3 * ROWS_PER_DAY]
+    assert len(pages) == 1 and day8 + 8 * 12 <= pages[0] <= day8 + 8 * 12 + 5
+    assert series.seasonal
