@@ -15,6 +15,7 @@ import asyncio
 import gc
 import itertools
 import json
+import os
 import random
 import subprocess
 import sys
@@ -108,6 +109,22 @@ async def phase(client: Callable[[str, Arrivals], Awaitable[None]], url: str, co
     return arrivals
 
 
+def pin(sim_pid: int, enabled: bool) -> str:
+    """The simulator on a core of its own, the clients on the rest.
+
+    It stands in for a provider on another machine. Unpinned on a small VM, the scheduler
+    pulls the two processes (which wake each other on every token) onto one core
+    (wake-affine) while the other idles: both clients then measure runqueue waits, and
+    the heavier one tips into saturation first.
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not enabled or len(cpus) < 2:
+        return "cpu pinning: off"
+    os.sched_setaffinity(sim_pid, {cpus[-1]})
+    os.sched_setaffinity(0, set(cpus[:-1]))
+    return f"cpu pinning: simulator on cpu {cpus[-1]}, clients on {cpus[:-1]}"
+
+
 def lateness(arrivals: Arrivals, truth: dict[str, list[int]]) -> tuple[list[float], list[float]]:
     first, rest = [], []
     for rid, stamps in arrivals.items():
@@ -136,6 +153,7 @@ async def main_async(args: argparse.Namespace) -> int:
                             "--truth-log", str(truth_path)], stdout=subprocess.PIPE, cwd=REPO)
     assert sim.stdout is not None
     url = "http://" + json.loads(sim.stdout.readline())["listening"]
+    print(pin(sim.pid, args.pin))
     CLIENTS = ClientPool()
     rng = random.Random(42)
     collected: dict[tuple[str, int], Arrivals] = {}
@@ -185,6 +203,8 @@ def main() -> int:
     ap.add_argument("--phase-seconds", type=float, default=6.0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 50, 200])
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="let the scheduler place the simulator and the clients")
     return asyncio.run(main_async(ap.parse_args()))
 
 

@@ -14,6 +14,14 @@ steps never leak in), else the moment the loop read the socket, before h11, http
 httpx parse anything. `StampedStream.read` returns the bytes of one socket read at a time
 so `last_read_ns` is exactly theirs; `run_probe` reads it via the `network_stream`
 extension.
+
+A kernel stamp is only as good as the segment it sits on: when a socket is not read
+before its next segment arrives, the kernel merges the two (tcp_try_coalesce) and keeps
+the later stamp. A loop busy for longer than one inter-token gap (hundreds of streams,
+a long callback) would blur token times that way. So the probes' own hot path polls the
+probe sockets between its steps (`_ReadAhead`): any socket with bytes waiting is read
+and stamped within about a millisecond, however long the loop's current iteration runs,
+and the bytes wait in userland (already stamped) until their task gets the CPU.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import struct
 import sys
 import time
 import typing
+import weakref
 
 import httpcore
 import httpx
@@ -44,6 +53,64 @@ _WRITE_HIGH, _WRITE_LOW = 64 * 1024, 16 * 1024
 _CLOSE_WAIT = 2.0
 
 _READ_ERRORS = (OSError, ConnectionError)
+# How stale the read-ahead poll may get: well under any inter-token gap worth timing.
+_READ_AHEAD_NS = 1_000_000
+
+
+class _ReadAhead:
+    """An epoll set of one loop's reading probe sockets, polled from the probes' own steps.
+
+    The loop polls its selector once per iteration; an iteration that runs for tens of
+    milliseconds leaves segments unread long enough to be merged. `tick` (called on every
+    socket read and every body read) polls without blocking when the last poll is over
+    `_READ_AHEAD_NS` old, and reads every ready socket there and then. The loop's own
+    callback for such a socket later finds it drained and returns.
+    """
+
+    def __init__(self) -> None:
+        self._ep = select.epoll()
+        self._by_fd: dict[int, RxTransport] = {}
+        self.last_ns = 0
+
+    def add(self, rx: RxTransport) -> None:
+        try:
+            self._ep.register(rx._fd, select.EPOLLIN)
+        except OSError:  # already registered (fd reuse after an unobserved close)
+            self._ep.modify(rx._fd, select.EPOLLIN)
+        self._by_fd[rx._fd] = rx
+
+    def remove(self, rx: RxTransport) -> None:
+        if self._by_fd.get(rx._fd) is rx:
+            del self._by_fd[rx._fd]
+            try:
+                self._ep.unregister(rx._fd)
+            except (OSError, ValueError):
+                pass
+
+    def tick(self, now: int) -> None:
+        if now - self.last_ns < _READ_AHEAD_NS or not self._by_fd:
+            return
+        self.last_ns = now
+        try:
+            ready = self._ep.poll(0)
+        except OSError:
+            return
+        for fd, _ in ready:
+            rx = self._by_fd.get(fd)
+            if rx is not None and rx._reading:
+                rx._read_ready(tick=False)
+
+
+_READ_AHEADS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReadAhead] = weakref.WeakKeyDictionary()
+
+
+def _read_ahead_for(loop: asyncio.AbstractEventLoop) -> _ReadAhead | None:
+    if not hasattr(select, "epoll"):
+        return None  # the loop's own polling only (macOS, BSD)
+    ra = _READ_AHEADS.get(loop)
+    if ra is None:
+        ra = _READ_AHEADS[loop] = _ReadAhead()
+    return ra
 
 
 def _enable_kernel_stamps(sock: socket.socket) -> bool:
@@ -80,6 +147,7 @@ class RxTransport(asyncio.Transport):
         self._high, self._low = _WRITE_HIGH, _WRITE_LOW
         self.last_rx_ns = 0
         self.kernel_stamps = 0  # reads stamped by the kernel (the rest: by the loop)
+        self._ahead = _read_ahead_for(loop)
         try:
             peer = sock.getpeername()
         except OSError:
@@ -91,7 +159,7 @@ class RxTransport(asyncio.Transport):
         self.resume_reading()
 
     # reading
-    def _read_ready(self) -> None:
+    def _read_ready(self, tick: bool = True) -> None:
         proto = self._protocol
         buffered = isinstance(proto, asyncio.BufferedProtocol)
         try:
@@ -109,7 +177,7 @@ class RxTransport(asyncio.Transport):
                     data, anc = self._sock.recv(_READ_SIZE), []
                 n = len(data)
         except (BlockingIOError, InterruptedError):
-            return
+            return  # drained by the read-ahead already
         except Exception as exc:
             self._force_close(exc)
             return
@@ -133,6 +201,8 @@ class RxTransport(asyncio.Transport):
                 typing.cast(asyncio.Protocol, proto).data_received(data)
         except Exception as exc:
             self._force_close(exc)
+        if tick and self._ahead is not None:
+            self._ahead.tick(now)
 
     def _on_eof(self) -> None:
         self.pause_reading()
@@ -152,11 +222,15 @@ class RxTransport(asyncio.Transport):
         if self._reading:
             self._reading = False
             self._loop.remove_reader(self._fd)
+            if self._ahead is not None:
+                self._ahead.remove(self)
 
     def resume_reading(self) -> None:
         if not self._reading and not self._closing:
             self._reading = True
             self._loop.add_reader(self._fd, self._read_ready)
+            if self._ahead is not None:
+                self._ahead.add(self)
 
     # writing
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -371,6 +445,9 @@ class StampedStream(httpcore.AsyncNetworkStream):
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         inbox = self._inbox
+        ahead = self._rx._ahead
+        if ahead is not None:
+            ahead.tick(time.perf_counter_ns())
         if not inbox.segments:
             if inbox.eof:
                 if inbox.exc is not None:

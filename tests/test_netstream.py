@@ -12,6 +12,7 @@ import json
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -189,3 +190,54 @@ async def test_a_long_stream_through_flow_control_loses_nothing() -> None:
     assert r.outcome is Outcome.OK, r.error
     assert r.token_chunks == 3000
     assert r.text.startswith("t0 t1 ") and r.text.endswith("t2999 ")
+
+
+@pytest.mark.skipif(not _kernel_stamps_supported(), reason="no SO_TIMESTAMPNS on this platform")
+async def test_an_overloaded_loop_still_stamps_every_token_at_arrival(tmp_path: Path) -> None:
+    # 24 streams with a token every 25 ms each, and 3 ms of work per token: three times
+    # more work than one core does, so the loop's iterations run for hundreds of ms. A
+    # socket left unread that long has its segments merged by the kernel, which keeps
+    # the last stamp only; the read-ahead polls the sockets between probe steps instead.
+    (tmp_path / "s.yaml").write_text("defaults: {ttft: 100ms, itl: 25ms, jitter: 0, tokens: 12}\n")
+    truth_log = tmp_path / "truth.jsonl"
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "probes.simulator", "--port", "0", "--scenario", str(tmp_path / "s.yaml"),
+         "--truth-log", str(truth_log), "--exit-with-parent"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert sim.stdout is not None and sim.stdin is not None
+    url = "http://" + json.loads(sim.stdout.readline())["listening"]
+    offset_ns = time.time_ns() - time.perf_counter_ns()
+    stamps: dict[str, list[int]] = {}
+
+    async def one(client: httpx.AsyncClient) -> None:
+        got: list[int] = []
+
+        def busy(t: int) -> None:
+            got.append(t)
+            end = time.perf_counter() + 0.003
+            while time.perf_counter() < end:
+                pass
+
+        r = await run_probe(client, _target(url), on_token=busy)
+        assert r.outcome is Outcome.OK, r.error
+        assert r.request_id
+        stamps[r.request_id] = got
+
+    try:
+        async with probe_client(limits=httpx.Limits(max_connections=64)) as client:
+            await asyncio.gather(*(one(client) for _ in range(24)))
+    finally:
+        sim.stdin.close()
+        sim.wait(10)
+    wrote: dict[str, dict[int, int]] = {}
+    for line in truth_log.read_text().splitlines():
+        rec = json.loads(line)
+        wrote.setdefault(rec["request_id"], {})[rec["index"]] = rec["t_ns"]
+    late_ms = sorted(
+        (offset_ns + t - wrote[rid][i]) / 1e6 for rid, got in stamps.items() for i, t in enumerate(got)
+    )
+    assert len(late_ms) == 24 * 12
+    # merged segments would make a share of tokens a whole gap (25 ms) late
+    assert late_ms[len(late_ms) // 2] < 3.0, late_ms[len(late_ms) // 2]
+    assert late_ms[int(0.98 * len(late_ms))] < 10.0, late_ms[-10:]
