@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,7 +87,7 @@ async def reference(url: str, arrivals: Arrivals) -> None:
     writer.close()
 
 
-async def phase(client: Callable[[str, Arrivals], Awaitable[None]], url: str, concurrency: int,
+async def phase(client: Callable[[str, Arrivals], Coroutine[object, object, None]], url: str, concurrency: int,
                 seconds: float, rng: random.Random) -> Arrivals:
     # The daemon's GC policy (daemon/gcpolicy.py): the long-lived heap (here the arrivals
     # of earlier phases) is frozen, so a full collection does not stall the loop mid-phase.
@@ -96,7 +96,7 @@ async def phase(client: Callable[[str, Arrivals], Awaitable[None]], url: str, co
     gc.freeze()
     arrivals: Arrivals = {}
     rate = concurrency / STREAM_SECONDS  # Poisson starts keep `concurrency` streams in flight on average
-    tasks = []
+    tasks: list[asyncio.Task[None]] = []
     end = time.monotonic() + seconds
     # Starts follow an absolute schedule: a client that keeps its loop busy gets the same
     # offered load (it starts late, then catches up) instead of silently fewer streams.
@@ -126,7 +126,8 @@ def pin(sim_pid: int, enabled: bool) -> str:
 
 
 def lateness(arrivals: Arrivals, truth: dict[str, list[int]]) -> tuple[list[float], list[float]]:
-    first, rest = [], []
+    first: list[float] = []
+    rest: list[float] = []
     for rid, stamps in arrivals.items():
         wrote = truth.get(rid)
         if not wrote or len(wrote) != len(stamps):
