@@ -92,6 +92,15 @@ class _Family(Collector):
         self._discard(key)
         self._labcache.pop(key, None)
 
+    def discard_prefix(self, prefix: Key) -> None:
+        """Every series whose leading label values are `prefix` (one target's, whatever
+        its extra labels: rate-limit kinds, detector metrics, skip reasons)."""
+        n = len(prefix)
+        with self._lock:
+            keys = [k for k in self._series if k[:n] == prefix]
+        for k in keys:
+            self.discard(k)
+
 
 class _Child:
     """What `family.labels(...)` returns: a handle, not storage (prometheus_client's API)."""
@@ -429,6 +438,8 @@ class Metrics:
         for family, extra in extras:
             for e in extra:
                 family.discard((*lv, e))
+        for family in (self.rate_limit_remaining, self.anomaly, self.skipped):
+            family.discard_prefix(lv)
 
 
 def _remaining(headers: dict[str, str]) -> Iterator[tuple[str, float]]:

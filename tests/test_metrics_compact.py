@@ -101,6 +101,9 @@ class Reference:
                     family.remove(*lv, e)
                 except KeyError:
                     pass
+        for fam in (self.rate_limit_remaining, self.anomaly, self.skipped):
+            for key in [k for k in fam._metrics if k[:len(lv)] == lv]:
+                fam.remove(*key)
 
 
 _CREATED = re.compile(r"^(\w+_created\{.*\}) \S+$", re.M)
@@ -173,15 +176,19 @@ def test_get_sample_value() -> None:
 def test_forget() -> None:
     ref, new = Reference(), Metrics()
     feed(ref, new)
+    for m in (ref, new):
+        m.anomaly.labels("p0", "m0", "short", "eu", "ttft").set(1.25)
+        m.anomaly.labels("p0", "m1", "short", "eu", "ttft").set(0.5)  # another target: kept
+        m.skipped.labels("p0", "m0", "short", "eu", "rate_limit").inc()
     gone = {"provider": "p0", "model": "m0", "probe": "short", "region": "eu"}
     ref.forget(gone)
     new.forget(gone)
     new.forget({"provider": "nope", "model": "m", "probe": "short", "region": "eu"})  # unknown: no error
     text = exposition(new.registry)
     assert text == exposition(ref.registry)
-    hist = [ln for ln in text.splitlines() if 'model="m0"' in ln and 'provider="p0"' in ln and 'region="eu"' in ln
-            and not ln.startswith("llm_canary_rate_limit")]
+    hist = [ln for ln in text.splitlines() if 'model="m0"' in ln and 'provider="p0"' in ln and 'region="eu"' in ln]
     assert hist == []
+    assert 'llm_canary_anomaly_score{metric="ttft",model="m1"' in text
     # a forgotten target that comes back starts from zero, at the end (like prometheus_client)
     again = result(0.4, provider="p0", model="m0", region="eu", itls=(0.01,))
     ref.observe(again)
