@@ -20,6 +20,7 @@ State: one Store key per target (`detector:<target>`) plus `detector:index`.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from dataclasses import dataclass
@@ -243,23 +244,54 @@ class Detector:
                 self._saved -= stale
                 self.store.put_state(STATE_INDEX, sorted(self._saved))
 
-    def _target_state(self, target: str) -> dict[str, Any]:
-        return {
-            "v": STATE_VERSION,
-            "labels": self.labels.get(target, {}),
-            "series": {m: s.to_state() for (t, m), s in self.series.items() if t == target},
-        }
+    def _snapshot(self, targets: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        """The saved form of these targets' series: one pass over the series, on the loop."""
+        grouped: dict[str, dict[str, Any]] = {t: {} for t in targets}
+        for (t, m), s in self.series.items():
+            g = grouped.get(t)
+            if g is not None:
+                g[m] = s.to_state()
+        return [(t, {"v": STATE_VERSION, "labels": dict(self.labels.get(t, {})), "series": grouped[t]})
+                for t in targets]
 
-    def save(self) -> None:
-        """Persist baselines of targets that changed since the last save."""
-        if self.store is None:
-            return
+    def _take_dirty(self) -> tuple[list[str], list[str] | None]:
         dirty, self._dirty = self._dirty, set()
-        for target in sorted(dirty):
-            self.store.put_state(STATE_PREFIX + target, self._target_state(target))
+        index = None
         if dirty - self._saved:
             self._saved |= dirty
-            self.store.put_state(STATE_INDEX, sorted(self._saved))
+            index = sorted(self._saved)
+        return sorted(dirty), index
+
+    def _write(self, states: list[tuple[str, dict[str, Any]]], index: list[str] | None) -> None:
+        assert self.store is not None
+        for target, st in states:
+            self.store.put_state(STATE_PREFIX + target, st)
+        if index is not None:
+            self.store.put_state(STATE_INDEX, index)
+
+    def save(self) -> None:
+        """Persist baselines of targets that changed since the last save (at shutdown)."""
+        if self.store is None:
+            return
+        targets, index = self._take_dirty()
+        self._write(self._snapshot(targets), index)
+
+    async def save_async(self, batch: int = 50) -> None:
+        """`save` for the running daemon: the series keep changing on the loop, so they are
+        copied there (a batch of targets per loop step, so probes keep their timing) and
+        only the SQLite writes go to a thread."""
+        if self.store is None:
+            return
+        targets, index = self._take_dirty()
+        try:
+            states: list[tuple[str, dict[str, Any]]] = []
+            for i in range(0, len(targets), batch):
+                states += self._snapshot(targets[i:i + batch])
+                await asyncio.sleep(0)
+            await asyncio.to_thread(self._write, states, index)
+        except BaseException:
+            self._dirty.update(targets)  # written next time
+            raise
 
     def load(self) -> None:
         """Restore baselines saved by `save` (missing or foreign-version state is ignored)."""

@@ -233,7 +233,9 @@ class Daemon:
         while True:
             await asyncio.sleep(SAVE_EVERY)
             try:
-                await asyncio.to_thread(self._save_state)
+                await asyncio.to_thread(self.store.put_state, "budget", self.budget.state())
+                if self.detector is not None:
+                    await self.detector.save_async()
             except Exception:
                 log.exception("state_save_failed")
 

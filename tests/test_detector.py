@@ -220,3 +220,49 @@ def test_config_is_strict() -> None:
         DetectorConfig(metrics=("ttft", "tpot"))
     cfg = DetectorConfig.model_validate({"min_effect": "50%", "exit_hold": "10m"})
     assert cfg.min_effect == 0.5 and cfg.exit_hold == 600.0
+
+
+async def test_save_async_copies_on_the_loop_while_probes_keep_arriving(tmp_path) -> None:
+    # The daemon saves while probes keep landing: new series appear between batches (a
+    # worker thread iterating the live dict used to die with "dictionary changed size").
+    import asyncio
+
+    store = Store(tmp_path / "state.db")
+    det = Detector(DetectorConfig(), store=store)
+    feeds = {m: Feed(seed=i) for i, m in enumerate(f"m{i}" for i in range(120))}
+    for m, f in feeds.items():
+        for _ in range(30):
+            det.observe(f.probe(model=m))
+            f.i += 1
+
+    async def arrivals() -> None:
+        for i in range(40):
+            det.observe(Feed(seed=1000 + i).probe(model=f"late{i}"))
+            await asyncio.sleep(0)
+
+    late = asyncio.create_task(arrivals())
+    await det.save_async(batch=10)
+    await late
+    saved = set(store.get_state("detector:index"))
+    assert {f"p/m{i}/short" for i in range(120)} <= saved
+    # what arrived during the save is dirty, and the next save writes it
+    assert det._dirty and all(t.startswith("p/late") for t in det._dirty)
+    await det.save_async()
+    assert {f"p/late{i}/short" for i in range(40)} <= set(store.get_state("detector:index"))
+
+    restored = Detector(DetectorConfig(), store=store)
+    restored.load()
+    assert restored.series.keys() == det.series.keys()
+    store.close()
+
+
+async def test_a_failed_save_keeps_the_targets_dirty(tmp_path) -> None:
+    store = Store(tmp_path / "state.db")
+    det = Detector(DetectorConfig(), store=store)
+    det.observe(Feed(seed=3).probe())
+    store.close()  # writes now fail
+    import sqlite3
+
+    with pytest.raises(sqlite3.ProgrammingError):
+        await det.save_async()
+    assert det._dirty == {"p/m/short"}
