@@ -5,7 +5,10 @@ asyncio socket, minimal parsing), at 1, 50 and 200 concurrent streams with Poiss
 Targets (at 50 and 200 streams): our p50 lateness within 0.2 ms of the reference's, our
 p99 within 1.25x of the reference's. Prints the figures; exits 1 when a target is missed.
 
-    .venv/bin/python bench/timing_accuracy.py [--phase-seconds 6] [--rounds 2]
+The simulator gets a core of its own and both clients share the rest (`--no-pin` lets the
+scheduler place them): it stands in for a provider on another machine.
+
+    .venv/bin/python bench/timing_accuracy.py [--phase-seconds 6] [--rounds 2] [--no-pin]
 """
 
 from __future__ import annotations
