@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import ipaddress
 import select
 import socket
@@ -135,6 +136,7 @@ class RxTransport(asyncio.Transport):
         self._sock = sock
         self._fd = sock.fileno()
         self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)  # SSLProtocol is
         self._kernel = _enable_kernel_stamps(sock)
         self._wbuf = bytearray()
         self._flush_pending = False
@@ -161,7 +163,7 @@ class RxTransport(asyncio.Transport):
     # reading
     def _read_ready(self, tick: bool = True) -> None:
         proto = self._protocol
-        buffered = isinstance(proto, asyncio.BufferedProtocol)
+        buffered = self._buffered
         try:
             if buffered:
                 buf = typing.cast(asyncio.BufferedProtocol, proto).get_buffer(-1)
@@ -343,6 +345,7 @@ class RxTransport(asyncio.Transport):
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
@@ -545,12 +548,19 @@ def _readable(sock: socket.socket | None) -> bool:
         return True
 
 
-async def _resolve(host: str, port: int) -> list[tuple[int, typing.Any]]:
+@functools.lru_cache(maxsize=1024)
+def _literal_family(host: str) -> int | None:
     try:
-        ip = ipaddress.ip_address(host)  # a literal needs no resolver thread
-        return [(socket.AF_INET6 if ip.version == 6 else socket.AF_INET, (host, port))]
+        ip = ipaddress.ip_address(host)
     except ValueError:
-        pass
+        return None
+    return socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+
+
+async def _resolve(host: str, port: int) -> list[tuple[int, typing.Any]]:
+    family = _literal_family(host)  # a literal needs no resolver thread
+    if family is not None:
+        return [(family, (host, port))]
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [(family, addr) for family, _, _, _, addr in infos]
 
