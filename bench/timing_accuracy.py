@@ -5,10 +5,10 @@ asyncio socket, minimal parsing), at 1, 50 and 200 concurrent streams with Poiss
 Targets (at 50 and 200 streams): our p50 lateness within 0.2 ms of the reference's, our
 p99 within 1.25x of the reference's. Prints the figures; exits 1 when a target is missed.
 
-The simulator gets a core of its own and both clients share the rest (`--no-pin` lets the
-scheduler place them): it stands in for a provider on another machine.
+`--pin` gives the simulator a core of its own and the clients the rest (it stands in for a
+provider on another machine); by default the scheduler places them.
 
-    .venv/bin/python bench/timing_accuracy.py [--phase-seconds 6] [--rounds 2] [--no-pin]
+    .venv/bin/python bench/timing_accuracy.py [--phase-seconds 6] [--rounds 2] [--pin]
 """
 
 from __future__ import annotations
@@ -207,8 +207,8 @@ def main() -> int:
     ap.add_argument("--phase-seconds", type=float, default=6.0)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--levels", type=int, nargs="+", default=[1, 50, 200])
-    ap.add_argument("--no-pin", dest="pin", action="store_false",
-                    help="let the scheduler place the simulator and the clients")
+    ap.add_argument("--pin", action="store_true",
+                    help="the simulator on a core of its own, the clients on the others")
     return asyncio.run(main_async(ap.parse_args()))
 
 
