@@ -244,15 +244,22 @@ class Detector:
                 self._saved -= stale
                 self.store.put_state(STATE_INDEX, sorted(self._saved))
 
-    def _snapshot(self, targets: list[str]) -> list[tuple[str, dict[str, Any]]]:
-        """The saved form of these targets' series: one pass over the series, on the loop."""
-        grouped: dict[str, dict[str, Any]] = {t: {} for t in targets}
-        for (t, m), s in self.series.items():
+    def _grouped(self, targets: list[str]) -> dict[str, list[tuple[str, Any]]]:
+        """These targets' series, in one pass over all series."""
+        grouped: dict[str, list[tuple[str, Any]]] = {t: [] for t in targets}
+        for (t, m), series in list(self.series.items()):
             g = grouped.get(t)
             if g is not None:
-                g[m] = s.to_state()
-        return [(t, {"v": STATE_VERSION, "labels": dict(self.labels.get(t, {})), "series": grouped[t]})
-                for t in targets]
+                g.append((m, series))
+        return grouped
+
+    def _state(self, target: str, series: list[tuple[str, Any]]) -> dict[str, Any]:
+        return {"v": STATE_VERSION, "labels": dict(self.labels.get(target, {})),
+                "series": {m: s.to_state() for m, s in series}}
+
+    def _snapshot(self, targets: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        grouped = self._grouped(targets)
+        return [(t, self._state(t, grouped[t])) for t in targets]
 
     def _take_dirty(self) -> tuple[list[str], list[str] | None]:
         dirty, self._dirty = self._dirty, set()
@@ -276,18 +283,22 @@ class Detector:
         targets, index = self._take_dirty()
         self._write(self._snapshot(targets), index)
 
-    async def save_async(self, batch: int = 50) -> None:
+    async def save_async(self, slice_s: float = 0.005) -> None:
         """`save` for the running daemon: the series keep changing on the loop, so they are
-        copied there (a batch of targets per loop step, so probes keep their timing) and
-        only the SQLite writes go to a thread."""
+        copied there, a few milliseconds of it per loop step (at 1,000 targets the whole
+        copy is over half a second of CPU), and only the SQLite writes go to a thread."""
         if self.store is None:
             return
         targets, index = self._take_dirty()
         try:
+            grouped = self._grouped(targets)
             states: list[tuple[str, dict[str, Any]]] = []
-            for i in range(0, len(targets), batch):
-                states += self._snapshot(targets[i:i + batch])
-                await asyncio.sleep(0)
+            deadline = time.perf_counter() + slice_s
+            for t in targets:
+                states.append((t, self._state(t, grouped[t])))
+                if time.perf_counter() >= deadline:
+                    await asyncio.sleep(0)
+                    deadline = time.perf_counter() + slice_s
             await asyncio.to_thread(self._write, states, index)
         except BaseException:
             self._dirty.update(targets)  # written next time

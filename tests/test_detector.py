@@ -241,7 +241,7 @@ async def test_save_async_copies_on_the_loop_while_probes_keep_arriving(tmp_path
             await asyncio.sleep(0)
 
     late = asyncio.create_task(arrivals())
-    await det.save_async(batch=10)
+    await det.save_async(slice_s=0.0)  # a loop step after every target
     await late
     saved = set(store.get_state("detector:index"))
     assert {f"p/m{i}/short" for i in range(120)} <= saved
