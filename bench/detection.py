@@ -261,17 +261,21 @@ def stationary_week(targets: int, seed: int) -> bool:
 # nothing here is fitted to a file or reads the label windows.
 NAB_PARAMS = Params(
     min_effect=2.0,  # median of the last 5 values >= 2 robust sigmas from the baseline's
-    design_effect=2.0,
+    design_effect=3.0,  # the CUSUM is tuned to a 3-sigma shift (k = 1.5 sigma)
+    z_cap=5.0,
     recent=5,
-    slow_window=30,
+    slow_window=60,
     quarantine=10,
     short_baseline=576,  # two days of 5-minute rows
     baseline_size=1152,
     baseline_min=288,
     baseline_max_age=math.inf,
     relearn_time=86400.0,  # a change that lasts a day is the new normal
-    exit_hold=12 * 3600.0,  # one page per incident: calm for 12 h before it ends
+    exit_hold=86400.0,  # one page per incident: calm for a day before it ends
     season=86400.0,  # a daily cycle, used only where it explains the healthy data
+    novelty=0.95,  # ...and beyond the baseline's 5%/95% quantile: recurring levels never page
+    record_margin=0.2,  # one value 20% beyond the range of the last 4032 rows pages
+    record_window=4032,  # two weeks of 5-minute rows
 )
 NAB_FDR_Q = 1e-5  # the DetectorConfig default
 NAB_THRESHOLD = 1.0  # fixed in advance: the daemon's own (score >= 1.0 = anomalous)

@@ -12,7 +12,8 @@ Benjamini-Hochberg across every series of the evaluation (q <= fdr_q) and practi
 large (effect >= min_effect / min_error_effect). It stays anomalous until the effect
 falls below exit_fraction of the minimum (hysteresis: one page per incident), and its
 baseline is frozen meanwhile; an anomaly that lasts relearn_time (12 h) resolves and its
-level becomes the new baseline (a provider's new normal). `score` = min(log q / log fdr_q, effect / min effect),
+level becomes the new baseline (a provider's new normal). `score` = min(log q / log fdr_q, effect / min effect)
+(or the record ratio, when that test is on),
 raised to 1.0 while anomalous: >= 1.0 exactly when anomalous, continuous below.
 
 State: one Store key per target (`detector:<target>`) plus `detector:index`.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +82,14 @@ class DetectorConfig(Strict):
     # time-of-day profile explains the healthy probes better than the recent baseline
     season: Duration = Field(0.0, ge=0)
     z_cap: float = Field(3.0, gt=0)
+    # off by default (0): the recent median must also be beyond this quantile of the
+    # baseline (a level the baseline often holds never pages); the NAB harness uses 0.95
+    novelty: float = Field(0.0, ge=0, lt=1)
+    # off by default (0): one probe beyond the range of the last record_window probes by
+    # this fraction of (edge - median) pages on its own. One slow probe is not an incident
+    # for an LLM endpoint; the NAB harness, whose anomalies are often single points, uses 0.2
+    record_margin: float = Field(0.0, ge=0)
+    record_window: int = Field(4032, ge=10)
 
     @model_validator(mode="after")
     def _check(self) -> DetectorConfig:
@@ -109,6 +119,9 @@ class DetectorConfig(Strict):
             relearn_time=self.relearn_time,
             season=self.season,
             z_cap=self.z_cap,
+            novelty=self.novelty,
+            record_margin=self.record_margin,
+            record_window=self.record_window,
             min_error_effect=self.min_error_effect,
             error_windows=tuple(sorted(self.error_windows)),
             error_baseline_size=self.error_baseline_size,
@@ -192,9 +205,39 @@ class Detector:
 
     # -- judging -----------------------------------------------------------------------
     def evaluate(self, now: float | None = None) -> dict[tuple[str, str], AnomalyVerdict]:
+        steps = self._evaluate_steps(now)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    async def evaluate_async(self, now: float | None = None,
+                             slice_s: float = 0.005) -> dict[tuple[str, str], AnomalyVerdict]:
+        """`evaluate` for the running daemon, handing the loop back every few milliseconds:
+        at 1,000 targets one evaluation is ~0.1 s of CPU, which would stall every probe's
+        reads (and their kernel stamps would merge) every evaluation interval."""
+        steps = self._evaluate_steps(now)
+        deadline = time.perf_counter() + slice_s
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+            if time.perf_counter() >= deadline:
+                await asyncio.sleep(0)
+                deadline = time.perf_counter() + slice_s
+
+    def _evaluate_steps(self, now: float | None) -> Generator[None, None, dict[tuple[str, str], AnomalyVerdict]]:
+        """The evaluation, yielding after each series (probes may land in between; a series
+        forgotten meanwhile by a reload is skipped)."""
         now = time.time() if now is None else now
-        keys = list(self.series)
-        statuses = [self.series[k].status(self.cfg.fdr_q) for k in keys]
+        items = list(self.series.items())
+        statuses = []
+        for _, series in items:
+            statuses.append(series.status(self.cfg.fdr_q))
+            yield
+        keys = [k for k, _ in items]
         # Two BH families: latency-like series (approximate CUSUM tails, hence the small
         # level) and error series (exact binomial tails). FDR <= fdr_q + error_fdr_q.
         qs = [1.0] * len(keys)
@@ -204,10 +247,11 @@ class Detector:
             for i, q in zip(idx, benjamini_hochberg([statuses[i].p_value for i in idx]), strict=True):
                 qs[i] = q
         out: dict[tuple[str, str], AnomalyVerdict] = {}
-        for key, st, q, level in zip(keys, statuses, qs, levels, strict=True):
-            s = self.series[key]
+        for (key, s), st, q, level in zip(items, statuses, qs, levels, strict=True):
+            if self.series.get(key) is not s:
+                continue
             sig = math.log(max(q, 1e-300)) / math.log(level)
-            raw = max(0.0, min(sig, st.effect_ratio)) if st.ready else 0.0
+            raw = max(0.0, min(sig, st.effect_ratio), st.record_ratio) if st.ready else 0.0
             if decide(s, st, q, level, now):
                 self._dirty.add(key[0])
             score = max(raw, 1.0) if s.anomalous else min(raw, math.nextafter(1.0, 0.0))
@@ -225,6 +269,7 @@ class Detector:
                 n_recent=st.n_recent,
                 since=s.since,
             )
+            yield
         return out
 
     # -- lifecycle ---------------------------------------------------------------------

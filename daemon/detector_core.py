@@ -127,6 +127,14 @@ class Params:
     # an anomaly ends once its effect has stayed small for this long (seconds): one page
     # per incident, not one per wobble
     exit_hold: float = 300.0
+    # novelty quantile (0: off): the recent median must also lie beyond this quantile of
+    # the baseline (below 1 - q for a fall), so a level the baseline often holds never pages
+    novelty: float = 0.0
+    # record test (0: off): one value beyond the range of the last `record_window` values
+    # (all of them, anomalous or not) by record_margin x (that range's edge - its median)
+    # is an anomaly on its own. Off in the daemon, where one slow probe must never page.
+    record_margin: float = 0.0
+    record_window: int = 4032
 
 
 @dataclass(slots=True)
@@ -142,6 +150,9 @@ class Status:
     n_baseline: int
     n_recent: int
     ready: bool
+    # the newest value against the range of everything seen lately (record_margin; 0 when
+    # off): >= 1 when it is beyond that range by the margin, a page without a significance test
+    record_ratio: float = 0.0
 
 
 class _Ranked:
@@ -325,6 +336,9 @@ class LatencySeries:
         "pending",
         "recent",
         "recent_r",
+        "record",
+        "record_q",
+        "record_ratio",
         "res",
         "res_base",
         "res_raw",
@@ -368,6 +382,10 @@ class LatencySeries:
         self.recent_r: deque[float] = deque(maxlen=n_recent)
         self.seasonal = False
         self._season_ready = False
+        # the record test's window of every value (record_margin > 0) and its last verdict
+        self.record = _Ranked()
+        self.record_q: deque[float] = deque()
+        self.record_ratio = 0.0
         self._last_e = math.nan
         self._last_s = 1.0
         # values seen during the current anomaly (for relearning)
@@ -452,6 +470,8 @@ class LatencySeries:
             if not self.direction:
                 self.cusum_lo = min(max(0.0, self.cusum_lo - z - self._k), 60.0 / self._k)
         self.recent.append(y)
+        if self.p.record_margin > 0:
+            self._record(y)
         if self.season is not None:
             # no expectation (a gap in the seasonal history): the deviation from the short
             # baseline stands in, on the residuals' scale
@@ -465,6 +485,24 @@ class LatencySeries:
             ts, ys = self.pending.popleft()
             if not self.anomalous or self._warming():
                 self._admit(ts, ys)
+
+    def _record(self, y: float) -> None:
+        """Judge y against the range of the last record_window values, then remember it."""
+        vals = self.record.values
+        self.record_ratio = 0.0
+        if len(vals) >= self.p.baseline_min:
+            med = _median_sorted(vals)
+            sides = (1,) if self.direction else (1, -1)
+            for side in sides:
+                span = side * ((vals[-1] if side > 0 else vals[0]) - med)
+                if span > 0:  # 1 at the edge plus the margin: the threshold scales the margin
+                    edge = med + side * span
+                    r = side * (y - edge) / (self.p.record_margin * span)
+                    self.record_ratio = max(self.record_ratio, r)
+        self.record.add(y)
+        self.record_q.append(y)
+        if len(self.record_q) > self.p.record_window:
+            self.record.remove(self.record_q.popleft())
 
     def _warming(self) -> bool:
         """The seasonal model's warm-up (until it has season_min_periods of history and
@@ -554,6 +592,22 @@ class LatencySeries:
             diff *= self._last_s
         return diff, med_r
 
+    def _novelty(self, ref: _Ranked, med_r: float, side: int) -> float:
+        """How far the recent median is beyond the baseline's novelty quantile, as a ratio:
+        1 at the quantile (on the side tested), 0 at the median. A level the baseline has
+        often held (a recurring burst, a busy hour) is not new, however many sigmas it is."""
+        vals = ref.values
+        m = len(vals)
+        if m == 0:
+            return math.inf
+        q = self.p.novelty
+        edge = vals[min(m - 1, int(q * m))] if side > 0 else vals[max(0, int((1 - q) * m))]
+        span = side * (edge - ref.med)
+        shift = side * (med_r - ref.med)
+        if span <= 0:
+            return math.inf if shift > 0 else 0.0
+        return shift / span
+
     def status(self, fdr_q: float = 1e-4) -> Status:
         n_recent = len(self.recent)
         if not self.ready() or n_recent < self.p.recent:
@@ -588,6 +642,8 @@ class LatencySeries:
             else (p_slow, d_slow, med_slow, long, self.p.slow_window, side_slow)
         )
         ratio = diff / self._scale
+        if self.p.novelty > 0:
+            ratio = min(ratio, self._novelty(ref, med_r, side))
         exit_ok = max(d_fast, d_slow) / self._scale < self.p.exit_fraction
         if not self.direction:  # small on both sides, whichever the statistics point to
             exit_ok = abs(d_fast) / self._scale < self.p.exit_fraction and (
@@ -601,7 +657,7 @@ class LatencySeries:
         else:
             base_y, rec_y = ref.med, med_r
         return Status(p_value, effect, ratio, exit_ok, self._unorient(base_y), self._unorient(rec_y),
-                      len(ref.values), n_used, True)
+                      len(ref.values), n_used, True, self.record_ratio)
 
     def enter(self, now: float) -> None:
         self.anomalous = True
@@ -632,6 +688,8 @@ class LatencySeries:
             "last_t": self.last_t,
             "held": _pack(self._held),
         }
+        if self.p.record_margin > 0:
+            st["record"] = [round(y, 5) for y in self.record_q]
         if self.season is not None:
             st["season"] = _pack(self.season.entries())
             st["res"] = _pack(self.res_base)
@@ -660,6 +718,11 @@ class LatencySeries:
         self.calm_since = st.get("calm_since")
         self.last_t = float(st.get("last_t", 0.0))
         self._held = deque(_unpack(st.get("held")), maxlen=self._held.maxlen)
+        self.record = _Ranked()
+        self.record_q = deque()
+        for y in st.get("record", [])[-self.p.record_window:]:
+            self.record.add(float(y))
+            self.record_q.append(float(y))
         self.res = _Ranked()
         self.res_base = deque()
         self.res_raw = _Ranked()
@@ -722,7 +785,8 @@ def decide(series: LatencySeries | ErrorSeries, st: Status, q: float, fdr_q: flo
             series.leave()
             return True
         return False
-    if st.ready and q <= fdr_q ** threshold and st.effect_ratio >= threshold:
+    if st.ready and ((q <= fdr_q ** threshold and st.effect_ratio >= threshold)
+                     or st.record_ratio >= threshold):
         series.enter(series.last_t or now)
         return True
     return False

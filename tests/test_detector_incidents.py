@@ -64,3 +64,41 @@ def test_two_sided_seasonal_series_pages_once_for_a_missing_peak() -> None:
     pages = [i for i in run(series, values) if i >= 3 * ROWS_PER_DAY]
     assert len(pages) == 1 and day8 + 8 * 12 <= pages[0] <= day8 + 8 * 12 + 5
     assert series.seasonal
+
+
+def test_record_value_pages_once_only_when_the_record_test_is_on() -> None:
+    # a lone value far beyond anything in the last days: no page by default (one slow probe
+    # is not an incident), one page with the record test on, and the same height again a
+    # day later is no longer a record (it has been seen)
+    rng = np.random.default_rng(9)
+    warm = 3 * ROWS_PER_DAY
+    values = flat(rng, warm + 2 * ROWS_PER_DAY)
+    values[warm] = 60.0
+    values[warm + ROWS_PER_DAY + 30] = 60.0
+    assert run(LatencySeries(raw_params(), log_scale=False, direction=0), values) == []
+    series = LatencySeries(raw_params(record_margin=0.2, exit_hold=3600.0), log_scale=False, direction=0)
+    assert run(series, values) == [warm]
+    # downwards too, on a two-sided series
+    values[warm + 2 * ROWS_PER_DAY - 10] = -20.0
+    series = LatencySeries(raw_params(record_margin=0.2, exit_hold=3600.0), log_scale=False, direction=0)
+    assert run(series, values) == [warm, warm + 2 * ROWS_PER_DAY - 10]
+
+
+def test_novelty_quantile_keeps_a_frequent_level_from_paging() -> None:
+    # bursts of 7 h a day (about 30% of the values) on a flat 20, each no higher than the
+    # ones before: many sigmas above the median, but a level the baseline often holds
+    rng = np.random.default_rng(10)
+    values = flat(rng, 8 * ROWS_PER_DAY)
+    for d in range(8):
+        start = d * ROWS_PER_DAY + 37 * d % 100 + 60  # not at one time of day
+        values[start:start + 84] += 34.0 - 2 * d
+    late = 3 * ROWS_PER_DAY
+    plain = LatencySeries(raw_params(exit_hold=3600.0), log_scale=False, direction=0)
+    assert len([i for i in run(plain, values) if i >= late]) >= 3
+    novel = LatencySeries(raw_params(novelty=0.95, exit_hold=3600.0), log_scale=False, direction=0)
+    assert [i for i in run(novel, values) if i >= late] == []
+    # a level beyond the bursts still pages
+    values[-60:] += 60.0
+    novel = LatencySeries(raw_params(novelty=0.95, exit_hold=3600.0), log_scale=False, direction=0)
+    pages = [i for i in run(novel, values) if i >= late]
+    assert len(pages) == 1 and pages[0] >= len(values) - 60
