@@ -210,7 +210,7 @@ class Daemon:
 
     async def _evaluate_once(self) -> None:
         if self.detector is not None:
-            self.verdicts = self.detector.evaluate()
+            self.verdicts = await self.detector.evaluate_async()
             for (target, metric), v in self.verdicts.items():
                 lab = self.aggregator.labels.get(target)
                 if lab is not None:

@@ -266,3 +266,48 @@ async def test_a_failed_save_keeps_the_targets_dirty(tmp_path) -> None:
     with pytest.raises(sqlite3.ProgrammingError):
         await det.save_async()
     assert det._dirty == {"p/m/short"}
+
+
+async def test_evaluate_async_hands_the_loop_back_and_agrees_with_evaluate() -> None:
+    import asyncio
+
+    det, twin = Detector(DetectorConfig()), Detector(DetectorConfig())
+    feed, feed2 = Feed(seed=11), Feed(seed=11)
+    for d, f in ((det, feed), (twin, feed2)):
+        for m in ("a", "b", "c"):
+            for _ in range(150):
+                d.observe(f.probe(model=m))
+                f.i += 1
+        for _ in range(8):
+            d.observe(f.probe(model="b", ttft_x=2.0))
+            f.i += 1
+    now = T0 + 60.0 * feed.i
+    ticks = 0
+
+    async def other_work() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_work())
+    got = await det.evaluate_async(now=now, slice_s=0.0)
+    other.cancel()
+    want = twin.evaluate(now=now)
+    assert ticks >= len(det.series)  # the loop ran between series
+    assert got.keys() == want.keys()
+    assert {k for k, v in got.items() if v.anomalous} == {k for k, v in want.items() if v.anomalous} != set()
+    for k in got:
+        assert got[k].score == pytest.approx(want[k].score)
+
+    # a reload that forgets a target mid-evaluation: its series get no verdict
+    steps = det._evaluate_steps(now)
+    next(steps)
+    det.forget({"p/a/short", "p/b/short"})
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            out = done.value
+            break
+    assert {k[0] for k in out} == {"p/a/short", "p/b/short"}
