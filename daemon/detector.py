@@ -12,7 +12,8 @@ Benjamini-Hochberg across every series of the evaluation (q <= fdr_q) and practi
 large (effect >= min_effect / min_error_effect). It stays anomalous until the effect
 falls below exit_fraction of the minimum (hysteresis: one page per incident), and its
 baseline is frozen meanwhile; an anomaly that lasts relearn_time (12 h) resolves and its
-level becomes the new baseline (a provider's new normal). `score` = min(log q / log fdr_q, effect / min effect),
+level becomes the new baseline (a provider's new normal). `score` = min(log q / log fdr_q, effect / min effect)
+(or the record ratio, when that test is on),
 raised to 1.0 while anomalous: >= 1.0 exactly when anomalous, continuous below.
 
 State: one Store key per target (`detector:<target>`) plus `detector:index`.
@@ -81,6 +82,14 @@ class DetectorConfig(Strict):
     # time-of-day profile explains the healthy probes better than the recent baseline
     season: Duration = Field(0.0, ge=0)
     z_cap: float = Field(3.0, gt=0)
+    # off by default (0): the recent median must also be beyond this quantile of the
+    # baseline (a level the baseline often holds never pages); the NAB harness uses 0.95
+    novelty: float = Field(0.0, ge=0, lt=1)
+    # off by default (0): one probe beyond the range of the last record_window probes by
+    # this fraction of (edge - median) pages on its own. One slow probe is not an incident
+    # for an LLM endpoint; the NAB harness, whose anomalies are often single points, uses 0.2
+    record_margin: float = Field(0.0, ge=0)
+    record_window: int = Field(4032, ge=10)
 
     @model_validator(mode="after")
     def _check(self) -> DetectorConfig:
@@ -110,6 +119,9 @@ class DetectorConfig(Strict):
             relearn_time=self.relearn_time,
             season=self.season,
             z_cap=self.z_cap,
+            novelty=self.novelty,
+            record_margin=self.record_margin,
+            record_window=self.record_window,
             min_error_effect=self.min_error_effect,
             error_windows=tuple(sorted(self.error_windows)),
             error_baseline_size=self.error_baseline_size,
@@ -239,7 +251,7 @@ class Detector:
             if self.series.get(key) is not s:
                 continue
             sig = math.log(max(q, 1e-300)) / math.log(level)
-            raw = max(0.0, min(sig, st.effect_ratio)) if st.ready else 0.0
+            raw = max(0.0, min(sig, st.effect_ratio), st.record_ratio) if st.ready else 0.0
             if decide(s, st, q, level, now):
                 self._dirty.add(key[0])
             score = max(raw, 1.0) if s.anomalous else min(raw, math.nextafter(1.0, 0.0))
