@@ -221,3 +221,43 @@ async def test_burn_rate_pages_fast(tmp_path: Path) -> None:
 def test_bad_alert_config_is_rejected(bad: dict) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError):
         AlertsConfig(**bad)
+
+
+async def test_evaluation_hands_the_loop_back_between_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # 1,000 targets take ~0.1 s to judge: probes must keep reading their sockets meanwhile
+    import asyncio
+
+    import alerts.engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "EVAL_SLICE", 0.0)
+    clock = Clock()
+    e, _ = engine(tmp_path, config(), clock)
+    models = tuple(f"m{i}" for i in range(50))
+    for _ in range(2):
+        await step(e, clock, ok=False, models=models)
+    for m in models:
+        e.observe(result(0.3, model=m, outcome=Outcome.HTTP_ERROR, started_at=datetime.fromtimestamp(clock.t, UTC)))
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    seen: dict[str, int] = {}  # target -> loop steps taken before it was judged
+    judge = engine_mod.rule_eval.evaluate
+
+    def spy(rule, key, *args):  # type: ignore[no-untyped-def]
+        seen.setdefault(key, ticks)
+        return judge(rule, key, *args)
+
+    monkeypatch.setattr(engine_mod.rule_eval, "evaluate", spy)
+    t = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    await e.evaluate()
+    t.cancel()
+    assert len(seen) == len(models)
+    assert len(set(seen.values())) == len(models)  # the loop ran between any two targets
+    firing = [a for a in e.alerts.values() if a.state == "firing"]
+    assert len(firing) == len(models)  # the same judgement, only spread over loop steps
