@@ -602,8 +602,9 @@ class LatencySeries:
             return math.inf
         q = self.p.novelty
         edge = vals[min(m - 1, int(q * m))] if side > 0 else vals[max(0, int((1 - q) * m))]
-        span = side * (edge - ref.med)
-        shift = side * (med_r - ref.med)
+        med = _median_sorted(vals) if ref is self.record else ref.med
+        span = side * (edge - med)
+        shift = side * (med_r - med)
         if span <= 0:
             return math.inf if shift > 0 else 0.0
         return shift / span
@@ -643,7 +644,10 @@ class LatencySeries:
         )
         ratio = diff / self._scale
         if self.p.novelty > 0:
-            ratio = min(ratio, self._novelty(ref, med_r, side))
+            # against everything seen lately when the record test keeps that window (plain
+            # mode: the same scale), else against the component's baseline
+            seen = self.record if self.record.values and not seasonal else ref
+            ratio = min(ratio, self._novelty(seen, med_r, side))
         exit_ok = max(d_fast, d_slow) / self._scale < self.p.exit_fraction
         if not self.direction:  # small on both sides, whichever the statistics point to
             exit_ok = abs(d_fast) / self._scale < self.p.exit_fraction and (
