@@ -3,7 +3,10 @@
 Latency-like series (`LatencySeries`)
     Values are compared on an oriented scale `y` where higher is worse: `log(x)` for
     latencies, `-log(x)` for throughput (output_tps is bad when it falls), and the raw
-    value (optionally negated) for the NAB harness. Two time scales:
+    value for the NAB harness, whose series are two-sided (direction 0: an upward and a
+    downward CUSUM, each component tests the side its statistic points to, p-values pay
+    for the two sides; one series, so a fall is one incident and the other side never
+    learns it). Two time scales:
 
     fast (steps): each probe's robust z-score against the newest `short_baseline` healthy
     probes, z = (y - median) / (1.4826 MAD), clipped to +-z_cap so one outlier weighs
@@ -25,6 +28,17 @@ Latency-like series (`LatencySeries`)
     window must have moved, so lone outliers never page. It leaves when the effect has
     stayed below exit_fraction x min_effect for exit_hold seconds.
 
+    Two options, off in the daemon (on in the NAB harness):
+    novelty (a quantile q): the recent median must also be beyond the q-quantile (below
+    1 - q for a fall) of everything seen in the record window (or of the baseline without
+    one; of the residuals in seasonal mode), so a level the series often holds (a
+    recurring burst, a busy hour) never pages however many sigmas it is.
+    record test (record_margin > 0): one value beyond the range of the last
+    record_window values, anomalous or not, by record_margin x (edge - median), pages on
+    its own (effect ratio (y - edge) / (margin x (edge - median)), scaled by the threshold
+    like the others). A single point is often NAB's anomaly; for an LLM endpoint one slow
+    probe is not an incident, hence off in the daemon.
+
 Error series (`ErrorSeries`)
     0/1 per probe. Exact one-sided binomial tests of the errors in a few trailing windows
     against the baseline rate (smoothed by a small prior so a spotless baseline does not
@@ -45,7 +59,10 @@ Baselines learn only from samples that have waited `quarantine` probes and only 
 series is healthy: the quarantine is emptied when an anomaly starts (its samples are the
 onset) and when it ends, so nothing from an anomalous period enters the baseline. A change
 that lasts `relearn_time` seconds (or `relearn_after` probes) is accepted as the new normal:
-the anomaly resolves and the baseline is rebuilt from its newest values.
+the anomaly resolves and the baseline is rebuilt from its newest values, unless the anomaly
+is already calming down (its effect small, not yet for exit_hold): then it is over, not a
+new normal, and it just resolves with the old baseline (learning the mixture of incident
+and recovery would page again on the return to the old level).
 """
 
 from __future__ import annotations
