@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from daemon.detector_core import LatencySeries
@@ -102,3 +104,21 @@ def test_novelty_quantile_keeps_a_frequent_level_from_paging() -> None:
     novel = LatencySeries(raw_params(novelty=0.95, exit_hold=3600.0), log_scale=False, direction=0)
     pages = [i for i in run(novel, values) if i >= late]
     assert len(pages) == 1 and pages[0] >= len(values) - 60
+
+
+def test_record_window_and_downward_cusum_survive_a_restart() -> None:
+    rng = np.random.default_rng(11)
+    warm = 3 * ROWS_PER_DAY
+    values = flat(rng, warm + 20)
+    values[warm:] -= 4.0  # a fall under way at the restart (not a record: 2.7 sigma)
+    values[-1] = 80.0  # and then a record
+    p = raw_params(record_margin=0.5)
+    live = LatencySeries(p, log_scale=False, direction=0)
+    assert run(live, values[:warm + 2]) == []
+    restored = LatencySeries(p, log_scale=False, direction=0)
+    restored.load_state(json.loads(json.dumps(live.to_state())))
+    assert np.allclose(restored.record_q, live.record_q, atol=1e-5)  # the state keeps 5 decimals
+    assert restored.cusum_lo == live.cusum_lo > 0
+    pages = run(restored, values[warm + 2:], start=warm + 2)
+    assert pages == run(live, values[warm + 2:], start=warm + 2)
+    assert len(pages) == 1 and pages[0] <= warm + 6  # the fall; the record comes while it is open
