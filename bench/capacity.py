@@ -43,8 +43,8 @@ def pct(values: list[float], q: float) -> float:
 def start_simulator(truth: Path, scenario: Path) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "probes.simulator", "--port", "0", "--scenario", str(scenario),
-         "--truth-log", str(truth)],
-        stdout=subprocess.PIPE, cwd=REPO,
+         "--truth-log", str(truth), "--exit-with-parent"],  # gone with us, even if we crash
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -172,7 +172,8 @@ async def run(args: argparse.Namespace) -> int:
     lags = list(daemon.scheduler.lag_samples) if daemon.scheduler else []
     daemon._stop.set()
     await daemon_task
-    sim.terminate()
+    assert sim.stdin is not None
+    sim.stdin.close()  # --exit-with-parent: EOF on stdin stops it
     sim.wait(10)
     if args.warmup:
         print(f"warm-up        {warm_probes} probes in {time.monotonic() - w_t0:.0f}s (first probe of each target): "

@@ -154,7 +154,8 @@ async def main_async(args: argparse.Namespace) -> int:
     (tmp / "s.yaml").write_text(SCENARIO)
     truth_path = tmp / "truth.jsonl"
     sim = subprocess.Popen([sys.executable, "-m", "probes.simulator", "--port", "0", "--scenario", str(tmp / "s.yaml"),
-                            "--truth-log", str(truth_path)], stdout=subprocess.PIPE, cwd=REPO)
+                            "--truth-log", str(truth_path), "--exit-with-parent"],  # gone with us, even if we crash
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO)
     assert sim.stdout is not None
     url = "http://" + json.loads(sim.stdout.readline())["listening"]
     print(pin(sim.pid, args.pin))
@@ -169,7 +170,8 @@ async def main_async(args: argparse.Namespace) -> int:
                     collected.setdefault((name, conc), {}).update(got)
     finally:
         await CLIENTS.aclose()
-        sim.terminate()
+        assert sim.stdin is not None
+        sim.stdin.close()  # --exit-with-parent: EOF on stdin stops it
         sim.wait(10)
     truth = load_truth(truth_path)
     missed = []
