@@ -408,7 +408,7 @@ def run_nab(nab_dir: Path, verbose: bool = False, jobs: int = 1) -> dict[tuple[f
         rows = sum(f["n"] for f in files)
         print(f"NAB: {len(files)} files, windows detected {hits}/{nwin}, false positives {fps}, raw {total:+.2f} "
               f"(null {-nwin:+d}, perfect {nwin:+d})  [{time.perf_counter() - t0:.0f}s wall, "
-              f"{1e6 * cpu / rows:.0f} us cpu per row for both directions]")
+              f"{1e6 * cpu / rows:.0f} us cpu per row, two-sided series]")
         print("NAB normalised scores by threshold (" + ", ".join(NAB_PROFILES) + "):")
         for th in thresholds:
             mark = "  <- fixed in advance" if th == NAB_THRESHOLD else ""
