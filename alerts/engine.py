@@ -31,6 +31,7 @@ from alerts.model import Alert, Event, Finding, Notification
 from alerts.notifiers import DeliveryError, Notifier, build
 from alerts.routing import in_maintenance, inhibited, route_for
 from daemon.aggregator import Aggregator
+from daemon.loopslice import SLICE, LoopSlice
 from daemon.metrics import Metrics
 from daemon.sinks.base import AlertTransition
 from daemon.store import Store
@@ -42,7 +43,7 @@ STATE_KEY = "alerts:state"
 SILENCES_KEY = "alerts:silences"
 MAX_ATTEMPTS = 10
 MAX_BACKOFF = 300.0
-EVAL_SLICE = 0.005  # seconds of rule evaluation per loop step
+EVAL_SLICE = SLICE  # seconds of rule evaluation per loop step
 QUEUE_SIZE = 1000  # notifications waiting per receiver; beyond it the oldest is dropped (and counted)
 
 
@@ -117,9 +118,8 @@ class AlertEngine:
             return
         now = self.clock()
         findings: list[Finding] = []
-        # At 1,000 targets judging every rule is ~0.1 s of CPU: hand the loop back every few
-        # milliseconds so probes keep reading their sockets (and their timing) meanwhile.
-        deadline = time.perf_counter() + EVAL_SLICE
+        # at 1,000 targets judging every rule is ~0.1 s of CPU (daemon/loopslice.py)
+        loop_slice = LoopSlice(EVAL_SLICE)
         for key, h in list(self.histories.items()):
             if self.histories.get(key) is not h:
                 continue  # removed by a reload meanwhile
@@ -127,9 +127,7 @@ class AlertEngine:
                 f = rule_eval.evaluate(rule, key, h, self.stats, self.verdicts, now)
                 if f is not None:
                     findings.append(f)
-            if time.perf_counter() >= deadline:
-                await asyncio.sleep(0)
-                deadline = time.perf_counter() + EVAL_SLICE
+            await loop_slice.pause()
         events = self._unmuted(now)  # before _advance: alerts firing from this evaluation on are not "unmuted"
         events += self._advance(findings, now)
         events += self._orphans(findings, now)

@@ -32,6 +32,7 @@ from pydantic import Field, model_validator
 
 from daemon.detector_core import ErrorSeries, LatencySeries, Params, benjamini_hochberg, decide
 from daemon.durations import Duration, Fraction
+from daemon.loopslice import SLICE, LoopSlice
 from daemon.model import Strict
 from daemon.store import Store
 from probes.result import ProbeResult
@@ -213,20 +214,18 @@ class Detector:
                 return done.value  # type: ignore[no-any-return]
 
     async def evaluate_async(self, now: float | None = None,
-                             slice_s: float = 0.005) -> dict[tuple[str, str], AnomalyVerdict]:
+                             slice_s: float = SLICE) -> dict[tuple[str, str], AnomalyVerdict]:
         """`evaluate` for the running daemon, handing the loop back every few milliseconds:
         at 1,000 targets one evaluation is ~0.1 s of CPU, which would stall every probe's
         reads (and their kernel stamps would merge) every evaluation interval."""
         steps = self._evaluate_steps(now)
-        deadline = time.perf_counter() + slice_s
+        loop_slice = LoopSlice(slice_s)
         while True:
             try:
                 next(steps)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
-            if time.perf_counter() >= deadline:
-                await asyncio.sleep(0)
-                deadline = time.perf_counter() + slice_s
+            await loop_slice.pause()
 
     def _evaluate_steps(self, now: float | None) -> Generator[None, None, dict[tuple[str, str], AnomalyVerdict]]:
         """The evaluation, yielding after each series (probes may land in between; a series
@@ -328,7 +327,7 @@ class Detector:
         targets, index = self._take_dirty()
         self._write(self._snapshot(targets), index)
 
-    async def save_async(self, slice_s: float = 0.005) -> None:
+    async def save_async(self, slice_s: float = SLICE) -> None:
         """`save` for the running daemon: the series keep changing on the loop, so they are
         copied there, a few milliseconds of it per loop step (at 1,000 targets the whole
         copy is over half a second of CPU), and only the SQLite writes go to a thread."""
@@ -338,12 +337,10 @@ class Detector:
         try:
             grouped = self._grouped(targets)
             states: list[tuple[str, dict[str, Any]]] = []
-            deadline = time.perf_counter() + slice_s
+            loop_slice = LoopSlice(slice_s)
             for t in targets:
                 states.append((t, self._state(t, grouped[t])))
-                if time.perf_counter() >= deadline:
-                    await asyncio.sleep(0)
-                    deadline = time.perf_counter() + slice_s
+                await loop_slice.pause()
             await asyncio.to_thread(self._write, states, index)
         except BaseException:
             self._dirty.update(targets)  # written next time

@@ -195,9 +195,16 @@ class Daemon:
             log.info("state_restored", results=len(results), targets=len({r.target for r in results}))
 
     def _save_state(self) -> None:
+        """At shutdown (nothing else runs)."""
         self.store.put_state("budget", self.budget.state())
         if self.detector is not None:
             self.detector.save()
+
+    async def _save_state_async(self) -> None:
+        """While running: state is taken on the loop, SQLite written in a thread."""
+        await asyncio.to_thread(self.store.put_state, "budget", self.budget.state())
+        if self.detector is not None:
+            await self.detector.save_async()
 
     # -- periodic work -------------------------------------------------------------
     async def _evaluate_loop(self) -> None:
@@ -235,9 +242,7 @@ class Daemon:
         while True:
             await asyncio.sleep(SAVE_EVERY)
             try:
-                await asyncio.to_thread(self.store.put_state, "budget", self.budget.state())
-                if self.detector is not None:
-                    await self.detector.save_async()
+                await self._save_state_async()
             except Exception:
                 log.exception("state_save_failed")
 

@@ -1,8 +1,10 @@
-"""ProbeResult builders for unit tests."""
+"""ProbeResult builders and small helpers for unit tests."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 from probes.result import Outcome, ProbeResult, TokensSource
 
@@ -44,3 +46,25 @@ def result(
         tokens_source=TokensSource.USAGE,
         output_tps=output_tokens / (e2e - ttft) if e2e > ttft else None,
     )
+
+
+class LoopTicker:
+    """Counts the loop steps another task gets while work runs: does the work hand the loop back?"""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            self.ticks += 1
+            await asyncio.sleep(0)
+
+    async def __aenter__(self) -> LoopTicker:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self._task is not None
+        self._task.cancel()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import alerts.engine as engine_mod
 from alerts.config import AlertsConfig
 from alerts.engine import AlertEngine
 from alerts.model import Notification
@@ -15,7 +16,7 @@ from daemon.aggregator import Aggregator
 from daemon.metrics import Metrics
 from daemon.store import Store
 from probes.result import Outcome
-from tests.factories import result
+from tests.factories import LoopTicker, result
 
 
 class Clock:
@@ -225,9 +226,6 @@ def test_bad_alert_config_is_rejected(bad: dict) -> None:  # type: ignore[type-a
 
 async def test_evaluation_hands_the_loop_back_between_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # 1,000 targets take ~0.1 s to judge: probes must keep reading their sockets meanwhile
-    import asyncio
-
-    import alerts.engine as engine_mod
 
     monkeypatch.setattr(engine_mod, "EVAL_SLICE", 0.0)
     clock = Clock()
@@ -237,26 +235,17 @@ async def test_evaluation_hands_the_loop_back_between_targets(tmp_path: Path, mo
         await step(e, clock, ok=False, models=models)
     for m in models:
         e.observe(result(0.3, model=m, outcome=Outcome.HTTP_ERROR, started_at=datetime.fromtimestamp(clock.t, UTC)))
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
+    ticker = LoopTicker()
     seen: dict[str, int] = {}  # target -> loop steps taken before it was judged
     judge = engine_mod.rule_eval.evaluate
 
     def spy(rule, key, *args):  # type: ignore[no-untyped-def]
-        seen.setdefault(key, ticks)
+        seen.setdefault(key, ticker.ticks)
         return judge(rule, key, *args)
 
     monkeypatch.setattr(engine_mod.rule_eval, "evaluate", spy)
-    t = asyncio.create_task(ticker())
-    await asyncio.sleep(0)
-    await e.evaluate()
-    t.cancel()
+    async with ticker:
+        await e.evaluate()
     assert len(seen) == len(models)
     assert len(set(seen.values())) == len(models)  # the loop ran between any two targets
     firing = [a for a in e.alerts.values() if a.state == "firing"]

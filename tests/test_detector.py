@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +16,7 @@ from daemon.detector import AnomalyVerdict, Detector, DetectorConfig
 from daemon.detector_core import benjamini_hochberg
 from daemon.store import Store
 from probes.result import Outcome, ProbeResult, TokensSource
+from tests.factories import LoopTicker
 
 T0 = 1_700_000_000.0
 
@@ -225,8 +228,6 @@ def test_config_is_strict() -> None:
 async def test_save_async_copies_on_the_loop_while_probes_keep_arriving(tmp_path) -> None:
     # The daemon saves while probes keep landing: new series appear between batches (a
     # worker thread iterating the live dict used to die with "dictionary changed size").
-    import asyncio
-
     store = Store(tmp_path / "state.db")
     det = Detector(DetectorConfig(), store=store)
     feeds = {m: Feed(seed=i) for i, m in enumerate(f"m{i}" for i in range(120))}
@@ -261,15 +262,12 @@ async def test_a_failed_save_keeps_the_targets_dirty(tmp_path) -> None:
     det = Detector(DetectorConfig(), store=store)
     det.observe(Feed(seed=3).probe())
     store.close()  # writes now fail
-    import sqlite3
-
     with pytest.raises(sqlite3.ProgrammingError):
         await det.save_async()
     assert det._dirty == {"p/m/short"}
 
 
 async def test_evaluate_async_hands_the_loop_back_and_agrees_with_evaluate() -> None:
-    import asyncio
 
     det, twin = Detector(DetectorConfig()), Detector(DetectorConfig())
     feed, feed2 = Feed(seed=11), Feed(seed=11)
@@ -282,19 +280,10 @@ async def test_evaluate_async_hands_the_loop_back_and_agrees_with_evaluate() -> 
             d.observe(f.probe(model="b", ttft_x=2.0))
             f.i += 1
     now = T0 + 60.0 * feed.i
-    ticks = 0
-
-    async def other_work() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    other = asyncio.create_task(other_work())
-    got = await det.evaluate_async(now=now, slice_s=0.0)
-    other.cancel()
+    async with LoopTicker() as ticker:
+        got = await det.evaluate_async(now=now, slice_s=0.0)
     want = twin.evaluate(now=now)
-    assert ticks >= len(det.series)  # the loop ran between series
+    assert ticker.ticks >= len(det.series)  # the loop ran between series
     assert got.keys() == want.keys()
     assert {k for k, v in got.items() if v.anomalous} == {k for k, v in want.items() if v.anomalous} != set()
     for k in got:
