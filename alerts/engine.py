@@ -457,7 +457,10 @@ class AlertEngine:
             "saved_at": self.clock(),
             "alerts": [a.to_dict() for a in self.alerts.values()],
             "groups": [{"receiver": g.receiver, "labels": g.labels, "last_sent": g.last_sent, "reminders": g.reminders,
-                        "escalated": g.escalated, "thread_key": g.thread_key, "created": g.created}
+                        "escalated": g.escalated, "thread_key": g.thread_key, "created": g.created,
+                        # waiting for group_wait / group_interval: a restart must neither lose a page nor a resolve
+                        "pending": [{"kind": e.kind, "alert": e.alert.to_dict(), "at": e.at, "duration": e.duration}
+                                    for e in g.pending]}
                        for g in self.groups.values()],
             "streaks": {k: [h.fail_streak, h.mismatch_streak, h.last_seen, h.last_error, dict(h.labels)]
                         for k, h in self.histories.items()},
@@ -477,10 +480,15 @@ class AlertEngine:
             self.histories[key] = h
         root = self.cfg.route
         for g in state.get("groups", []):
-            route = next((r for r in (route_for(root, g["labels"]) if root else []) if r.receiver == g["receiver"]), root)
-            if route is None:
-                continue
-            grp = Group(g["receiver"], g["labels"], route, [], g["created"], g["last_sent"], g["reminders"],
+            if root is None:
+                break
+            pending = []
+            for d in g.get("pending", []):
+                a = Alert.from_dict(d["alert"])
+                # the live alert (a held-back page marks it), or, for a resolve, the one saved with the event
+                pending.append(Event(d["kind"], self.alerts.get(a.fingerprint, a), d["at"], d.get("duration")))
+            route = self._route_of(g["receiver"], g["labels"], [e.alert for e in pending])
+            grp = Group(g["receiver"], g["labels"], route, pending, g["created"], g["last_sent"], g["reminders"],
                         g["escalated"], g["thread_key"])
             self.groups[grp.key] = grp
         for name, st in state.get("notifiers", {}).items():
@@ -491,6 +499,19 @@ class AlertEngine:
                     log.exception("notifier_state_restore_failed", receiver=name)
         if self.alerts:
             log.info("alert_state_restored", alerts=len(self.alerts))
+
+    def _route_of(self, receiver: str, labels: dict[str, str], extra: list[Alert]) -> Route:
+        """The route a saved group came from: the one its alerts are routed to (a child route
+        matched on e.g. severity keeps its own intervals and escalation), else the root."""
+        root = self.cfg.route
+        assert root is not None
+        for a in [*self.alerts.values(), *extra]:
+            if any(a.labels.get(k, "") != v for k, v in labels.items()):
+                continue
+            for r in route_for(root, _with_rule(a)) or [root]:
+                if str(r.receiver) == receiver and {k: a.labels.get(k, "") for k in r.group_by} == labels:
+                    return r
+        return next((r for r in route_for(root, labels) if r.receiver == receiver), root)
 
     async def restore_windows(self) -> None:
         """Error-rate and burn-rate windows rebuilt from the stored probe results, for the

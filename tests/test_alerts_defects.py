@@ -287,3 +287,54 @@ async def test_latency_objectives_on_itl_and_output_tps(tmp_path: Path, metric: 
     h = {k: v for k, v in e2.histories.items()}
     slow_counts = {k.split("/")[1]: sum(sum(b[3].values()) for b in v.buckets) for k, v in h.items()}
     assert slow_counts["slow"] >= 29 and slow_counts["fast"] == 0
+
+
+async def test_resolve_waiting_for_group_interval_survives_a_restart(tmp_path: Path) -> None:
+    # The resolve waits in its group for group_interval (5 min by default) after the page;
+    # a restart (or an alert config reload) meanwhile must not lose it.
+    clock = Clock()
+    route = {"receiver": "pager", "group_by": ["provider"], "group_wait": 0, "group_interval": 300,
+             "repeat_interval": 3600}
+    e, rec = engine(tmp_path, config(route=route), clock)
+    for ok in (False, False, True, True):
+        await step(e, clock, ok)
+    assert kinds(rec["pager"]) == [["firing"]]  # the resolve is held until group_interval has passed
+    await e.stop(1)
+    e2, rec2 = engine(tmp_path, config(route=route), clock, Store(tmp_path / "s.db"))
+    for _ in range(25):
+        await step(e2, clock, True)
+    assert kinds(rec2["pager"]) == [["resolved"]]
+    assert rec2["pager"].sent[0].events[0].duration is not None
+
+
+async def test_page_waiting_for_group_wait_survives_a_restart(tmp_path: Path) -> None:
+    clock = Clock()
+    route = {"receiver": "pager", "group_by": ["provider"], "group_wait": 30, "group_interval": 60,
+             "repeat_interval": 3600}
+    e, rec = engine(tmp_path, config(route=route), clock)
+    for _ in range(2):
+        await step(e, clock, False)
+    assert rec["pager"].sent == []  # firing, waiting for group_wait
+    await e.stop(1)
+    e2, rec2 = engine(tmp_path, config(route=route), clock, Store(tmp_path / "s.db"))
+    for _ in range(4):
+        await step(e2, clock, False)
+    assert kinds(rec2["pager"]) == [["firing"]]
+
+
+async def test_child_route_settings_survive_a_restart(tmp_path: Path) -> None:
+    # The group of a child route (matched on severity) keeps that route's escalation after a restart.
+    clock = Clock()
+    route = {"receiver": "boss", "group_by": ["provider"], "group_wait": 0, "group_interval": 10,
+             "repeat_interval": 3600,
+             "routes": [{"match": {"severity": "page"}, "receiver": "pager",
+                         "escalate": {"after": 120, "receiver": "boss"}}]}
+    e, rec = engine(tmp_path, config(route=route), clock)
+    for _ in range(3):
+        await step(e, clock, False)
+    assert kinds(rec["pager"]) == [["firing"]] and rec["boss"].sent == []
+    await e.stop(1)
+    e2, rec2 = engine(tmp_path, config(route=route), clock, Store(tmp_path / "s.db"))
+    for _ in range(10):
+        await step(e2, clock, False)
+    assert kinds(rec2["boss"]) == [["firing"]]  # escalated after 2 minutes, as before the restart
