@@ -50,10 +50,15 @@ def in_maintenance(windows: list[Maintenance], labels: dict[str, str], now: floa
 def inhibited(rules: list[Inhibit], labels: dict[str, str], firing: list[dict[str, str]]) -> bool:
     """A provider-wide outage (source) suppresses the per-model alerts (targets) it explains."""
     for inh in rules:
-        if not matches(labels, inh.target_match) or (matches(labels, inh.source_match) and inh.target_match == {}):
+        if not matches(labels, inh.target_match):
             continue
+        # As in Alertmanager: an alert on both sides of the rule is not inhibited by another
+        # alert on both sides (two provider-wide alerts would otherwise mute each other).
+        both = matches(labels, inh.source_match)
         for src in firing:
             if src is labels or src == labels:
+                continue
+            if both and matches(src, inh.target_match):
                 continue
             if matches(src, inh.source_match) and all(src.get(k) == labels.get(k) for k in inh.equal):
                 return True

@@ -338,3 +338,22 @@ async def test_child_route_settings_survive_a_restart(tmp_path: Path) -> None:
     for _ in range(10):
         await step(e2, clock, False)
     assert kinds(rec2["boss"]) == [["firing"]]  # escalated after 2 minutes, as before the restart
+
+
+async def test_two_provider_wide_alerts_do_not_inhibit_each_other(tmp_path: Path) -> None:
+    # Alertmanager semantics: an alert matching both sides of an inhibit rule is not inhibited
+    # by another alert that also matches both. Else two provider-wide alerts mute each other: no page.
+    clock = Clock()
+    cfg = config(rules=[
+        {"name": "provider-down", "kind": "consecutive_failures", "count": 2,
+         "labels": {"severity": "page", "scope": "provider"}},
+        {"name": "provider-errors", "kind": "error_rate", "value": 0.5, "window": "5m", "min_probes": 2,
+         "labels": {"severity": "page", "scope": "provider"}},
+        {"name": "model-down", "kind": "consecutive_failures", "count": 2, "labels": {"severity": "page"}},
+    ], inhibit=[{"source_match": {"scope": "provider"}, "target_match": {"severity": "page"}, "equal": ["provider"]}])
+    e, rec = engine(tmp_path, cfg, clock)
+    for _ in range(4):
+        await step(e, clock, False)
+    told_rules = {ev.alert.rule for n in rec["pager"].sent for ev in n.events if ev.kind == "firing"}
+    assert told_rules == {"provider-down", "provider-errors"}
+
