@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -131,6 +132,17 @@ class Route(Strict):
     escalate: Escalation | None = None
     continue_: bool = Field(False, alias="continue")
     routes: list[Route] = []
+
+    # Checked at load: a bad pattern would otherwise raise whenever an alert is routed (no page).
+    @field_validator("match_re")
+    @classmethod
+    def _patterns(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, p in v.items():
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"match_re.{k}: invalid regular expression {p!r}: {exc}") from None
+        return v
 
 
 class Silence(Strict):

@@ -357,3 +357,11 @@ async def test_two_provider_wide_alerts_do_not_inhibit_each_other(tmp_path: Path
     told_rules = {ev.alert.rule for n in rec["pager"].sent for ev in n.events if ev.kind == "firing"}
     assert told_rules == {"provider-down", "provider-errors"}
 
+
+def test_invalid_match_re_is_rejected_at_load() -> None:
+    # Otherwise the route tree raises re.error exactly when an alert fires: no page at all.
+    from alerts.config import AlertsConfig
+
+    with pytest.raises(ValueError, match="match_re"):
+        AlertsConfig(receivers=[{"name": "pager", "webhook": {"url": "http://127.0.0.1:9/hook"}}],
+                     route={"receiver": "pager", "routes": [{"match_re": {"model": "gpt-4o("}, "receiver": "pager"}]})
