@@ -39,10 +39,12 @@ def in_maintenance(windows: list[Maintenance], labels: dict[str, str], now: floa
         if not matches(labels, w.match):
             continue
         tz = ZoneInfo(w.timezone)
-        local = datetime.fromtimestamp(now, UTC).astimezone(tz)
-        # the latest start at or before now; inside the window if it ends after now
-        start = croniter(w.cron, local + timedelta(seconds=1)).get_prev(datetime)
-        if start <= local < start + timedelta(seconds=w.duration):
+        utc_now = datetime.fromtimestamp(now, UTC)
+        # the latest start at or before now (local time); inside the window if it ends after
+        # now. Compared in UTC: aware datetimes of one zone add and compare as wall-clock
+        # times, which made a window an hour short or long across a DST change.
+        start = croniter(w.cron, utc_now.astimezone(tz) + timedelta(seconds=1)).get_prev(datetime).astimezone(UTC)
+        if start <= utc_now < start + timedelta(seconds=w.duration):
             return True
     return False
 

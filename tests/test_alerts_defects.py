@@ -365,3 +365,20 @@ def test_invalid_match_re_is_rejected_at_load() -> None:
     with pytest.raises(ValueError, match="match_re"):
         AlertsConfig(receivers=[{"name": "pager", "webhook": {"url": "http://127.0.0.1:9/hook"}}],
                      route={"receiver": "pager", "routes": [{"match_re": {"model": "gpt-4o("}, "receiver": "pager"}]})
+
+
+@pytest.mark.parametrize(("at", "inside"), [
+    # Sunday 2026-03-29, Europe/Paris springs forward at 02:00 CET (01:00 UTC): a window at
+    # 01:00 local for 2 h runs 00:00-02:00 UTC, two real hours, not until 03:00 local (01:00 UTC)
+    ("2026-03-29T01:30:00+00:00", True),
+    ("2026-03-29T02:05:00+00:00", False),
+    # Sunday 2026-10-25, falls back at 03:00 CEST (01:00 UTC): 01:00 local = 23:00 UTC, ends 01:00 UTC
+    ("2026-10-25T00:30:00+00:00", True),
+    ("2026-10-25T01:30:00+00:00", False),
+])
+def test_maintenance_window_lasts_its_duration_across_a_dst_change(at: str, inside: bool) -> None:
+    from alerts.config import Maintenance
+    from alerts.routing import in_maintenance
+
+    w = Maintenance(cron="0 1 * * SUN", duration="2h", timezone="Europe/Paris")  # type: ignore[arg-type]
+    assert in_maintenance([w], {}, datetime.fromisoformat(at).timestamp()) is inside
