@@ -382,3 +382,50 @@ def test_maintenance_window_lasts_its_duration_across_a_dst_change(at: str, insi
 
     w = Maintenance(cron="0 1 * * SUN", duration="2h", timezone="Europe/Paris")  # type: ignore[arg-type]
     assert in_maintenance([w], {}, datetime.fromisoformat(at).timestamp()) is inside
+
+
+async def test_alertmanager_instances_are_posted_to_side_by_side() -> None:
+    # One POST after the other: with instances that hang, the later ones are reached only
+    # after every earlier timeout, or never (the engine gives a send its timeout + 5 s).
+    import asyncio
+    import time
+
+    from aiohttp import web
+
+    from tests.test_alerts_notifiers import note, serve
+
+    done = asyncio.Event()
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await done.wait()
+        writer.close()
+
+    hanging = [await asyncio.start_server(hang, "127.0.0.1", 0) for _ in range(3)]
+    got: list[float] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        got.append(time.monotonic())
+        return web.json_response({})
+
+    runner, good = await serve(handler)
+    urls = [f"http://127.0.0.1:{s.sockets[0].getsockname()[1]}" for s in hanging] + [good]
+    try:
+        t0 = time.monotonic()
+        await AlertmanagerNotifier("am", AlertmanagerReceiver(urls=urls, timeout=0.5)).send(note())
+        assert got and got[0] - t0 < 0.5 and time.monotonic() - t0 < 1.2
+    finally:
+        done.set()
+        for s in hanging:
+            s.close()
+        await runner.cleanup()
+
+
+async def test_alertmanager_error_does_not_carry_the_url_credentials() -> None:
+    from alerts.notifiers import DeliveryError
+    from tests.conftest import free_port
+    from tests.test_alerts_notifiers import note
+
+    url = f"http://canary:s3cret-pw@127.0.0.1:{free_port()}"
+    with pytest.raises(DeliveryError) as err:
+        await AlertmanagerNotifier("am", AlertmanagerReceiver(urls=[url], timeout=1)).send(note())
+    assert "s3cret-pw" not in str(err.value) and "127.0.0.1" in str(err.value)
