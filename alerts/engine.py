@@ -92,7 +92,6 @@ class AlertEngine:
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._save_lock = asyncio.Lock()
         self._mutes: dict[str, str] = {}  # firing alerts muted at the last evaluation: fingerprint → why
-        self._retries: set[asyncio.Task[None]] = set()
         self._restoring = False
         self._load()
 
@@ -345,10 +344,21 @@ class AlertEngine:
                 q.task_done()
 
     async def _deliver(self, n: Notification, attempt: int) -> bool:
+        """Deliver, retrying in place: the receiver's later messages wait behind this one (only
+        they do), so a page retried after a refusal never lands after its own resolve."""
+        while True:
+            ok, delay = await self._attempt(n, attempt)
+            if delay is None:
+                return ok
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _attempt(self, n: Notification, attempt: int) -> tuple[bool, float | None]:
+        """One try: (delivered, seconds until the retry, or None for no retry)."""
         notifier = self.notifiers.get(n.receiver)
         if notifier is None:
             log.error("notification_unknown_receiver", receiver=n.receiver)
-            return False
+            return False, None
         before = notifier.state()
         try:
             await asyncio.wait_for(notifier.send(n), notifier.cfg.timeout + 5)
@@ -359,18 +369,15 @@ class AlertEngine:
                 self._count(n.receiver, "failed")
                 log.error("notification_failed", receiver=n.receiver, title=n.title(), error=str(exc) or "timeout",
                           attempts=attempt + 1)
-                return False
+                return False, None
             delay = retry_after if retry_after is not None else min(MAX_BACKOFF, 2.0 ** attempt)
             self._count(n.receiver, "retried")
             log.warning("notification_retry", receiver=n.receiver, error=str(exc) or "timeout", retry_in=delay)
-            task = asyncio.create_task(self._later(n, attempt + 1, delay))
-            self._retries.add(task)
-            task.add_done_callback(self._retries.discard)
-            return False
+            return False, delay
         except Exception as exc:
             self._count(n.receiver, "failed")
             log.exception("notification_error", receiver=n.receiver, error=type(exc).__name__)
-            return False
+            return False, None
         self._count(n.receiver, "sent")
         log.info("notification_sent", receiver=n.receiver, title=n.title())
         if notifier.state() != before:  # e.g. a new Slack thread: persist it now, not at the next evaluation
@@ -378,11 +385,7 @@ class AlertEngine:
                 await self._persist()
             except Exception:
                 log.exception("alert_state_save_failed")
-        return True
-
-    async def _later(self, n: Notification, attempt: int, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self._enqueue(n, attempt)
+        return True, None
 
     def _count(self, receiver: str, outcome: str) -> None:
         if self.metrics is not None:
@@ -413,7 +416,7 @@ class AlertEngine:
             except TimeoutError:
                 left = {name: q.qsize() for name, q in self._queues.items() if q.qsize()}
                 log.warning("notification_queues_not_drained", left=left)
-        tasks = [*self._workers.values(), *self._retries]
+        tasks = list(self._workers.values())
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

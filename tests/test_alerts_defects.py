@@ -429,3 +429,44 @@ async def test_alertmanager_error_does_not_carry_the_url_credentials() -> None:
     with pytest.raises(DeliveryError) as err:
         await AlertmanagerNotifier("am", AlertmanagerReceiver(urls=[url], timeout=1)).send(note())
     assert "s3cret-pw" not in str(err.value) and "127.0.0.1" in str(err.value)
+
+
+async def test_a_retried_page_is_not_delivered_after_its_resolve(tmp_path: Path) -> None:
+    # The receiver refuses the page once (5xx, retry in a moment); the incident resolves
+    # meanwhile. The retry must not land after the resolve: that re-opens a resolved
+    # incident (a new Slack thread, an Alertmanager alert firing again for minutes).
+    import asyncio
+
+    from alerts.notifiers import DeliveryError
+    from daemon.aggregator import Aggregator
+    from tests.test_alerts_engine import Recorder
+
+    class Flaky(Recorder):
+        calls = 0
+
+        async def send(self, n: Notification) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise DeliveryError("HTTP 503", retry_after=0.3)
+            await super().send(n)
+
+    clock = Clock()
+    route = {"receiver": "pager", "group_by": ["provider"], "group_wait": 0, "group_interval": 1,
+             "repeat_interval": 3600}
+    e = AlertEngine(config(route=route), store=Store(tmp_path / "s.db"), stats=Aggregator(clock), clock=clock)
+    flaky = Flaky(e.notifiers["pager"].cfg)
+    e.notifiers["pager"] = flaky  # type: ignore[assignment]
+    await e.start()
+    try:
+        for ok in (False, False, True, True):
+            clock.t += 15
+            e.observe(result(0.3, outcome=Outcome.OK if ok else Outcome.HTTP_ERROR))
+            await e.evaluate()
+            await asyncio.sleep(0.02)
+        for _ in range(50):
+            if len(flaky.sent) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await e.stop(1)
+    assert [n.status for n in flaky.sent] == ["firing", "resolved"]
