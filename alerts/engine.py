@@ -257,7 +257,8 @@ class AlertEngine:
             if flush:
                 # final: nothing of the group fires any more, the incident (and its thread) ends here
                 self._send(Notification(g.receiver, g.labels, list(g.pending), g.thread_key, final=not active))
-                g.resolved_events = [e for e in g.pending if e.kind == "resolved"]
+                if g.escalated:  # the escalation receiver's final message: every resolve since it was told
+                    g.resolved_events += [e for e in g.pending if e.kind == "resolved"]
                 g.pending.clear()
                 g.last_sent = now
             elif not g.pending and speaking and g.last_sent is not None and now - g.last_sent >= r.repeat_interval and (
@@ -462,8 +463,8 @@ class AlertEngine:
             "groups": [{"receiver": g.receiver, "labels": g.labels, "last_sent": g.last_sent, "reminders": g.reminders,
                         "escalated": g.escalated, "thread_key": g.thread_key, "created": g.created,
                         # waiting for group_wait / group_interval: a restart must neither lose a page nor a resolve
-                        "pending": [{"kind": e.kind, "alert": e.alert.to_dict(), "at": e.at, "duration": e.duration}
-                                    for e in g.pending]}
+                        "pending": [_event_dict(e) for e in g.pending],
+                        "resolved_events": [_event_dict(e) for e in g.resolved_events]}
                        for g in self.groups.values()],
             "streaks": {k: [h.fail_streak, h.mismatch_streak, h.last_seen, h.last_error, dict(h.labels)]
                         for k, h in self.histories.items()},
@@ -490,9 +491,11 @@ class AlertEngine:
                 a = Alert.from_dict(d["alert"])
                 # the live alert (a held-back page marks it), or, for a resolve, the one saved with the event
                 pending.append(Event(d["kind"], self.alerts.get(a.fingerprint, a), d["at"], d.get("duration")))
+            resolved = [Event(d["kind"], Alert.from_dict(d["alert"]), d["at"], d.get("duration"))
+                        for d in g.get("resolved_events", [])]
             route = self._route_of(g["receiver"], g["labels"], [e.alert for e in pending])
             grp = Group(g["receiver"], g["labels"], route, pending, g["created"], g["last_sent"], g["reminders"],
-                        g["escalated"], g["thread_key"])
+                        g["escalated"], g["thread_key"], resolved)
             self.groups[grp.key] = grp
         for name, st in state.get("notifiers", {}).items():
             if name in self.notifiers:  # Slack threads: a resolve after a restart goes in the incident's thread
@@ -559,6 +562,10 @@ class AlertEngine:
                     buckets.setdefault(target, []).append(
                         [start, n, failed, {obj: c for obj, c in zip(slow, counts, strict=True) if c}])
         return recent, buckets
+
+
+def _event_dict(e: Event) -> dict[str, Any]:
+    return {"kind": e.kind, "alert": e.alert.to_dict(), "at": e.at, "duration": e.duration}
 
 
 def _fp(f: Finding) -> str:

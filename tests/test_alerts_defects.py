@@ -470,3 +470,15 @@ async def test_a_retried_page_is_not_delivered_after_its_resolve(tmp_path: Path)
     finally:
         await e.stop(1)
     assert [n.status for n in flaky.sent] == ["firing", "resolved"]
+
+
+async def test_escalation_receiver_gets_every_resolve_of_the_incident(tmp_path: Path) -> None:
+    clock = Clock()
+    route = {"receiver": "pager", "group_by": ["provider"], "group_wait": 0, "group_interval": 10,
+             "repeat_interval": 3600, "escalate": {"after": 60, "receiver": "boss"}}
+    e, rec = engine(tmp_path, config(route=route), clock)
+    await run_models(e, clock, {"a": False, "b": False}, 8)  # both escalated
+    await run_models(e, clock, {"a": True, "b": False}, 3)  # a recovers first
+    await run_models(e, clock, {"a": True, "b": True}, 3)
+    esc = [(ev.kind, ev.alert.labels["model"]) for n in rec["boss"].sent for ev in n.events]
+    assert sorted(esc) == [("firing", "a"), ("firing", "b"), ("resolved", "a"), ("resolved", "b")]
