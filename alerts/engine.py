@@ -27,7 +27,7 @@ import structlog
 from alerts import rules as rule_eval
 from alerts.config import AlertsConfig, Route
 from alerts.history import BUCKET, HIGHER_IS_BETTER, MAX_AGE, TargetHistory, objective_field
-from alerts.model import Alert, Event, Finding, Notification
+from alerts.model import Alert, Event, Finding, Notification, fingerprint
 from alerts.notifiers import DeliveryError, Notifier, build
 from alerts.routing import in_maintenance, inhibited, route_for
 from daemon.aggregator import Aggregator
@@ -127,6 +127,7 @@ class AlertEngine:
                 if f is not None:
                     findings.append(f)
             await loop_slice.pause()
+        findings = self._page_stays(findings)
         events = self._unmuted(now)  # before _advance: alerts firing from this evaluation on are not "unmuted"
         events += self._advance(findings, now)
         events += self._orphans(findings, now)
@@ -137,6 +138,21 @@ class AlertEngine:
             await self._persist()
         except Exception:
             log.exception("alert_state_save_failed")
+
+    def _page_stays(self, findings: list[Finding]) -> list[Finding]:
+        """A burn-rate page still burning at ticket level stays the page (and its hysteresis
+        holds): the severity it derives is part of its labels, so each dip of the fast windows
+        resolved the page at once, and the next burst paged again."""
+        derived = {r.name for r in self.rules if r.kind == "burn_rate" and "severity" not in r.labels}
+        out = []
+        for f in findings:
+            if f.rule in derived and f.active and f.labels.get("severity") == "ticket":
+                paged = {**f.labels, "severity": "page"}
+                a = self.alerts.get(fingerprint(f.rule, paged))
+                if a is not None and a.state == "firing":
+                    f = replace(f, labels=paged)
+            out.append(f)
+        return out
 
     def _advance(self, findings: list[Finding], now: float) -> list[Event]:
         by_rule = {r.name: r for r in self.rules}
@@ -569,8 +585,6 @@ def _event_dict(e: Event) -> dict[str, Any]:
 
 
 def _fp(f: Finding) -> str:
-    from alerts.model import fingerprint
-
     return fingerprint(f.rule, f.labels)
 
 

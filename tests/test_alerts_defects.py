@@ -482,3 +482,23 @@ async def test_escalation_receiver_gets_every_resolve_of_the_incident(tmp_path: 
     await run_models(e, clock, {"a": True, "b": True}, 3)
     esc = [(ev.kind, ev.alert.labels["model"]) for n in rec["boss"].sent for ev in n.events]
     assert sorted(esc) == [("firing", "a"), ("firing", "b"), ("resolved", "a"), ("resolved", "b")]
+
+
+async def test_burn_rate_page_dipping_to_ticket_level_pages_once(tmp_path: Path) -> None:
+    # A burn-rate rule without a severity label says `page` or `ticket` by the windows that
+    # burn. Hours of slow burn (the ticket windows hold), then a fast burn whose 5-minute
+    # window has one quiet evaluation in twelve: the page must not resolve and page again on
+    # each dip (resolve_after is 2), as the same rule labelled severity=page does not.
+    clock = Clock()
+    cfg = config(rules=[{"name": "slo", "kind": "burn_rate", "objective": {"type": "availability", "target": 0.99}}],
+                 route={"receiver": "pager", "group_by": ["provider"], "group_wait": 0, "group_interval": 60,
+                        "repeat_interval": 14400, "routes": [{"match": {"severity": "ticket"}, "receiver": "boss"}]})
+    e, rec = engine(tmp_path, cfg, clock)
+    for i in range(300):
+        await step(e, clock, (i + 1) % 50 != 0, dt=60)  # 2% errors for 5 h: a ticket
+    assert [k for n in kinds(rec["boss"]) for k in n].count("firing") == 1 and rec["pager"].sent == []
+    for i in range(150):
+        await step(e, clock, i % 12 not in (0, 7), dt=60)  # 17% errors
+    assert [k for n in kinds(rec["pager"]) for k in n].count("firing") == 1
+    assert [k for n in kinds(rec["pager"]) for k in n].count("resolved") == 0
+    assert [k for n in kinds(rec["boss"]) for k in n].count("firing") == 1
