@@ -387,7 +387,8 @@ class AlertEngine:
                 log.error("notification_failed", receiver=n.receiver, title=n.title(), error=str(exc) or "timeout",
                           attempts=attempt + 1)
                 return False, None
-            delay = retry_after if retry_after is not None else min(MAX_BACKOFF, 2.0 ** attempt)
+            # capped: the receiver's later messages wait behind this retry
+            delay = min(MAX_BACKOFF, retry_after if retry_after is not None else 2.0 ** attempt)
             self._count(n.receiver, "retried")
             log.warning("notification_retry", receiver=n.receiver, error=str(exc) or "timeout", retry_in=delay)
             return False, delay

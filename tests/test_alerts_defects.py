@@ -502,3 +502,33 @@ async def test_burn_rate_page_dipping_to_ticket_level_pages_once(tmp_path: Path)
     assert [k for n in kinds(rec["pager"]) for k in n].count("firing") == 1
     assert [k for n in kinds(rec["pager"]) for k in n].count("resolved") == 0
     assert [k for n in kinds(rec["boss"]) for k in n].count("firing") == 1
+
+
+async def test_a_huge_retry_after_does_not_hold_the_receiver_for_hours(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # Retries wait in the receiver's worker (in order): a Retry-After of a day would stop
+    # every later message of that receiver for a day.
+    import alerts.engine as engine_mod
+    from alerts.notifiers import DeliveryError
+    from tests.test_alerts_engine import Recorder
+
+    waits: list[float] = []
+
+    async def sleep(s: float) -> None:
+        waits.append(s)
+
+    class Limited(Recorder):
+        calls = 0
+
+        async def send(self, n: Notification) -> None:
+            self.calls += 1
+            if self.calls == 1:
+                raise DeliveryError("HTTP 429", retry_after=86400)
+            await super().send(n)
+
+    clock = Clock()
+    e, _ = engine(tmp_path, config(), clock)
+    e.notifiers["pager"] = Limited(e.notifiers["pager"].cfg)  # type: ignore[assignment]
+    monkeypatch.setattr(engine_mod.asyncio, "sleep", sleep)
+    assert await e._deliver(Notification("pager", {}, [], "", test=False), 0)
+    assert waits and max(waits) <= engine_mod.MAX_BACKOFF
