@@ -602,20 +602,25 @@ def add_silence(store: Store, match: dict[str, str], duration: float, comment: s
                 now: float | None = None) -> str:
     now = time.time() if now is None else now
     sid = uuid.uuid4().hex[:10]
-    items = [s for s in store.get_state(SILENCES_KEY, []) if s["ends_at"] > now]
-    items.append({"id": sid, "match": match, "starts_at": now, "ends_at": now + duration, "comment": comment,
-                  "created_by": created_by})
-    store.put_state(SILENCES_KEY, items)
-    return sid
+
+    def change(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:
+        kept = [s for s in items if s["ends_at"] > now]
+        kept.append({"id": sid, "match": match, "starts_at": now, "ends_at": now + duration, "comment": comment,
+                     "created_by": created_by})
+        return kept, sid
+
+    return store.update_state(SILENCES_KEY, [], change)
 
 
 def expire_silence(store: Store, silence_id: str, now: float | None = None) -> bool:
     now = time.time() if now is None else now
-    items = store.get_state(SILENCES_KEY, [])
-    hit = False
-    for s in items:
-        if s["id"] == silence_id and s["ends_at"] > now:
-            s["ends_at"] = now
-            hit = True
-    store.put_state(SILENCES_KEY, items)
-    return hit
+
+    def change(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
+        hit = False
+        for s in items:
+            if s["id"] == silence_id and s["ends_at"] > now:
+                s["ends_at"] = now
+                hit = True
+        return items, hit
+
+    return store.update_state(SILENCES_KEY, [], change)

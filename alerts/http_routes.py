@@ -18,7 +18,9 @@ def silences_get(engine: AlertEngine) -> Reply:
     return 200, {"silences": engine.silences()}
 
 
-def silences_post(engine: AlertEngine, body: dict[str, Any]) -> Reply:
+def silences_post(engine: AlertEngine, body: Any) -> Reply:
+    if not isinstance(body, dict):
+        return 400, {"error": "body must be a JSON object with `match`, `duration` and `comment`"}
     match = body.get("match")
     if not isinstance(match, dict) or not match or not all(isinstance(v, str) for v in match.values()):
         return 400, {"error": "`match` must be a non-empty object of label: value"}

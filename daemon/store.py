@@ -9,12 +9,14 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from probes.result import ProbeResult
+
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -158,6 +160,20 @@ class Store:
                 "ON CONFLICT(key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
                 (key, json.dumps(value), time.time()),
             )
+
+    def update_state(self, key: str, default: Any, change: Callable[[Any], tuple[Any, _T]]) -> _T:
+        """Read, change and write one value in one write transaction: the CLI and the daemon
+        both edit the silences, and a plain read-then-write lost one of two concurrent edits.
+        `change(value)` returns (new value, result)."""
+        with self.transaction() as c:
+            rows = c.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchall()
+            new, result = change(json.loads(rows[0][0]) if rows else default)
+            c.execute(
+                "INSERT INTO kv(key, value, updated_at) VALUES (?,?,?) "
+                "ON CONFLICT(key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
+                (key, json.dumps(new), time.time()),
+            )
+        return result
 
     def close(self) -> None:
         with self._lock:

@@ -128,6 +128,7 @@ async def test_http_routes(tmp_path: Path, hook: str, monkeypatch: pytest.Monkey
     settings = load_settings(write_config(tmp_path, hook))
     engine = AlertEngine(settings.alerts, store=Store(tmp_path / "r.db"), stats=Aggregator())
     assert http_routes.silences_post(engine, {"match": {}})[0] == 400
+    assert http_routes.silences_post(engine, [{"match": {"provider": "p"}}])[0] == 400  # not an object
     assert http_routes.silences_post(engine, {"match": {"provider": 3}})[0] == 400
     assert http_routes.silences_post(engine, {"match": {"provider": "p"}, "duration": "later"})[0] == 400
     status, body = http_routes.silences_post(engine, {"match": {"provider": "p"}, "duration": "30m", "comment": "x"})

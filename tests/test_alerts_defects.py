@@ -532,3 +532,39 @@ async def test_a_huge_retry_after_does_not_hold_the_receiver_for_hours(tmp_path:
     monkeypatch.setattr(engine_mod.asyncio, "sleep", sleep)
     assert await e._deliver(Notification("pager", {}, [], "", test=False), 0)
     assert waits and max(waits) <= engine_mod.MAX_BACKOFF
+
+
+def test_silences_added_at_once_by_the_cli_and_the_daemon_are_all_kept(tmp_path: Path) -> None:
+    """The CLI and the daemon's HTTP API edit one silence list in one database: a plain read
+    then write lost one of two edits made at the same moment (measured: 50-69 of 100 kept)."""
+    import threading
+
+    from alerts.engine import SILENCES_KEY, add_silence, expire_silence
+
+    path = tmp_path / "s.db"
+    daemon_store, cli_store = Store(path), Store(path)
+
+    def add(store: Store, who: str) -> None:
+        for i in range(50):
+            add_silence(store, {"provider": f"{who}{i}"}, 3600, "", who)
+
+    threads = [threading.Thread(target=add, args=(s, who)) for s, who in ((daemon_store, "api"), (cli_store, "cli"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    items = daemon_store.get_state(SILENCES_KEY, [])
+    assert len(items) == 100 and len({s["id"] for s in items}) == 100
+    assert expire_silence(cli_store, items[0]["id"]) and not expire_silence(cli_store, items[0]["id"])
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("30", 30.0), ("1.5", 1.5), ("Wed, 02 Dec 2026 01:00:40 GMT", 40.0), ("Wed, 02 Dec 2026 00:59:00 GMT", 0.0),
+    ("soon", None), (None, None), (["7"], 7.0),
+])
+def test_retry_after_in_seconds_or_as_an_http_date(header: object, seconds: float | None) -> None:
+    """RFC 9110 allows an HTTP-date; Slack's webhook path raised ValueError on one (no retry)."""
+    from alerts.notifiers.base import retry_after_seconds
+
+    now = datetime(2026, 12, 2, 1, 0, 0, tzinfo=UTC).timestamp()
+    assert retry_after_seconds(header, now) == seconds

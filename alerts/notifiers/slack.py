@@ -10,7 +10,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from alerts.model import Notification
-from alerts.notifiers.base import DeliveryError, Notifier
+from alerts.notifiers.base import DeliveryError, Notifier, retry_after_seconds
 from daemon.config import read_secret
 
 
@@ -77,16 +77,14 @@ class SlackNotifier(Notifier):
             wresp = await AsyncWebhookClient(hook.get(), timeout=int(c.timeout)).send(text=n.title(), blocks=blocks(n))
             if wresp.status_code == 429 or wresp.status_code >= 500:
                 ra = wresp.headers.get("retry-after") if wresp.headers else None
-                raise DeliveryError(f"Slack webhook HTTP {wresp.status_code}", float(ra[0] if isinstance(ra, list) else ra) if ra else None)
+                raise DeliveryError(f"Slack webhook HTTP {wresp.status_code}", retry_after_seconds(ra))
             if wresp.status_code >= 400:
                 raise DeliveryError(f"Slack webhook HTTP {wresp.status_code}: {wresp.body[:100]}", permanent=True)
         except SlackApiError as exc:
             status = exc.response.status_code
             ra = exc.response.headers.get("retry-after") or exc.response.headers.get("Retry-After")
-            if isinstance(ra, list):
-                ra = ra[0]
             err = exc.response.get("error") if hasattr(exc.response, "get") else None
-            raise DeliveryError(f"Slack API {status}: {err}", float(ra) if ra else None,
+            raise DeliveryError(f"Slack API {status}: {err}", retry_after_seconds(ra),
                                 permanent=status < 500 and status != 429) from None
         except DeliveryError:
             raise

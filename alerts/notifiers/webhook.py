@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from alerts.model import Notification
-from alerts.notifiers.base import DeliveryError, Notifier
+from alerts.notifiers.base import DeliveryError, Notifier, retry_after_seconds
 from daemon.config import read_secret
 
 SIGNATURE_HEADER = "X-LLM-Canary-Signature"
@@ -41,7 +41,7 @@ async def post_json(url: str, body: bytes, headers: dict[str, str], timeout: flo
         raise DeliveryError(f"{type(exc).__name__}: {exc}"[:200]) from None
     if resp.status_code == 429 or resp.status_code >= 500:
         ra = resp.headers.get("retry-after")
-        raise DeliveryError(f"HTTP {resp.status_code}", float(ra) if ra and ra.replace(".", "").isdigit() else None)
+        raise DeliveryError(f"HTTP {resp.status_code}", retry_after_seconds(ra))
     if resp.status_code >= 400:
         raise DeliveryError(f"HTTP {resp.status_code}: {resp.text[:200]}", permanent=True)
     return resp
