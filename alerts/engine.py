@@ -93,6 +93,9 @@ class AlertEngine:
         self._save_lock = asyncio.Lock()
         self._mutes: dict[str, str] = {}  # firing alerts muted at the last evaluation: fingerprint → why
         self._restoring = False
+        # what a stop could not deliver by its deadline: saved, and queued again at the next start
+        self._inflight: dict[str, tuple[Notification, int]] = {}
+        self._outbox: list[Notification] = []
         self._load()
 
     # -- inputs --------------------------------------------------------------------
@@ -352,6 +355,7 @@ class AlertEngine:
         q = self._queues[receiver]
         while True:
             n, attempt = await q.get()
+            self._inflight[receiver] = (n, attempt)
             try:
                 self._depth(receiver)
                 await self._deliver(n, attempt)
@@ -359,6 +363,8 @@ class AlertEngine:
                 log.exception("notification_worker_error", receiver=receiver)
             finally:
                 q.task_done()
+                if not (t := asyncio.current_task()) or not t.cancelling():
+                    self._inflight.pop(receiver, None)
 
     async def _deliver(self, n: Notification, attempt: int) -> bool:
         """Deliver, retrying in place: the receiver's later messages wait behind this one (only
@@ -439,6 +445,19 @@ class AlertEngine:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._workers.clear()
+        # Undelivered (a receiver down or slow past the deadline): kept for the next start, so
+        # a page or a resolve is late rather than lost. The one being sent may have landed:
+        # it goes again (a duplicate beats a lost page).
+        self._outbox = [n for n, _ in self._inflight.values()]
+        self._inflight.clear()
+        for q in self._queues.values():
+            while not q.empty():
+                self._outbox.append(q.get_nowait()[0])
+                q.task_done()
+        self._outbox = [n for n in self._outbox if not n.test]
+        if self._outbox:
+            log.warning("notifications_kept_for_next_start", count=len(self._outbox),
+                        receivers=sorted({n.receiver for n in self._outbox}))
         await self._persist()
 
     # -- views ---------------------------------------------------------------------
@@ -486,6 +505,8 @@ class AlertEngine:
             "streaks": {k: [h.fail_streak, h.mismatch_streak, h.last_seen, h.last_error, dict(h.labels)]
                         for k, h in self.histories.items()},
             "notifiers": {name: st for name, n in self.notifiers.items() if (st := n.state()) is not None},
+            "outbox": [{"receiver": n.receiver, "group": n.group, "events": [_event_dict(e) for e in n.events],
+                        "thread_key": n.thread_key, "final": n.final} for n in self._outbox],
         }
 
     def _load(self) -> None:
@@ -520,6 +541,11 @@ class AlertEngine:
                     self.notifiers[name].restore(st)
                 except Exception:
                     log.exception("notifier_state_restore_failed", receiver=name)
+        for d in state.get("outbox", []):
+            events = [Event(x["kind"], Alert.from_dict(x["alert"]), x["at"], x.get("duration")) for x in d["events"]]
+            self._enqueue(Notification(d["receiver"], d["group"], events, d["thread_key"], final=d["final"]), 0)
+        if state.get("outbox"):
+            log.info("notifications_restored", count=len(state["outbox"]))
         if self.alerts:
             log.info("alert_state_restored", alerts=len(self.alerts))
 

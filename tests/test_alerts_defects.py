@@ -568,3 +568,49 @@ def test_retry_after_in_seconds_or_as_an_http_date(header: object, seconds: floa
 
     now = datetime(2026, 12, 2, 1, 0, 0, tzinfo=UTC).timestamp()
     assert retry_after_seconds(header, now) == seconds
+
+
+async def test_notifications_undelivered_at_stop_are_sent_after_the_restart(tmp_path: Path) -> None:
+    """A receiver that hangs past the stop deadline: its page (being sent) and the resolve
+    queued behind it were dropped with the process; the next start sends both, in order."""
+    import asyncio
+
+    clock = Clock()
+    e, _ = engine(tmp_path, config(), clock)
+
+    class Hanging:
+        def __init__(self, cfg: object) -> None:
+            self.cfg = cfg
+            self.started = asyncio.Event()
+
+        async def send(self, n: Notification) -> None:
+            self.started.set()
+            await asyncio.Event().wait()
+
+        def validate(self) -> None:
+            pass
+
+        def state(self) -> None:
+            return None
+
+    hanging = Hanging(e.notifiers["pager"].cfg)
+    e.notifiers["pager"] = hanging  # type: ignore[assignment]
+    await e.start()
+    for ok in (False, False):
+        clock.t += 15
+        e.observe(result(0.3, provider="p", model="m", outcome=Outcome.OK if ok else Outcome.HTTP_ERROR,
+                         started_at=datetime.fromtimestamp(clock.t, UTC)))
+        await e.evaluate()
+    await asyncio.wait_for(hanging.started.wait(), 5)  # the page is being sent, and hangs
+    for _ in range(4):
+        clock.t += 61
+        e.observe(result(0.3, provider="p", model="m", started_at=datetime.fromtimestamp(clock.t, UTC)))
+        await e.evaluate()
+    await e.stop(0.2)
+    e2, rec2 = engine(tmp_path, config(), clock, Store(tmp_path / "s.db"))
+    await drain(e2)
+    assert kinds(rec2["pager"]) == [["firing"], ["resolved"]]
+    await e2.stop(1)
+    e3, rec3 = engine(tmp_path, config(), clock, Store(tmp_path / "s.db"))
+    await drain(e3)
+    assert rec3["pager"].sent == []  # sent once, not at every start
