@@ -448,13 +448,13 @@ class AlertEngine:
         # Undelivered (a receiver down or slow past the deadline): kept for the next start, so
         # a page or a resolve is late rather than lost. The one being sent may have landed:
         # it goes again (a duplicate beats a lost page).
-        self._outbox = [n for n, _ in self._inflight.values()]
+        undelivered = [n for n, _ in self._inflight.values()]
         self._inflight.clear()
         for q in self._queues.values():
             while not q.empty():
-                self._outbox.append(q.get_nowait()[0])
+                undelivered.append(q.get_nowait()[0])
                 q.task_done()
-        self._outbox = [n for n in self._outbox if not n.test]
+        self._outbox = [n for n in undelivered if not n.test]
         if self._outbox:
             log.warning("notifications_kept_for_next_start", count=len(self._outbox),
                         receivers=sorted({n.receiver for n in self._outbox}))
@@ -524,13 +524,10 @@ class AlertEngine:
         for g in state.get("groups", []):
             if root is None:
                 break
-            pending = []
-            for d in g.get("pending", []):
-                a = Alert.from_dict(d["alert"])
-                # the live alert (a held-back page marks it), or, for a resolve, the one saved with the event
-                pending.append(Event(d["kind"], self.alerts.get(a.fingerprint, a), d["at"], d.get("duration")))
-            resolved = [Event(d["kind"], Alert.from_dict(d["alert"]), d["at"], d.get("duration"))
-                        for d in g.get("resolved_events", [])]
+            # the live alert (a held-back page marks it), or, for a resolve, the one saved with the event
+            pending = [replace(e, alert=self.alerts.get(e.alert.fingerprint, e.alert))
+                       for e in map(_event_from, g.get("pending", []))]
+            resolved = [_event_from(d) for d in g.get("resolved_events", [])]
             route = self._route_of(g["receiver"], g["labels"], [e.alert for e in pending])
             grp = Group(g["receiver"], g["labels"], route, pending, g["created"], g["last_sent"], g["reminders"],
                         g["escalated"], g["thread_key"], resolved)
@@ -542,7 +539,7 @@ class AlertEngine:
                 except Exception:
                     log.exception("notifier_state_restore_failed", receiver=name)
         for d in state.get("outbox", []):
-            events = [Event(x["kind"], Alert.from_dict(x["alert"]), x["at"], x.get("duration")) for x in d["events"]]
+            events = [_event_from(x) for x in d["events"]]
             self._enqueue(Notification(d["receiver"], d["group"], events, d["thread_key"], final=d["final"]), 0)
         if state.get("outbox"):
             log.info("notifications_restored", count=len(state["outbox"]))
@@ -609,6 +606,10 @@ class AlertEngine:
 
 def _event_dict(e: Event) -> dict[str, Any]:
     return {"kind": e.kind, "alert": e.alert.to_dict(), "at": e.at, "duration": e.duration}
+
+
+def _event_from(d: dict[str, Any]) -> Event:
+    return Event(d["kind"], Alert.from_dict(d["alert"]), d["at"], d.get("duration"))
 
 
 def _fp(f: Finding) -> str:

@@ -18,6 +18,9 @@ from probes.result import ProbeResult
 
 _T = TypeVar("_T")
 
+_PUT_STATE = ("INSERT INTO kv(key, value, updated_at) VALUES (?,?,?) "
+              "ON CONFLICT(key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -155,11 +158,7 @@ class Store:
 
     def put_state(self, key: str, value: Any) -> None:
         with self.transaction() as c:
-            c.execute(
-                "INSERT INTO kv(key, value, updated_at) VALUES (?,?,?) "
-                "ON CONFLICT(key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
-                (key, json.dumps(value), time.time()),
-            )
+            c.execute(_PUT_STATE, (key, json.dumps(value), time.time()))
 
     def update_state(self, key: str, default: Any, change: Callable[[Any], tuple[Any, _T]]) -> _T:
         """Read, change and write one value in one write transaction: the CLI and the daemon
@@ -168,11 +167,7 @@ class Store:
         with self.transaction() as c:
             rows = c.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchall()
             new, result = change(json.loads(rows[0][0]) if rows else default)
-            c.execute(
-                "INSERT INTO kv(key, value, updated_at) VALUES (?,?,?) "
-                "ON CONFLICT(key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at",
-                (key, json.dumps(new), time.time()),
-            )
+            c.execute(_PUT_STATE, (key, json.dumps(new), time.time()))
         return result
 
     def close(self) -> None:

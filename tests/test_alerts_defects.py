@@ -578,20 +578,14 @@ async def test_notifications_undelivered_at_stop_are_sent_after_the_restart(tmp_
     clock = Clock()
     e, _ = engine(tmp_path, config(), clock)
 
-    class Hanging:
-        def __init__(self, cfg: object) -> None:
-            self.cfg = cfg
-            self.started = asyncio.Event()
+    from tests.test_alerts_engine import Recorder
+
+    class Hanging(Recorder):
+        started = asyncio.Event()
 
         async def send(self, n: Notification) -> None:
             self.started.set()
             await asyncio.Event().wait()
-
-        def validate(self) -> None:
-            pass
-
-        def state(self) -> None:
-            return None
 
     hanging = Hanging(e.notifiers["pager"].cfg)
     e.notifiers["pager"] = hanging  # type: ignore[assignment]
