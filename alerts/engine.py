@@ -207,8 +207,9 @@ class AlertEngine:
 
     def _unmuted(self, now: float) -> list[Event]:
         """Firing alerts that were muted when they started and no longer are: tell now."""
+        silences = self.silences()
         return [Event("firing", a, now) for a in self.alerts.values()
-                if a.state == "firing" and not a.notified and self._muted(a, now) is None]
+                if a.state == "firing" and not a.notified and self._muted(a, now, silences) is None]
 
     def _transition(self, a: Alert, state: str, now: float) -> None:
         log.info("alert_" + state, rule=a.rule, labels=a.labels, summary=a.summary, reason=a.reason)
@@ -216,9 +217,11 @@ class AlertEngine:
             self.on_transition(AlertTransition(datetime.fromtimestamp(now, UTC), a.rule, a.fingerprint, state,
                                                a.severity, dict(a.labels), a.value, a.summary))
 
-    def _muted(self, a: Alert, now: float) -> str | None:
+    def _muted(self, a: Alert, now: float, silences: list[dict[str, Any]]) -> str | None:
+        """Why a firing alert is not told, or None. `silences`: self.silences(), read once
+        per pass over the alerts (it is a database read)."""
         labels = _with_rule(a)
-        if any(_match(labels, s["match"]) and s.get("starts_at", 0) <= now < s["ends_at"] for s in self.silences()):
+        if any(_match(labels, s["match"]) and s.get("starts_at", 0) <= now < s["ends_at"] for s in silences):
             return "silenced"
         if in_maintenance(list(self.cfg.maintenance), labels, now):
             return "maintenance"
@@ -231,10 +234,11 @@ class AlertEngine:
         root = self.cfg.route
         if root is None:
             return
+        silences = self.silences() if any(e.kind == "firing" for e in events) else []
         for e in events:
             a = e.alert
             if e.kind == "firing":
-                muted = self._muted(a, now)
+                muted = self._muted(a, now, silences)
                 if muted:
                     log.info("alert_notification_suppressed", rule=a.rule, labels=a.labels, why=muted)
                     continue
@@ -254,7 +258,9 @@ class AlertEngine:
         root = self.cfg.route
         # Muting is checked on every evaluation, not only when an alert starts firing: a
         # provider-wide alert that starts after the per-model ones inhibits them from then on.
-        mutes = {fp: why for fp, a in self.alerts.items() if a.state == "firing" and (why := self._muted(a, now))}
+        silences = self.silences()
+        mutes = {fp: why for fp, a in self.alerts.items()
+                 if a.state == "firing" and (why := self._muted(a, now, silences))}
         self._note_mutes(mutes)
         for key, g in list(self.groups.items()):
             r = g.route
