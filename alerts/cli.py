@@ -1,4 +1,4 @@
-"""`llm-canary alert-test RECEIVER` and `llm-canary silence add|list|expire`."""
+"""`llm-vitals alert-test RECEIVER` and `llm-vitals silence add|list|expire`."""
 
 from __future__ import annotations
 

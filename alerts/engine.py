@@ -37,7 +37,7 @@ from daemon.sinks.base import AlertTransition
 from daemon.store import Store
 from probes.result import ProbeResult
 
-log = structlog.get_logger("llm_canary.alerts")
+log = structlog.get_logger("llm_vitals.alerts")
 
 STATE_KEY = "alerts:state"
 SILENCES_KEY = "alerts:silences"

@@ -84,8 +84,8 @@ class Notification:
             import time as _time
 
             now = _time.time()
-            a = Alert("llm-canary-test", {"severity": "none", "test": "true"}, state="firing", firing_since=now,
-                      summary="test notification from llm-canary")
+            a = Alert("llm-vitals-test", {"severity": "none", "test": "true"}, state="firing", firing_since=now,
+                      summary="test notification from llm-vitals")
             self.events = [Event("firing", a, now)]
 
     @property
@@ -94,7 +94,7 @@ class Notification:
 
     def title(self) -> str:
         if self.test:
-            return "[TEST] llm-canary test notification"
+            return "[TEST] llm-vitals test notification"
         where = ", ".join(f"{k}={v}" for k, v in self.group.items()) or "all targets"
         firing = [e for e in self.events if e.kind != "resolved"]
         if firing:
@@ -123,7 +123,7 @@ class Notification:
 
     def text(self) -> str:
         if self.test:
-            return "This is a test notification from llm-canary. If you can read this, the receiver works."
+            return "This is a test notification from llm-vitals. If you can read this, the receiver works."
         return "\n".join(self.lines())
 
 

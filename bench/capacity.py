@@ -95,7 +95,7 @@ async def bare_client_cpu(url: str, concurrency: int = 20, seconds: float = 6.0)
 
 
 async def run(args: argparse.Namespace) -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="llm-canary-capacity-"))
+    tmp = Path(tempfile.mkdtemp(prefix="llm-vitals-capacity-"))
     truth = tmp / "truth.jsonl"
     scenario = tmp / "scenario.yaml"
     scenario.write_text(
@@ -236,7 +236,7 @@ def main() -> int:
     ap.add_argument("--scrape-interval", type=float, default=30.0, help="GET /metrics this often (0: never)")
     ap.add_argument("--no-warmup", dest="warmup", action="store_false", help="score from the first probe on")
     args = ap.parse_args()
-    os.environ.setdefault("LLM_CANARY_LOG_LEVEL", "warning")
+    os.environ.setdefault("LLM_VITALS_LOG_LEVEL", "warning")
     from daemon import logs
 
     logs.configure("warning", json=True)

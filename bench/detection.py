@@ -56,7 +56,7 @@ Targets (exit 1 when missed): every step of +50% or more detected within 5 probe
 score >= 65.
 
     .venv/bin/python bench/detection.py [--runs 20] [--seed 1] [--nab-dir DIR]
-NAB data: $LLM_CANARY_NAB_DIR, else <repo>/../shared/data/nab.
+NAB data: $LLM_VITALS_NAB_DIR, else <repo>/../shared/data/nab.
 """
 
 from __future__ import annotations
@@ -451,7 +451,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--week-targets", type=int, default=1)
-    ap.add_argument("--nab-dir", default=os.environ.get("LLM_CANARY_NAB_DIR", str(REPO.parent / "shared" / "data" / "nab")))
+    ap.add_argument("--nab-dir", default=os.environ.get("LLM_VITALS_NAB_DIR", str(REPO.parent / "shared" / "data" / "nab")))
     ap.add_argument("--skip-nab", action="store_true")
     ap.add_argument("--jobs", type=int, default=1, help="processes for the NAB files (1: no pool)")
     ap.add_argument("--skip-synthetic", action="store_true")

@@ -49,10 +49,10 @@ async def wait_count(db: InfluxDB1, n: int, timeout: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="llm-canary-influx-bench-"))
+    tmp = Path(tempfile.mkdtemp(prefix="llm-vitals-influx-bench-"))
     db = InfluxDB1(tmp / "influx")
     db.create_db()
-    cfg = InfluxConfig(url=db.url, api_version=1, database="llm_canary", batch_size=5000, flush_interval=0.2,
+    cfg = InfluxConfig(url=db.url, api_version=1, database="llm_vitals", batch_size=5000, flush_interval=0.2,
                        spool_max_points=1_000_000)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     try:

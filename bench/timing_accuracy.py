@@ -150,7 +150,7 @@ def load_truth(path: Path) -> dict[str, list[int]]:
 
 async def main_async(args: argparse.Namespace) -> int:
     global CLIENTS
-    tmp = Path(tempfile.mkdtemp(prefix="llm-canary-timing-"))
+    tmp = Path(tempfile.mkdtemp(prefix="llm-vitals-timing-"))
     (tmp / "s.yaml").write_text(SCENARIO)
     truth_path = tmp / "truth.jsonl"
     sim = subprocess.Popen([sys.executable, "-m", "probes.simulator", "--port", "0", "--scenario", str(tmp / "s.yaml"),

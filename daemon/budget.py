@@ -10,7 +10,7 @@ from daemon.config import Budgets, Settings
 from daemon.metrics import Metrics
 from probes.result import ProbeResult
 
-log = structlog.get_logger("llm_canary.budget")
+log = structlog.get_logger("llm_vitals.budget")
 
 
 def probe_cost(settings: Settings, r: ProbeResult) -> float | None:

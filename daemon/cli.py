@@ -1,4 +1,4 @@
-"""The `llm-canary` command line. Exit codes: 0 ok, 1 a probe/check failed, 2 bad config/usage."""
+"""The `llm-vitals` command line. Exit codes: 0 ok, 1 a probe/check failed, 2 bad config/usage."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="llm-canary", description="Synthetic monitoring for LLM providers.")
+    p = argparse.ArgumentParser(prog="llm-vitals", description="Synthetic monitoring for LLM providers.")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the daemon (no -c: built-in demo against the bundled simulator)")

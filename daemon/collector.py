@@ -16,7 +16,7 @@ from daemon.metrics import Metrics
 from daemon.tasks import cancel_and_wait
 from probes.result import ProbeResult
 
-log = structlog.get_logger("llm_canary.collector")
+log = structlog.get_logger("llm_vitals.collector")
 
 Consumer = Callable[[ProbeResult], None]
 

@@ -1,4 +1,4 @@
-"""Settings (DESIGN §8): one YAML file + LLM_CANARY_* environment overrides.
+"""Settings (DESIGN §8): one YAML file + LLM_VITALS_* environment overrides.
 
 `load_settings` is the only way in: it rejects a broken file with the file, the key and
 the reason (ConfigError), and `Settings.targets()` expands providers x models x probes.
@@ -21,7 +21,7 @@ from daemon.model import Strict
 from probes.registry import PROTOCOLS
 from probes.target import Expectation, ProbeSpec, ProbeTarget, ProviderSpec, Secret
 
-ENV_PREFIX = "LLM_CANARY_"
+ENV_PREFIX = "LLM_VITALS_"
 
 
 class ConfigError(Exception):
@@ -79,7 +79,7 @@ class HttpConfig(Strict):
 
 
 class StorageConfig(Strict):
-    path: str = "./llm-canary-state.db"
+    path: str = "./llm-vitals-state.db"
     retention: Duration = 14 * 86400
 
 

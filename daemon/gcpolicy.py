@@ -19,7 +19,7 @@ import time
 
 import structlog
 
-log = structlog.get_logger("llm_canary.gc")
+log = structlog.get_logger("llm_vitals.gc")
 
 REFREEZE_EVERY = 3600.0
 

@@ -156,9 +156,9 @@ def _page(status: dict[str, Any]) -> str:
         for a in status.get("alerts", [])
     ) or "<li>none</li>"
     return f"""<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
-<title>llm-canary</title><style>body{{font-family:system-ui,sans-serif;margin:2em}}
+<title>llm-vitals</title><style>body{{font-family:system-ui,sans-serif;margin:2em}}
 table{{border-collapse:collapse}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}}</style></head>
-<body><h1>llm-canary <small>region {html.escape(status['region'])}</small></h1>
+<body><h1>llm-vitals <small>region {html.escape(status['region'])}</small></h1>
 <p>ready: <b>{status['ready']}</b> · targets: {len(status['targets'])} ·
 <a href="/metrics">/metrics</a> · <a href="/api/v1/status">/api/v1/status</a></p>
 <h2>Firing alerts</h2><ul>{alerts}</ul>

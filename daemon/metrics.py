@@ -350,37 +350,37 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         # Per-target families are compact (see _Family); registration order = exposition order.
-        self.ttft = CompactHistogram("llm_canary_probe_ttft_seconds", "Time to first token (text or reasoning), from the start of the request.", TARGET, LATENCY_BUCKETS, r)
-        self.ttft_content = CompactHistogram("llm_canary_probe_ttft_content_seconds", "Time to first visible text token (differs from ttft for reasoning models).", TARGET, LATENCY_BUCKETS, r)
-        self.e2e = CompactHistogram("llm_canary_probe_e2e_seconds", "Time from the start of the request to the end of the stream.", TARGET, LATENCY_BUCKETS, r)
-        self.itl = CompactHistogram("llm_canary_probe_itl_seconds", "Gaps between consecutive token-bearing chunks.", TARGET, ITL_BUCKETS, r)
-        self.tpot = CompactHistogram("llm_canary_probe_tpot_seconds", "Time per output token after the first: (e2e - ttft) / (output_tokens - 1).", TARGET, TPOT_BUCKETS, r)
-        self.phase = CompactHistogram("llm_canary_probe_phase_seconds", "Duration of each phase of a probe (connect, tls, ttfb, ttft, generation).", (*TARGET, "phase"), LATENCY_BUCKETS, r)
-        self.tps = CompactHistogram("llm_canary_output_tokens_per_second", "Output tokens per second after the first token.", TARGET, TPS_BUCKETS, r)
-        self.probes = CompactCounter("llm_canary_probes_total", "Probes by outcome.", (*TARGET, "outcome"), r)
-        self.success = CompactGauge("llm_canary_probe_success", "Whether the last probe succeeded (1) or not (0).", TARGET, r)
-        self.last_probe = CompactGauge("llm_canary_probe_last_timestamp_seconds", "Unix time the last probe of a target started.", TARGET, r)
-        self.tokens = CompactCounter("llm_canary_tokens_total", "Tokens spent on probes.", (*TARGET, "direction"), r)
-        self.cost = CompactCounter("llm_canary_probe_cost_usd_total", "Estimated probe cost in USD (config prices).", TARGET, r)
-        self.rate_limit_remaining = CompactGauge("llm_canary_rate_limit_remaining", "Provider-reported remaining rate limit (from response headers).", (*TARGET, "kind"), r)
-        self.anomaly = CompactGauge("llm_canary_anomaly_score", "Anomaly score of the latest probes against the baseline (>= 1 is anomalous).", (*TARGET, "metric"), r)
-        self.alerts_firing = Gauge("llm_canary_alerts_firing", "Alerts currently firing.", ("rule", "severity"), registry=r)
-        self.notifications = Counter("llm_canary_notifications_total", "Notifications sent, by receiver and outcome.", ("receiver", "outcome"), registry=r)
+        self.ttft = CompactHistogram("llm_vitals_probe_ttft_seconds", "Time to first token (text or reasoning), from the start of the request.", TARGET, LATENCY_BUCKETS, r)
+        self.ttft_content = CompactHistogram("llm_vitals_probe_ttft_content_seconds", "Time to first visible text token (differs from ttft for reasoning models).", TARGET, LATENCY_BUCKETS, r)
+        self.e2e = CompactHistogram("llm_vitals_probe_e2e_seconds", "Time from the start of the request to the end of the stream.", TARGET, LATENCY_BUCKETS, r)
+        self.itl = CompactHistogram("llm_vitals_probe_itl_seconds", "Gaps between consecutive token-bearing chunks.", TARGET, ITL_BUCKETS, r)
+        self.tpot = CompactHistogram("llm_vitals_probe_tpot_seconds", "Time per output token after the first: (e2e - ttft) / (output_tokens - 1).", TARGET, TPOT_BUCKETS, r)
+        self.phase = CompactHistogram("llm_vitals_probe_phase_seconds", "Duration of each phase of a probe (connect, tls, ttfb, ttft, generation).", (*TARGET, "phase"), LATENCY_BUCKETS, r)
+        self.tps = CompactHistogram("llm_vitals_output_tokens_per_second", "Output tokens per second after the first token.", TARGET, TPS_BUCKETS, r)
+        self.probes = CompactCounter("llm_vitals_probes_total", "Probes by outcome.", (*TARGET, "outcome"), r)
+        self.success = CompactGauge("llm_vitals_probe_success", "Whether the last probe succeeded (1) or not (0).", TARGET, r)
+        self.last_probe = CompactGauge("llm_vitals_probe_last_timestamp_seconds", "Unix time the last probe of a target started.", TARGET, r)
+        self.tokens = CompactCounter("llm_vitals_tokens_total", "Tokens spent on probes.", (*TARGET, "direction"), r)
+        self.cost = CompactCounter("llm_vitals_probe_cost_usd_total", "Estimated probe cost in USD (config prices).", TARGET, r)
+        self.rate_limit_remaining = CompactGauge("llm_vitals_rate_limit_remaining", "Provider-reported remaining rate limit (from response headers).", (*TARGET, "kind"), r)
+        self.anomaly = CompactGauge("llm_vitals_anomaly_score", "Anomaly score of the latest probes against the baseline (>= 1 is anomalous).", (*TARGET, "metric"), r)
+        self.alerts_firing = Gauge("llm_vitals_alerts_firing", "Alerts currently firing.", ("rule", "severity"), registry=r)
+        self.notifications = Counter("llm_vitals_notifications_total", "Notifications sent, by receiver and outcome.", ("receiver", "outcome"), registry=r)
         # self-monitoring
-        self.scheduler_lag = Histogram("llm_canary_scheduler_lag_seconds", "Delay between a probe's scheduled and actual start.", buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
-        self.loop_lag = Gauge("llm_canary_event_loop_lag_seconds", "Event loop lag (how late a 100 ms timer fires).", registry=r)
-        self.queue_depth = Gauge("llm_canary_queue_depth", "Items waiting in an internal queue.", ("queue",), registry=r)
-        self.queue_dropped = Counter("llm_canary_queue_dropped_total", "Items dropped from a full internal queue (oldest first).", ("queue",), registry=r)
-        self.sink_errors = Counter("llm_canary_sink_errors_total", "Errors writing to a sink.", ("sink",), registry=r)
-        self.skipped = CompactCounter("llm_canary_probes_skipped_total", "Scheduled probes not run, by reason.", (*TARGET, "reason"), r)
-        self.budget_paused = Gauge("llm_canary_budget_paused", "1 while probing is paused by a daily budget.", ("budget",), registry=r)
-        self.in_flight = Gauge("llm_canary_probes_in_flight", "Probes currently running.", registry=r)
-        self.targets = Gauge("llm_canary_targets", "Configured targets.", registry=r)
-        self.config_reloads = Counter("llm_canary_config_reloads_total", "Config reloads by outcome.", ("outcome",), registry=r)
-        self.sink_points = Counter("llm_canary_sink_points_total", "Points handled by a sink, by state (written, spooled, replayed, dropped, rejected).", ("sink", "state"), registry=r)
-        self.sink_spool = Gauge("llm_canary_sink_spool_points", "Points waiting in a sink's durable spool.", ("sink",), registry=r)
-        self.sink_write = Histogram("llm_canary_sink_write_seconds", "Duration of one batch write to a sink.", ("sink",), buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
-        self.build_info = Gauge("llm_canary_build_info", "Build information.", ("version",), registry=r)
+        self.scheduler_lag = Histogram("llm_vitals_scheduler_lag_seconds", "Delay between a probe's scheduled and actual start.", buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
+        self.loop_lag = Gauge("llm_vitals_event_loop_lag_seconds", "Event loop lag (how late a 100 ms timer fires).", registry=r)
+        self.queue_depth = Gauge("llm_vitals_queue_depth", "Items waiting in an internal queue.", ("queue",), registry=r)
+        self.queue_dropped = Counter("llm_vitals_queue_dropped_total", "Items dropped from a full internal queue (oldest first).", ("queue",), registry=r)
+        self.sink_errors = Counter("llm_vitals_sink_errors_total", "Errors writing to a sink.", ("sink",), registry=r)
+        self.skipped = CompactCounter("llm_vitals_probes_skipped_total", "Scheduled probes not run, by reason.", (*TARGET, "reason"), r)
+        self.budget_paused = Gauge("llm_vitals_budget_paused", "1 while probing is paused by a daily budget.", ("budget",), registry=r)
+        self.in_flight = Gauge("llm_vitals_probes_in_flight", "Probes currently running.", registry=r)
+        self.targets = Gauge("llm_vitals_targets", "Configured targets.", registry=r)
+        self.config_reloads = Counter("llm_vitals_config_reloads_total", "Config reloads by outcome.", ("outcome",), registry=r)
+        self.sink_points = Counter("llm_vitals_sink_points_total", "Points handled by a sink, by state (written, spooled, replayed, dropped, rejected).", ("sink", "state"), registry=r)
+        self.sink_spool = Gauge("llm_vitals_sink_spool_points", "Points waiting in a sink's durable spool.", ("sink",), registry=r)
+        self.sink_write = Histogram("llm_vitals_sink_write_seconds", "Duration of one batch write to a sink.", ("sink",), buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
+        self.build_info = Gauge("llm_vitals_build_info", "Build information.", ("version",), registry=r)
         self.build_info.labels(version="0.1.0").set(1)
         # Pre-create outcome series so rate() works from the first scrape.
         self._outcomes = tuple(o.value for o in Outcome)
@@ -455,13 +455,13 @@ def _remaining(headers: dict[str, str]) -> Iterator[tuple[str, float]]:
 
 
 class QuantileCollector(Collector):
-    """`llm_canary_latency_quantile_seconds{metric,quantile,window}` computed at scrape time.
+    """`llm_vitals_latency_quantile_seconds{metric,quantile,window}` computed at scrape time.
 
     Exposed as a summary (the type that may carry a `quantile` label, so promtool's lint
     is clean); its _count and _sum cover the same sliding window, not all time.
     """
 
-    NAME = "llm_canary_latency_quantile_seconds"
+    NAME = "llm_vitals_latency_quantile_seconds"
 
     def __init__(self, snapshot: Callable[[], list[Any]], labels_of: Callable[[str], dict[str, str] | None]) -> None:
         self._snapshot = snapshot

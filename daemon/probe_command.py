@@ -1,4 +1,4 @@
-"""`llm-canary probe`: one-shot probes, printed as a table or JSON lines."""
+"""`llm-vitals probe`: one-shot probes, printed as a table or JSON lines."""
 
 from __future__ import annotations
 

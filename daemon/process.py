@@ -33,7 +33,7 @@ from probes.clients import ClientPool
 from probes.result import ProbeResult
 from probes.target import ProbeTarget
 
-log = structlog.get_logger("llm_canary.daemon")
+log = structlog.get_logger("llm_vitals.daemon")
 
 RESTORE_SECONDS = 3600.0
 SAVE_EVERY = 30.0
@@ -506,7 +506,7 @@ def run_daemon(config_path: str | None, demo_path: Path) -> int:
         return 2
     if config_path is None:
         print(
-            f"llm-canary: no -c given: running the built-in demo against the bundled simulator.\n"
+            f"llm-vitals: no -c given: running the built-in demo against the bundled simulator.\n"
             f"  status page  http://{settings.http.listen}/\n"
             f"  metrics      http://{settings.http.listen}/metrics\n"
             f"  status JSON  http://{settings.http.listen}/api/v1/status",

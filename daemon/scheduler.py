@@ -33,7 +33,7 @@ from probes.result import ProbeResult
 from probes.runner import run_probe
 from probes.target import ProbeTarget
 
-log = structlog.get_logger("llm_canary.scheduler")
+log = structlog.get_logger("llm_vitals.scheduler")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ def render() -> str:
     doc = {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": {"name": "llm-canary", "labels": {"app.kubernetes.io/name": "llm-canary"}},
+        "metadata": {"name": "llm-vitals", "labels": {"app.kubernetes.io/name": "llm-vitals"}},
         "spec": {"groups": groups},
     }
     return HEADER + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=200, allow_unicode=True)

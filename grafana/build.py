@@ -24,7 +24,7 @@ OUT = Path(__file__).resolve().parent / "dashboards"
 PROM = {"type": "prometheus", "uid": "${datasource}"}
 INFLUX = {"type": "influxdb", "uid": "${influxdb}"}
 SEL = 'provider=~"$provider", model=~"$model", probe=~"$probe", region=~"$region"'
-TAGS = ["llm-canary"]
+TAGS = ["llm-vitals"]
 QUANTILES = ("0.5", "0.95", "0.99")
 
 Json = dict[str, Any]
@@ -142,8 +142,8 @@ def ds_var(name: str, kind: str, label: str, default_uid: str) -> Json:
 def label_var(name: str, label: str, depends: str = "") -> Json:
     sel = f"{{{depends}}}" if depends else ""
     return {"name": name, "label": label, "type": "query", "datasource": PROM,
-            "query": {"query": f"label_values(llm_canary_probes_total{sel}, {name})", "refId": "v"},
-            "definition": f"label_values(llm_canary_probes_total{sel}, {name})",
+            "query": {"query": f"label_values(llm_vitals_probes_total{sel}, {name})", "refId": "v"},
+            "definition": f"label_values(llm_vitals_probes_total{sel}, {name})",
             "multi": True, "includeAll": True, "allValue": ".*",
             "current": {"text": "All", "value": "$__all"}, "refresh": 2, "sort": 1, "hide": 0,
             "regex": "", "options": []}
@@ -169,19 +169,19 @@ def hdr_window_var() -> Json:
     opts = ["1m", "5m", "1h"]
     return {"name": "hdr_window", "label": "Exact-quantile window", "type": "custom", "query": ",".join(opts),
             "current": {"text": "5m", "value": "5m"}, "hide": 0,
-            "description": "Sliding window of the daemon's HDR quantiles (llm_canary_latency_quantile_seconds).",
+            "description": "Sliding window of the daemon's HDR quantiles (llm_vitals_latency_quantile_seconds).",
             "options": [{"text": o, "value": o, "selected": o == "5m"} for o in opts]}
 
 
 PROM_ALERT_ANNOTATION = {
     "name": "Prometheus alerts", "enable": True, "iconColor": "red", "datasource": PROM,
-    "expr": 'ALERTS{alertname=~"LLMCanary.*", alertstate="firing", provider=~"$provider"}',
+    "expr": 'ALERTS{alertname=~"LLMVitals.*", alertstate="firing", provider=~"$provider"}',
     "step": "60s", "titleFormat": "{{alertname}}", "textFormat": "{{provider}}/{{model}} {{region}}",
     "tagKeys": "severity,region", "useValueForTime": False,
 }
 DAEMON_ALERT_ANNOTATION = {
-    "name": "llm-canary alerts", "enable": True, "iconColor": "orange", "datasource": PROM,
-    "expr": "llm_canary_alerts_firing > 0", "step": "60s",
+    "name": "llm-vitals alerts", "enable": True, "iconColor": "orange", "datasource": PROM,
+    "expr": "llm_vitals_alerts_firing > 0", "step": "60s",
     "titleFormat": "{{rule}}", "textFormat": "severity {{severity}}", "tagKeys": "severity",
 }
 BUILTIN_ANNOTATION = {
@@ -192,7 +192,7 @@ BUILTIN_ANNOTATION = {
 
 def dashboard(uid: str, title: str, description: str, panels: list[Json], variables: list[Json],
               annotations: list[Json] | None = None, time_from: str = "now-6h") -> Json:
-    links = [{"title": "llm-canary", "type": "dashboards", "tags": TAGS, "asDropdown": True,
+    links = [{"title": "llm-vitals", "type": "dashboards", "tags": TAGS, "asDropdown": True,
               "includeVars": True, "keepTime": True}]
     return {
         "uid": uid, "title": title, "description": description, "tags": TAGS, "editable": True,
@@ -213,12 +213,12 @@ def hq(q: str, metric: str, labels: str, window: str = "$window") -> str:
 
 
 def availability(labels: str, window: str = "$window") -> str:
-    return (f'sum by ({labels}) (increase(llm_canary_probes_total{{outcome="ok", {SEL}}}[{window}]))'
-            f" / sum by ({labels}) (increase(llm_canary_probes_total{{{SEL}}}[{window}]))")
+    return (f'sum by ({labels}) (increase(llm_vitals_probes_total{{outcome="ok", {SEL}}}[{window}]))'
+            f" / sum by ({labels}) (increase(llm_vitals_probes_total{{{SEL}}}[{window}]))")
 
 
 PROM_VARS = [
-    ds_var("datasource", "prometheus", "Prometheus", "llm-canary-prometheus"),
+    ds_var("datasource", "prometheus", "Prometheus", "llm-vitals-prometheus"),
     label_var("provider", "Provider"),
     label_var("model", "Model", 'provider=~"$provider"'),
     label_var("region", "Region"),
@@ -231,17 +231,17 @@ PROM_VARS = [
 def fleet() -> Json:
     pm = "provider, model"
     panels = [
-        stat("Availability ($window)", [prom(f'sum(increase(llm_canary_probes_total{{outcome="ok", {SEL}}}[$window])) / sum(increase(llm_canary_probes_total{{{SEL}}}[$window]))')],
+        stat("Availability ($window)", [prom(f'sum(increase(llm_vitals_probes_total{{outcome="ok", {SEL}}}[$window])) / sum(increase(llm_vitals_probes_total{{{SEL}}}[$window]))')],
              unit="percentunit", decimals=2, thresholds=thresholds((None, "red"), (0.95, "orange"), (0.99, "green")),
              description="Share of probes with outcome ok, all selected targets."),
-        stat("Targets failing now", [prom(f"count(llm_canary_probe_success{{{SEL}}} == 0) or vector(0)")],
+        stat("Targets failing now", [prom(f"count(llm_vitals_probe_success{{{SEL}}} == 0) or vector(0)")],
              thresholds=thresholds((None, "green"), (1, "red")),
-             description="Targets whose last probe failed (llm_canary_probe_success == 0)."),
-        stat("Firing alerts", [prom('count(ALERTS{alertname=~"LLMCanary.*", alertstate="firing"}) or vector(0)', "Prometheus"),
-                               prom("sum(llm_canary_alerts_firing) or vector(0)", "daemon")],
+             description="Targets whose last probe failed (llm_vitals_probe_success == 0)."),
+        stat("Firing alerts", [prom('count(ALERTS{alertname=~"LLMVitals.*", alertstate="firing"}) or vector(0)', "Prometheus"),
+                               prom("sum(llm_vitals_alerts_firing) or vector(0)", "daemon")],
              thresholds=thresholds((None, "green"), (1, "red")),
              description="Prometheus rules (deploy/prometheus) and the daemon's own alert engine."),
-        stat("Probe cost per day (projected)", [prom(f"sum(rate(llm_canary_probe_cost_usd_total{{{SEL}}}[1h])) * 86400")],
+        stat("Probe cost per day (projected)", [prom(f"sum(rate(llm_vitals_probe_cost_usd_total{{{SEL}}}[1h])) * 86400")],
              unit="currencyUSD", decimals=2, thresholds=thresholds((None, "blue")),
              description="Spend rate of the last hour, as USD per day (prices from the config)."),
         bargauge("Availability by provider / model ($window)", [prom(availability(pm), "{{provider}} / {{model}}")],
@@ -250,35 +250,35 @@ def fleet() -> Json:
         timeseries("Availability over time", [prom(availability(pm), "{{provider}} / {{model}}")],
                    unit="percentunit", h=9, max=1),
         row("Latency"),
-        timeseries("TTFT p50 / p95 / p99", [prom(hq(q, "llm_canary_probe_ttft_seconds", pm), f"p{float(q) * 100:g} {{{{provider}}}} / {{{{model}}}}") for q in QUANTILES],
+        timeseries("TTFT p50 / p95 / p99", [prom(hq(q, "llm_vitals_probe_ttft_seconds", pm), f"p{float(q) * 100:g} {{{{provider}}}} / {{{{model}}}}") for q in QUANTILES],
                    w=12, description="Time to first token (text or reasoning), from the start of the request."),
-        timeseries("End-to-end p50 / p95", [prom(hq(q, "llm_canary_probe_e2e_seconds", pm), f"p{float(q) * 100:g} {{{{provider}}}} / {{{{model}}}}") for q in QUANTILES[:2]],
+        timeseries("End-to-end p50 / p95", [prom(hq(q, "llm_vitals_probe_e2e_seconds", pm), f"p{float(q) * 100:g} {{{{provider}}}} / {{{{model}}}}") for q in QUANTILES[:2]],
                    w=12),
-        timeseries("Output tokens/s (median)", [prom(hq("0.5", "llm_canary_output_tokens_per_second", pm), "{{provider}} / {{model}}")],
+        timeseries("Output tokens/s (median)", [prom(hq("0.5", "llm_vitals_output_tokens_per_second", pm), "{{provider}} / {{model}}")],
                    unit="short", w=12, description="Generation speed after the first token."),
-        timeseries("Errors by outcome", [prom(by("provider, model, outcome", f'increase(llm_canary_probes_total{{outcome!="ok", {SEL}}}[$window])'), "{{provider}} / {{model}}: {{outcome}}")],
+        timeseries("Errors by outcome", [prom(by("provider, model, outcome", f'increase(llm_vitals_probes_total{{outcome!="ok", {SEL}}}[$window])'), "{{provider}} / {{model}}: {{outcome}}")],
                    unit="short", bars=True, stack=True, w=12, description="Failed probes per window, by outcome."),
         row("Alerts and cost"),
-        table("Firing alerts", [prom('ALERTS{alertname=~"LLMCanary.*", alertstate="firing"}'),
-                                prom("llm_canary_alerts_firing > 0")], w=12, h=8,
-              description="Prometheus alerts (ALERTS) and the daemon's alert engine (llm_canary_alerts_firing)."),
-        timeseries("Probe cost per day", [prom(by(pm, f"increase(llm_canary_probe_cost_usd_total{{{SEL}}}[1d])"), "{{provider}} / {{model}}")],
+        table("Firing alerts", [prom('ALERTS{alertname=~"LLMVitals.*", alertstate="firing"}'),
+                                prom("llm_vitals_alerts_firing > 0")], w=12, h=8,
+              description="Prometheus alerts (ALERTS) and the daemon's alert engine (llm_vitals_alerts_firing)."),
+        timeseries("Probe cost per day", [prom(by(pm, f"increase(llm_vitals_probe_cost_usd_total{{{SEL}}}[1d])"), "{{provider}} / {{model}}")],
                    unit="currencyUSD", w=12, bars=True, stack=True, interval="1h",
                    description="USD spent on probes over the previous 24 h (config prices)."),
-        timeseries("Tokens per day", [prom(by("provider, direction", f"increase(llm_canary_tokens_total{{{SEL}}}[1d])"), "{{provider}} {{direction}}")],
+        timeseries("Tokens per day", [prom(by("provider, direction", f"increase(llm_vitals_tokens_total{{{SEL}}}[1d])"), "{{provider}} {{direction}}")],
                    unit="short", w=12, interval="1h"),
-        table("Last probe per target", [prom(f"llm_canary_probe_success{{{SEL}}}"),
-                                        prom(f"time() - llm_canary_probe_last_timestamp_seconds{{{SEL}}}")], w=12),
+        table("Last probe per target", [prom(f"llm_vitals_probe_success{{{SEL}}}"),
+                                        prom(f"time() - llm_vitals_probe_last_timestamp_seconds{{{SEL}}}")], w=12),
     ]
-    return dashboard("llm-canary-fleet", "LLM canary / Fleet overview",
+    return dashboard("llm-vitals-fleet", "LLM vitals / Fleet overview",
                      "Every provider and model at a glance: availability, latency, speed, errors, alerts, cost.",
                      panels, PROM_VARS, [PROM_ALERT_ANNOTATION, DAEMON_ALERT_ANNOTATION])
 
 
 def provider() -> Json:
-    phase_mean = lambda ph: (f'sum(rate(llm_canary_probe_phase_seconds_sum{{phase="{ph}", {SEL}}}[$window]))'  # noqa: E731
-                             f' / sum(rate(llm_canary_probe_phase_seconds_count{{phase="{ph}", {SEL}}}[$window]))')
-    hdr = lambda metric, q: (f'llm_canary_latency_quantile_seconds{{metric="{metric}", quantile="{q}", window="$hdr_window", {SEL}}}')  # noqa: E731
+    phase_mean = lambda ph: (f'sum(rate(llm_vitals_probe_phase_seconds_sum{{phase="{ph}", {SEL}}}[$window]))'  # noqa: E731
+                             f' / sum(rate(llm_vitals_probe_phase_seconds_count{{phase="{ph}", {SEL}}}[$window]))')
+    hdr = lambda metric, q: (f'llm_vitals_latency_quantile_seconds{{metric="{metric}", quantile="{q}", window="$hdr_window", {SEL}}}')  # noqa: E731
     all_q = ("0.5", "0.9", "0.95", "0.99")
     panels = [
         timeseries("Where the time goes (mean per phase, stacked)", [
@@ -291,31 +291,31 @@ def provider() -> Json:
             description="Phases are offsets from the request start, so the stack shows the differences of their means: "
                         "connect + tls + (ttfb - connect - tls) + (ttft - ttfb) + generation = mean e2e. "
                         "connect and tls are 0 on a reused connection."),
-        heatmap("TTFT distribution", [prom(f"sum by (le) (increase(llm_canary_probe_ttft_seconds_bucket{{{SEL}}}[$__rate_interval]))", "{{le}}")],
+        heatmap("TTFT distribution", [prom(f"sum by (le) (increase(llm_vitals_probe_ttft_seconds_bucket{{{SEL}}}[$__rate_interval]))", "{{le}}")],
                 w=12, h=9, description="Probe counts per TTFT bucket."),
         timeseries("TTFT exact quantiles (HDR, $hdr_window)", [prom(hdr("ttft", q), f"p{float(q) * 100:g} {{{{model}}}} {{{{region}}}}") for q in all_q],
                    w=12, h=9, description="Computed by the daemon over a sliding window: exact, per target, not aggregatable."),
-        timeseries("Inter-token latency (ITL) p50 / p95 / p99", [prom(hq(q, "llm_canary_probe_itl_seconds", "model, region"), f"p{float(q) * 100:g} {{{{model}}}} {{{{region}}}}") for q in QUANTILES],
+        timeseries("Inter-token latency (ITL) p50 / p95 / p99", [prom(hq(q, "llm_vitals_probe_itl_seconds", "model, region"), f"p{float(q) * 100:g} {{{{model}}}} {{{{region}}}}") for q in QUANTILES],
                    w=12, description="Gaps between consecutive token-bearing chunks."),
-        timeseries("Time per output token (TPOT) p50 / p95", [prom(hq(q, "llm_canary_probe_tpot_seconds", "model, region"), f"p{float(q) * 100:g} {{{{model}}}} {{{{region}}}}") for q in QUANTILES[:2]],
+        timeseries("Time per output token (TPOT) p50 / p95", [prom(hq(q, "llm_vitals_probe_tpot_seconds", "model, region"), f"p{float(q) * 100:g} {{{{model}}}} {{{{region}}}}") for q in QUANTILES[:2]],
                    w=12),
         timeseries("TTFT visible text vs any token (p95, HDR)", [prom(hdr("ttft", "0.95"), "any token {{model}}"), prom(hdr("ttft_content", "0.95"), "visible text {{model}}")],
                    w=12, description="They differ for reasoning models: the reasoning tokens come first."),
-        timeseries("Output tokens/s p50 (HDR)", [prom(f'llm_canary_latency_quantile_seconds{{metric="output_tps", quantile="0.5", window="$hdr_window", {SEL}}}', "{{model}} {{region}}")],
+        timeseries("Output tokens/s p50 (HDR)", [prom(f'llm_vitals_latency_quantile_seconds{{metric="output_tps", quantile="0.5", window="$hdr_window", {SEL}}}', "{{model}} {{region}}")],
                    unit="short", w=12, description="Tokens per second after the first token (the gauge is in tokens/s despite its name)."),
-        timeseries("Rate-limit headroom", [prom(f"llm_canary_rate_limit_remaining{{{SEL}}}", "{{model}} {{kind}}")],
+        timeseries("Rate-limit headroom", [prom(f"llm_vitals_rate_limit_remaining{{{SEL}}}", "{{model}} {{kind}}")],
                    unit="short", w=12, description="Remaining requests/tokens the provider reported in its rate-limit headers on the last probe."),
-        timeseries("Anomaly score", [prom(f"llm_canary_anomaly_score{{{SEL}}}", "{{model}} {{metric}}")],
+        timeseries("Anomaly score", [prom(f"llm_vitals_anomaly_score{{{SEL}}}", "{{model}} {{metric}}")],
                    unit="short", w=12, thresholds=thresholds((None, "green"), (1, "red")),
                    description="Recent probes against the baseline; 1 or more is anomalous. Alert annotations are overlaid."),
-        timeseries("Outcomes", [prom(by("outcome", f"increase(llm_canary_probes_total{{{SEL}}}[$window])"), "{{outcome}}")],
+        timeseries("Outcomes", [prom(by("outcome", f"increase(llm_vitals_probes_total{{{SEL}}}[$window])"), "{{outcome}}")],
                    unit="short", bars=True, stack=True, w=12),
         timeseries("Availability by region", [prom(availability("region"), "{{region}}")], unit="percentunit", w=12, max=1),
     ]
     for p in panels:  # draw the anomaly threshold as a line
         if p["title"] == "Anomaly score":
             p["fieldConfig"]["defaults"]["custom"]["thresholdsStyle"] = {"mode": "line"}
-    return dashboard("llm-canary-provider", "LLM canary / Provider drill-down",
+    return dashboard("llm-vitals-provider", "LLM vitals / Provider drill-down",
                      "One provider (and its models, regions, probes) in detail: phases, distributions, rate limits, anomalies.",
                      panels, [*PROM_VARS, hdr_window_var()], [PROM_ALERT_ANNOTATION, DAEMON_ALERT_ANNOTATION])
 
@@ -323,27 +323,27 @@ def provider() -> Json:
 def regions() -> Json:
     pr = "provider, region"
     panels = [
-        text("One llm-canary replica per region (label `region`). A provider failing in one region is often the "
-             "network there; failing in two or more is the provider (alert LLMCanaryProviderDownMultiRegion)."),
+        text("One llm-vitals replica per region (label `region`). A provider failing in one region is often the "
+             "network there; failing in two or more is the provider (alert LLMVitalsProviderDownMultiRegion)."),
         bargauge("Availability by provider and region ($window)", [prom(availability(pr), "{{provider}} @ {{region}}")],
                  unit="percentunit", min=0.9, max=1, decimals=2, h=10,
                  thresholds=thresholds((None, "red"), (0.95, "orange"), (0.99, "green"))),
         timeseries("Regions where the provider is down (>= 50% errors, 5m)", [
-            prom(f'sum by (provider) ((sum by (provider, region) (increase(llm_canary_probes_total{{outcome!="ok", {SEL}}}[5m])) '
-                 f"/ sum by (provider, region) (increase(llm_canary_probes_total{{{SEL}}}[5m]))) >= bool 0.5)", "{{provider}}")],
+            prom(f'sum by (provider) ((sum by (provider, region) (increase(llm_vitals_probes_total{{outcome!="ok", {SEL}}}[5m])) '
+                 f"/ sum by (provider, region) (increase(llm_vitals_probes_total{{{SEL}}}[5m]))) >= bool 0.5)", "{{provider}}")],
             unit="short", h=10, min=0, decimals=0,
             description="Count of regions in which at least half of a provider's probes failed; the quorum alert pages at 2."),
-        timeseries("TTFT p95 by region", [prom(hq("0.95", "llm_canary_probe_ttft_seconds", pr), "{{provider}} @ {{region}}")], w=12),
-        timeseries("End-to-end p95 by region", [prom(hq("0.95", "llm_canary_probe_e2e_seconds", pr), "{{provider}} @ {{region}}")], w=12),
+        timeseries("TTFT p95 by region", [prom(hq("0.95", "llm_vitals_probe_ttft_seconds", pr), "{{provider}} @ {{region}}")], w=12),
+        timeseries("End-to-end p95 by region", [prom(hq("0.95", "llm_vitals_probe_e2e_seconds", pr), "{{provider}} @ {{region}}")], w=12),
         timeseries("Connect + TLS mean by region", [prom(
-            f'sum by (region) (rate(llm_canary_probe_phase_seconds_sum{{phase=~"connect|tls", {SEL}}}[$window])) '
-            f'/ sum by (region) (rate(llm_canary_probe_phase_seconds_count{{phase="connect", {SEL}}}[$window]))', "{{region}}")],
+            f'sum by (region) (rate(llm_vitals_probe_phase_seconds_sum{{phase=~"connect|tls", {SEL}}}[$window])) '
+            f'/ sum by (region) (rate(llm_vitals_probe_phase_seconds_count{{phase="connect", {SEL}}}[$window]))', "{{region}}")],
             w=12, description="Network distance from each region to the providers (new connections only)."),
-        timeseries("Output tokens/s p50 by region", [prom(hq("0.5", "llm_canary_output_tokens_per_second", pr), "{{provider}} @ {{region}}")],
+        timeseries("Output tokens/s p50 by region", [prom(hq("0.5", "llm_vitals_output_tokens_per_second", pr), "{{provider}} @ {{region}}")],
                    unit="short", w=12),
-        table("Last probe by target and region", [prom(f"llm_canary_probe_success{{{SEL}}}")], w=24),
+        table("Last probe by target and region", [prom(f"llm_vitals_probe_success{{{SEL}}}")], w=24),
     ]
-    return dashboard("llm-canary-regions", "LLM canary / Region comparison",
+    return dashboard("llm-vitals-regions", "LLM vitals / Region comparison",
                      "The same providers seen from every region.", panels, PROM_VARS,
                      [PROM_ALERT_ANNOTATION])
 
@@ -351,42 +351,42 @@ def regions() -> Json:
 def self_health() -> Json:
     inst = 'job=~"$job"'
     variables = [
-        ds_var("datasource", "prometheus", "Prometheus", "llm-canary-prometheus"),
+        ds_var("datasource", "prometheus", "Prometheus", "llm-vitals-prometheus"),
         {"name": "job", "label": "Job", "type": "query", "datasource": PROM,
-         "query": {"query": "label_values(llm_canary_build_info, job)", "refId": "v"},
-         "definition": "label_values(llm_canary_build_info, job)", "multi": True, "includeAll": True,
+         "query": {"query": "label_values(llm_vitals_build_info, job)", "refId": "v"},
+         "definition": "label_values(llm_vitals_build_info, job)", "multi": True, "includeAll": True,
          "allValue": ".*", "current": {"text": "All", "value": "$__all"}, "refresh": 2, "sort": 1, "hide": 0,
          "regex": "", "options": []},
         window_var(),
     ]
     panels = [
         stat("Daemons up", [prom(f"sum(up{{{inst}}})")], thresholds=thresholds((None, "red"), (1, "green"))),
-        stat("Targets", [prom(f"sum(llm_canary_targets{{{inst}}})")], thresholds=thresholds((None, "blue"))),
-        stat("Probes in flight", [prom(f"sum(llm_canary_probes_in_flight{{{inst}}})")], thresholds=thresholds((None, "blue"))),
-        stat("Budget paused", [prom(f"max(llm_canary_budget_paused{{{inst}}}) or vector(0)")],
+        stat("Targets", [prom(f"sum(llm_vitals_targets{{{inst}}})")], thresholds=thresholds((None, "blue"))),
+        stat("Probes in flight", [prom(f"sum(llm_vitals_probes_in_flight{{{inst}}})")], thresholds=thresholds((None, "blue"))),
+        stat("Budget paused", [prom(f"max(llm_vitals_budget_paused{{{inst}}}) or vector(0)")],
              thresholds=thresholds((None, "green"), (1, "red"))),
-        timeseries("Event loop lag", [prom(f"llm_canary_event_loop_lag_seconds{{{inst}}}", "{{instance}}")], w=12,
+        timeseries("Event loop lag", [prom(f"llm_vitals_event_loop_lag_seconds{{{inst}}}", "{{instance}}")], w=12,
                    description="How late a 100 ms timer fires. Lag inflates the timestamps of probes."),
-        timeseries("Scheduler lag p50 / p99", [prom(f"histogram_quantile({q}, sum by (le, instance) (rate(llm_canary_scheduler_lag_seconds_bucket{{{inst}}}[$window])))", f"p{float(q) * 100:g} {{{{instance}}}}") for q in ("0.5", "0.99")],
+        timeseries("Scheduler lag p50 / p99", [prom(f"histogram_quantile({q}, sum by (le, instance) (rate(llm_vitals_scheduler_lag_seconds_bucket{{{inst}}}[$window])))", f"p{float(q) * 100:g} {{{{instance}}}}") for q in ("0.5", "0.99")],
                    w=12, description="Delay between a probe's scheduled and actual start."),
-        timeseries("Queue depth", [prom(f"llm_canary_queue_depth{{{inst}}}", "{{instance}} {{queue}}")], unit="short", w=12),
-        timeseries("Queue drops", [prom(f"sum by (instance, queue) (increase(llm_canary_queue_dropped_total{{{inst}}}[$window]))", "{{instance}} {{queue}}")],
+        timeseries("Queue depth", [prom(f"llm_vitals_queue_depth{{{inst}}}", "{{instance}} {{queue}}")], unit="short", w=12),
+        timeseries("Queue drops", [prom(f"sum by (instance, queue) (increase(llm_vitals_queue_dropped_total{{{inst}}}[$window]))", "{{instance}} {{queue}}")],
                    unit="short", bars=True, w=12),
-        timeseries("Sink errors", [prom(f"sum by (instance, sink) (increase(llm_canary_sink_errors_total{{{inst}}}[$window]))", "{{instance}} {{sink}}")],
+        timeseries("Sink errors", [prom(f"sum by (instance, sink) (increase(llm_vitals_sink_errors_total{{{inst}}}[$window]))", "{{instance}} {{sink}}")],
                    unit="short", bars=True, w=12),
-        timeseries("Sink points by state", [prom(f"sum by (sink, state) (rate(llm_canary_sink_points_total{{{inst}}}[$window]))", "{{sink}} {{state}}")],
+        timeseries("Sink points by state", [prom(f"sum by (sink, state) (rate(llm_vitals_sink_points_total{{{inst}}}[$window]))", "{{sink}} {{state}}")],
                    unit="short", w=12, description="Points per second written, spooled, replayed, dropped or rejected."),
-        timeseries("Sink spool (points waiting)", [prom(f"llm_canary_sink_spool_points{{{inst}}}", "{{instance}} {{sink}}")], unit="short", w=12),
-        timeseries("Sink write p95", [prom(f"histogram_quantile(0.95, sum by (le, sink) (rate(llm_canary_sink_write_seconds_bucket{{{inst}}}[$window])))", "{{sink}}")], w=12),
-        timeseries("Notifications by outcome", [prom(f"sum by (receiver, outcome) (increase(llm_canary_notifications_total{{{inst}}}[$window]))", "{{receiver}} {{outcome}}")],
+        timeseries("Sink spool (points waiting)", [prom(f"llm_vitals_sink_spool_points{{{inst}}}", "{{instance}} {{sink}}")], unit="short", w=12),
+        timeseries("Sink write p95", [prom(f"histogram_quantile(0.95, sum by (le, sink) (rate(llm_vitals_sink_write_seconds_bucket{{{inst}}}[$window])))", "{{sink}}")], w=12),
+        timeseries("Notifications by outcome", [prom(f"sum by (receiver, outcome) (increase(llm_vitals_notifications_total{{{inst}}}[$window]))", "{{receiver}} {{outcome}}")],
                    unit="short", bars=True, w=12),
-        timeseries("Skipped probes by reason", [prom(f"sum by (provider, reason) (increase(llm_canary_probes_skipped_total{{{inst}}}[$window]))", "{{provider}} {{reason}}")],
+        timeseries("Skipped probes by reason", [prom(f"sum by (provider, reason) (increase(llm_vitals_probes_skipped_total{{{inst}}}[$window]))", "{{provider}} {{reason}}")],
                    unit="short", bars=True, w=12, description="Scheduled probes not run (overlap, budget, rate cap)."),
-        timeseries("Config reloads", [prom(f"sum by (instance, outcome) (increase(llm_canary_config_reloads_total{{{inst}}}[$window]))", "{{instance}} {{outcome}}")],
+        timeseries("Config reloads", [prom(f"sum by (instance, outcome) (increase(llm_vitals_config_reloads_total{{{inst}}}[$window]))", "{{instance}} {{outcome}}")],
                    unit="short", bars=True, w=12),
-        table("Build", [prom(f"llm_canary_build_info{{{inst}}}")], w=12),
+        table("Build", [prom(f"llm_vitals_build_info{{{inst}}}")], w=12),
     ]
-    return dashboard("llm-canary-self", "LLM canary / Self-health",
+    return dashboard("llm-vitals-self", "LLM vitals / Self-health",
                      "Is the monitor itself healthy? Loop and scheduler lag, queues, sinks, notifications.",
                      panels, variables, time_from="now-3h")
 
@@ -397,7 +397,7 @@ def fleet_influxql() -> Json:
     grp = 'GROUP BY time($__interval), "provider", "model" fill(none)'
     alias = "$tag_provider / $tag_model"
     variables = [
-        ds_var("influxdb", "influxdb", "InfluxDB", "llm-canary-influxdb"),
+        ds_var("influxdb", "influxdb", "InfluxDB", "llm-vitals-influxdb"),
         influx_var("provider", "Provider"), influx_var("model", "Model"),
         influx_var("region", "Region"), influx_var("probe", "Probe"),
     ]
@@ -430,17 +430,17 @@ def fleet_influxql() -> Json:
             f'SELECT "status_code", "error" FROM "probe" WHERE "outcome" != \'ok\' AND {where} GROUP BY "provider", "model", "outcome" ORDER BY time DESC LIMIT 20',
             fmt="table")], ds=INFLUX, w=12),
     ]
-    return dashboard("llm-canary-fleet-influxql", "LLM canary / Fleet overview (InfluxDB)",
+    return dashboard("llm-vitals-fleet-influxql", "LLM vitals / Fleet overview (InfluxDB)",
                      "The fleet overview from InfluxDB 1.x (InfluxQL): measurement probe, one point per probe.",
                      panels, variables)
 
 
 DASHBOARDS = {
-    "llm-canary-fleet.json": fleet,
-    "llm-canary-provider.json": provider,
-    "llm-canary-regions.json": regions,
-    "llm-canary-self.json": self_health,
-    "llm-canary-fleet-influxql.json": fleet_influxql,
+    "llm-vitals-fleet.json": fleet,
+    "llm-vitals-provider.json": provider,
+    "llm-vitals-regions.json": regions,
+    "llm-vitals-self.json": self_health,
+    "llm-vitals-fleet-influxql.json": fleet_influxql,
 }
 
 

@@ -16,7 +16,7 @@ import httpx
 from probes.netstream import stamped_transport
 
 # No compression: a compressor on the path may hold stream bytes back.
-HEADERS = {"accept-encoding": "identity", "user-agent": "llm-canary/0.1"}
+HEADERS = {"accept-encoding": "identity", "user-agent": "llm-vitals/0.1"}
 
 
 class _NoCookies(httpx.Cookies):

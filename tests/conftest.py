@@ -82,7 +82,7 @@ class DaemonProcess:
 def daemon_factory(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-type]
     started: list[DaemonProcess] = []
 
-    def start(config_text: str, env: dict[str, str] | None = None, name: str = "canary") -> DaemonProcess:
+    def start(config_text: str, env: dict[str, str] | None = None, name: str = "vitals") -> DaemonProcess:
         port = free_port()
         text = config_text.replace("{port}", str(port)).replace("{tmp}", str(tmp_path))
         cfg = tmp_path / f"{name}.yaml"

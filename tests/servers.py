@@ -33,7 +33,7 @@ class Prometheus:
         cfg.write_text(
             "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
             + (f"rule_files:{rules}\n" if rules else "")
-            + "scrape_configs:\n  - job_name: llm-canary\n"
+            + "scrape_configs:\n  - job_name: llm-vitals\n"
             + f"    metrics_path: {metrics_path}{auth}\n"
             + f"    static_configs: [{{targets: [{', '.join(repr(t) for t in scrape_targets)}]}}]\n"
         )
@@ -98,7 +98,7 @@ class InfluxDB1:
         self.proc = subprocess.Popen([self._binary, "-config", str(self.cfg)], stdout=self._log, stderr=subprocess.STDOUT)
         wait_http(self.url + "/ping", 30, ok=(204,), proc=self.proc)
 
-    def query(self, q: str, db: str = "llm_canary") -> list[dict]:  # type: ignore[type-arg]
+    def query(self, q: str, db: str = "llm_vitals") -> list[dict]:  # type: ignore[type-arg]
         r = httpx.get(self.url + "/query", params={"q": q, "db": db, "epoch": "ns"}, timeout=10)
         r.raise_for_status()
         res = r.json()["results"][0]
@@ -111,7 +111,7 @@ class InfluxDB1:
                 out.append(rec)
         return out
 
-    def create_db(self, db: str = "llm_canary") -> None:
+    def create_db(self, db: str = "llm_vitals") -> None:
         httpx.post(self.url + "/query", params={"q": f"CREATE DATABASE {db}"}, timeout=10).raise_for_status()
 
     def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""`llm-canary alert-test` and `llm-canary silence add|list|expire`, the HTTP route
+"""`llm-vitals alert-test` and `llm-vitals silence add|list|expire`, the HTTP route
 functions, and delivery through the engine against a real local webhook (429 with
 Retry-After, then success; a dead receiver counted, never blocking evaluation)."""
 
@@ -76,7 +76,7 @@ def test_alert_test_command(tmp_path: Path, hook: str, monkeypatch: pytest.Monke
     cfg = str(write_config(tmp_path, hook))
     assert main(["alert-test", "hook", "-c", cfg]) == 0
     body, headers = Hook.received[-1]
-    assert body["test"] is True and "X-LLM-Canary-Signature" in headers
+    assert body["test"] is True and "X-LLM-Vitals-Signature" in headers
     assert main(["alert-test", "nobody", "-c", cfg]) == 2
     Hook.statuses = [500]
     assert main(["alert-test", "hook", "-c", cfg]) == 1
@@ -175,7 +175,7 @@ async def test_delivery_retries_after_429_and_a_dead_receiver_never_blocks(tmp_p
     assert Hook.received[0][0] == Hook.received[1][0] and Hook.received[1][0]["status"] == "firing"
 
     def count(receiver: str, outcome: str) -> float:
-        return metrics.registry.get_sample_value("llm_canary_notifications_total",
+        return metrics.registry.get_sample_value("llm_vitals_notifications_total",
                                                  {"receiver": receiver, "outcome": outcome}) or 0.0
 
     assert count("hook", "retried") == 1 and count("hook", "sent") == 1

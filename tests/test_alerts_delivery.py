@@ -50,7 +50,7 @@ class SlackAPI:
 
 
 def count(metrics: Metrics, receiver: str, outcome: str) -> float:
-    return metrics.registry.get_sample_value("llm_canary_notifications_total",
+    return metrics.registry.get_sample_value("llm_vitals_notifications_total",
                                              {"receiver": receiver, "outcome": outcome}) or 0.0
 
 
@@ -122,7 +122,7 @@ async def test_a_full_receiver_queue_drops_its_oldest_and_counts_it(tmp_path: Pa
     q = e._queues["slack"]
     assert q.qsize() == 3 and q.get_nowait()[0].events[0].at == clock.t + 2  # the newest three are kept
     assert count(metrics, "slack", "dropped") == 2
-    assert metrics.registry.get_sample_value("llm_canary_queue_depth", {"queue": "notify_slack"}) == 3
+    assert metrics.registry.get_sample_value("llm_vitals_queue_depth", {"queue": "notify_slack"}) == 3
 
 
 async def test_slack_thread_survives_a_restart_and_a_partial_resolve(tmp_path: Path,

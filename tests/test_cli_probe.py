@@ -1,4 +1,4 @@
-"""`llm-canary probe`: JSON field names and exit codes are a contract."""
+"""`llm-vitals probe`: JSON field names and exit codes are a contract."""
 
 from __future__ import annotations
 

@@ -60,8 +60,8 @@ def test_design_example_loads_and_expands_targets(tmp_path: Path, monkeypatch: p
 def test_environment_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = tmp_path / "c.yaml"
     f.write_text(GOOD)
-    monkeypatch.setenv("LLM_CANARY_REGION", "us-east-2")
-    monkeypatch.setenv("LLM_CANARY_DEFAULTS__INTERVAL", "15s")
+    monkeypatch.setenv("LLM_VITALS_REGION", "us-east-2")
+    monkeypatch.setenv("LLM_VITALS_DEFAULTS__INTERVAL", "15s")
     s = load_settings(f)
     assert s.region == "us-east-2"
     assert s.defaults.interval == 15

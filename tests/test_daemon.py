@@ -46,20 +46,20 @@ def test_prometheus_scrapes_expected_series(daemon_factory, tmp_path: Path) -> N
     d.wait_ready()
     prom = Prometheus(tmp_path / "prom", [f"127.0.0.1:{d.port}"])
     try:
-        res = prom.wait_query('sum by (provider, model, outcome) (rate(llm_canary_probes_total{outcome="ok"}[15s])) > 0', 40, 3)
+        res = prom.wait_query('sum by (provider, model, outcome) (rate(llm_vitals_probes_total{outcome="ok"}[15s])) > 0', 40, 3)
         assert {(r["metric"]["provider"], r["metric"]["model"]) for r in res} == {
             ("sim-openai", "fast-a"), ("sim-openai", "fast-b"), ("sim-anthropic", "claude-x")}
         q = prom.wait_query(
-            "histogram_quantile(0.95, sum by (le, provider, model) (rate(llm_canary_probe_ttft_seconds_bucket[15s])))", 20, 3)
+            "histogram_quantile(0.95, sum by (le, provider, model) (rate(llm_vitals_probe_ttft_seconds_bucket[15s])))", 20, 3)
         for r in q:
             v = float(r["value"][1])
             assert 0 < v < 10, r
-        up = prom.query('llm_canary_probe_success{region="test-1"}')
+        up = prom.query('llm_vitals_probe_success{region="test-1"}')
         assert len(up) == 3 and all(r["value"][1] == "1" for r in up)
-        quant = prom.wait_query('llm_canary_latency_quantile_seconds{metric="ttft",quantile="0.95",window="1m"}', 10, 3)
+        quant = prom.wait_query('llm_vitals_latency_quantile_seconds{metric="ttft",quantile="0.95",window="1m"}', 10, 3)
         assert all(float(r["value"][1]) > 0 for r in quant)
-        for name in ("llm_canary_scheduler_lag_seconds_count", "llm_canary_event_loop_lag_seconds",
-                     "llm_canary_queue_depth", "llm_canary_probe_phase_seconds_bucket"):
+        for name in ("llm_vitals_scheduler_lag_seconds_count", "llm_vitals_event_loop_lag_seconds",
+                     "llm_vitals_queue_depth", "llm_vitals_probe_phase_seconds_bucket"):
             assert prom.query(name), name
     finally:
         prom.stop()
@@ -106,7 +106,7 @@ def test_sighup_reload_adds_removes_and_keeps_histograms(daemon_factory) -> None
     def ttft_count(model: str) -> float:
         text = httpx.get(d.url + "/metrics").text
         for line in text.splitlines():
-            if line.startswith("llm_canary_probe_ttft_seconds_count{") and f'model="{model}"' in line:
+            if line.startswith("llm_vitals_probe_ttft_seconds_count{") and f'model="{model}"' in line:
                 return float(line.rsplit(" ", 1)[1])
         return 0.0
 
@@ -157,8 +157,8 @@ def test_restart_restores_aggregates(daemon_factory) -> None:  # type: ignore[no
 
 def test_bearer_token_guards_everything_but_health(daemon_factory) -> None:  # type: ignore[no-untyped-def]
     cfg = CONFIG.replace('http: {listen: "127.0.0.1:{port}"}',
-                         'http: {listen: "127.0.0.1:{port}", auth_token_env: CANARY_TEST_TOKEN, metrics_require_auth: true}')
-    d = daemon_factory(cfg, env={"CANARY_TEST_TOKEN": "s3cret-token-value"})
+                         'http: {listen: "127.0.0.1:{port}", auth_token_env: VITALS_TEST_TOKEN, metrics_require_auth: true}')
+    d = daemon_factory(cfg, env={"VITALS_TEST_TOKEN": "s3cret-token-value"})
     wait_http(d.url + "/healthz", 30, proc=d.proc)
     assert httpx.get(d.url + "/api/v1/status").status_code == 401
     assert httpx.get(d.url + "/metrics").status_code == 401

@@ -138,8 +138,8 @@ def test_committed_dashboards_are_what_build_py_builds() -> None:
 
 def test_the_five_dashboards_exist() -> None:
     uids = {d["uid"] for d in dashboards().values()}
-    assert uids == {"llm-canary-fleet", "llm-canary-provider", "llm-canary-regions", "llm-canary-self",
-                    "llm-canary-fleet-influxql"}
+    assert uids == {"llm-vitals-fleet", "llm-vitals-provider", "llm-vitals-regions", "llm-vitals-self",
+                    "llm-vitals-fleet-influxql"}
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in DASHBOARDS.glob("*.json")))
@@ -174,10 +174,10 @@ def test_dashboard_is_well_formed(name: str) -> None:
 
 def test_selector_parser_understands_our_promql() -> None:
     got = list(promql_selectors(
-        'histogram_quantile(0.95, sum by (le, provider) (rate(llm_canary_probe_ttft_seconds_bucket{provider=~"$provider"}[5m])))'
-        ' / ignoring (quantile) llm_canary_latency_quantile_seconds_count or vector(0) and on(provider) up'))
-    assert got == [("llm_canary_probe_ttft_seconds_bucket", {"provider"}),
-                   ("llm_canary_latency_quantile_seconds_count", set()), ("up", set())]
+        'histogram_quantile(0.95, sum by (le, provider) (rate(llm_vitals_probe_ttft_seconds_bucket{provider=~"$provider"}[5m])))'
+        ' / ignoring (quantile) llm_vitals_latency_quantile_seconds_count or vector(0) and on(provider) up'))
+    assert got == [("llm_vitals_probe_ttft_seconds_bucket", {"provider"}),
+                   ("llm_vitals_latency_quantile_seconds_count", set()), ("up", set())]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in DASHBOARDS.glob("*.json")))
@@ -202,7 +202,7 @@ def test_promql_uses_only_metrics_and_labels_that_exist(name: str) -> None:
 
 
 def test_influxql_uses_only_fields_and_tags_that_exist() -> None:
-    d = dashboards()["llm-canary-fleet-influxql.json"]
+    d = dashboards()["llm-vitals-fleet-influxql.json"]
     checked = 0
     for where, kind, q in queries(d):
         if kind != "influxql":
@@ -224,16 +224,16 @@ def test_influxql_uses_only_fields_and_tags_that_exist() -> None:
 
 
 def test_provisioning_matches_the_dashboards() -> None:
-    ds = yaml.safe_load((PROVISIONING / "datasources" / "llm-canary.yaml").read_text())["datasources"]
+    ds = yaml.safe_load((PROVISIONING / "datasources" / "llm-vitals.yaml").read_text())["datasources"]
     uids = {d["uid"]: d for d in ds}
-    assert uids["llm-canary-prometheus"]["type"] == "prometheus"
-    assert uids["llm-canary-influxdb"]["type"] == "influxdb"
-    assert uids["llm-canary-influxdb"]["jsonData"]["dbName"] == "llm_canary"
+    assert uids["llm-vitals-prometheus"]["type"] == "prometheus"
+    assert uids["llm-vitals-influxdb"]["type"] == "influxdb"
+    assert uids["llm-vitals-influxdb"]["jsonData"]["dbName"] == "llm_vitals"
     for d in dashboards().values():
         for v in d["templating"]["list"]:
             if v["type"] == "datasource":
                 assert v["current"]["value"] in uids, (d["uid"], v["name"])
-    prov = yaml.safe_load((PROVISIONING / "dashboards" / "llm-canary.yaml").read_text())["providers"][0]
+    prov = yaml.safe_load((PROVISIONING / "dashboards" / "llm-vitals.yaml").read_text())["providers"][0]
     compose = yaml.safe_load((REPO / "deploy" / "compose" / "docker-compose.yml").read_text())
     mounts = compose["services"]["grafana"]["volumes"]
     assert any(m.endswith(":" + prov["options"]["path"] + ":ro") and "grafana/dashboards" in m for m in mounts), mounts

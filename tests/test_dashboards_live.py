@@ -29,17 +29,17 @@ pytestmark = pytest.mark.servers
 # Queries that may legitimately return nothing in a 30-second healthy run; they must still
 # parse and execute. Keyed by (dashboard uid, panel title or "annotation NAME").
 MAY_BE_EMPTY = {
-    ("llm-canary-fleet", "Firing alerts"): "no alert is firing 30 s after start (rules have `for:`)",
-    ("llm-canary-fleet", "annotation Prometheus alerts"): "no alert firing",
-    ("llm-canary-fleet", "annotation llm-canary alerts"): "no alert firing",
-    ("llm-canary-provider", "annotation Prometheus alerts"): "no alert firing",
-    ("llm-canary-provider", "annotation llm-canary alerts"): "no alert firing",
-    ("llm-canary-regions", "annotation Prometheus alerts"): "no alert firing",
-    ("llm-canary-self", "Queue drops"): "counter appears on the first dropped item",
-    ("llm-canary-self", "Sink errors"): "counter appears on the first sink error",
-    ("llm-canary-self", "Notifications by outcome"): "no notification is sent in the run",
-    ("llm-canary-self", "Skipped probes by reason"): "nothing is skipped (no overlap, budget or rate cap)",
-    ("llm-canary-fleet-influxql", "Alert transitions"): "no alert transition in the run",
+    ("llm-vitals-fleet", "Firing alerts"): "no alert is firing 30 s after start (rules have `for:`)",
+    ("llm-vitals-fleet", "annotation Prometheus alerts"): "no alert firing",
+    ("llm-vitals-fleet", "annotation llm-vitals alerts"): "no alert firing",
+    ("llm-vitals-provider", "annotation Prometheus alerts"): "no alert firing",
+    ("llm-vitals-provider", "annotation llm-vitals alerts"): "no alert firing",
+    ("llm-vitals-regions", "annotation Prometheus alerts"): "no alert firing",
+    ("llm-vitals-self", "Queue drops"): "counter appears on the first dropped item",
+    ("llm-vitals-self", "Sink errors"): "counter appears on the first sink error",
+    ("llm-vitals-self", "Notifications by outcome"): "no notification is sent in the run",
+    ("llm-vitals-self", "Skipped probes by reason"): "nothing is skipped (no overlap, budget or rate cap)",
+    ("llm-vitals-fleet-influxql", "Alert transitions"): "no alert transition in the run",
 }
 
 SCENARIO = """\
@@ -57,7 +57,7 @@ region: test-1
 simulator: {{enabled: true, scenario: {scenario}}}
 http: {{listen: "127.0.0.1:{port}"}}
 storage: {{path: {tmp}/state.db, retention: 1d}}
-influxdb: {{url: "{influx}", api_version: 1, database: llm_canary, flush_interval: 1s}}
+influxdb: {{url: "{influx}", api_version: 1, database: llm_vitals, flush_interval: 1s}}
 defaults: {{interval: 1s, timeout: 5s, jitter: 10%, probe: short}}
 providers:
   - name: sim-openai
@@ -94,20 +94,20 @@ class Stack:
         self.influx.create_db()
         (self.tmp / "scenario.yaml").write_text(SCENARIO)
         port = free_port()
-        cfg = self.tmp / "canary.yaml"
+        cfg = self.tmp / "vitals.yaml"
         cfg.write_text(CONFIG.format(scenario=self.tmp / "scenario.yaml", port=port, tmp=self.tmp, influx=self.influx.url))
         self.daemon = DaemonProcess(cfg, port)
         try:
             self.daemon.wait_ready(30)
         except AssertionError as exc:
-            pytest.skip(f"`llm-canary run` did not become ready within 30 s, so the dashboards cannot be checked "
+            pytest.skip(f"`llm-vitals run` did not become ready within 30 s, so the dashboards cannot be checked "
                         f"against live data: {str(exc)[-1500:]}")
         self.prom = Prometheus(self.tmp / "prom", [f"127.0.0.1:{port}"], rule_files=[str(p) for p in sorted(RULES.glob("*.rules.yml"))])
         # A reload (SIGHUP, what systemd's ExecReload sends) so the reload counter has a series.
         os.kill(self.daemon.proc.pid, signal.SIGHUP)
         # Enough history for rate() and for the detector's baseline.
-        self.prom.wait_query("increase(llm_canary_probe_ttft_seconds_count[5m]) > 0", timeout=30)
-        self.prom.wait_query("llm_canary_anomaly_score", timeout=30)
+        self.prom.wait_query("increase(llm_vitals_probe_ttft_seconds_count[5m]) > 0", timeout=30)
+        self.prom.wait_query("llm_vitals_anomaly_score", timeout=30)
         deadline = time.monotonic() + 20
         while not self.influx.query('SELECT count("ok") FROM "probe"') and time.monotonic() < deadline:
             time.sleep(0.5)
@@ -147,7 +147,7 @@ def prom_query(url: str, q: str) -> tuple[bool, Any]:
 
 
 def influx_query(url: str, q: str) -> tuple[bool, Any]:
-    r = httpx.get(url + "/query", params={"q": q, "db": "llm_canary", "epoch": "ms"}, timeout=10)
+    r = httpx.get(url + "/query", params={"q": q, "db": "llm_vitals", "epoch": "ms"}, timeout=10)
     assert r.status_code == 200, (q, r.text)
     res = r.json()["results"][0]
     assert "error" not in res, (q, res)
@@ -175,7 +175,7 @@ def test_panel_query_returns_data(stack: Stack, uid: str, kind: str, query: str,
 
 def test_variable_queries_list_the_targets(stack: Stack) -> None:
     assert stack.prom is not None and stack.influx is not None
-    r = httpx.get(stack.prom.url + "/api/v1/label/provider/values", params={"match[]": "llm_canary_probes_total"}, timeout=10)
+    r = httpx.get(stack.prom.url + "/api/v1/label/provider/values", params={"match[]": "llm_vitals_probes_total"}, timeout=10)
     assert set(r.json()["data"]) == {"sim-openai", "sim-anthropic"}
     for d in dashboards().values():
         for where, kind, q in queries(d):

@@ -36,8 +36,8 @@ def test_image_is_slim_non_root_with_healthcheck_and_run_command() -> None:
     assert all(f.startswith("python:3.11-slim") for f in froms)
     user = [v for k, v in ins if k == "USER"][-1]
     assert user.split(":")[0] not in ("root", "0")
-    assert json.loads([v for k, v in ins if k == "ENTRYPOINT"][-1]) == ["llm-canary"]
-    assert json.loads([v for k, v in ins if k == "CMD"][-1]) == ["run", "-c", "/etc/llm-canary/config.yaml"]
+    assert json.loads([v for k, v in ins if k == "ENTRYPOINT"][-1]) == ["llm-vitals"]
+    assert json.loads([v for k, v in ins if k == "CMD"][-1]) == ["run", "-c", "/etc/llm-vitals/config.yaml"]
     hc = [v for k, v in ins if k == "HEALTHCHECK"][-1]
     assert "/healthz" in hc and "urllib" in hc
 
@@ -94,15 +94,15 @@ def test_build_context_builds_the_package(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     import zipfile
 
-    (whl,) = (tmp_path / "wheel").glob("llm_canary-*.whl")
+    (whl,) = (tmp_path / "wheel").glob("llm_vitals-*.whl")
     names = zipfile.ZipFile(whl).namelist()
     assert "daemon/cli.py" in names and "daemon/demo.yaml" in names and "probes/simulator/default.yaml" in names
     assert any(n.endswith("entry_points.txt") for n in names)
 
 
-@pytest.mark.parametrize("config", ["deploy/container/config.yaml", "deploy/compose/llm-canary.yaml"])
+@pytest.mark.parametrize("config", ["deploy/container/config.yaml", "deploy/compose/llm-vitals.yaml"])
 def test_shipped_configs_are_valid(config: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CANARY_TOKEN", "test-token")
+    monkeypatch.setenv("VITALS_TOKEN", "test-token")
     s = load_settings(REPO / config)
     assert s.http.port == 9464 and s.check_secrets() == []
 
@@ -110,7 +110,7 @@ def test_shipped_configs_are_valid(config: str, monkeypatch: pytest.MonkeyPatch)
 def test_compose_stack_mounts_what_exists() -> None:
     c = yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text())
     svc = c["services"]
-    assert set(svc) == {"llm-canary", "prometheus", "alertmanager", "influxdb", "grafana"}
+    assert set(svc) == {"llm-vitals", "prometheus", "alertmanager", "influxdb", "grafana"}
     for name, s in svc.items():
         for v in s.get("volumes", []):
             src = v.split(":")[0]
@@ -118,15 +118,15 @@ def test_compose_stack_mounts_what_exists() -> None:
                 assert (COMPOSE_DIR / src).exists(), (name, v)
             else:
                 assert src in c["volumes"], (name, v)
-    build = svc["llm-canary"]["build"]
+    build = svc["llm-vitals"]["build"]
     assert (COMPOSE_DIR / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
     # the services find each other by the names their configs use
-    canary = yaml.safe_load((COMPOSE_DIR / "llm-canary.yaml").read_text())
-    assert canary["influxdb"]["url"] == "http://influxdb:8086"
+    vitals = yaml.safe_load((COMPOSE_DIR / "llm-vitals.yaml").read_text())
+    assert vitals["influxdb"]["url"] == "http://influxdb:8086"
     prom = yaml.safe_load((COMPOSE_DIR / "prometheus.yml").read_text())
-    assert prom["scrape_configs"][0]["static_configs"][0]["targets"] == ["llm-canary:9464"]
-    assert prom["scrape_configs"][0]["job_name"] == "llm-canary"  # LLMCanaryExporterDown matches the job
-    ds = yaml.safe_load((REPO / "grafana" / "provisioning" / "datasources" / "llm-canary.yaml").read_text())
+    assert prom["scrape_configs"][0]["static_configs"][0]["targets"] == ["llm-vitals:9464"]
+    assert prom["scrape_configs"][0]["job_name"] == "llm-vitals"  # LLMVitalsExporterDown matches the job
+    ds = yaml.safe_load((REPO / "grafana" / "provisioning" / "datasources" / "llm-vitals.yaml").read_text())
     urls = {d["type"]: d["url"] for d in ds["datasources"]}
     assert urls == {"prometheus": "http://prometheus:9090", "influxdb": "http://influxdb:8086"}
     # every published port stays on loopback

@@ -152,8 +152,8 @@ def test_overlay_renders_and_validates_against_kubernetes_schemas(overlay: str) 
             jsonschema.validate(d, PROMETHEUS_RULE)
         else:
             kubernetes_validate.validate(d, K8S_VERSION, strict=True)
-        assert d["metadata"]["namespace"] == "llm-canary"
-        assert d["metadata"]["labels"]["topology.llm-canary.io/region"] == overlay
+        assert d["metadata"]["namespace"] == "llm-vitals"
+        assert d["metadata"]["labels"]["topology.llm-vitals.io/region"] == overlay
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -162,7 +162,7 @@ def test_overlay_wires_region_probes_secret_and_config(overlay: str) -> None:
     dep = kinds["Deployment"]
     pod = dep["spec"]["template"]["spec"]
     (c,) = pod["containers"]
-    assert {"name": "LLM_CANARY_REGION", "value": overlay} in c["env"]
+    assert {"name": "LLM_VITALS_REGION", "value": overlay} in c["env"]
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["image"].endswith(":0.1.0") and "/" in c["image"]
@@ -191,18 +191,18 @@ def test_overlay_wires_region_probes_secret_and_config(overlay: str) -> None:
             path = line.split("_file:")[1].strip()
             assert path.startswith(mounts["secrets"] + "/"), line
             assert path.rsplit("/", 1)[1] in secret_keys, line
-    assert mounts["state"] == "/var/lib/llm-canary"
+    assert mounts["state"] == "/var/lib/llm-vitals"
 
 
-def test_configmap_config_is_a_valid_llm_canary_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_configmap_config_is_a_valid_llm_vitals_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cm = yaml.safe_load((K8S / "base" / "configmap.yaml").read_text())
     cfg = tmp_path / "config.yaml"
     cfg.write_text(cm["data"]["config.yaml"])
-    monkeypatch.setenv("LLM_CANARY_REGION", "eu-west-1")
+    monkeypatch.setenv("LLM_VITALS_REGION", "eu-west-1")
     s = load_settings(cfg)
     assert s.region == "eu-west-1"  # the overlay's env var wins over the file
     assert s.http.port == 9464 and not s.http.is_loopback and s.http.auth_token_file
-    assert s.storage.path.startswith("/var/lib/llm-canary/")
+    assert s.storage.path.startswith("/var/lib/llm-vitals/")
 
 
 def test_prometheusrule_is_generated_from_the_rule_files(tmp_path: Path) -> None:

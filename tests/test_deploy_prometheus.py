@@ -67,9 +67,9 @@ def test_default_alert_set() -> None:
     alerts = alerting_rules()
     # the built-in kinds (threshold, error rate, consecutive failures, content, anomaly, no data),
     # burn rate, cross-region quorum and the monitor's own health
-    for name in ("LLMCanaryTargetDown", "LLMCanaryHighErrorRate", "LLMCanaryContentMismatch", "LLMCanaryTTFTHigh",
-                 "LLMCanaryAnomaly", "LLMCanaryNoRecentProbe", "LLMCanaryErrorBudgetBurn", "LLMCanaryErrorBudgetBurnSlow",
-                 "LLMCanaryLatencyBudgetBurn", "LLMCanaryProviderDownMultiRegion", "LLMCanaryExporterDown"):
+    for name in ("LLMVitalsTargetDown", "LLMVitalsHighErrorRate", "LLMVitalsContentMismatch", "LLMVitalsTTFTHigh",
+                 "LLMVitalsAnomaly", "LLMVitalsNoRecentProbe", "LLMVitalsErrorBudgetBurn", "LLMVitalsErrorBudgetBurnSlow",
+                 "LLMVitalsLatencyBudgetBurn", "LLMVitalsProviderDownMultiRegion", "LLMVitalsExporterDown"):
         assert name in alerts
     for name, rule in alerts.items():
         assert rule["labels"]["severity"] in ("page", "ticket"), name
@@ -106,10 +106,10 @@ def test_amtool_check_config(config: Path) -> None:
 
 
 @pytest.mark.parametrize(("labels", "receivers"), [
-    (["alertname=LLMCanaryTargetDown", "severity=page", "provider=openai"], "llm-oncall-pager,llm-oncall-slack"),
-    (["alertname=LLMCanaryTTFTHigh", "severity=ticket", "provider=openai"], "llm-team-email"),
-    (["alertname=LLMCanarySinkErrors", "severity=ticket"], "platform-slack"),
-    (["alertname=LLMCanaryExporterDown", "severity=page"], "platform-slack"),
+    (["alertname=LLMVitalsTargetDown", "severity=page", "provider=openai"], "llm-oncall-pager,llm-oncall-slack"),
+    (["alertname=LLMVitalsTTFTHigh", "severity=ticket", "provider=openai"], "llm-team-email"),
+    (["alertname=LLMVitalsSinkErrors", "severity=ticket"], "platform-slack"),
+    (["alertname=LLMVitalsExporterDown", "severity=page"], "platform-slack"),
     (["alertname=ttft-p95-high", "provider=openai"], "llm-oncall-slack"),  # pushed by the daemon itself
 ])
 def test_alertmanager_example_routes(labels: list[str], receivers: str) -> None:
@@ -128,7 +128,7 @@ def test_inhibit_rules_name_real_alerts() -> None:
                     pattern = m.split("=~", 1)[1].strip('"')
                     assert any(re.fullmatch(pattern, a) for a in alerts), m
                     for alt in re.findall(r"\w+", pattern.split("(", 1)[1]):
-                        assert "LLMCanary" + alt in alerts, (m, alt)
+                        assert "LLMVitals" + alt in alerts, (m, alt)
                 elif m.startswith("alertname="):
                     assert m.split("=", 1)[1].strip('"') in alerts, m
 

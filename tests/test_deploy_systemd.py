@@ -13,8 +13,8 @@ import pytest
 from daemon.config import load_settings
 
 REPO = Path(__file__).resolve().parent.parent
-UNIT = REPO / "deploy" / "systemd" / "llm-canary.service"
-EXEC = "/opt/llm-canary/bin/llm-canary"
+UNIT = REPO / "deploy" / "systemd" / "llm-vitals.service"
+EXEC = "/opt/llm-vitals/bin/llm-vitals"
 
 
 def unit() -> dict[str, list[str]]:
@@ -33,10 +33,10 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
     if tool is None:
         pytest.skip("systemd-analyze not installed")
     # verify checks that ExecStart exists: point it at this venv's entry point
-    entry = Path(sys.executable).parent / "llm-canary"
+    entry = Path(sys.executable).parent / "llm-vitals"
     if not entry.exists():
-        pytest.skip("llm-canary entry point not installed in this venv (pip install -e .)")
-    copy = tmp_path / "llm-canary.service"
+        pytest.skip("llm-vitals entry point not installed in this venv (pip install -e .)")
+    copy = tmp_path / "llm-vitals.service"
     copy.write_text(UNIT.read_text().replace(EXEC, str(entry)))
     r = subprocess.run([tool, "verify", "--man=no", str(copy)], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -46,16 +46,16 @@ def test_systemd_analyze_verify(tmp_path: Path) -> None:
 def test_unit_is_hardened_restarts_and_reloads() -> None:
     u = unit()
     one = {k: v[-1] for k, v in u.items()}
-    assert one["ExecStart"] == f"{EXEC} run -c /etc/llm-canary/config.yaml"
+    assert one["ExecStart"] == f"{EXEC} run -c /etc/llm-vitals/config.yaml"
     assert one["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert one["Restart"] == "on-failure"
     assert one["RestartPreventExitStatus"] == "2"
-    for k, v in {"DynamicUser": "yes", "StateDirectory": "llm-canary", "ProtectSystem": "strict",
+    for k, v in {"DynamicUser": "yes", "StateDirectory": "llm-vitals", "ProtectSystem": "strict",
                  "NoNewPrivileges": "yes", "CapabilityBoundingSet": "", "ProtectHome": "yes",
                  "PrivateTmp": "yes", "PrivateDevices": "yes"}.items():
         assert one.get(k) == v, k
     creds = [c.split(":", 1) for c in u["LoadCredential"]]
-    assert all(path.startswith("/etc/llm-canary/credentials/") for _, path in creds)
+    assert all(path.startswith("/etc/llm-vitals/credentials/") for _, path in creds)
     # the stop timeout covers the daemon's 20 s drain
     assert int(one["TimeoutStopSec"].rstrip("s")) > 20
     cp = configparser.ConfigParser(strict=False, interpolation=None)
@@ -65,8 +65,8 @@ def test_unit_is_hardened_restarts_and_reloads() -> None:
 
 def test_example_config_uses_the_units_state_and_credentials() -> None:
     s = load_settings(REPO / "deploy" / "systemd" / "config.example.yaml")
-    assert s.storage.path.startswith("/var/lib/llm-canary/")
+    assert s.storage.path.startswith("/var/lib/llm-vitals/")
     names = {c.split(":", 1)[0] for c in unit()["LoadCredential"]}
     for p in s.providers:
-        assert p.api_key_file and p.api_key_file.startswith("/run/credentials/llm-canary.service/")
+        assert p.api_key_file and p.api_key_file.startswith("/run/credentials/llm-vitals.service/")
         assert p.api_key_file.rsplit("/", 1)[1] in names

@@ -42,5 +42,5 @@ def test_render_after_forget_and_on_an_empty_registry() -> None:
     assert render(empty.registry) == generate_latest(empty.registry)
     m = _filled()
     m.forget({"provider": "p,q=1", "model": "b", "probe": "short", "region": "local"})
-    assert 'llm_canary_probe_ttft_seconds_bucket{le="0.05",model="b"' not in render(m.registry).decode()
+    assert 'llm_vitals_probe_ttft_seconds_bucket{le="0.05",model="b"' not in render(m.registry).decode()
     assert render(m.registry) == generate_latest(m.registry)

@@ -25,7 +25,7 @@ def results(n: int, start: datetime, model: str = "m") -> list:  # type: ignore[
 
 
 def v1(url: str) -> InfluxConfig:
-    return InfluxConfig(url=url, api_version=1, database="llm_canary", batch_size=50, flush_interval=0.2, timeout=2)
+    return InfluxConfig(url=url, api_version=1, database="llm_vitals", batch_size=50, flush_interval=0.2, timeout=2)
 
 
 async def wait_for(pred, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
@@ -62,7 +62,7 @@ async def test_points_read_back_with_influxql(influx: InfluxDB1, tmp_path: Path)
     assert first["provider"] == "p" and first["model"] == "m" and first["probe"] == "short" and first["region"] == "local"
     assert first["ttft"] == pytest.approx(rs[1].ttft) and first["output_tokens"] == 10 and first["status_code"] == 200
     assert influx.query("SELECT count(ok) FROM probe WHERE outcome = 'timeout'")[0]["count"] == 4
-    assert m.registry.get_sample_value("llm_canary_sink_points_total", {"sink": "influxdb", "state": "written"}) == 20
+    assert m.registry.get_sample_value("llm_vitals_sink_points_total", {"sink": "influxdb", "state": "written"}) == 20
 
 
 async def test_outage_loses_nothing_and_duplicates_nothing(influx: InfluxDB1, tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ async def test_bad_data_is_dropped_not_retried_forever(influx: InfluxDB1, tmp_pa
         sink.submit(r)
     await asyncio.sleep(1.0)
     await sink.stop(2)
-    assert m.registry.get_sample_value("llm_canary_sink_points_total", {"sink": "influxdb", "state": "rejected"}) == 5
+    assert m.registry.get_sample_value("llm_vitals_sink_points_total", {"sink": "influxdb", "state": "rejected"}) == 5
     assert sink.health()["spooled"] == 0
 
 
@@ -129,7 +129,7 @@ async def test_v2_write_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     vm = VictoriaMetrics(tmp_path)
     monkeypatch.setenv("TEST_INFLUX_TOKEN", "tok-secret")
     try:
-        cfg = InfluxConfig(url=vm.url, api_version=2, org="acme", bucket="llm_canary", token_env="TEST_INFLUX_TOKEN",
+        cfg = InfluxConfig(url=vm.url, api_version=2, org="acme", bucket="llm_vitals", token_env="TEST_INFLUX_TOKEN",
                            batch_size=10, flush_interval=0.2)
         sink = InfluxSink(cfg, Store(tmp_path / "s.db"), Metrics())
         await sink.start()
@@ -154,7 +154,7 @@ async def test_v2_write_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_daemon_writes_probes_to_influxdb(influx: InfluxDB1, daemon_factory) -> None:  # type: ignore[no-untyped-def]
     from tests.test_daemon import CONFIG
 
-    cfg = CONFIG + f"influxdb: {{url: '{influx.url}', api_version: 1, database: llm_canary, flush_interval: 500ms}}\n"
+    cfg = CONFIG + f"influxdb: {{url: '{influx.url}', api_version: 1, database: llm_vitals, flush_interval: 500ms}}\n"
     d = daemon_factory(cfg)
     d.wait_ready()
     end = time.monotonic() + 20

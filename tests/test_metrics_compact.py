@@ -20,11 +20,11 @@ from tests.factories import result
 
 T = dm.TARGET
 COMPACT = (
-    "llm_canary_probe_ttft_seconds", "llm_canary_probe_ttft_content_seconds", "llm_canary_probe_e2e_seconds",
-    "llm_canary_probe_itl_seconds", "llm_canary_probe_tpot_seconds", "llm_canary_probe_phase_seconds",
-    "llm_canary_output_tokens_per_second", "llm_canary_probes", "llm_canary_probe_success",
-    "llm_canary_probe_last_timestamp_seconds", "llm_canary_tokens", "llm_canary_probe_cost_usd",
-    "llm_canary_rate_limit_remaining", "llm_canary_anomaly_score", "llm_canary_probes_skipped",
+    "llm_vitals_probe_ttft_seconds", "llm_vitals_probe_ttft_content_seconds", "llm_vitals_probe_e2e_seconds",
+    "llm_vitals_probe_itl_seconds", "llm_vitals_probe_tpot_seconds", "llm_vitals_probe_phase_seconds",
+    "llm_vitals_output_tokens_per_second", "llm_vitals_probes", "llm_vitals_probe_success",
+    "llm_vitals_probe_last_timestamp_seconds", "llm_vitals_tokens", "llm_vitals_probe_cost_usd",
+    "llm_vitals_rate_limit_remaining", "llm_vitals_anomaly_score", "llm_vitals_probes_skipped",
 )
 
 
@@ -33,21 +33,21 @@ class Reference:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        self.ttft = Histogram("llm_canary_probe_ttft_seconds", "Time to first token (text or reasoning), from the start of the request.", T, buckets=dm.LATENCY_BUCKETS, registry=r)
-        self.ttft_content = Histogram("llm_canary_probe_ttft_content_seconds", "Time to first visible text token (differs from ttft for reasoning models).", T, buckets=dm.LATENCY_BUCKETS, registry=r)
-        self.e2e = Histogram("llm_canary_probe_e2e_seconds", "Time from the start of the request to the end of the stream.", T, buckets=dm.LATENCY_BUCKETS, registry=r)
-        self.itl = Histogram("llm_canary_probe_itl_seconds", "Gaps between consecutive token-bearing chunks.", T, buckets=dm.ITL_BUCKETS, registry=r)
-        self.tpot = Histogram("llm_canary_probe_tpot_seconds", "Time per output token after the first: (e2e - ttft) / (output_tokens - 1).", T, buckets=dm.TPOT_BUCKETS, registry=r)
-        self.phase = Histogram("llm_canary_probe_phase_seconds", "Duration of each phase of a probe (connect, tls, ttfb, ttft, generation).", (*T, "phase"), buckets=dm.LATENCY_BUCKETS, registry=r)
-        self.tps = Histogram("llm_canary_output_tokens_per_second", "Output tokens per second after the first token.", T, buckets=dm.TPS_BUCKETS, registry=r)
-        self.probes = Counter("llm_canary_probes_total", "Probes by outcome.", (*T, "outcome"), registry=r)
-        self.success = Gauge("llm_canary_probe_success", "Whether the last probe succeeded (1) or not (0).", T, registry=r)
-        self.last_probe = Gauge("llm_canary_probe_last_timestamp_seconds", "Unix time the last probe of a target started.", T, registry=r)
-        self.tokens = Counter("llm_canary_tokens_total", "Tokens spent on probes.", (*T, "direction"), registry=r)
-        self.cost = Counter("llm_canary_probe_cost_usd_total", "Estimated probe cost in USD (config prices).", T, registry=r)
-        self.rate_limit_remaining = Gauge("llm_canary_rate_limit_remaining", "Provider-reported remaining rate limit (from response headers).", (*T, "kind"), registry=r)
-        self.anomaly = Gauge("llm_canary_anomaly_score", "Anomaly score of the latest probes against the baseline (>= 1 is anomalous).", (*T, "metric"), registry=r)
-        self.skipped = Counter("llm_canary_probes_skipped_total", "Scheduled probes not run, by reason.", (*T, "reason"), registry=r)
+        self.ttft = Histogram("llm_vitals_probe_ttft_seconds", "Time to first token (text or reasoning), from the start of the request.", T, buckets=dm.LATENCY_BUCKETS, registry=r)
+        self.ttft_content = Histogram("llm_vitals_probe_ttft_content_seconds", "Time to first visible text token (differs from ttft for reasoning models).", T, buckets=dm.LATENCY_BUCKETS, registry=r)
+        self.e2e = Histogram("llm_vitals_probe_e2e_seconds", "Time from the start of the request to the end of the stream.", T, buckets=dm.LATENCY_BUCKETS, registry=r)
+        self.itl = Histogram("llm_vitals_probe_itl_seconds", "Gaps between consecutive token-bearing chunks.", T, buckets=dm.ITL_BUCKETS, registry=r)
+        self.tpot = Histogram("llm_vitals_probe_tpot_seconds", "Time per output token after the first: (e2e - ttft) / (output_tokens - 1).", T, buckets=dm.TPOT_BUCKETS, registry=r)
+        self.phase = Histogram("llm_vitals_probe_phase_seconds", "Duration of each phase of a probe (connect, tls, ttfb, ttft, generation).", (*T, "phase"), buckets=dm.LATENCY_BUCKETS, registry=r)
+        self.tps = Histogram("llm_vitals_output_tokens_per_second", "Output tokens per second after the first token.", T, buckets=dm.TPS_BUCKETS, registry=r)
+        self.probes = Counter("llm_vitals_probes_total", "Probes by outcome.", (*T, "outcome"), registry=r)
+        self.success = Gauge("llm_vitals_probe_success", "Whether the last probe succeeded (1) or not (0).", T, registry=r)
+        self.last_probe = Gauge("llm_vitals_probe_last_timestamp_seconds", "Unix time the last probe of a target started.", T, registry=r)
+        self.tokens = Counter("llm_vitals_tokens_total", "Tokens spent on probes.", (*T, "direction"), registry=r)
+        self.cost = Counter("llm_vitals_probe_cost_usd_total", "Estimated probe cost in USD (config prices).", T, registry=r)
+        self.rate_limit_remaining = Gauge("llm_vitals_rate_limit_remaining", "Provider-reported remaining rate limit (from response headers).", (*T, "kind"), registry=r)
+        self.anomaly = Gauge("llm_vitals_anomaly_score", "Anomaly score of the latest probes against the baseline (>= 1 is anomalous).", (*T, "metric"), registry=r)
+        self.skipped = Counter("llm_vitals_probes_skipped_total", "Scheduled probes not run, by reason.", (*T, "reason"), registry=r)
         self._outcomes = tuple(o.value for o in Outcome)
 
     def observe(self, r: ProbeResult, cost_usd: float | None = None) -> None:
@@ -154,20 +154,20 @@ def test_exposition_identical() -> None:
     text = exposition(new.registry)
     assert text == exposition(ref.registry)
     assert {_family(b) for b in re.split(r"(?m)^(?=# HELP )", text) if b} == set(COMPACT)
-    assert 'llm_canary_probe_itl_seconds_bucket{le="0.001",model="m0",probe="short",provider="p0",region="eu"}' in text
-    assert "llm_canary_probes_total{" in text and "llm_canary_probes_created{" in text
-    assert "llm_canary_probe_phase_seconds_created{" in text
+    assert 'llm_vitals_probe_itl_seconds_bucket{le="0.001",model="m0",probe="short",provider="p0",region="eu"}' in text
+    assert "llm_vitals_probes_total{" in text and "llm_vitals_probes_created{" in text
+    assert "llm_vitals_probe_phase_seconds_created{" in text
     # the rest of the registry is untouched
-    assert "llm_canary_build_info{version=\"0.1.0\"} 1.0" in generate_latest(new.registry).decode()
+    assert "llm_vitals_build_info{version=\"0.1.0\"} 1.0" in generate_latest(new.registry).decode()
 
 
 def test_get_sample_value() -> None:
     ref, new = Reference(), Metrics()
     feed(ref, new)
     lab = {"provider": "p1", "model": "m1", "probe": "short", "region": "us"}
-    for name, extra in (("llm_canary_probe_itl_seconds_bucket", {"le": "0.05"}), ("llm_canary_probe_itl_seconds_count", {}),
-                        ("llm_canary_probe_itl_seconds_sum", {}), ("llm_canary_probes_total", {"outcome": "ok"}),
-                        ("llm_canary_probe_phase_seconds_sum", {"phase": "connect"}), ("llm_canary_tokens_total", {"direction": "output"})):
+    for name, extra in (("llm_vitals_probe_itl_seconds_bucket", {"le": "0.05"}), ("llm_vitals_probe_itl_seconds_count", {}),
+                        ("llm_vitals_probe_itl_seconds_sum", {}), ("llm_vitals_probes_total", {"outcome": "ok"}),
+                        ("llm_vitals_probe_phase_seconds_sum", {"phase": "connect"}), ("llm_vitals_tokens_total", {"direction": "output"})):
         want = ref.registry.get_sample_value(name, {**lab, **extra})
         assert want is not None
         assert new.registry.get_sample_value(name, {**lab, **extra}) == want
@@ -188,7 +188,7 @@ def test_forget() -> None:
     assert text == exposition(ref.registry)
     hist = [ln for ln in text.splitlines() if 'model="m0"' in ln and 'provider="p0"' in ln and 'region="eu"' in ln]
     assert hist == []
-    assert 'llm_canary_anomaly_score{metric="ttft",model="m1"' in text
+    assert 'llm_vitals_anomaly_score{metric="ttft",model="m1"' in text
     # a forgotten target that comes back starts from zero, at the end (like prometheus_client)
     again = result(0.4, provider="p0", model="m0", region="eu", itls=(0.01,))
     ref.observe(again)

@@ -56,9 +56,9 @@ async def test_overlapping_runs_are_skipped_and_counted(fake_probe: dict[str, fl
     fast = [r for r in got if r.model == "fast"]
     assert 1 <= len(slow) <= 3
     assert len(fast) >= 5
-    assert sample(m, "llm_canary_probes_skipped_total", provider="p", model="slow", probe="short",
+    assert sample(m, "llm_vitals_probes_skipped_total", provider="p", model="slow", probe="short",
                   region="local", reason="overlap") >= 1
-    assert sample(m, "llm_canary_scheduler_lag_seconds_count") >= len(got) - 1
+    assert sample(m, "llm_vitals_scheduler_lag_seconds_count") >= len(got) - 1
 
 
 async def test_global_concurrency_limit_shows_as_lag(fake_probe: dict[str, float]) -> None:
@@ -89,8 +89,8 @@ async def test_budget_pauses_probing(fake_probe: dict[str, float]) -> None:
     await s.drain(1)
     # each fake result costs 30 tokens: the second one crosses 50, then probing pauses
     assert len(got) == 2
-    assert sample(m, "llm_canary_budget_paused", budget="tokens") == 1
-    assert sample(m, "llm_canary_probes_skipped_total", provider="p", model="a", probe="short",
+    assert sample(m, "llm_vitals_budget_paused", budget="tokens") == 1
+    assert sample(m, "llm_vitals_probes_skipped_total", provider="p", model="a", probe="short",
                   region="local", reason="budget_tokens") >= 1
 
 
@@ -109,4 +109,4 @@ async def test_set_jobs_diff_keeps_unchanged(fake_probe: dict[str, float]) -> No
     diff = s.set_jobs([a, Scheduled(target("b"), 30, 0.1), Scheduled(target("c"), 60, 0.1)])
     assert diff == {"added": ["p/c/short"], "removed": [], "changed": ["p/b/short"]}
     assert s.set_jobs([a])["removed"] == ["p/b/short", "p/c/short"]
-    assert sample(m, "llm_canary_targets") == 1
+    assert sample(m, "llm_vitals_targets") == 1

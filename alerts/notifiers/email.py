@@ -30,11 +30,11 @@ class EmailNotifier(Notifier):
         msg["Subject"] = n.title()
         msg["From"] = self.cfg.from_
         msg["To"] = ", ".join(self.cfg.to)
-        msg["X-LLM-Canary-Group"] = n.thread_key or "test"
-        msg.set_content(n.text() + "\n\n— llm-canary\n")
+        msg["X-LLM-Vitals-Group"] = n.thread_key or "test"
+        msg.set_content(n.text() + "\n\n— llm-vitals\n")
         items = "".join(f"<li>{html.escape(line)}</li>" for line in (n.lines() or [n.text()]))
         msg.add_alternative(f"<html><body><h3>{html.escape(n.title())}</h3><ul>{items}</ul>"
-                            "<p style='color:#888'>llm-canary</p></body></html>", subtype="html")
+                            "<p style='color:#888'>llm-vitals</p></body></html>", subtype="html")
         return msg
 
     async def send(self, n: Notification) -> None:

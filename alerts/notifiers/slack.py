@@ -20,7 +20,7 @@ def blocks(n: Notification) -> list[dict[str, Any]]:
     return [
         {"type": "header", "text": {"type": "plain_text", "text": f"{n.title()}"[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": f"{emoji} {body}"}},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": "llm-canary"}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": "llm-vitals"}]},
     ]
 
 

@@ -13,7 +13,7 @@ from alerts.model import Notification
 from alerts.notifiers.base import DeliveryError, Notifier, retry_after_seconds
 from daemon.config import read_secret
 
-SIGNATURE_HEADER = "X-LLM-Canary-Signature"
+SIGNATURE_HEADER = "X-LLM-Vitals-Signature"
 
 
 def payload(n: Notification) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from daemon.store import Store
 from daemon.tasks import cancel_and_wait
 from probes.result import ProbeResult
 
-log = structlog.get_logger("llm_canary.influxdb")
+log = structlog.get_logger("llm_vitals.influxdb")
 
 MAX_BACKOFF = 60.0
 

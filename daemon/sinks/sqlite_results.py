@@ -15,7 +15,7 @@ from daemon.store import Store
 from daemon.tasks import cancel_and_wait
 from probes.result import ProbeResult
 
-log = structlog.get_logger("llm_canary.sqlite")
+log = structlog.get_logger("llm_vitals.sqlite")
 
 
 class SQLiteResultSink:

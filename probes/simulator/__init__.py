@@ -1,4 +1,4 @@
-"""The bundled LLM provider simulator: every wire protocol llm-canary speaks, with
+"""The bundled LLM provider simulator: every wire protocol llm-vitals speaks, with
 scripted latency, faults and degradation schedules. Default target, test fixture and
 benchmark target."""
 
@@ -55,13 +55,13 @@ def _stop_on_stdin_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="llm-canary simulate", description="Serve the bundled LLM provider simulator.")
+    ap = argparse.ArgumentParser(prog="llm-vitals simulate", description="Serve the bundled LLM provider simulator.")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8765)
     ap.add_argument("--scenario", help="scenario YAML (default: the built-in one)")
     ap.add_argument("--truth-log", help="JSON lines: when each token was written (ground truth)")
     ap.add_argument("--exit-with-parent", action="store_true",
-                    help="exit when stdin reaches EOF (the parent process died); used by `llm-canary run`")
+                    help="exit when stdin reaches EOF (the parent process died); used by `llm-vitals run`")
     args = ap.parse_args(argv)
     try:
         return asyncio.run(_serve(args))
