@@ -77,6 +77,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return simulator_main(argv)
 
 
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    import json
+
+    from daemon.reference import config_schema
+
+    print(json.dumps(config_schema(), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llm-vitals", description="Synthetic monitoring for LLM providers.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -103,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--scenario")
     sim.add_argument("--truth-log")
     sim.set_defaults(func=cmd_simulate)
+
+    schema = sub.add_parser("config-schema", help="print the config file's JSON Schema (for editors)")
+    schema.set_defaults(func=cmd_config_schema)
 
     try:
         from alerts.cli import add_commands

@@ -264,23 +264,36 @@ class Settings(BaseSettings):
         extra="forbid",
         frozen=True,
         populate_by_name=True,
+        use_attribute_docstrings=True,
     )
 
     region: str = Field("local", pattern=r"^[A-Za-z0-9_.-]+$")
+    """Label `region` on every series, alert and point: one replica per region."""
     http: HttpConfig = HttpConfig()
+    """The HTTP server: /metrics, /healthz, /readyz, /api/v1/*, the status page."""
     storage: StorageConfig = StorageConfig()
+    """The embedded SQLite store (probe results, alert and detector state)."""
     influxdb: InfluxConfig | None = None
+    """Optional InfluxDB sink (v2 API, or v1 with `api_version: 1`)."""
     probes: list[ProbeProfile] = [
         ProbeProfile(name="short", prompt="Reply with exactly one word: pong", max_tokens=16,
                      expect=ExpectConfig(contains="pong"))
     ]
+    """Probe profiles: the prompt, its token limit and what the reply must hold."""
     defaults: Defaults = Defaults()
+    """Interval, timeout, jitter and probe profile for targets that do not set their own."""
     providers: list[ProviderConfig] = []
+    """Providers to probe; each model of each provider, times each probe profile, is a target."""
     budgets: Budgets = Budgets()
+    """Daily limits on the tokens and money probing may spend; past one, probing pauses."""
     scheduler: SchedulerConfig = SchedulerConfig()
+    """Concurrency and queue sizes."""
     simulator: SimulatorConfig = SimulatorConfig()
+    """The bundled provider simulator (the built-in demo's target)."""
     detector: DetectorConfig = DetectorConfig()
+    """The statistical anomaly detector."""
     alerts: AlertsConfig = AlertsConfig()
+    """Alert rules, receivers, routing, silences and maintenance windows."""
 
     @classmethod
     def settings_customise_sources(

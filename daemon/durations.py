@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -63,5 +63,21 @@ def parse_fraction(value: Any) -> float:
     raise ValueError("expected a percentage such as '10%'")
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
-Fraction = Annotated[float, BeforeValidator(parse_fraction)]
+# The JSON Schema says what a user may write (a string with a unit, or seconds), not the float
+# the model holds after parsing.
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h|d|w)\s*)+$"},
+        {"type": "number", "minimum": 0},
+    ],
+    "description": "a duration: '500ms', '30s', '5m', '1h30m', '14d', or seconds",
+}
+_FRACTION_SCHEMA = {
+    "anyOf": [{"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%?\s*$"}, {"type": "number"}],
+    "description": "a fraction: '10%' or 0.1",
+}
+
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), PlainSerializer(format_duration), WithJsonSchema(_DURATION_SCHEMA)
+]
+Fraction = Annotated[float, BeforeValidator(parse_fraction), WithJsonSchema(_FRACTION_SCHEMA)]

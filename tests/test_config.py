@@ -41,10 +41,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def test_design_example_loads_and_expands_targets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    design = (Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md")
-    if not design.exists():
-        pytest.skip("../shared/DESIGN.md not beside the repo")
-    yaml_text = design.read_text().split("```yaml\n")[1].split("```")[0]
+    design = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
+    yaml_text = design.read_text().split("## 8. The configuration contract")[1].split("```yaml\n")[1].split("```")[0]
     f = tmp_path / "design.yaml"
     f.write_text(yaml_text)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test-design")
