@@ -111,6 +111,41 @@ class InfluxConfig(Strict):
         return self
 
 
+class OtlpConfig(Strict):
+    """Push metrics (and, opt-in, traces) over OTLP/HTTP with the GenAI semantic conventions."""
+
+    endpoint: str | None = None
+    """Base URL of the OTLP/HTTP receiver (`/v1/metrics`, `/v1/traces` are appended); unset:
+    OTEL_EXPORTER_OTLP_ENDPOINT or its per-signal variants, else http://localhost:4318."""
+    interval: Duration = 15
+    """How often metrics are exported (and queued spans at the latest)."""
+    timeout: Duration = 10
+    """Deadline of one export, retries included."""
+    headers_env: str | None = None
+    """Environment variable holding headers as `k=v,k2=v2` (e.g. an API key); a secret."""
+    headers_file: str | None = None
+    """File holding the headers, same format; a secret."""
+    traces: bool = False
+    """Also send one span per probe (`chat {model}`, events at first byte and first token)."""
+    max_queued_spans: int = Field(2048, ge=1)
+    """Spans kept while the receiver is slow or down; past it the newest are dropped, counted."""
+    service_name: str = "llm-vitals"
+    """The resource's `service.name`."""
+
+    @field_validator("endpoint")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _positive(self) -> OtlpConfig:
+        if self.interval <= 0 or self.timeout <= 0:
+            raise ValueError("interval and timeout must be greater than 0")
+        return self
+
+
 class ExpectConfig(Strict):
     contains: str | None = None
     regex: str | None = None
@@ -275,6 +310,8 @@ class Settings(BaseSettings):
     """The embedded SQLite store (probe results, alert and detector state)."""
     influxdb: InfluxConfig | None = None
     """Optional InfluxDB sink (v2 API, or v1 with `api_version: 1`)."""
+    otlp: OtlpConfig | None = None
+    """Optional OTLP/HTTP push (OpenTelemetry Collector, Alloy, a vendor's endpoint)."""
     probes: list[ProbeProfile] = [
         ProbeProfile(name="short", prompt="Reply with exactly one word: pong", max_tokens=16,
                      expect=ExpectConfig(contains="pong"))
@@ -404,6 +441,11 @@ class Settings(BaseSettings):
                     read_secret(getattr(ix, f"{what}_env"), getattr(ix, f"{what}_file"), f"influxdb.{what}")
                 except MissingSecret as exc:
                     problems.append(str(exc))
+        if self.otlp is not None and (self.otlp.headers_env or self.otlp.headers_file):
+            try:
+                read_secret(self.otlp.headers_env, self.otlp.headers_file, "otlp.headers")
+            except MissingSecret as exc:
+                problems.append(str(exc))
         for rc in self.alerts.receivers:
             for kind in ("slack", "email", "webhook"):
                 sub = getattr(rc, kind)

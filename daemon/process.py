@@ -169,6 +169,20 @@ class Daemon:
         sink: Sink = mod.InfluxSink(settings.influxdb, self.store, self.metrics)
         return sink
 
+    def _make_otlp(self, settings: Settings) -> Sink | None:
+        cfg = settings.otlp
+        if cfg is None:
+            return None
+        from daemon.config import read_secret
+        from daemon.sinks.otlp import OtlpSink, parse_headers
+
+        secret = read_secret(cfg.headers_env, cfg.headers_file, "otlp.headers")
+        headers = parse_headers(secret.get()) if secret is not None else None
+        sim = self.simulator_url or ""
+        providers = {p.name: (p.kind, p.base_url.replace("{simulator}", sim)) for p in settings.providers}
+        sink: Sink = OtlpSink(cfg, providers, self.metrics, settings.region, headers)
+        return sink
+
     def _jobs(self, settings: Settings, targets: list[ProbeTarget]) -> list[Scheduled]:
         rates = {p.name: p.rate_limit_per_minute for p in settings.providers}
         return [
@@ -355,6 +369,9 @@ class Daemon:
             influx = self._make_influx(s)
             if influx is not None:
                 self.sinks["influxdb"] = influx
+            otlp = self._make_otlp(s)
+            if otlp is not None:
+                self.sinks["otlp"] = otlp
             for sink in self.sinks.values():
                 await sink.start()
             if self.alerts is not None:
@@ -452,6 +469,14 @@ class Daemon:
             if sink is not None:
                 self.sinks["influxdb"] = sink
                 await sink.start()
+        if new.otlp != old.otlp or new.providers != old.providers or new.region != old.region:
+            old_otlp = self.sinks.pop("otlp", None)
+            if old_otlp is not None:
+                await old_otlp.stop(5.0)
+            otlp = self._make_otlp(new)
+            if otlp is not None:
+                self.sinks["otlp"] = otlp
+                await otlp.start()
         self._subscribe_all()
         self.gc_policy.targets_changed()
         self.metrics.config_reloads.labels("applied").inc()
