@@ -285,6 +285,15 @@ class SchedulerConfig(Strict):
     collector_queue: int = Field(10_000, ge=10)
 
 
+class MetricsConfig(Strict):
+    """What /metrics exports: series cost money in every Prometheus (README "Metrics and their cost")."""
+
+    detail: Literal["minimal", "standard", "full"] = "standard"
+    """Per-target series: `minimal` (14: outcomes, success, last probe, its phases), `standard`
+    (at most 49: plus ttft and e2e histograms, tokens, cost, anomaly scores, skips) or `full`
+    (every histogram, HDR quantiles and rate-limit headroom: about 360). Applies at start."""
+
+
 class SimulatorConfig(Strict):
     enabled: bool = False
     scenario: str | None = None  # a scenario YAML; the built-in one when unset
@@ -325,6 +334,8 @@ class Settings(BaseSettings):
     """Daily limits on the tokens and money probing may spend; past one, probing pauses."""
     scheduler: SchedulerConfig = SchedulerConfig()
     """Concurrency and queue sizes."""
+    metrics: MetricsConfig = MetricsConfig()
+    """The Prometheus series budget."""
     simulator: SimulatorConfig = SimulatorConfig()
     """The bundled provider simulator (the built-in demo's target)."""
     detector: DetectorConfig = DetectorConfig()

@@ -31,6 +31,25 @@ ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 
 TPOT_BUCKETS = ITL_BUCKETS
 TPS_BUCKETS = (1, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
 PHASES = ("connect", "tls", "ttfb", "ttft", "generation")
+# `metrics.detail: standard` keeps ttft and e2e histograms at 8 buckets (2.0 stays: the
+# latency SLO recording rules read le="2.0"); with every other standard family at its
+# worst case (5 detector metrics, 5 skip reasons) a target stays at 49 series.
+STANDARD_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+# The series budget (README "Metrics and their cost"): which per-target families each
+# `metrics.detail` level exports. Everything not per-target (self-monitoring) is always on.
+DETAIL_LEVELS = ("minimal", "standard", "full")
+FAMILY_LEVEL = {
+    "probes": "minimal", "success": "minimal", "last_probe": "minimal", "last_phase": "minimal",
+    "ttft": "standard", "e2e": "standard", "tokens": "standard", "cost": "standard", "anomaly": "standard",
+    "skipped": "standard",
+    "ttft_content": "full", "itl": "full", "tpot": "full", "phase": "full", "tps": "full",
+    "rate_limit_remaining": "full", "quantiles": "full",
+}
+
+
+def exported(family: str, detail: str) -> bool:
+    return DETAIL_LEVELS.index(FAMILY_LEVEL[family]) <= DETAIL_LEVELS.index(detail)
 
 
 Key = tuple[str, ...]
@@ -346,24 +365,36 @@ class CompactGauge(_Family):
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        r = self.registry
+    def __init__(self, registry: CollectorRegistry | None = None, detail: str = "standard") -> None:
+        if detail not in DETAIL_LEVELS:
+            raise ValueError(f"unknown metrics detail {detail!r} (known: {', '.join(DETAIL_LEVELS)})")
+        self.detail = detail
+        self.registry = r = registry or CollectorRegistry()
+        # A family this level does not export lives on a registry nobody scrapes, and
+        # observe() skips it: callers can keep using every attribute.
+        off = CollectorRegistry(auto_describe=False)
+
+        def reg(family: str) -> CollectorRegistry:
+            return self.registry if exported(family, detail) else off
+
+        self._on = {f: exported(f, detail) for f in FAMILY_LEVEL}
+        lat = LATENCY_BUCKETS if detail == "full" else STANDARD_LATENCY_BUCKETS
         # Per-target families are compact (see _Family); registration order = exposition order.
-        self.ttft = CompactHistogram("llm_vitals_probe_ttft_seconds", "Time to first token (text or reasoning), from the start of the request.", TARGET, LATENCY_BUCKETS, r)
-        self.ttft_content = CompactHistogram("llm_vitals_probe_ttft_content_seconds", "Time to first visible text token (differs from ttft for reasoning models).", TARGET, LATENCY_BUCKETS, r)
-        self.e2e = CompactHistogram("llm_vitals_probe_e2e_seconds", "Time from the start of the request to the end of the stream.", TARGET, LATENCY_BUCKETS, r)
-        self.itl = CompactHistogram("llm_vitals_probe_itl_seconds", "Gaps between consecutive token-bearing chunks.", TARGET, ITL_BUCKETS, r)
-        self.tpot = CompactHistogram("llm_vitals_probe_tpot_seconds", "Time per output token after the first: (e2e - ttft) / (output_tokens - 1).", TARGET, TPOT_BUCKETS, r)
-        self.phase = CompactHistogram("llm_vitals_probe_phase_seconds", "Duration of each phase of a probe (connect, tls, ttfb, ttft, generation).", (*TARGET, "phase"), LATENCY_BUCKETS, r)
-        self.tps = CompactHistogram("llm_vitals_output_tokens_per_second", "Output tokens per second after the first token.", TARGET, TPS_BUCKETS, r)
-        self.probes = CompactCounter("llm_vitals_probes_total", "Probes by outcome.", (*TARGET, "outcome"), r)
-        self.success = CompactGauge("llm_vitals_probe_success", "Whether the last probe succeeded (1) or not (0).", TARGET, r)
-        self.last_probe = CompactGauge("llm_vitals_probe_last_timestamp_seconds", "Unix time the last probe of a target started.", TARGET, r)
-        self.tokens = CompactCounter("llm_vitals_tokens_total", "Tokens spent on probes.", (*TARGET, "direction"), r)
-        self.cost = CompactCounter("llm_vitals_probe_cost_usd_total", "Estimated probe cost in USD (config prices).", TARGET, r)
-        self.rate_limit_remaining = CompactGauge("llm_vitals_rate_limit_remaining", "Provider-reported remaining rate limit (from response headers).", (*TARGET, "kind"), r)
-        self.anomaly = CompactGauge("llm_vitals_anomaly_score", "Anomaly score of the latest probes against the baseline (>= 1 is anomalous).", (*TARGET, "metric"), r)
+        self.ttft = CompactHistogram("llm_vitals_probe_ttft_seconds", "Time to first token (text or reasoning), from the start of the request.", TARGET, lat, reg("ttft"))
+        self.ttft_content = CompactHistogram("llm_vitals_probe_ttft_content_seconds", "Time to first visible text token (differs from ttft for reasoning models).", TARGET, LATENCY_BUCKETS, reg("ttft_content"))
+        self.e2e = CompactHistogram("llm_vitals_probe_e2e_seconds", "Time from the start of the request to the end of the stream.", TARGET, lat, reg("e2e"))
+        self.itl = CompactHistogram("llm_vitals_probe_itl_seconds", "Gaps between consecutive token-bearing chunks.", TARGET, ITL_BUCKETS, reg("itl"))
+        self.tpot = CompactHistogram("llm_vitals_probe_tpot_seconds", "Time per output token after the first: (e2e - ttft) / (output_tokens - 1).", TARGET, TPOT_BUCKETS, reg("tpot"))
+        self.phase = CompactHistogram("llm_vitals_probe_phase_seconds", "Duration of each phase of a probe (connect, tls, ttfb, ttft, generation).", (*TARGET, "phase"), LATENCY_BUCKETS, reg("phase"))
+        self.tps = CompactHistogram("llm_vitals_output_tokens_per_second", "Output tokens per second after the first token.", TARGET, TPS_BUCKETS, reg("tps"))
+        self.probes = CompactCounter("llm_vitals_probes_total", "Probes by outcome.", (*TARGET, "outcome"), reg("probes"))
+        self.success = CompactGauge("llm_vitals_probe_success", "Whether the last probe succeeded (1) or not (0).", TARGET, reg("success"))
+        self.last_probe = CompactGauge("llm_vitals_probe_last_timestamp_seconds", "Unix time the last probe of a target started.", TARGET, reg("last_probe"))
+        self.last_phase = CompactGauge("llm_vitals_probe_last_phase_seconds", "Duration of each phase of the last probe (connect, tls, ttfb, ttft, generation); a phase the probe did not reach is absent.", (*TARGET, "phase"), reg("last_phase"))
+        self.tokens = CompactCounter("llm_vitals_tokens_total", "Tokens spent on probes.", (*TARGET, "direction"), reg("tokens"))
+        self.cost = CompactCounter("llm_vitals_probe_cost_usd_total", "Estimated probe cost in USD (config prices).", TARGET, reg("cost"))
+        self.rate_limit_remaining = CompactGauge("llm_vitals_rate_limit_remaining", "Provider-reported remaining rate limit (from response headers).", (*TARGET, "kind"), reg("rate_limit_remaining"))
+        self.anomaly = CompactGauge("llm_vitals_anomaly_score", "Anomaly score of the latest probes against the baseline (>= 1 is anomalous).", (*TARGET, "metric"), reg("anomaly"))
         self.alerts_firing = Gauge("llm_vitals_alerts_firing", "Alerts currently firing.", ("rule", "severity"), registry=r)
         self.notifications = Counter("llm_vitals_notifications_total", "Notifications sent, by receiver and outcome.", ("receiver", "outcome"), registry=r)
         # self-monitoring
@@ -372,7 +403,7 @@ class Metrics:
         self.queue_depth = Gauge("llm_vitals_queue_depth", "Items waiting in an internal queue.", ("queue",), registry=r)
         self.queue_dropped = Counter("llm_vitals_queue_dropped_total", "Items dropped from a full internal queue (oldest first).", ("queue",), registry=r)
         self.sink_errors = Counter("llm_vitals_sink_errors_total", "Errors writing to a sink.", ("sink",), registry=r)
-        self.skipped = CompactCounter("llm_vitals_probes_skipped_total", "Scheduled probes not run, by reason.", (*TARGET, "reason"), r)
+        self.skipped = CompactCounter("llm_vitals_probes_skipped_total", "Scheduled probes not run, by reason.", (*TARGET, "reason"), reg("skipped"))
         self.budget_paused = Gauge("llm_vitals_budget_paused", "1 while probing is paused by a daily budget.", ("budget",), registry=r)
         self.in_flight = Gauge("llm_vitals_probes_in_flight", "Probes currently running.", registry=r)
         self.targets = Gauge("llm_vitals_targets", "Configured targets.", registry=r)
@@ -393,32 +424,41 @@ class Metrics:
         probes.inc_key((*lv, r.outcome.value))
         self.success.set_key(lv, 1 if r.ok else 0)
         self.last_probe.set_key(lv, r.started_at.timestamp())
-        if r.output_tokens:
-            self.tokens.inc_key((*lv, "output"), r.output_tokens)
-        if r.input_tokens:
-            self.tokens.inc_key((*lv, "input"), r.input_tokens)
-        if cost_usd:
+        on = self._on
+        if on["tokens"]:
+            if r.output_tokens:
+                self.tokens.inc_key((*lv, "output"), r.output_tokens)
+            if r.input_tokens:
+                self.tokens.inc_key((*lv, "input"), r.input_tokens)
+        if cost_usd and on["cost"]:
             self.cost.inc_key(lv, cost_usd)
-        for kind, value in _remaining(r.rate_limit):
-            self.rate_limit_remaining.set_key((*lv, kind), value)
-        phase = self.phase
-        if r.connect is not None:
-            phase.observe_key((*lv, "connect"), r.connect)
-        if r.tls is not None:
-            phase.observe_key((*lv, "tls"), r.tls)
-        if r.ttfb is not None:
-            phase.observe_key((*lv, "ttfb"), r.ttfb)
+        if on["rate_limit_remaining"]:
+            for kind, value in _remaining(r.rate_limit):
+                self.rate_limit_remaining.set_key((*lv, kind), value)
+        phases = _phases(r)
+        last = self.last_phase
+        for name, value in phases.items():
+            last.set_key((*lv, name), value)
+        for name in PHASES:
+            if name not in phases:
+                last.discard((*lv, name))
         if not r.ok:
+            if on["phase"]:  # the phases a failed probe reached (its ttft would pollute the distribution)
+                for name in ("connect", "tls", "ttfb"):
+                    if name in phases:
+                        self.phase.observe_key((*lv, name), phases[name])
             return  # latency of failed probes would pollute the distributions
+        if on["phase"]:
+            for name, value in phases.items():
+                self.phase.observe_key((*lv, name), value)
         if r.ttft is not None:
             self.ttft.observe_key(lv, r.ttft)
-            phase.observe_key((*lv, "ttft"), r.ttft)
-        if r.ttft_content is not None:
-            self.ttft_content.observe_key(lv, r.ttft_content)
         if r.e2e is not None:
             self.e2e.observe_key(lv, r.e2e)
-            if r.ttft is not None:
-                phase.observe_key((*lv, "generation"), max(0.0, r.e2e - r.ttft))
+        if self.detail != "full":  # the rest is `full` only
+            return
+        if r.ttft_content is not None:
+            self.ttft_content.observe_key(lv, r.ttft_content)
         if r.tpot is not None:
             self.tpot.observe_key(lv, r.tpot)
         if r.output_tps is not None:
@@ -434,12 +474,29 @@ class Metrics:
         for m in fams:
             m.discard(lv)
         extras: tuple[tuple[_Family, tuple[str, ...]], ...] = (
-            (self.probes, self._outcomes), (self.tokens, ("input", "output")), (self.phase, PHASES))
+            (self.probes, self._outcomes), (self.tokens, ("input", "output")), (self.phase, PHASES),
+            (self.last_phase, PHASES))
         for family, extra in extras:
             for e in extra:
                 family.discard((*lv, e))
         for family in (self.rate_limit_remaining, self.anomaly, self.skipped):
             family.discard_prefix(lv)
+
+
+def _phases(r: ProbeResult) -> dict[str, float]:
+    """The phases a probe reached: connect, tls, ttfb, and for a success ttft and generation."""
+    out: dict[str, float] = {}
+    if r.connect is not None:
+        out["connect"] = r.connect
+    if r.tls is not None:
+        out["tls"] = r.tls
+    if r.ttfb is not None:
+        out["ttfb"] = r.ttfb
+    if r.ok and r.ttft is not None:
+        out["ttft"] = r.ttft
+        if r.e2e is not None:
+            out["generation"] = max(0.0, r.e2e - r.ttft)
+    return out
 
 
 def _remaining(headers: dict[str, str]) -> Iterator[tuple[str, float]]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from prometheus_client import disable_created_metrics
 
 from daemon import logs
 from daemon.aggregator import WINDOWS, Aggregator
@@ -22,7 +23,7 @@ from daemon.collector import Collector
 from daemon.config import ConfigError, Settings, load_settings, read_secret
 from daemon.gcpolicy import GcPolicy
 from daemon.http_api import build_app
-from daemon.metrics import Metrics, QuantileCollector
+from daemon.metrics import Metrics, QuantileCollector, exported
 from daemon.scheduler import ProbeScheduler, Scheduled
 from daemon.selfmon import LoopMonitor
 from daemon.simulator_process import SimulatorStartError, simulator_process
@@ -69,9 +70,13 @@ class Daemon:
         self.settings = settings
         self.config_path = config_path
         self.source = source
-        self.metrics = Metrics()
+        # `_created` samples double every counter and histogram series for a value nobody
+        # queries (Prometheus ignores them unless created-timestamp ingestion is on).
+        disable_created_metrics()
+        self.metrics = Metrics(detail=settings.metrics.detail)
         self.aggregator = Aggregator()
-        self.metrics.registry.register(QuantileCollector(self.aggregator.snapshot, self.aggregator.labels.get))
+        if exported("quantiles", settings.metrics.detail):
+            self.metrics.registry.register(QuantileCollector(self.aggregator.snapshot, self.aggregator.labels.get))
         self.store = Store(settings.storage.path)
         self.collector = Collector(self.metrics, settings.scheduler.collector_queue)
         self.budget = BudgetTracker(settings.budgets, self.metrics)
@@ -449,6 +454,8 @@ class Daemon:
         if self.detector is not None and hasattr(self.detector, "forget"):
             self.detector.forget(keep)
         self.budget.budgets = new.budgets
+        if new.metrics != old.metrics:
+            log.warning("metrics_detail_needs_restart", running=old.metrics.detail, configured=new.metrics.detail)
         if new.detector != old.detector:
             if self.detector is not None:
                 self.detector.save()

@@ -170,12 +170,12 @@ def configuration_md() -> str:
 # --- metric reference ----------------------------------------------------------------------
 
 
-def _metric_families() -> list[tuple[str, str, tuple[str, ...], str]]:
-    """(name, type, labels, help) for every metric the daemon exports."""
-    from daemon.metrics import TARGET, Metrics, QuantileCollector
+def _metric_families() -> list[tuple[str, str, tuple[str, ...], str, str]]:
+    """(name, type, labels, help, lowest metrics.detail exporting it) for every metric."""
+    from daemon.metrics import FAMILY_LEVEL, TARGET, Metrics, QuantileCollector
 
     out = []
-    for obj in vars(Metrics()).values():
+    for attr, obj in vars(Metrics(detail="full")).items():
         name = getattr(obj, "_name", None)
         if not isinstance(name, str):
             continue
@@ -183,8 +183,10 @@ def _metric_families() -> list[tuple[str, str, tuple[str, ...], str]]:
         doc = str(getattr(obj, "_doc", None) or getattr(obj, "_documentation", ""))
         if kind == "counter":
             name += "_total"
-        out.append((name, kind, tuple(str(x) for x in getattr(obj, "_labelnames", ())), doc))
-    out.append((QuantileCollector.NAME, "summary", (*TARGET, "metric", "quantile", "window"), QuantileCollector.DOC))
+        level = FAMILY_LEVEL.get(attr, "minimal")
+        out.append((name, kind, tuple(str(x) for x in getattr(obj, "_labelnames", ())), doc, level))
+    out.append((QuantileCollector.NAME, "summary", (*TARGET, "metric", "quantile", "window"), QuantileCollector.DOC,
+                FAMILY_LEVEL["quantiles"]))
     return sorted(out)
 
 
@@ -197,14 +199,21 @@ def metrics_md() -> str:
         "Every metric `/metrics` exports. Names and labels are a contract (dashboards, recording",
         "and alerting rules, runbooks): they are added to, never renamed. Labels are bounded:",
         "`provider`, `model`, `probe` and `region` come from the configuration, never from a",
-        "provider's response. Histograms also export `_bucket`, `_sum` and `_count`.",
+        "provider's response. Histograms also export `_bucket`, `_sum` and `_count`; no",
+        "`_created` samples are exported.",
         "",
-        "| name | type | labels | meaning |",
-        "| --- | --- | --- | --- |",
+        "`metrics.detail` sets which per-target families are exported (the column *detail* is the",
+        "lowest level that exports the family; `minimal` ⊂ `standard` ⊂ `full`). Per target:",
+        "`minimal` 14 series, `standard` at most 49 (ttft and e2e histograms with 8 buckets),",
+        "`full` about 360 (18-bucket latency histograms, phase, ITL, TPOT and tokens/s",
+        "histograms, HDR quantiles, rate-limit headroom). Self-monitoring metrics are always on.",
+        "",
+        "| name | type | labels | detail | meaning |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    for name, kind, labels, doc in _metric_families():
+    for name, kind, labels, doc, level in _metric_families():
         lab = ", ".join(f"`{x}`" for x in labels) or "—"
-        lines.append(f"| `{name}` | {kind} | {lab} | {doc} |")
+        lines.append(f"| `{name}` | {kind} | {lab} | {level} | {doc} |")
     return "\n".join(lines) + "\n"
 
 

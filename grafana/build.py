@@ -66,6 +66,15 @@ def panel(kind: str, title: str, targets: list[Json], w: int = 12, h: int = 8, u
     return p
 
 
+NEEDS_FULL = "Needs `metrics.detail: full` (the default `standard` does not export this series)."
+
+
+def full_only(p: Json) -> Json:
+    """Mark a panel whose series only `metrics.detail: full` exports (README: metrics and their cost)."""
+    p["description"] = (p["description"] + " " if p["description"] else "") + NEEDS_FULL
+    return p
+
+
 def timeseries(title: str, targets: list[Json], unit: str = "s", stack: bool = False, bars: bool = False,
                **kw: Any) -> Json:
     custom = {"drawStyle": "bars" if bars else "line", "fillOpacity": 60 if stack or bars else 10,
@@ -254,8 +263,8 @@ def fleet() -> Json:
                    w=12, description="Time to first token (text or reasoning), from the start of the request."),
         timeseries("End-to-end p50 / p95", [prom(hq(q, "llm_vitals_probe_e2e_seconds", pm), f"p{float(q) * 100:g} {{{{provider}}}} / {{{{model}}}}") for q in QUANTILES[:2]],
                    w=12),
-        timeseries("Output tokens/s (median)", [prom(hq("0.5", "llm_vitals_output_tokens_per_second", pm), "{{provider}} / {{model}}")],
-                   unit="short", w=12, description="Generation speed after the first token."),
+        full_only(timeseries("Output tokens/s (median)", [prom(hq("0.5", "llm_vitals_output_tokens_per_second", pm), "{{provider}} / {{model}}")],
+                             unit="short", w=12, description="Generation speed after the first token.")),
         timeseries("Errors by outcome", [prom(by("provider, model, outcome", f'increase(llm_vitals_probes_total{{outcome!="ok", {SEL}}}[$window])'), "{{provider}} / {{model}}: {{outcome}}")],
                    unit="short", bars=True, stack=True, w=12, description="Failed probes per window, by outcome."),
         row("Alerts and cost"),
@@ -276,8 +285,8 @@ def fleet() -> Json:
 
 
 def provider() -> Json:
-    phase_mean = lambda ph: (f'sum(rate(llm_vitals_probe_phase_seconds_sum{{phase="{ph}", {SEL}}}[$window]))'  # noqa: E731
-                             f' / sum(rate(llm_vitals_probe_phase_seconds_count{{phase="{ph}", {SEL}}}[$window]))')
+    # The last probe's phases, averaged over the window (exported at every detail level).
+    phase_mean = lambda ph: f'avg(avg_over_time(llm_vitals_probe_last_phase_seconds{{phase="{ph}", {SEL}}}[$window]))'  # noqa: E731
     hdr = lambda metric, q: (f'llm_vitals_latency_quantile_seconds{{metric="{metric}", quantile="{q}", window="$hdr_window", {SEL}}}')  # noqa: E731
     all_q = ("0.5", "0.9", "0.95", "0.99")
     panels = [
@@ -290,21 +299,22 @@ def provider() -> Json:
         ], stack=True, w=24, h=9,
             description="Phases are offsets from the request start, so the stack shows the differences of their means: "
                         "connect + tls + (ttfb - connect - tls) + (ttft - ttfb) + generation = mean e2e. "
-                        "connect and tls are 0 on a reused connection."),
+                        "connect and tls are 0 on a reused connection. Sampled from the last probe's phases at "
+                        "each scrape (llm_vitals_probe_last_phase_seconds)."),
         heatmap("TTFT distribution", [prom(f"sum by (le) (increase(llm_vitals_probe_ttft_seconds_bucket{{{SEL}}}[$__rate_interval]))", "{{le}}")],
                 w=12, h=9, description="Probe counts per TTFT bucket."),
-        timeseries("TTFT exact quantiles (HDR, $hdr_window)", [prom(hdr("ttft", q), f"p{float(q) * 100:g} {{{{model}}}} {{{{region}}}}") for q in all_q],
-                   w=12, h=9, description="Computed by the daemon over a sliding window: exact, per target, not aggregatable."),
-        timeseries("Inter-token latency (ITL) p50 / p95 / p99", [prom(hq(q, "llm_vitals_probe_itl_seconds", "model, region"), f"p{float(q) * 100:g} {{{{model}}}} {{{{region}}}}") for q in QUANTILES],
-                   w=12, description="Gaps between consecutive token-bearing chunks."),
-        timeseries("Time per output token (TPOT) p50 / p95", [prom(hq(q, "llm_vitals_probe_tpot_seconds", "model, region"), f"p{float(q) * 100:g} {{{{model}}}} {{{{region}}}}") for q in QUANTILES[:2]],
-                   w=12),
-        timeseries("TTFT visible text vs any token (p95, HDR)", [prom(hdr("ttft", "0.95"), "any token {{model}}"), prom(hdr("ttft_content", "0.95"), "visible text {{model}}")],
-                   w=12, description="They differ for reasoning models: the reasoning tokens come first."),
-        timeseries("Output tokens/s p50 (HDR)", [prom(f'llm_vitals_latency_quantile_seconds{{metric="output_tps", quantile="0.5", window="$hdr_window", {SEL}}}', "{{model}} {{region}}")],
-                   unit="short", w=12, description="Tokens per second after the first token (the gauge is in tokens/s despite its name)."),
-        timeseries("Rate-limit headroom", [prom(f"llm_vitals_rate_limit_remaining{{{SEL}}}", "{{model}} {{kind}}")],
-                   unit="short", w=12, description="Remaining requests/tokens the provider reported in its rate-limit headers on the last probe."),
+        full_only(timeseries("TTFT exact quantiles (HDR, $hdr_window)", [prom(hdr("ttft", q), f"p{float(q) * 100:g} {{{{model}}}} {{{{region}}}}") for q in all_q],
+                   w=12, h=9, description="Computed by the daemon over a sliding window: exact, per target, not aggregatable.")),
+        full_only(timeseries("Inter-token latency (ITL) p50 / p95 / p99", [prom(hq(q, "llm_vitals_probe_itl_seconds", "model, region"), f"p{float(q) * 100:g} {{{{model}}}} {{{{region}}}}") for q in QUANTILES],
+                   w=12, description="Gaps between consecutive token-bearing chunks.")),
+        full_only(timeseries("Time per output token (TPOT) p50 / p95", [prom(hq(q, "llm_vitals_probe_tpot_seconds", "model, region"), f"p{float(q) * 100:g} {{{{model}}}} {{{{region}}}}") for q in QUANTILES[:2]],
+                   w=12)),
+        full_only(timeseries("TTFT visible text vs any token (p95, HDR)", [prom(hdr("ttft", "0.95"), "any token {{model}}"), prom(hdr("ttft_content", "0.95"), "visible text {{model}}")],
+                   w=12, description="They differ for reasoning models: the reasoning tokens come first.")),
+        full_only(timeseries("Output tokens/s p50 (HDR)", [prom(f'llm_vitals_latency_quantile_seconds{{metric="output_tps", quantile="0.5", window="$hdr_window", {SEL}}}', "{{model}} {{region}}")],
+                   unit="short", w=12, description="Tokens per second after the first token (the gauge is in tokens/s despite its name).")),
+        full_only(timeseries("Rate-limit headroom", [prom(f"llm_vitals_rate_limit_remaining{{{SEL}}}", "{{model}} {{kind}}")],
+                   unit="short", w=12, description="Remaining requests/tokens the provider reported in its rate-limit headers on the last probe.")),
         timeseries("Anomaly score", [prom(f"llm_vitals_anomaly_score{{{SEL}}}", "{{model}} {{metric}}")],
                    unit="short", w=12, thresholds=thresholds((None, "green"), (1, "red")),
                    description="Recent probes against the baseline; 1 or more is anomalous. Alert annotations are overlaid."),
@@ -336,11 +346,12 @@ def regions() -> Json:
         timeseries("TTFT p95 by region", [prom(hq("0.95", "llm_vitals_probe_ttft_seconds", pr), "{{provider}} @ {{region}}")], w=12),
         timeseries("End-to-end p95 by region", [prom(hq("0.95", "llm_vitals_probe_e2e_seconds", pr), "{{provider}} @ {{region}}")], w=12),
         timeseries("Connect + TLS mean by region", [prom(
-            f'sum by (region) (rate(llm_vitals_probe_phase_seconds_sum{{phase=~"connect|tls", {SEL}}}[$window])) '
-            f'/ sum by (region) (rate(llm_vitals_probe_phase_seconds_count{{phase="connect", {SEL}}}[$window]))', "{{region}}")],
-            w=12, description="Network distance from each region to the providers (new connections only)."),
-        timeseries("Output tokens/s p50 by region", [prom(hq("0.5", "llm_vitals_output_tokens_per_second", pr), "{{provider}} @ {{region}}")],
-                   unit="short", w=12),
+            f'sum by (region) (avg_over_time(llm_vitals_probe_last_phase_seconds{{phase=~"connect|tls", {SEL}}}[$window])) '
+            f'/ count by (region) (avg_over_time(llm_vitals_probe_last_phase_seconds{{phase="connect", {SEL}}}[$window]))', "{{region}}")],
+            w=12, description="Network distance from each region to the providers (the last probes' connect and TLS "
+                              "phases; 0 on a reused connection)."),
+        full_only(timeseries("Output tokens/s p50 by region", [prom(hq("0.5", "llm_vitals_output_tokens_per_second", pr), "{{provider}} @ {{region}}")],
+                   unit="short", w=12)),
         table("Last probe by target and region", [prom(f"llm_vitals_probe_success{{{SEL}}}")], w=24),
     ]
     return dashboard("llm-vitals-regions", "LLM vitals / Region comparison",

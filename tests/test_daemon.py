@@ -33,6 +33,24 @@ providers:
 """
 
 
+def test_default_detail_keeps_the_series_budget(daemon_factory) -> None:  # type: ignore[no-untyped-def]
+    d = daemon_factory(CONFIG)
+    d.wait_ready()
+    time.sleep(2)
+    text = httpx.get(d.url + "/metrics", timeout=10).text
+    per_target = {}
+    for line in text.splitlines():
+        if line.startswith("#") or 'model="' not in line:
+            continue
+        model = line.split('model="', 1)[1].split('"', 1)[0]
+        per_target[model] = per_target.get(model, 0) + 1
+    assert set(per_target) == {"fast-a", "fast-b", "claude-x"}
+    assert all(14 <= n <= 50 for n in per_target.values()), per_target
+    for full_only in ("llm_vitals_latency_quantile_seconds", "llm_vitals_probe_itl_seconds", "llm_vitals_probe_phase_seconds"):
+        assert full_only not in text
+    assert 'llm_vitals_probe_last_phase_seconds{' in text and "_created" not in text
+
+
 def status(d: DaemonProcess, token: str | None = None) -> dict:  # type: ignore[type-arg]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     r = httpx.get(d.url + "/api/v1/status", headers=headers, timeout=5)
@@ -42,7 +60,7 @@ def status(d: DaemonProcess, token: str | None = None) -> dict:  # type: ignore[
 
 def test_prometheus_scrapes_expected_series(daemon_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     need("prometheus")
-    d = daemon_factory(CONFIG)
+    d = daemon_factory(CONFIG + "metrics: {detail: full}\n")
     d.wait_ready()
     prom = Prometheus(tmp_path / "prom", [f"127.0.0.1:{d.port}"])
     try:
@@ -65,6 +83,7 @@ def test_prometheus_scrapes_expected_series(daemon_factory, tmp_path: Path) -> N
         prom.stop()
     # promtool agrees the exposition is clean
     text = httpx.get(d.url + "/metrics").text
+    assert "_created" not in text
     promtool = need("promtool")
     out = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -15,13 +15,14 @@ from typing import Any
 import pytest
 import yaml
 
-from daemon.metrics import TARGET, Metrics, QuantileCollector
+from daemon.metrics import TARGET, Metrics, QuantileCollector, exported
 from daemon.sinks.influx_points import FLOAT_FIELDS, INT_FIELDS
 
 REPO = Path(__file__).resolve().parent.parent
 DASHBOARDS = REPO / "grafana" / "dashboards"
 RULES = REPO / "deploy" / "prometheus"
 PROVISIONING = REPO / "grafana" / "provisioning"
+NEEDS_FULL = "Needs `metrics.detail: full`"  # grafana/build.py marks such panels with this
 
 # Labels Prometheus adds (target labels of the scrape) or that belong to its own series.
 SCRAPE_LABELS = {"job", "instance"}
@@ -33,13 +34,14 @@ INFLUX_FIELDS = {"probe": {*FLOAT_FIELDS, *INT_FIELDS, "ok", "tokens_source", "e
 
 
 # -- what exists ---------------------------------------------------------------------
-def exported_metrics() -> dict[str, set[str]]:
-    """Every series name the daemon can export, with its label names."""
-    m = Metrics()
+def exported_metrics(detail: str = "full") -> dict[str, set[str]]:
+    """Every series name the daemon exports at `detail`, with its label names."""
+    m = Metrics(detail=detail)
     out: dict[str, set[str]] = {}
+    exported_names = {fam.name for fam in m.registry.collect()}
     for obj in vars(m).values():
         name, labels, kind = getattr(obj, "_name", None), getattr(obj, "_labelnames", None), getattr(obj, "_type", None)
-        if name is None or labels is None:
+        if name is None or labels is None or name not in exported_names:
             continue
         labels = set(labels)
         if kind == "counter":
@@ -51,11 +53,12 @@ def exported_metrics() -> dict[str, set[str]]:
                 out[name + suffix] = labels
         else:
             out[name] = labels
-    q = QuantileCollector.NAME
-    base = {*TARGET, "metric", "window"}
-    out[q] = base | {"quantile"}
-    out[q + "_count"] = base
-    out[q + "_sum"] = base
+    if exported("quantiles", detail):
+        q = QuantileCollector.NAME
+        base = {*TARGET, "metric", "window"}
+        out[q] = base | {"quantile"}
+        out[q + "_count"] = base
+        out[q + "_sum"] = base
     return {k: v | SCRAPE_LABELS for k, v in out.items()}
 
 
@@ -74,8 +77,8 @@ def recorded_labels(expr: str) -> set[str]:
     return {s.strip() for s in m.group(1).split(",")} - {"le"} if m else set()
 
 
-def known_series() -> dict[str, set[str] | None]:
-    known: dict[str, set[str] | None] = dict(exported_metrics())
+def known_series(detail: str = "full") -> dict[str, set[str] | None]:
+    known: dict[str, set[str] | None] = dict(exported_metrics(detail))
     known.update({name: recorded_labels(expr) for name, expr in recording_rules().items()})
     known.update(PROMETHEUS_SERIES)
     return known
@@ -198,6 +201,23 @@ def test_promql_uses_only_metrics_and_labels_that_exist(name: str) -> None:
         unknown = grouping_labels(q) - all_labels - {"le"}
         if unknown:
             problems.append(f"{where}: groups by unknown label(s) {sorted(unknown)}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in DASHBOARDS.glob("*.json")))
+def test_panels_that_need_full_detail_say_so(name: str) -> None:
+    """The default `metrics.detail: standard` feeds every panel not marked as needing `full`,
+    and no panel is marked without reason."""
+    standard = known_series("standard")
+    problems = []
+    for p in dashboards()[name]["panels"]:
+        exprs = [t["expr"] for t in p.get("targets", []) if "expr" in t]
+        missing = sorted({m for q in exprs for m, _ in promql_selectors(q) if m not in standard})
+        marked = NEEDS_FULL in p.get("description", "")
+        if missing and not marked:
+            problems.append(f"{p['title']}: uses {missing} (full only) but does not say it needs full")
+        if marked and not missing:
+            problems.append(f"{p['title']}: says it needs full but works on standard")
     assert not problems, "\n".join(problems)
 
 

@@ -14,7 +14,7 @@ from tests.factories import result
 
 
 def _filled() -> Metrics:
-    m = Metrics()
+    m = Metrics(detail="full")
     agg = Aggregator()
     m.registry.register(QuantileCollector(agg.snapshot, agg.labels.get))
     odd = 'we"ird\\model\nname'

@@ -143,7 +143,7 @@ def feed(*ms: Metrics | Reference) -> None:
 
 
 def test_exposition_identical() -> None:
-    ref, new = Reference(), Metrics()
+    ref, new = Reference(), Metrics(detail="full")
     assert exposition(new.registry) == exposition(ref.registry)  # empty
     feed(ref, new)
     for m in (ref, new):
@@ -162,7 +162,7 @@ def test_exposition_identical() -> None:
 
 
 def test_get_sample_value() -> None:
-    ref, new = Reference(), Metrics()
+    ref, new = Reference(), Metrics(detail="full")
     feed(ref, new)
     lab = {"provider": "p1", "model": "m1", "probe": "short", "region": "us"}
     for name, extra in (("llm_vitals_probe_itl_seconds_bucket", {"le": "0.05"}), ("llm_vitals_probe_itl_seconds_count", {}),
@@ -174,7 +174,7 @@ def test_get_sample_value() -> None:
 
 
 def test_forget() -> None:
-    ref, new = Reference(), Metrics()
+    ref, new = Reference(), Metrics(detail="full")
     feed(ref, new)
     for m in (ref, new):
         m.anomaly.labels("p0", "m0", "short", "eu", "ttft").set(1.25)
@@ -197,7 +197,7 @@ def test_forget() -> None:
 
 
 def test_created_switch() -> None:
-    ref, new = Reference(), Metrics()
+    ref, new = Reference(), Metrics(detail="full")
     feed(ref, new)
     pm.disable_created_metrics()
     try:

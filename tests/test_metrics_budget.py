@@ -1,0 +1,50 @@
+"""The series budget of `metrics.detail`: every sample line carrying one target's labels,
+counted on the real exposition with every per-target family at its worst case."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import prometheus_client.metrics as pm
+import pytest
+
+from daemon.detector import METRICS as DETECTOR_METRICS
+from daemon.exposition import render
+from daemon.metrics import DETAIL_LEVELS, Metrics
+from probes.result import Outcome
+from tests.factories import result
+
+SKIP_REASONS = ("overlap", "missed", "budget_tokens", "budget_cost", "rate_limit")
+BUDGET = {"minimal": 15, "standard": 50, "full": 450}
+
+
+def series_of_one_target(detail: str) -> int:
+    m = Metrics(detail=detail)
+    for i in range(20):
+        r = result(0.2 + i / 10, itls=(0.01, 0.02, 0.5), output_tokens=16, input_tokens=9)
+        r = dataclasses.replace(r, connect=0.01, tls=0.02,
+                                rate_limit={"x-ratelimit-remaining-requests": "99", "x-ratelimit-remaining-tokens": "9e3"})
+        m.observe(dataclasses.replace(r, outcome=Outcome.HTTP_ERROR), cost_usd=None)
+        m.observe(r, cost_usd=0.001)  # the last probe succeeded: every phase gauge is present
+    labels = (r.provider, r.model, r.probe, r.region)
+    for metric in DETECTOR_METRICS:
+        m.anomaly.labels(*labels, metric).set(0.5)
+    for reason in SKIP_REASONS:
+        m.skipped.labels(*labels, reason).inc()
+    mark = f'provider="{r.provider}"'
+    return sum(1 for line in render(m.registry).decode().splitlines() if not line.startswith("#") and mark in line)
+
+
+@pytest.mark.parametrize("detail", DETAIL_LEVELS)
+def test_series_per_target_within_budget(detail: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pm, "_use_created", False)  # what the daemon runs with
+    n = series_of_one_target(detail)
+    assert n <= BUDGET[detail], (detail, n)
+    print(f"{detail}: {n} series per target")
+
+
+def test_levels_are_nested_and_standard_is_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pm, "_use_created", False)
+    counts = [series_of_one_target(d) for d in DETAIL_LEVELS]
+    assert counts == sorted(counts) and counts[0] >= 10
+    assert Metrics().detail == "standard"
