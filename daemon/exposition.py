@@ -95,6 +95,29 @@ def render(registry: CollectorRegistry) -> bytes:
     return "".join(out).encode("utf-8")
 
 
+_OM_COUNTER = re.compile(r"^# HELP (\w+)_total (.*)\n# TYPE \1_total counter$", re.M)
+
+
+def render_openmetrics(registry: CollectorRegistry) -> bytes:
+    """OpenMetrics text, what prometheus_client.openmetrics.exposition.generate_latest writes.
+
+    Without `_created` samples (the daemon exports none) the two formats differ only in a
+    counter family's HELP/TYPE name (without `_total`) and the `# EOF` line, so the fast
+    text is converted instead of rendered twice as slowly (tests/test_exposition.py)."""
+    if _use_created():
+        from prometheus_client.openmetrics.exposition import generate_latest as om_latest
+
+        return om_latest(registry)
+    text = render(registry).decode("utf-8")
+    return (_OM_COUNTER.sub(r"# HELP \1 \2\n# TYPE \1 counter", text) + "# EOF\n").encode("utf-8")
+
+
+def _use_created() -> bool:
+    import prometheus_client.metrics as pm
+
+    return bool(getattr(pm, "_use_created", True))
+
+
 class _One:
     def __init__(self, metric: Any) -> None:
         self._metric = metric

@@ -7,6 +7,7 @@ everything but the health endpoints (and /metrics unless metrics_require_auth) n
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hmac
 import html
 import json
@@ -15,14 +16,22 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 
-from daemon.exposition import render
+from daemon.exposition import render, render_openmetrics
 
 if TYPE_CHECKING:
     from daemon.process import Daemon
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _OPEN = frozenset({"/healthz", "/readyz"})
+
+
+def _wants_openmetrics(accept: str) -> bool:
+    """Content negotiation as prometheus_client's own handler does it (Prometheus asks for
+    OpenMetrics first)."""
+    return choose_encoder(accept)[1].startswith("application/openmetrics-text")
 
 
 def _json(status: int, body: Any) -> web.Response:
@@ -47,14 +56,25 @@ def build_app(daemon: Daemon) -> web.Application:
     app = web.Application(middlewares=[auth])
     render_lock = asyncio.Lock()
 
-    async def metrics(_: web.Request) -> web.Response:
+    async def metrics(request: web.Request) -> web.Response:
         daemon.refresh_gauges()
+        openmetrics = _wants_openmetrics(request.headers.get("Accept", ""))
+        gzipped = "gzip" in request.headers.get("Accept-Encoding", "").lower()
+
+        def build() -> bytes:
+            body = (render_openmetrics if openmetrics else render)(daemon.metrics.registry)
+            # level 1: a fifth of the CPU of level 9 for ~10% more bytes on this text
+            return gzip.compress(body, compresslevel=1) if gzipped else body
+
         # Rendering 1,000 targets is seconds of CPU: on the loop it would stall every
         # probe for that long. In a thread the loop keeps running (GIL switches every
         # 5 ms); the collectors lock per family/series. One render at a time.
         async with render_lock:
-            body = await asyncio.to_thread(render, daemon.metrics.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+            body = await asyncio.to_thread(build)
+        headers = {"Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics else CONTENT_TYPE_LATEST}
+        if gzipped:
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, headers=headers)
 
     async def healthz(_: web.Request) -> web.Response:
         ok, detail = daemon.health()

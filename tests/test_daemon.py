@@ -49,6 +49,15 @@ def test_default_detail_keeps_the_series_budget(daemon_factory) -> None:  # type
     for full_only in ("llm_vitals_latency_quantile_seconds", "llm_vitals_probe_itl_seconds", "llm_vitals_probe_phase_seconds"):
         assert full_only not in text
     assert 'llm_vitals_probe_last_phase_seconds{' in text and "_created" not in text
+    # gzip when the scraper asks (httpx decodes it), OpenMetrics when asked, as Prometheus does
+    r = httpx.get(d.url + "/metrics", headers={"Accept-Encoding": "gzip"}, timeout=10)
+    assert r.headers["Content-Encoding"] == "gzip" and "llm_vitals_probes_total{" in r.text
+    assert int(r.headers["Content-Length"]) * 4 < len(r.content)
+    om = httpx.get(d.url + "/metrics", timeout=10, headers={
+        "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                  "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"})
+    assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+    assert om.text.endswith("# EOF\n") and "# TYPE llm_vitals_probes counter" in om.text
 
 
 def status(d: DaemonProcess, token: str | None = None) -> dict:  # type: ignore[type-arg]

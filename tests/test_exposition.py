@@ -44,3 +44,15 @@ def test_render_after_forget_and_on_an_empty_registry() -> None:
     m.forget({"provider": "p,q=1", "model": "b", "probe": "short", "region": "local"})
     assert 'llm_vitals_probe_ttft_seconds_bucket{le="0.05",model="b"' not in render(m.registry).decode()
     assert render(m.registry) == generate_latest(m.registry)
+
+
+def test_openmetrics_is_what_prometheus_client_writes(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import prometheus_client.metrics as pm
+    from prometheus_client.openmetrics.exposition import generate_latest as om_latest
+
+    from daemon.exposition import render_openmetrics
+
+    for created in (False, True):  # the daemon runs without _created; with it, the slow path
+        monkeypatch.setattr(pm, "_use_created", created)
+        m = _filled()
+        assert render_openmetrics(m.registry) == om_latest(m.registry)
