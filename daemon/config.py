@@ -294,6 +294,36 @@ class MetricsConfig(Strict):
     (every histogram, HDR quantiles and rate-limit headroom: about 360). Applies at start."""
 
 
+class ShardingConfig(Strict):
+    """Split the targets across replicas (each probes only its own shard)."""
+
+    shards: int = Field(1, ge=1)
+    """Number of replicas sharing this config's targets."""
+    shard: int | Literal["auto"] = 0
+    """This replica's shard, 0..shards-1, or `auto`: the trailing ordinal of the host name
+    (`llm-vitals-2` → 2, as a Kubernetes StatefulSet names its pods)."""
+
+    @model_validator(mode="after")
+    def _in_range(self) -> ShardingConfig:
+        shard = self.index
+        if not 0 <= shard < self.shards:
+            raise ValueError(f"shard {shard} is not in 0..{self.shards - 1}")
+        return self
+
+    @property
+    def index(self) -> int:
+        if self.shard == "auto":
+            from daemon.sharding import ordinal_of
+
+            return ordinal_of()
+        return self.shard
+
+    def owns(self, key: str) -> bool:
+        from daemon.sharding import shard_of
+
+        return self.shards == 1 or shard_of(key, self.shards) == self.index
+
+
 class SimulatorConfig(Strict):
     enabled: bool = False
     scenario: str | None = None  # a scenario YAML; the built-in one when unset
@@ -336,6 +366,8 @@ class Settings(BaseSettings):
     """Concurrency and queue sizes."""
     metrics: MetricsConfig = MetricsConfig()
     """The Prometheus series budget."""
+    sharding: ShardingConfig = ShardingConfig()
+    """Targets split across replicas: this process probes only the targets of its shard."""
     simulator: SimulatorConfig = SimulatorConfig()
     """The bundled provider simulator (the built-in demo's target)."""
     detector: DetectorConfig = DetectorConfig()
@@ -397,6 +429,10 @@ class Settings(BaseSettings):
             for m in prov.model_entries()
             for probe in self._probe_names(m)
         ]
+
+    def owned_targets(self, simulator_url: str | None = None) -> list[ProbeTarget]:
+        """The targets of this replica's shard (all of them without sharding)."""
+        return [t for t in self.targets(simulator_url) if self.sharding.owns(t.key)]
 
     def targets(self, simulator_url: str | None = None) -> list[ProbeTarget]:
         """Every target with its secrets resolved (raises MissingSecret)."""

@@ -334,6 +334,7 @@ class Daemon:
         alerts = self.alerts.firing() if self.alerts is not None else []
         return {
             "region": self.settings.region,
+            "shard": {"shard": self.settings.sharding.index, "shards": self.settings.sharding.shards},
             "started_at": self.started_at.isoformat(),
             "ready": ready,
             "readiness": detail,
@@ -361,7 +362,7 @@ class Daemon:
                     log.error("simulator_start_failed", error=str(exc))
                     return 1
                 log.info("simulator_started", url=self.simulator_url)
-            self._targets = s.targets(self.simulator_url)
+            self._targets = s.owned_targets(self.simulator_url)
             self._target_keys = {t.key for t in self._targets}
             clients = ClientPool()
             stack.push_async_callback(clients.aclose)
@@ -426,7 +427,7 @@ class Daemon:
             problems = new.check_secrets()
             if problems:
                 raise ConfigError([f"{self.source}: {p}" for p in problems])
-            targets = new.targets(self.simulator_url if new.simulator.enabled else None)
+            targets = new.owned_targets(self.simulator_url if new.simulator.enabled else None)
         except ConfigError as exc:
             self.metrics.config_reloads.labels("rejected").inc()
             log.error("config_reload_rejected", errors=exc.lines, keeping="previous config")
