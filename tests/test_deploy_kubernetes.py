@@ -234,3 +234,41 @@ def test_renderer_applies_patches_like_kustomize() -> None:
     assert d["spec"]["containers"][0]["env"] == [{"name": "A", "value": "y"}, {"name": "B"}]
     with pytest.raises(KeyError):
         _json_patch(d, [{"op": "replace", "path": "/spec/nope", "value": 1}])
+
+
+def test_sharded_variant_runs_one_shard_per_statefulset_pod(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = build(K8S / "sharded")
+    for d in docs:
+        if d["kind"] == "ServiceMonitor":
+            jsonschema.validate(d, SERVICE_MONITOR)
+        elif d["kind"] == "PrometheusRule":
+            jsonschema.validate(d, PROMETHEUS_RULE)
+        else:
+            kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+    (ss,) = [d for d in docs if d["kind"] == "StatefulSet"]
+    assert not [d for d in docs if d["kind"] == "Deployment"]
+    headless = next(d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] == ss["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+    scraped = [d for d in docs if d["kind"] == "Service" and d["metadata"]["name"] != ss["spec"]["serviceName"]]
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    matches = [s for s in (*scraped, headless)
+               if monitor["spec"]["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()]
+    assert matches == scraped  # each pod scraped once, not again through the headless Service
+    (c,) = ss["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert int(env["LLM_VITALS_SHARDING__SHARDS"]) == ss["spec"]["replicas"] and env["LLM_VITALS_SHARDING__SHARD"] == "auto"
+    assert [t["metadata"]["name"] for t in ss["spec"]["volumeClaimTemplates"]] == ["state"]
+    # every pod name the StatefulSet gives loads the ConfigMap's config as a distinct shard
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(cm["data"]["config.yaml"])
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    import daemon.sharding as sharding
+
+    seen = set()
+    for ordinal in range(ss["spec"]["replicas"]):
+        monkeypatch.setattr(sharding.socket, "gethostname", lambda o=ordinal: f"{ss['metadata']['name']}-{o}")
+        s = load_settings(cfg)
+        seen.add((s.sharding.index, s.sharding.shards))
+    assert seen == {(i, 3) for i in range(3)}
