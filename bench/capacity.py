@@ -6,6 +6,12 @@ own write time of the first token), CPU seconds per probe and peak RSS; exits 1 
 target is missed. Targets: lag p99 <= 50 ms, ttft error p99 <= 2 ms, <= 2 ms CPU per
 64-token probe, peak RSS <= 150 MB.
 
+Scrapes (`metrics.detail`, default standard): series per target at each level, and per
+scrape the bytes (plain and gzip), the CPU of one render, the event loop's worst lag while
+a scrape is in flight and the RSS across the scrapes. Targets at 1,000 targets on
+`standard`: <= 50 series a target, a render <= 150 ms of CPU and <= 3 MB, loop lag during a
+scrape <= 20 ms, RSS growth across the scrapes <= 10 MB.
+
 Scored in steady state: after a warm-up of one interval (every target's first probe, which
 opens its connection and creates its metric children and detector series), measured for
 --duration seconds with the burst in the middle. The warm-up is printed, not scored.
@@ -52,7 +58,7 @@ def start_simulator(truth: Path, scenario: Path) -> tuple[subprocess.Popen[bytes
 
 
 def settings_for(url: str, n_targets: int, interval: float, state: Path, port: int,
-                 args_no_detector: bool = False) -> Settings:
+                 args_no_detector: bool = False, detail: str = "standard") -> Settings:
     per_provider = 50
     providers = []
     for p in range(0, n_targets, per_provider):
@@ -70,7 +76,58 @@ def settings_for(url: str, n_targets: int, interval: float, state: Path, port: i
         scheduler={"max_concurrency": 400},
         alerts={"enabled": False},
         detector={"enabled": not args_no_detector},
+        metrics={"detail": detail},
     )
+
+
+def series_per_target() -> dict[str, int]:
+    """Sample lines carrying one target's labels, each detail level, worst case (every
+    detector metric and skip reason present)."""
+    import dataclasses
+
+    import prometheus_client.metrics as pm
+
+    from daemon.detector import METRICS as DETECTOR_METRICS
+    from daemon.exposition import render
+    from daemon.metrics import DETAIL_LEVELS, Metrics, QuantileCollector, exported
+    from probes.result import Outcome
+    from tests.factories import result
+
+    was, pm._use_created = pm._use_created, False  # type: ignore[attr-defined]
+    out = {}
+    try:
+        for detail in DETAIL_LEVELS:
+            m = Metrics(detail=detail)
+            from daemon.aggregator import Aggregator
+
+            agg = Aggregator()
+            if exported("quantiles", detail):
+                m.registry.register(QuantileCollector(agg.snapshot, agg.labels.get))
+            for i in range(20):
+                r = dataclasses.replace(result(0.2 + i / 10, itls=(0.01, 0.02), output_tokens=16, input_tokens=9),
+                                        connect=0.01, tls=0.02, rate_limit={"x-ratelimit-remaining-requests": "9"})
+                m.observe(dataclasses.replace(r, outcome=Outcome.HTTP_ERROR))
+                m.observe(r, cost_usd=0.001)
+                agg.observe(r)
+            lab = (r.provider, r.model, r.probe, r.region)
+            for metric in DETECTOR_METRICS:
+                m.anomaly.labels(*lab, metric).set(0.5)
+            for reason in ("overlap", "missed", "budget_tokens", "budget_cost", "rate_limit"):
+                m.skipped.labels(*lab, reason).inc()
+            mark = f'provider="{r.provider}"'
+            out[detail] = sum(1 for line in render(m.registry).decode().splitlines()
+                              if not line.startswith("#") and mark in line)
+    finally:
+        pm._use_created = was  # type: ignore[attr-defined]
+    return out
+
+
+def rss_now_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 async def bare_client_cpu(url: str, concurrency: int = 20, seconds: float = 6.0) -> float:
@@ -109,7 +166,7 @@ async def run(args: argparse.Namespace) -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     bare_ms = await bare_client_cpu(url)
-    settings = settings_for(url, args.targets, interval, tmp / "state.db", port, args.no_detector)
+    settings = settings_for(url, args.targets, interval, tmp / "state.db", port, args.no_detector, args.detail)
     daemon = Daemon(settings, None, "bench")
     results: list = []
     daemon_task = asyncio.create_task(daemon.run())
@@ -142,18 +199,41 @@ async def run(args: argparse.Namespace) -> int:
 
     gc.callbacks.append(gc_watch)
     scrapes: list[float] = []
+    scrape_bytes: list[tuple[int, int]] = []  # (plain, gzip)
+    scrape_lag: list[float] = []  # worst loop lag while a scrape was in flight
+    scrape_rss: list[float] = []
+    in_scrape = False
+    worst = 0.0
+
+    async def ticker() -> None:
+        # The loop's lateness every 5 ms (the probes share this loop with /metrics).
+        nonlocal worst
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.005)
+            late = time.perf_counter() - t - 0.005
+            if in_scrape:
+                worst = max(worst, late)
 
     async def scraper() -> None:
         # Prometheus scrapes the daemon all the time: the cost of /metrics is part of capacity.
         import httpx
 
+        nonlocal in_scrape, worst
         async with httpx.AsyncClient(timeout=120) as c:
             while True:
                 t = time.monotonic()
-                r = await c.get(f"http://127.0.0.1:{port}/metrics")
+                in_scrape, worst = True, 0.0
+                r = await c.get(f"http://127.0.0.1:{port}/metrics", headers={"Accept-Encoding": "gzip"})
+                in_scrape = False
                 r.raise_for_status()
                 scrapes.append(time.monotonic() - t)
+                scrape_lag.append(worst)
+                scrape_bytes.append((len(r.content), int(r.headers.get("Content-Length", len(r.content)))))
+                scrape_rss.append(rss_now_mb())
                 await asyncio.sleep(max(0.0, args.scrape_interval - (time.monotonic() - t)))
+
+    tick_task = asyncio.create_task(ticker())
 
     scrape_task = asyncio.create_task(scraper()) if args.scrape_interval > 0 else None
     cpu0 = time.process_time()
@@ -168,7 +248,17 @@ async def run(args: argparse.Namespace) -> int:
     cpu = time.process_time() - cpu0
     if scrape_task is not None:
         scrape_task.cancel()
+    tick_task.cancel()
     gc.callbacks.remove(gc_watch)
+    # One render's CPU, measured alone (the scrapes above overlap probing).
+    from daemon.exposition import render_openmetrics
+
+    render_cpu = []
+    for _ in range(5):
+        c0 = time.thread_time()
+        body = render_openmetrics(daemon.metrics.registry)
+        render_cpu.append(time.thread_time() - c0)
+    render_bytes = len(body)
     lags = list(daemon.scheduler.lag_samples) if daemon.scheduler else []
     daemon._stop.set()
     await daemon_task
@@ -181,9 +271,19 @@ async def run(args: argparse.Namespace) -> int:
     print(f"gc pauses      n={len(gc_pauses)} max={max(gc_pauses or [0]) * 1000:.1f} ms, by generation: "
           + ", ".join(f"gen{g} {v * 1000:.1f} ms" for g, v in sorted(gc_by_gen.items()))
           + f"; frozen objects {gc.get_freeze_count()}")
+    per_target = series_per_target()
+    print("series/target  " + ", ".join(f"{k} {v}" for k, v in per_target.items()) + "  (target: standard <= 50)")
+    render_ms = pct(render_cpu, 0.5) * 1000
+    print(f"render         detail={args.detail}: {render_ms:.0f} ms CPU (median of 5), {render_bytes / 1e6:.2f} MB "
+          f"(targets <= 150 ms, <= 3 MB at 1,000 targets on standard)")
+    lag_scrape = max(scrape_lag or [0.0]) * 1000
+    rss_growth = (scrape_rss[-1] - scrape_rss[0]) if len(scrape_rss) > 1 else 0.0
     if scrapes:
+        plain, gz = scrape_bytes[-1]
         print(f"/metrics       {len(scrapes)} scrapes every {args.scrape_interval:g}s, "
-              f"p50 {pct(scrapes, 0.5):.2f}s max {max(scrapes):.2f}s (rendered off the loop)")
+              f"p50 {pct(scrapes, 0.5):.2f}s max {max(scrapes):.2f}s, {plain / 1e6:.2f} MB plain / {gz / 1e6:.2f} MB gzip; "
+              f"loop lag during a scrape max {lag_scrape:.1f} ms (target <= 20 ms); "
+              f"RSS {scrape_rss[0]:.0f} -> {scrape_rss[-1]:.0f} MB over the scrapes (target growth <= 10 MB)")
 
     all_results = results + list(burst)
     ok = [r for r in all_results if r.ok]
@@ -221,6 +321,15 @@ async def run(args: argparse.Namespace) -> int:
         missed.append("cpu per probe")
     if rss_mb > 150:
         missed.append("rss")
+    if per_target["standard"] > 50:
+        missed.append("series per target")
+    scale = 1000 / max(1, args.targets)  # the render targets are stated for 1,000 targets
+    if args.detail == "standard" and (render_ms * scale > 150 or render_bytes * scale > 3e6):
+        missed.append("render cost")
+    if scrapes and lag_scrape > 20:
+        missed.append("loop lag during scrapes")
+    if rss_growth > 10:
+        missed.append("rss growth across scrapes")
     if missed:
         print("MISSED: " + ", ".join(missed))
         return 1
@@ -235,6 +344,7 @@ def main() -> int:
     ap.add_argument("--no-detector", action="store_true", help="isolate the probe path from the detector")
     ap.add_argument("--scrape-interval", type=float, default=30.0, help="GET /metrics this often (0: never)")
     ap.add_argument("--no-warmup", dest="warmup", action="store_false", help="score from the first probe on")
+    ap.add_argument("--detail", choices=("minimal", "standard", "full"), default="standard", help="metrics.detail")
     args = ap.parse_args()
     os.environ.setdefault("LLM_VITALS_LOG_LEVEL", "warning")
     from daemon import logs
