@@ -17,6 +17,10 @@ Metric = Literal["ttft", "ttft_content", "e2e", "itl", "tpot", "output_tps"]
 Stat = Literal["p50", "p90", "p95", "p99", "mean", "max", "min"]
 
 
+# The longest window the daemon's in-memory distributions keep (daemon/aggregator.py WINDOWS).
+MAX_THRESHOLD_WINDOW = 3600
+
+
 class Objective(Strict):
     """SLO for burn-rate rules: availability, or latency ("95% of probes have ttft < 2s")."""
 
@@ -54,6 +58,11 @@ class Rule(Strict):
             raise ValueError("a threshold rule needs `metric` and `value`")
         if self.kind == "threshold" and self.metric == "error":
             raise ValueError("a threshold rule needs a latency metric; use kind error_rate for errors")
+        if self.kind == "threshold" and not 1 <= self.window <= MAX_THRESHOLD_WINDOW:
+            raise ValueError(
+                f"window {self.window:g}s: a threshold rule evaluates over exactly its window, from 1s up to "
+                f"the {MAX_THRESHOLD_WINDOW // 60:g}m of probe history the daemon keeps in memory "
+                "(longer windows: the Prometheus rules in deploy/prometheus)")
         if self.kind == "error_rate" and self.value is None:
             raise ValueError("an error_rate rule needs `value` (a fraction, e.g. 0.2)")
         if self.kind == "burn_rate" and self.objective is None:

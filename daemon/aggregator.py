@@ -1,8 +1,8 @@
 """Sliding-window latency distributions per series (target x metric), for quantile gauges
 and threshold rules.
 
-Each window (1m, 5m, 1h) is a ring of 6 time slices, so a query covers between 5/6 and
-all of the window. A slice keeps its values as a short list while it is small (exact
+Each window (1m, 5m, 1h, and the window of every threshold rule, `require`d when the rules
+load) is a ring of 6 time slices, so a query covers between 5/6 and all of the window. A slice keeps its values as a short list while it is small (exact
 quantiles for the 1-probe-a-minute series that dominate a monitor) and promotes itself
 to an HDR histogram once it holds more than PROMOTE values (inter-token latencies):
 memory stays bounded at 1,000 targets and accuracy is 1% where HDR is used.
@@ -144,6 +144,10 @@ class WindowedDistribution:
         return Summary(count=count, mean=total / count, min=lo, max=hi)
 
 
+def _name(seconds: float) -> str:
+    return f"{seconds:g}s"
+
+
 def _exact(sorted_vals: list[float], q: float) -> float:
     pos = (len(sorted_vals) - 1) * q
     lo = math.floor(pos)
@@ -168,6 +172,8 @@ class Aggregator:
         self._clock = clock
         self._series: dict[tuple[str, str], dict[str, WindowedDistribution]] = {}
         self.labels: dict[str, dict[str, str]] = {}
+        # Windows threshold rules evaluate over, beside the exported 1m/5m/1h: metric -> lengths.
+        self._required: dict[str, set[float]] = {}
         # /metrics renders in a worker thread (a scrape of 1,000 targets takes seconds of
         # CPU); the windows expire slices on read, so every access takes this lock. The
         # scrape takes it once per series, so the loop never waits longer than one series.
@@ -194,6 +200,8 @@ class Aggregator:
             windows = self._series.get((key, metric))
             if windows is None:
                 windows = {name: WindowedDistribution(length) for name, length in WINDOWS.items()}
+                for length in self._required.get(metric, ()):
+                    windows.setdefault(_name(length), WindowedDistribution(length))
                 self._series[(key, metric)] = windows
             for w in windows.values():
                 for v in vals:
@@ -215,7 +223,22 @@ class Aggregator:
     def targets(self) -> list[str]:
         return sorted(self.labels)
 
+    def require(self, metric: str, seconds: float) -> None:
+        """Keep a window of exactly `seconds` for `metric` (a threshold rule's window), from
+        now on for every target (it fills as probes arrive)."""
+        if seconds in WINDOWS.values():
+            return
+        with self._lock:
+            self._required.setdefault(metric, set()).add(seconds)
+            for (_key, m), windows in self._series.items():
+                if m == metric:
+                    windows.setdefault(_name(seconds), WindowedDistribution(seconds))
+
     def window_for(self, seconds: float) -> str:
+        """The window a query over `seconds` reads: exactly that one when kept (every rule's
+        window is), else the next longer of 1m/5m/1h."""
+        if any(seconds in lengths for lengths in self._required.values()):
+            return _name(seconds)
         for name, length in WINDOWS.items():
             if seconds <= length:
                 return name
@@ -263,6 +286,8 @@ class Aggregator:
         for (key, metric), windows in series:
             with self._lock:
                 for name, w in windows.items():
+                    if name not in WINDOWS:
+                        continue  # a rule's own window: not exported
                     res = w.quantiles(qs, now)
                     summ = w.summary(now)
                     if res is not None and summ is not None:

@@ -155,6 +155,9 @@ class Daemon:
         mod = _alerts_factory()
         if mod is None or not settings.alerts.enabled:
             return None
+        for rule in settings.alerts.rules:
+            if rule.kind == "threshold" and rule.metric is not None:
+                self.aggregator.require(rule.metric, rule.window)
         return mod.AlertEngine(
             settings.alerts,
             store=self.store,

@@ -85,3 +85,35 @@ def test_forget_drops_removed_targets() -> None:
     agg.forget({"p/a/short"})
     assert agg.targets() == ["p/a/short"]
     assert agg.stat("p/b/short", "ttft", "p50", 60) is None
+
+
+def test_a_rule_window_is_read_as_named_not_rounded_up_to_a_minute() -> None:
+    """A threshold rule with `window: 10s` sees the last 10 s, not the 1-minute window: a 4x
+    TTFT degradation that ended 30 s ago is over for it (it was still "firing" at t=138 s)."""
+    now = [0.0]
+    agg = Aggregator(clock=lambda: now[0])
+    agg.require("ttft", 10)
+    for t in range(0, 120, 2):
+        now[0] = float(t)
+        agg.observe(result(2.0 if t < 75 else 0.5), at=now[0])
+    now[0] = 106.0
+    assert agg.stat(_key(), "ttft", "p95", 10) == 0.5
+    assert agg.stat(_key(), "ttft", "p95", 60) == 2.0  # the minute still holds the degradation
+    assert agg.count(_key(), "ttft", 10) <= 6
+    # the rule's window is not exported as a quantile gauge
+    assert {w for _t, _m, w, _q, _s in agg.snapshot()} == {"1m", "5m", "1h"}
+
+
+def _key() -> str:
+    return result(1.0).target
+
+
+def test_a_window_required_after_probes_started_fills_from_then_on() -> None:
+    now = [0.0]
+    agg = Aggregator(clock=lambda: now[0])
+    agg.observe(result(3.0), at=0.0)
+    agg.require("ttft", 20)
+    assert agg.count(_key(), "ttft", 20) == 0
+    now[0] = 1.0
+    agg.observe(result(1.0), at=1.0)
+    assert agg.stat(_key(), "ttft", "max", 20) == 1.0

@@ -125,3 +125,17 @@ def test_secret_from_file(tmp_path: Path) -> None:
     t = load_settings(f).targets()[0]
     assert t.provider.api_key is not None and t.provider.api_key.get() == "sk-from-file"
     assert "sk-from-file" not in repr(t)
+
+
+@pytest.mark.parametrize(("window", "ok"), [("10s", True), ("1h", True), ("2h", False), ("500ms", False)])
+def test_threshold_window_is_one_the_daemon_can_evaluate(tmp_path: Path, window: str, ok: bool) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("alerts:\n  rules:\n    - {name: slow, kind: threshold, metric: ttft, stat: p95, "
+                 f"window: {window}, op: '>', value: 2}}\n")
+    if ok:
+        load_settings(f)
+        return
+    with pytest.raises(ConfigError) as err:
+        load_settings(f)
+    msg = str(err.value)
+    assert str(f) in msg and "alerts.rules[0] (slow)" in msg and "up to the 60m" in msg
