@@ -25,6 +25,7 @@ from daemon.gcpolicy import GcPolicy
 from daemon.http_api import build_app
 from daemon.metrics import Metrics, QuantileCollector, exported
 from daemon.scheduler import ProbeScheduler, Scheduled
+from daemon.sdnotify import Notifier
 from daemon.selfmon import LoopMonitor
 from daemon.simulator_process import SimulatorStartError, simulator_process
 from daemon.sinks.base import AlertTransition, Sink
@@ -92,6 +93,7 @@ class Daemon:
         self.started_at = datetime.now(UTC)
         self.scheduler: ProbeScheduler | None = None
         self.clients = ClientPool()
+        self.systemd = Notifier()
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -408,9 +410,12 @@ class Daemon:
                 asyncio.create_task(self._evaluate_loop(), name="evaluate"),
                 asyncio.create_task(self._save_loop(), name="save-state"),
                 asyncio.create_task(self._gc_loop(), name="gc-policy"),
+                asyncio.create_task(self.systemd.watchdog(), name="systemd-watchdog"),
             ]
             log.info("daemon_started", config=self.source, listen=s.http.listen, targets=len(self._targets),
                      region=s.region, url=f"http://{s.http.listen}/")
+            # State restored, sinks started, HTTP listening, probes scheduled: Type=notify's READY.
+            self.systemd.ready(f"probing {len(self._targets)} targets")
             while not self._stop.is_set():
                 reload_wait = asyncio.create_task(self._reload.wait())
                 stop_wait = asyncio.create_task(self._stop.wait())
@@ -419,7 +424,9 @@ class Daemon:
                 stop_wait.cancel()
                 if self._reload.is_set() and not self._stop.is_set():
                     self._reload.clear()
+                    self.systemd.reloading()
                     await self.reload()
+                    self.systemd.ready(f"probing {len(self._targets)} targets")
             await self._shutdown(runner)
         return 0
 
@@ -494,6 +501,7 @@ class Daemon:
         log.info("config_reloaded", **{k: len(v) for k, v in diff.items()}, targets=len(targets))
 
     async def _shutdown(self, runner: web.AppRunner) -> None:
+        self.systemd.stopping()
         log.info("daemon_stopping", in_flight=self.scheduler.in_flight() if self.scheduler else 0)
         deadline = time.monotonic() + SHUTDOWN_DEADLINE
         if self.scheduler is not None:
