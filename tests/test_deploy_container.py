@@ -87,7 +87,8 @@ def test_build_context_builds_the_package(tmp_path: Path) -> None:
                 else:
                     shutil.copy(s, d)
     ignore = (REPO / "deploy" / "container" / "Dockerfile.dockerignore").read_text().split()
-    for src in ("pyproject.toml", "README.md", "daemon/", "probes/", "alerts/", "deploy/container/config.yaml"):
+    for src in ("pyproject.toml", "README.md", "requirements.lock", "daemon/", "probes/", "alerts/",
+                "deploy/container/config.yaml"):
         assert f"!{src}" in ignore
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                         "-w", str(tmp_path / "wheel"), "."], cwd=ctx / "", capture_output=True, text=True, timeout=120)
@@ -133,3 +134,20 @@ def test_compose_stack_mounts_what_exists() -> None:
     for s in svc.values():
         for p in s.get("ports", []):
             assert p.startswith("127.0.0.1:"), p
+
+
+def test_lock_file_pins_every_dependency_with_hashes() -> None:
+    """The image installs requirements.lock with --require-hashes: every runtime dependency
+    of pyproject.toml is in it at one version, each with its hashes (regenerate: README)."""
+    import re
+    import tomllib
+
+    lock = (REPO / "requirements.lock").read_text()
+    pinned = {m.group(1).lower().replace("_", "-"): m.group(2) for m in re.finditer(r"^([A-Za-z0-9_.-]+)==(\S+) \\$", lock, re.M)}
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    for dep in deps:
+        name = re.match(r"[A-Za-z0-9_.-]+", dep).group(0).lower().replace("_", "-")  # type: ignore[union-attr]
+        assert name in pinned, f"{name} is not in requirements.lock: regenerate it"
+    blocks = re.split(r"(?m)^(?=[A-Za-z0-9_.-]+==)", lock)[1:]
+    assert blocks and all("--hash=sha256:" in b for b in blocks)
+    assert "--require-hashes -r requirements.lock" in (REPO / "deploy" / "container" / "Dockerfile").read_text()
