@@ -78,9 +78,30 @@ class HttpConfig(Strict):
         return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
 
 
+STATE_DIR = "{state_dir}"
+
+
+def state_dir() -> Path:
+    """The per-user state directory (XDG Base Directory): $XDG_STATE_HOME/llm-vitals, or
+    ~/.local/state/llm-vitals. Not the working directory: the demo and the CLI find the same
+    database wherever they are run from."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "llm-vitals"
+
+
 class StorageConfig(Strict):
-    path: str = "./llm-vitals-state.db"
+    path: str = f"{STATE_DIR}/state.db"
+    """The SQLite file; `{state_dir}` is the per-user state directory ($XDG_STATE_HOME/llm-vitals
+    or ~/.local/state/llm-vitals), `~` the home directory."""
     retention: Duration = 14 * 86400
+    """How long probe results are kept."""
+
+    @field_validator("path")
+    @classmethod
+    def _expand(cls, v: str) -> str:
+        if v == ":memory:":
+            return v
+        return str(Path(v.replace(STATE_DIR, str(state_dir()))).expanduser())
 
 
 class InfluxConfig(Strict):

@@ -553,7 +553,9 @@ def run_daemon(config_path: str | None, demo_path: Path) -> int:
             f"llm-vitals: no -c given: running the built-in demo against the bundled simulator.\n"
             f"  status page  http://{settings.http.listen}/\n"
             f"  metrics      http://{settings.http.listen}/metrics\n"
-            f"  status JSON  http://{settings.http.listen}/api/v1/status",
+            f"  status JSON  http://{settings.http.listen}/api/v1/status\n"
+            f"  state        {settings.storage.path} (alert state, silences, results; "
+            f"`llm-vitals silence ...` without -c uses it too)",
             file=sys.stderr,
         )
     return asyncio.run(Daemon(settings, config_path, source).run())

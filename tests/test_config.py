@@ -139,3 +139,22 @@ def test_threshold_window_is_one_the_daemon_can_evaluate(tmp_path: Path, window:
         load_settings(f)
     msg = str(err.value)
     assert str(f) in msg and "alerts.rules[0] (slow)" in msg and "up to the 60m" in msg
+
+
+def test_demo_state_lives_in_the_users_state_dir_not_the_cwd(tmp_path: Path) -> None:
+    """`silence add` and `silence list` without -c (the demo's config) find the same database
+    from any working directory: $XDG_STATE_HOME/llm-vitals/demo.db."""
+    import os
+
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    add = subprocess.run([sys.executable, "-m", "daemon.cli", "silence", "add", "--match", "provider=x",
+                          "--duration", "1h", "--comment", "from a"], cwd=a, env=env, capture_output=True, text=True, timeout=60)
+    assert add.returncode == 0, add.stderr
+    listed = subprocess.run([sys.executable, "-m", "daemon.cli", "silence", "list"], cwd=b, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert "from a" in listed.stdout, listed.stdout + listed.stderr
+    assert (tmp_path / "state" / "llm-vitals" / "demo.db").exists()
+    assert not list(a.glob("*.db")) and not list(b.glob("*.db"))
