@@ -551,6 +551,20 @@ def _loc(loc: tuple[Any, ...], data: Any) -> str:
     return out or "(top level)"
 
 
+def _env_source(loc: tuple[Any, ...]) -> str | None:
+    """The LLM_VITALS_* variable that set the value at `loc` (or a mapping above it), if any."""
+    parts: list[str] = []
+    for part in loc:
+        if not isinstance(part, str):
+            break
+        parts.append(part.upper())
+    for n in range(len(parts), 0, -1):
+        name = ENV_PREFIX + "__".join(parts[:n])
+        if name in os.environ:
+            return name
+    return None
+
+
 def _format_errors(exc: ValidationError, source: str, data: Any) -> list[str]:
     lines = []
     seen = set()
@@ -560,6 +574,9 @@ def _format_errors(exc: ValidationError, source: str, data: Any) -> list[str]:
         if err.get("type") == "extra_forbidden":
             msg = "unknown key (typo?)"
         msg = msg.removeprefix("Value error, ")
+        env = _env_source(tuple(err.get("loc", ())))
+        if env:
+            msg += f" (from environment variable {env}, which overrides the file)"
         line = f"{source}: {loc}: {msg}"
         if line not in seen:
             seen.add(line)

@@ -158,3 +158,17 @@ def test_demo_state_lives_in_the_users_state_dir_not_the_cwd(tmp_path: Path) -> 
     assert "from a" in listed.stdout, listed.stdout + listed.stderr
     assert (tmp_path / "state" / "llm-vitals" / "demo.db").exists()
     assert not list(a.glob("*.db")) and not list(b.glob("*.db"))
+
+
+def test_an_error_from_an_environment_override_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("defaults: {interval: 60s}\n")
+    monkeypatch.setenv("LLM_VITALS_DEFAULTS__INTERVAL", "abc")
+    with pytest.raises(ConfigError) as err:
+        load_settings(f)
+    assert "defaults.interval" in str(err.value) and "LLM_VITALS_DEFAULTS__INTERVAL" in str(err.value)
+    monkeypatch.delenv("LLM_VITALS_DEFAULTS__INTERVAL")
+    f.write_text("defaults: {interval: abc}\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(f)
+    assert "environment" not in str(err.value)
