@@ -48,7 +48,11 @@ def cmd_check(args: argparse.Namespace) -> int:
         settings = _load(args.config)
     except ConfigError as exc:
         return _config_error(exc, args.config)
+    from daemon.store import storage_problem
+
     problems = settings.check_secrets()
+    if (why := storage_problem(settings.storage.path)) is not None:
+        problems.append(f"storage.path: {why}")
     source = args.config or demo_config_path()
     for p in problems:
         print(f"error: {source}: {p}", file=sys.stderr)

@@ -22,6 +22,7 @@ from probes.registry import PROTOCOLS
 from probes.target import Expectation, ProbeSpec, ProbeTarget, ProviderSpec, Secret
 
 ENV_PREFIX = "LLM_VITALS_"
+MAX_SECRET_FILE = 4096  # bytes; API keys, tokens and PEM-less passwords are far smaller
 
 
 class ConfigError(Exception):
@@ -45,9 +46,17 @@ def read_secret(env: str | None, file: str | None, what: str) -> Secret | None:
         return Secret(value.strip())
     if file:
         try:
-            return Secret(Path(file).read_text().strip())
+            with open(file, "rb") as f:
+                raw = f.read(MAX_SECRET_FILE + 1)  # /dev/zero or a log file by mistake: never unbounded
         except OSError as exc:
             raise MissingSecret(f"{what}: cannot read secret file {file}: {exc.strerror}") from None
+        if len(raw) > MAX_SECRET_FILE:
+            raise MissingSecret(f"{what}: secret file {file} is larger than {MAX_SECRET_FILE} bytes (not a secret?)")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MissingSecret(f"{what}: secret file {file} is not UTF-8 text (byte {exc.start})") from None
+        return Secret(text.strip())
     return None
 
 
@@ -462,7 +471,14 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
             raise ConfigError([f"{source}: {where}invalid YAML: {problem}"]) from None
         if not isinstance(data, dict):
             raise ConfigError([f"{source}: (top level): expected a mapping of keys, got {type(data).__name__}"])
+        if not data:
+            # /dev/null, a truncated file or one still being written: running it would
+            # silently probe nothing (and a reload would drop every target)
+            raise ConfigError([f"{source}: (top level): the file is empty (no settings, no providers)"])
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source, data)) from None
+    if not settings.providers:
+        raise ConfigError([f"{source}: providers: no providers configured: there is nothing to probe"])
+    return settings

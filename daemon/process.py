@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from daemon.selfmon import LoopMonitor
 from daemon.simulator_process import SimulatorStartError, simulator_process
 from daemon.sinks.base import AlertTransition, Sink
 from daemon.sinks.sqlite_results import SQLiteResultSink
-from daemon.store import Store
+from daemon.store import Store, storage_problem
 from probes.clients import ClientPool
 from probes.result import ProbeResult
 from probes.target import ProbeTarget
@@ -500,6 +501,8 @@ def run_daemon(config_path: str | None, demo_path: Path) -> int:
             print(f"error: {line}", file=sys.stderr)
         return 2
     problems = settings.check_secrets()
+    if (why := storage_problem(settings.storage.path)) is not None:
+        problems.append(f"storage.path: {why}")
     if problems:
         for p in problems:
             print(f"error: {source}: {p}", file=sys.stderr)
@@ -512,4 +515,10 @@ def run_daemon(config_path: str | None, demo_path: Path) -> int:
             f"  status JSON  http://{settings.http.listen}/api/v1/status",
             file=sys.stderr,
         )
-    return asyncio.run(Daemon(settings, config_path, source).run())
+    try:
+        daemon = Daemon(settings, config_path, source)
+    except (sqlite3.Error, OSError) as exc:
+        # checked above, but the disk can change in between (or be full)
+        print(f"error: {source}: storage.path: cannot open {settings.storage.path}: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(daemon.run())
