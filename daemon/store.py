@@ -64,7 +64,10 @@ class Store:
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # SQLITE_FULL (a full disk) has rolled back already: a second ROLLBACK would
+                # raise "no transaction is active" and hide why
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
             else:
                 self._conn.execute("COMMIT")
