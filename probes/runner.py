@@ -23,6 +23,7 @@ from probes.netstream import arrival_ns
 from probes.protocol import StreamProtocolError
 from probes.registry import protocol_for
 from probes.result import Outcome, ProbeResult
+from probes.retry_after import retry_after_seconds
 from probes.target import ProbeTarget
 from probes.timing import Timeline, derive
 
@@ -257,18 +258,7 @@ def _retry_after(headers: httpx.Headers) -> float | None:
             return float(ms) / 1000
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-        except (TypeError, ValueError):
-            return None
+    return retry_after_seconds(headers.get("retry-after") or None)
 
 
 async def _read_capped(resp: httpx.Response) -> bytes:
