@@ -18,6 +18,7 @@ from alerts.config import AlertsConfig
 from daemon.detector import DetectorConfig
 from daemon.durations import Duration, Fraction
 from daemon.model import Strict
+from probes.redact import SECRETS
 from probes.registry import PROTOCOLS
 from probes.target import Expectation, ProbeSpec, ProbeTarget, ProviderSpec, Secret
 
@@ -43,6 +44,7 @@ def read_secret(env: str | None, file: str | None, what: str) -> Secret | None:
         value = os.environ.get(env)
         if value is None or value == "":
             raise MissingSecret(f"{what}: environment variable {env} is not set")
+        SECRETS.add(value.strip())
         return Secret(value.strip())
     if file:
         try:
@@ -56,8 +58,26 @@ def read_secret(env: str | None, file: str | None, what: str) -> Secret | None:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise MissingSecret(f"{what}: secret file {file} is not UTF-8 text (byte {exc.start})") from None
+        SECRETS.add(text.strip())
         return Secret(text.strip())
     return None
+
+
+def _register_url_secrets(settings: Settings) -> None:
+    """A `user:password@` in any configured URL is a secret like the `*_env` ones: httpx
+    sends it as Basic auth and a server may echo it back (logs, errors, alerts)."""
+    urls = [p.base_url for p in settings.providers]
+    if settings.influxdb is not None:
+        urls.append(settings.influxdb.url)
+    for rc in settings.alerts.receivers:
+        if rc.webhook is not None:
+            urls.append(rc.webhook.url)
+        if rc.alertmanager is not None:
+            urls.extend(rc.alertmanager.urls)
+        if rc.slack is not None:
+            urls.append(rc.slack.api_url)
+    for url in urls:
+        SECRETS.add_url(url)
 
 
 class HttpConfig(Strict):
@@ -481,4 +501,5 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
         raise ConfigError(_format_errors(exc, source, data)) from None
     if not settings.providers:
         raise ConfigError([f"{source}: providers: no providers configured: there is nothing to probe"])
+    _register_url_secrets(settings)
     return settings

@@ -34,6 +34,7 @@ from daemon.sinks.influx_points import alert_line, probe_line
 from daemon.sinks.influx_spool import Spool
 from daemon.store import Store
 from daemon.tasks import cancel_and_wait
+from probes.redact import SECRETS
 from probes.result import ProbeResult
 from probes.retry_after import retry_after_seconds
 
@@ -269,12 +270,12 @@ class InfluxSink:
         try:
             resp = await self._client.post(self._url, params=self._params, headers=self._headers, content=body)
         except httpx.HTTPError as exc:
-            raise WriteFailed(f"{type(exc).__name__}: {exc}"[:200]) from None
+            raise WriteFailed(SECRETS.clip(f"{type(exc).__name__}: {exc}", 200)) from None
         finally:
             self._metrics.sink_write.labels(self.name).observe(time.perf_counter() - t0)
         if resp.status_code < 300:
             return
-        text = resp.text[:300]
+        text = SECRETS.clip(resp.text, 300)  # a proxy may echo the credentials
         code = resp.status_code
         if code == 429 or code >= 500 or code in RETRYABLE_4XX:
             raise WriteFailed(f"HTTP {code}: {text}", retry_after_seconds(resp.headers.get("retry-after")))
