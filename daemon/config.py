@@ -85,6 +85,9 @@ class HttpConfig(Strict):
     auth_token_env: str | None = None
     auth_token_file: str | None = None
     metrics_require_auth: bool = False
+    # Host names (besides localhost, 127.0.0.1, [::1] and the listen host) this API answers
+    # to, e.g. a reverse proxy's name; anything else is refused (DNS rebinding).
+    allowed_hosts: list[str] = []
 
     @field_validator("listen")
     @classmethod
