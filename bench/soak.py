@@ -193,7 +193,7 @@ def main() -> int:
             slope = slope_per_hour(ts, ys)
             verdict = "ok" if slope <= limit else "FAIL"
             ok &= slope <= limit
-            parts.append(f"{field} {slope:+.2f}/h (limit {limit:g}, {ys[0]:g} -> {ys[-1]:g}) {verdict}")
+            parts.append(f"{field} {slope:+.2f}/h (limit {limit:g}, {ys[0]:.1f} -> {ys[-1]:.1f}) {verdict}")
         print(f"  {name:9} " + "; ".join(parts))
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
