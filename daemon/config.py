@@ -502,7 +502,12 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source, data)) from None
-    if not settings.providers:
-        raise ConfigError([f"{source}: providers: no providers configured: there is nothing to probe"])
     _register_url_secrets(settings)
     return settings
+
+
+def require_targets(settings: Settings, source: str) -> None:
+    """For what probes (check, run, reload): a config without providers would run and
+    probe nothing. (The alert commands need none.)"""
+    if not settings.providers:
+        raise ConfigError([f"{source}: providers: no providers configured: there is nothing to probe"])

@@ -20,7 +20,7 @@ from daemon import logs
 from daemon.aggregator import WINDOWS, Aggregator
 from daemon.budget import BudgetTracker, probe_cost
 from daemon.collector import Collector
-from daemon.config import ConfigError, Settings, load_settings, read_secret
+from daemon.config import ConfigError, Settings, load_settings, read_secret, require_targets
 from daemon.gcpolicy import GcPolicy
 from daemon.http_api import build_app
 from daemon.metrics import Metrics, QuantileCollector
@@ -402,6 +402,7 @@ class Daemon:
         path = self.config_path
         try:
             new = load_settings(path if path is not None else self.source)
+            require_targets(new, self.source)
             problems = new.check_secrets()
             if problems:
                 raise ConfigError([f"{self.source}: {p}" for p in problems])
@@ -496,6 +497,7 @@ def run_daemon(config_path: str | None, demo_path: Path) -> int:
     source = config_path or str(demo_path)
     try:
         settings = load_settings(source)
+        require_targets(settings, source)
     except ConfigError as exc:
         for line in exc.lines:
             print(f"error: {line}", file=sys.stderr)
