@@ -44,8 +44,13 @@ def cmd_alert_test(args: argparse.Namespace) -> int:
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
-    from alerts.engine import SILENCES_KEY, add_silence, expire_silence
-    from daemon.durations import parse_duration
+    from alerts.engine import (
+        MAX_SILENCE_SECONDS,
+        SILENCES_KEY,
+        add_silence,
+        expire_silence,
+        silence_duration,
+    )
     from daemon.store import Store
 
     s = _settings(args.config)
@@ -64,7 +69,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
             print("error: silence add needs at least one --match label=value", file=sys.stderr)
             return EXIT_CONFIG
         try:
-            duration = parse_duration(args.duration)
+            duration = silence_duration(args.duration)
         except ValueError as exc:
             print(f"error: --duration: {exc}", file=sys.stderr)
             return EXIT_CONFIG
@@ -77,7 +82,9 @@ def cmd_silence(args: argparse.Namespace) -> int:
         now = time.time()
         for item in store.get_state(SILENCES_KEY, []):
             if item["ends_at"] > now:
-                ends = datetime.fromtimestamp(item["ends_at"], UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+                # one saved before durations were bounded (Infinity, year 33715) shows the bound
+                until = min(item["ends_at"], now + MAX_SILENCE_SECONDS)
+                ends = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
                 where = ",".join(f"{k}={v}" for k, v in item["match"].items())
                 print(f"{item['id']}  until {ends}  {where}  {item.get('comment', '')}")
         return EXIT_OK

@@ -15,6 +15,7 @@ neither re-pages nor loses a resolve.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ from alerts.model import Alert, Event, Finding, Notification, fingerprint
 from alerts.notifiers import DeliveryError, Notifier, build
 from alerts.routing import in_maintenance, inhibited, route_for
 from daemon.aggregator import Aggregator
+from daemon.durations import format_duration, parse_duration
 from daemon.loopslice import SLICE, LoopSlice
 from daemon.metrics import Metrics
 from daemon.sinks.base import AlertTransition
@@ -41,6 +43,9 @@ log = structlog.get_logger("llm_vitals.alerts")
 
 STATE_KEY = "alerts:state"
 SILENCES_KEY = "alerts:silences"
+# A silence is a maintenance window, not a way to switch an alert off for good (that is
+# the rule's job); the bound also keeps every end time a date that JSON and datetime hold.
+MAX_SILENCE_SECONDS = 90 * 86400
 MAX_ATTEMPTS = 10
 MAX_BACKOFF = 300.0
 EVAL_SLICE = SLICE  # seconds of rule evaluation per loop step
@@ -481,7 +486,7 @@ class AlertEngine:
         configured = [{"id": s.id or f"config-{i}", "match": s.match,
                        "starts_at": s.starts_at.timestamp() if s.starts_at else 0.0, "ends_at": s.ends_at.timestamp(),
                        "comment": s.comment, "created_by": s.created_by} for i, s in enumerate(self.cfg.silences)]
-        stored = [s for s in self.store.get_state(SILENCES_KEY, []) if s["ends_at"] > now]
+        stored = [_bounded(s, now) for s in self.store.get_state(SILENCES_KEY, []) if s["ends_at"] > now]
         return configured + stored
 
     def add_silence(self, match: dict[str, str], duration: float, comment: str = "", created_by: str = "api") -> str:
@@ -631,9 +636,30 @@ def _match(labels: Mapping[str, str], match: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in match.items())
 
 
+def silence_duration(value: Any) -> float:
+    """A silence's duration in seconds ('2h', 7200): finite, positive and at most
+    MAX_SILENCE_SECONDS; ValueError with the reason otherwise."""
+    seconds = parse_duration(value)
+    if seconds <= 0:
+        raise ValueError("must be positive")
+    if seconds > MAX_SILENCE_SECONDS:
+        raise ValueError(f"{format_duration(seconds)} is longer than the maximum {format_duration(MAX_SILENCE_SECONDS)}")
+    return seconds
+
+
+def _bounded(s: dict[str, Any], now: float) -> dict[str, Any]:
+    """A stored silence as shown; one saved before durations were bounded (an end of
+    Infinity or year 33715) is shown ending at the bound, not as invalid JSON."""
+    if not math.isfinite(s["ends_at"]) or s["ends_at"] > now + MAX_SILENCE_SECONDS:
+        return {**s, "ends_at": now + MAX_SILENCE_SECONDS}
+    return s
+
+
 def add_silence(store: Store, match: dict[str, str], duration: float, comment: str, created_by: str,
                 now: float | None = None) -> str:
     now = time.time() if now is None else now
+    if not (math.isfinite(duration) and 0 < duration <= MAX_SILENCE_SECONDS):
+        raise ValueError(f"silence duration {duration!r}: must be positive and at most {MAX_SILENCE_SECONDS:g}s")
     sid = uuid.uuid4().hex[:10]
 
     def change(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], str]:

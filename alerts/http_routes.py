@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.engine import AlertEngine
-from daemon.durations import parse_duration
+from alerts.engine import AlertEngine, silence_duration
 
 Reply = tuple[int, Any]
 
@@ -25,7 +24,7 @@ def silences_post(engine: AlertEngine, body: Any) -> Reply:
     if not isinstance(match, dict) or not match or not all(isinstance(v, str) for v in match.values()):
         return 400, {"error": "`match` must be a non-empty object of label: value"}
     try:
-        duration = parse_duration(body.get("duration", "1h"))
+        duration = silence_duration(body.get("duration", "1h"))
     except ValueError as exc:
         return 400, {"error": f"duration: {exc}"}
     sid = engine.add_silence(match, duration, str(body.get("comment", "")), str(body.get("created_by", "api")))

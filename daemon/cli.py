@@ -8,7 +8,7 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from daemon.config import ConfigError, MissingSecret, Settings, load_settings
+from daemon.config import ConfigError, MissingSecret, Settings, load_settings, require_targets
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -46,9 +46,14 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         settings = _load(args.config)
+        require_targets(settings, str(args.config or demo_config_path()))
     except ConfigError as exc:
         return _config_error(exc, args.config)
+    from daemon.store import storage_problem
+
     problems = settings.check_secrets()
+    if (why := storage_problem(settings.storage.path)) is not None:
+        problems.append(f"storage.path: {why}")
     source = args.config or demo_config_path()
     for p in problems:
         print(f"error: {source}: {p}", file=sys.stderr)

@@ -18,10 +18,12 @@ from alerts.config import AlertsConfig
 from daemon.detector import DetectorConfig
 from daemon.durations import Duration, Fraction
 from daemon.model import Strict
+from probes.redact import SECRETS
 from probes.registry import PROTOCOLS
 from probes.target import Expectation, ProbeSpec, ProbeTarget, ProviderSpec, Secret
 
 ENV_PREFIX = "LLM_VITALS_"
+MAX_SECRET_FILE = 4096  # bytes; API keys, tokens and PEM-less passwords are far smaller
 
 
 class ConfigError(Exception):
@@ -42,13 +44,40 @@ def read_secret(env: str | None, file: str | None, what: str) -> Secret | None:
         value = os.environ.get(env)
         if value is None or value == "":
             raise MissingSecret(f"{what}: environment variable {env} is not set")
+        SECRETS.add(value.strip())
         return Secret(value.strip())
     if file:
         try:
-            return Secret(Path(file).read_text().strip())
+            with open(file, "rb") as f:
+                raw = f.read(MAX_SECRET_FILE + 1)  # /dev/zero or a log file by mistake: never unbounded
         except OSError as exc:
             raise MissingSecret(f"{what}: cannot read secret file {file}: {exc.strerror}") from None
+        if len(raw) > MAX_SECRET_FILE:
+            raise MissingSecret(f"{what}: secret file {file} is larger than {MAX_SECRET_FILE} bytes (not a secret?)")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MissingSecret(f"{what}: secret file {file} is not UTF-8 text (byte {exc.start})") from None
+        SECRETS.add(text.strip())
+        return Secret(text.strip())
     return None
+
+
+def _register_url_secrets(settings: Settings) -> None:
+    """A `user:password@` in any configured URL is a secret like the `*_env` ones: httpx
+    sends it as Basic auth and a server may echo it back (logs, errors, alerts)."""
+    urls = [p.base_url for p in settings.providers]
+    if settings.influxdb is not None:
+        urls.append(settings.influxdb.url)
+    for rc in settings.alerts.receivers:
+        if rc.webhook is not None:
+            urls.append(rc.webhook.url)
+        if rc.alertmanager is not None:
+            urls.extend(rc.alertmanager.urls)
+        if rc.slack is not None:
+            urls.append(rc.slack.api_url)
+    for url in urls:
+        SECRETS.add_url(url)
 
 
 class HttpConfig(Strict):
@@ -56,6 +85,9 @@ class HttpConfig(Strict):
     auth_token_env: str | None = None
     auth_token_file: str | None = None
     metrics_require_auth: bool = False
+    # Host names (besides localhost, 127.0.0.1, [::1] and the listen host) this API answers
+    # to, e.g. a reverse proxy's name; anything else is refused (DNS rebinding).
+    allowed_hosts: list[str] = []
 
     @field_validator("listen")
     @classmethod
@@ -602,7 +634,20 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
             raise ConfigError([f"{source}: {where}invalid YAML: {problem}"]) from None
         if not isinstance(data, dict):
             raise ConfigError([f"{source}: (top level): expected a mapping of keys, got {type(data).__name__}"])
+        if not data:
+            # /dev/null, a truncated file or one still being written: running it would
+            # silently probe nothing (and a reload would drop every target)
+            raise ConfigError([f"{source}: (top level): the file is empty (no settings, no providers)"])
     try:
-        return Settings(**data)
+        settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source, data)) from None
+    _register_url_secrets(settings)
+    return settings
+
+
+def require_targets(settings: Settings, source: str) -> None:
+    """For what probes (check, run, reload): a config without providers would run and
+    probe nothing. (The alert commands need none.)"""
+    if not settings.providers:
+        raise ConfigError([f"{source}: providers: no providers configured: there is nothing to probe"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -16,6 +17,8 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '30s'")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("a duration must be a finite number of seconds")
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
@@ -33,6 +36,8 @@ def parse_duration(value: Any) -> float:
         raise ValueError(
             f"invalid duration {value!r}: use a number with a unit ms, s, m, h, d or w, e.g. '30s', '5m', '1h30m'"
         )
+    if not math.isfinite(total):  # a few hundred digits overflow to inf
+        raise ValueError(f"invalid duration {value!r}: too large")
     return total
 
 

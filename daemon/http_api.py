@@ -2,6 +2,13 @@
 
 Binds loopback by default. When a bearer token is configured (required off loopback),
 everything but the health endpoints (and /metrics unless metrics_require_auth) needs it.
+
+Without a token, a browser on the same machine is the threat: any page can send "simple"
+cross-site requests (text/plain or form bodies need no CORS preflight), and a DNS-rebound
+name reaches 127.0.0.1 with its own Host. So (daemon/request_guard.py) a request must name
+this server in Host, a write must carry `Content-Type: application/json` (which a foreign
+page cannot send without a preflight this API never grants), and an Origin, when given,
+must be this server's.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 
 from daemon.exposition import render, render_openmetrics
+from daemon.request_guard import RequestGuard
 
 if TYPE_CHECKING:
     from daemon.process import Daemon
@@ -39,10 +47,17 @@ def _json(status: int, body: Any) -> web.Response:
 
 
 def build_app(daemon: Daemon) -> web.Application:
+    guard = RequestGuard(daemon.settings.http)
+
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         token = daemon.auth_token
         path = request.path
+        if path not in _OPEN:
+            refused = guard.refuse(request.method, request.headers)
+            if refused is not None:
+                status, reason = refused
+                return _json(status, {"error": reason})
         needs = token is not None and path not in _OPEN and not (
             path == "/metrics" and not daemon.settings.http.metrics_require_auth
         )

@@ -1,11 +1,38 @@
-"""structlog setup: JSON lines for machines, a readable console on a TTY. Logs go to stderr."""
+"""structlog setup: JSON lines for machines, a readable console on a TTY. Logs go to stderr.
+
+Every value is redacted against the process's known secrets (probes.redact.SECRETS)
+before it is rendered: an error echoed by a provider or a sink may carry one."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+
+from probes.redact import SECRETS
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return SECRETS.redact(value)
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    return value
+
+
+_OURS = frozenset({"event", "level", "timestamp"})  # written by the code, never by a server
+
+
+def redact_secrets(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in event.items():
+        if key not in _OURS:
+            event[key] = _scrub(value)
+    return event
 
 
 def configure(level: str = "info", json: bool | None = None) -> None:
@@ -20,6 +47,7 @@ def configure(level: str = "info", json: bool | None = None) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_secrets,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from daemon import logs
 from daemon.aggregator import WINDOWS, Aggregator
 from daemon.budget import BudgetTracker, probe_cost
 from daemon.collector import Collector
-from daemon.config import ConfigError, Settings, load_settings, read_secret
+from daemon.config import ConfigError, Settings, load_settings, read_secret, require_targets
 from daemon.gcpolicy import GcPolicy
 from daemon.http_api import build_app
 from daemon.metrics import Metrics, QuantileCollector, exported
@@ -30,7 +31,7 @@ from daemon.selfmon import LoopMonitor
 from daemon.simulator_process import SimulatorStartError, simulator_process
 from daemon.sinks.base import AlertTransition, Sink
 from daemon.sinks.sqlite_results import SQLiteResultSink
-from daemon.store import Store
+from daemon.store import Store, storage_problem
 from probes.clients import ClientPool
 from probes.result import ProbeResult
 from probes.target import ProbeTarget
@@ -434,6 +435,7 @@ class Daemon:
         path = self.config_path
         try:
             new = load_settings(path if path is not None else self.source)
+            require_targets(new, self.source)
             problems = new.check_secrets()
             if problems:
                 raise ConfigError([f"{self.source}: {p}" for p in problems])
@@ -539,11 +541,14 @@ def run_daemon(config_path: str | None, demo_path: Path) -> int:
     source = config_path or str(demo_path)
     try:
         settings = load_settings(source)
+        require_targets(settings, source)
     except ConfigError as exc:
         for line in exc.lines:
             print(f"error: {line}", file=sys.stderr)
         return 2
     problems = settings.check_secrets()
+    if (why := storage_problem(settings.storage.path)) is not None:
+        problems.append(f"storage.path: {why}")
     if problems:
         for p in problems:
             print(f"error: {source}: {p}", file=sys.stderr)
@@ -558,4 +563,10 @@ def run_daemon(config_path: str | None, demo_path: Path) -> int:
             f"`llm-vitals silence ...` without -c uses it too)",
             file=sys.stderr,
         )
-    return asyncio.run(Daemon(settings, config_path, source).run())
+    try:
+        daemon = Daemon(settings, config_path, source)
+    except (sqlite3.Error, OSError) as exc:
+        # checked above, but the disk can change in between (or be full)
+        print(f"error: {source}: storage.path: cannot open {settings.storage.path}: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(daemon.run())

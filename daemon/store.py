@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -63,7 +64,10 @@ class Store:
             try:
                 yield self._conn
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # SQLITE_FULL (a full disk) has rolled back already: a second ROLLBACK would
+                # raise "no transaction is active" and hide why
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
             else:
                 self._conn.execute("COMMIT")
@@ -173,3 +177,39 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def storage_problem(path: str | Path) -> str | None:
+    """Why the daemon could not keep its store at `path` (None when it can), found without
+    creating the database: `check` says so instead of `run` failing with a traceback.
+    Writes are tried for real (a temporary file, a write lock): permission bits say nothing
+    on a read-only mount or for root."""
+    path = str(path)
+    if path == ":memory:":
+        return None
+    p = Path(path)
+    if p.is_dir():
+        return f"{path} is a directory"
+    if p.exists():
+        try:
+            conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=rw", uri=True, timeout=5)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            return f"cannot write {path}: {exc}"
+        where = p.parent
+    else:
+        where = p.parent
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        if not where.is_dir():
+            return f"cannot create {path}: {where} is not a directory"
+    try:
+        # WAL keeps -wal and -shm files beside the database: the directory must take files
+        tempfile.TemporaryFile(dir=where).close()
+    except OSError as exc:
+        return f"cannot create files in {where}: {exc.strerror}"
+    return None

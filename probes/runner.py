@@ -21,8 +21,10 @@ from probes.framing import FramingError, new_decoder
 from probes.httpclient import HEADERS, parsed_url, probe_client
 from probes.netstream import arrival_ns
 from probes.protocol import StreamProtocolError
+from probes.redact import SECRETS, clip, redact, url_secrets
 from probes.registry import protocol_for
 from probes.result import Outcome, ProbeResult
+from probes.retry_after import retry_after_seconds
 from probes.target import ProbeTarget
 from probes.timing import Timeline, derive
 
@@ -30,6 +32,7 @@ _KEPT_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 _KEPT_HEADERS = frozenset({"retry-after", "retry-after-ms"})
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "x-goog-request-id")
 _MAX_ERROR_BODY = 64 * 1024
+_MAX_ERROR = 500  # characters of error text kept, cut after redaction
 
 # Called with the arrival time (perf_counter_ns) of every token-bearing event; the
 # simulator benchmark uses it to compare our stamps with the server's write times.
@@ -198,7 +201,7 @@ async def run_probe(
         started_at=started_at,
         outcome=outcome,
         status_code=status,
-        error=_redact(error, secrets),
+        error=clip(error, _MAX_ERROR, secrets) if error else error,
         connect=connect,
         tls=tls,
         ttfb=d.ttfb,
@@ -222,7 +225,7 @@ async def run_probe(
         request_id=request_id,
         rate_limit=kept,
         server_timing=dict(tl.server_timing),
-        text=_redact(text, secrets) or "",
+        text=redact(text, secrets) if text else "",
     )
 
 
@@ -257,18 +260,7 @@ def _retry_after(headers: httpx.Headers) -> float | None:
             return float(ms) / 1000
         except ValueError:
             pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-        except (TypeError, ValueError):
-            return None
+    return retry_after_seconds(headers.get("retry-after") or None)
 
 
 async def _read_capped(resp: httpx.Response) -> bytes:
@@ -281,7 +273,9 @@ async def _read_capped(resp: httpx.Response) -> bytes:
 
 
 def _secrets_of(target: ProbeTarget) -> list[str]:
-    vals = []
+    """The target's own secrets (its key, its options' Secrets, the user:password of its
+    URL) and every other one the process knows: an echo may carry any of them."""
+    vals = [*url_secrets(target.provider.base_url), *SECRETS.values()]
     if target.provider.api_key:
         vals.append(target.provider.api_key.get())
     for v in target.provider.options.values():
@@ -295,15 +289,7 @@ def _secrets_of(target: ProbeTarget) -> list[str]:
     return vals
 
 
-def _redact(text: str | None, secrets: list[str]) -> str | None:
-    if not text:
-        return text
-    for s in secrets:
-        if len(s) >= 4 and s in text:
-            text = text.replace(s, "***")
-    return text
-
-
 def _exc_text(exc: BaseException) -> str:
     msg = str(exc) or type(exc).__name__
-    return " ".join(msg.split())[:200]
+    # not cut here: the whole result's error is redacted first, then cut (run_probe)
+    return " ".join(msg.split())

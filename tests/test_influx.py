@@ -114,15 +114,94 @@ async def test_spooled_points_survive_a_restart(tmp_path: Path) -> None:
 
 async def test_bad_data_is_dropped_not_retried_forever(influx: InfluxDB1, tmp_path: Path) -> None:
     m = Metrics()
-    cfg = InfluxConfig(url=influx.url, api_version=1, database="no_such_db", batch_size=10, flush_interval=0.2)
-    sink = InfluxSink(cfg, Store(tmp_path / "s.db"), m)
+    sink = InfluxSink(v1(influx.url), Store(tmp_path / "s.db"), m)
     await sink.start()
-    for r in results(5, datetime(2026, 11, 20, 15, 0, tzinfo=UTC)):
-        sink.submit(r)
-    await asyncio.sleep(1.0)
+    for _ in range(5):
+        sink._push("probe,provider=p this is not line protocol")
+    await wait_for(lambda: m.registry.get_sample_value(
+        "llm_vitals_sink_points_total", {"sink": "influxdb", "state": "rejected"}) == 5)
     await sink.stop(2)
-    assert m.registry.get_sample_value("llm_vitals_sink_points_total", {"sink": "influxdb", "state": "rejected"}) == 5
     assert sink.health()["spooled"] == 0
+
+
+def points(m: Metrics, state: str) -> float:
+    return m.registry.get_sample_value("llm_vitals_sink_points_total", {"sink": "influxdb", "state": state}) or 0.0
+
+
+async def test_a_missing_database_is_retried_not_dropped(influx: InfluxDB1, tmp_path: Path) -> None:
+    """404 `database not found` is the server's state (being created, restored), not bad
+    points: they were dropped (93 of 190 while the database was missing for 20 s)."""
+    m = Metrics()
+    sink = InfluxSink(v1(influx.url).model_copy(update={"database": "created_later"}), Store(tmp_path / "s.db"), m)
+    await sink.start()
+    for r in results(60, datetime(2026, 11, 20, 15, 0, tzinfo=UTC)):
+        sink.submit(r)
+    await wait_for(lambda: points(m, "retried") >= 60)
+    h = sink.health()
+    assert h["ok"] is False and "404" in h["error"] and "database not found" in h["error"]
+    assert points(m, "rejected") == 0 and h["spooled"] == 60
+    assert (m.registry.get_sample_value("llm_vitals_sink_errors_total", {"sink": "influxdb"}) or 0) >= 1
+    influx.create_db("created_later")
+    await wait_for(lambda: len(influx.query("SELECT ttft FROM probe", db="created_later")) == 60, timeout=30)
+    await sink.stop(5)
+    assert sink.health()["ok"] is True and points(m, "rejected") == 0 and points(m, "dropped") == 0
+
+
+def full_store(path: Path) -> Store:
+    """A store that cannot grow (SQLITE_FULL, as on a full disk): the spool table exists,
+    every page it would need is refused."""
+    store = Store(path)
+    from daemon.sinks.influx_spool import Spool
+
+    Spool(store, "influxdb", 1000)
+    (pages,) = store.execute("PRAGMA page_count")[0]
+    store.execute(f"PRAGMA max_page_count = {int(pages)}")
+    return store
+
+
+async def test_a_full_store_loses_no_point_to_a_healthy_database(influx: InfluxDB1, tmp_path: Path) -> None:
+    """With the local store full, 288 of 732 points never reached a healthy influxd, the
+    error counter at 0 and the sink `ok`."""
+    import sqlite3
+
+    m = Metrics()
+    store = full_store(tmp_path / "s.db")
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        store.add_results(results(50, datetime(2026, 11, 20, 16, 0, tzinfo=UTC)))
+    sink = InfluxSink(v1(influx.url), store, m)
+    await sink.start()
+    rs = results(732, datetime(2026, 11, 20, 16, 0, tzinfo=UTC))
+    for i, r in enumerate(rs):
+        sink.submit(r)
+        if i % 100 == 0:
+            await asyncio.sleep(0.05)
+    await wait_for(lambda: len(influx.query("SELECT ttft FROM probe")) == 732, timeout=30)
+    h = sink.health()
+    assert h["ok"] is False and "full" in h["spool_error"], h
+    assert (m.registry.get_sample_value("llm_vitals_sink_errors_total", {"sink": "influxdb"}) or 0) >= 1
+    assert points(m, "dropped") == 0 and points(m, "written") == 732
+    await sink.stop(5)
+
+
+async def test_what_must_be_dropped_is_counted_logged_and_degrades_health(tmp_path: Path) -> None:
+    """Store full and the database down: memory holds memory_max points, the rest go, never silently."""
+    from structlog.testing import capture_logs
+
+    from tests.conftest import free_port
+
+    m = Metrics()
+    sink = InfluxSink(v1(f"http://127.0.0.1:{free_port()}"), full_store(tmp_path / "s.db"), m, memory_max=100)
+    with capture_logs() as logs:
+        await sink.start()
+        for r in results(250, datetime(2026, 11, 20, 17, 0, tzinfo=UTC)):
+            sink.submit(r)
+        await asyncio.sleep(1.0)
+        h = sink.health()
+        await sink.stop(1)
+    assert h["ok"] is False and h["dropped"] == 150 and h["memory"] == 100, h
+    assert points(m, "dropped") == 250  # 150 over the bound, then 100 in memory at stop
+    events = [e["event"] for e in logs]
+    assert "influxdb_points_dropped" in events and "influxdb_spool_unwritable_sending_from_memory" in events
 
 
 async def test_v2_write_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 from alerts.model import Notification
 from alerts.notifiers.base import DeliveryError, Notifier
 from alerts.notifiers.webhook import post_json
+from probes.redact import strip_userinfo
 
 
 def _iso(ts: float) -> str:
@@ -42,7 +42,7 @@ class AlertmanagerNotifier(Notifier):
             try:
                 await post_json(url.rstrip("/") + "/api/v2/alerts", body, {}, self.cfg.timeout)
             except DeliveryError as exc:
-                return f"{_redact(url)}: {exc}"
+                return f"{strip_userinfo(url)}: {exc}"
             return None
 
         # side by side: a hanging instance must not hold back (or, past the engine's send
@@ -50,15 +50,3 @@ class AlertmanagerNotifier(Notifier):
         errors = [e for e in await asyncio.gather(*(post(u) for u in self.cfg.urls)) if e is not None]
         if len(errors) == len(self.cfg.urls):
             raise DeliveryError("; ".join(errors))
-
-
-def _redact(url: str) -> str:
-    """The URL without its user:password (basic auth to a proxy in front of Alertmanager)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc="***@" + netloc))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from alerts.model import Notification
+from probes.retry_after import retry_after_seconds
+
+__all__ = ["DeliveryError", "Notifier", "retry_after_seconds"]
 
 
 class DeliveryError(Exception):
@@ -17,27 +18,6 @@ class DeliveryError(Exception):
         super().__init__(message)
         self.retry_after = retry_after
         self.permanent = permanent
-
-
-def retry_after_seconds(value: Any, now: float | None = None) -> float | None:
-    """A Retry-After header (seconds or an HTTP-date, RFC 9110; a list: its first value) in
-    seconds from now; None when absent or unreadable (the sender's own backoff applies)."""
-    if isinstance(value, list):
-        value = value[0] if value else None
-    if value is None:
-        return None
-    text = str(value).strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return max(seconds, 0.0) if seconds == seconds else None
 
 
 class Notifier(ABC):

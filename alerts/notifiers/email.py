@@ -11,6 +11,7 @@ import aiosmtplib
 from alerts.model import Notification
 from alerts.notifiers.base import DeliveryError, Notifier
 from daemon.config import read_secret
+from probes.redact import SECRETS
 
 
 class EmailNotifier(Notifier):
@@ -49,4 +50,4 @@ class EmailNotifier(Notifier):
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise DeliveryError(f"SMTP authentication failed ({exc.code})", permanent=True) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise DeliveryError(f"SMTP: {type(exc).__name__}: {str(exc)[:150]}") from None
+            raise DeliveryError(f"SMTP: {type(exc).__name__}: {SECRETS.clip(str(exc), 150)}") from None

@@ -12,6 +12,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from alerts.model import Notification
 from alerts.notifiers.base import DeliveryError, Notifier, retry_after_seconds
 from daemon.config import read_secret
+from probes.redact import SECRETS
 
 
 def blocks(n: Notification) -> list[dict[str, Any]]:
@@ -79,7 +80,7 @@ class SlackNotifier(Notifier):
                 ra = wresp.headers.get("retry-after") if wresp.headers else None
                 raise DeliveryError(f"Slack webhook HTTP {wresp.status_code}", retry_after_seconds(ra))
             if wresp.status_code >= 400:
-                raise DeliveryError(f"Slack webhook HTTP {wresp.status_code}: {wresp.body[:100]}", permanent=True)
+                raise DeliveryError(f"Slack webhook HTTP {wresp.status_code}: {SECRETS.clip(str(wresp.body), 100)}", permanent=True)
         except SlackApiError as exc:
             status = exc.response.status_code
             ra = exc.response.headers.get("retry-after") or exc.response.headers.get("Retry-After")
@@ -89,4 +90,4 @@ class SlackNotifier(Notifier):
         except DeliveryError:
             raise
         except Exception as exc:  # connection errors from aiohttp
-            raise DeliveryError(f"Slack: {type(exc).__name__}: {str(exc)[:150]}") from None
+            raise DeliveryError(f"Slack: {type(exc).__name__}: {SECRETS.clip(str(exc), 150)}") from None

@@ -12,6 +12,7 @@ import httpx
 from alerts.model import Notification
 from alerts.notifiers.base import DeliveryError, Notifier, retry_after_seconds
 from daemon.config import read_secret
+from probes.redact import SECRETS
 
 SIGNATURE_HEADER = "X-LLM-Vitals-Signature"
 
@@ -38,12 +39,12 @@ async def post_json(url: str, body: bytes, headers: dict[str, str], timeout: flo
         async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
             resp = await client.post(url, content=body, headers={"content-type": "application/json", **headers})
     except httpx.HTTPError as exc:
-        raise DeliveryError(f"{type(exc).__name__}: {exc}"[:200]) from None
+        raise DeliveryError(SECRETS.clip(f"{type(exc).__name__}: {exc}", 200)) from None
     if resp.status_code == 429 or resp.status_code >= 500:
         ra = resp.headers.get("retry-after")
         raise DeliveryError(f"HTTP {resp.status_code}", retry_after_seconds(ra))
     if resp.status_code >= 400:
-        raise DeliveryError(f"HTTP {resp.status_code}: {resp.text[:200]}", permanent=True)
+        raise DeliveryError(f"HTTP {resp.status_code}: {SECRETS.clip(resp.text, 200)}", permanent=True)
     return resp
 
 
