@@ -37,7 +37,7 @@ def cmd_alert_test(args: argparse.Namespace) -> int:
         return await engine.send_test(args.receiver)
 
     ok, detail = asyncio.run(run())
-    print(f"{args.receiver}: {detail}", file=sys.stdout if ok else sys.stderr)
+    print(f"{'' if ok else 'error: '}{args.receiver}: {detail}", file=sys.stdout if ok else sys.stderr)
     if detail.startswith("unknown receiver"):
         return EXIT_CONFIG
     return EXIT_OK if ok else EXIT_FAIL
@@ -80,13 +80,15 @@ def cmd_silence(args: argparse.Namespace) -> int:
         import time
 
         now = time.time()
-        for item in store.get_state(SILENCES_KEY, []):
-            if item["ends_at"] > now:
-                # one saved before durations were bounded (Infinity, year 33715) shows the bound
-                until = min(item["ends_at"], now + MAX_SILENCE_SECONDS)
-                ends = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-                where = ",".join(f"{k}={v}" for k, v in item["match"].items())
-                print(f"{item['id']}  until {ends}  {where}  {item.get('comment', '')}")
+        active = [item for item in store.get_state(SILENCES_KEY, []) if item["ends_at"] > now]
+        if not active:
+            print("no active silences")
+        for item in active:
+            # one saved before durations were bounded (Infinity, year 33715) shows the bound
+            until = min(item["ends_at"], now + MAX_SILENCE_SECONDS)
+            ends = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            where = ",".join(f"{k}={v}" for k, v in item["match"].items())
+            print(f"{item['id']}  until {ends}  {where}  {item.get('comment', '')}")
         return EXIT_OK
     if not args.id:
         print("error: silence expire needs an ID", file=sys.stderr)
@@ -99,16 +101,18 @@ def cmd_silence(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
+    config_help = "the YAML config (default: the built-in demo's)"
     t = sub.add_parser("alert-test", help="send a test notification to a receiver")
-    t.add_argument("receiver")
-    t.add_argument("-c", "--config")
+    t.add_argument("receiver", help="the receiver's name in alerts.receivers")
+    t.add_argument("-c", "--config", help=config_help)
     t.set_defaults(func=cmd_alert_test)
 
     s = sub.add_parser("silence", help="add, list or expire alert silences")
-    s.add_argument("action", choices=("add", "list", "expire"))
-    s.add_argument("id", nargs="?")
-    s.add_argument("-c", "--config")
-    s.add_argument("--match", action="append", metavar="LABEL=VALUE")
-    s.add_argument("--duration", default="1h")
-    s.add_argument("--comment")
+    s.add_argument("action", choices=("add", "list", "expire"), help="what to do")
+    s.add_argument("id", nargs="?", help="the silence to expire (as `add` and `list` print it)")
+    s.add_argument("-c", "--config", help=config_help)
+    s.add_argument("--match", action="append", metavar="LABEL=VALUE",
+                   help="silence alerts with this label value (repeatable: all must match)")
+    s.add_argument("--duration", default="1h", help="how long, e.g. 30m, 2h, 3d (default 1h, at most 90d)")
+    s.add_argument("--comment", help="why (shown in list and to the API)")
     s.set_defaults(func=cmd_silence)

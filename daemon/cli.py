@@ -13,6 +13,15 @@ from daemon.config import ConfigError, MissingSecret, Settings, load_settings, r
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("llm-vitals")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def demo_config_path() -> Path:
     return Path(str(resources.files("daemon") / "demo.yaml"))
 
@@ -51,22 +60,39 @@ def cmd_check(args: argparse.Namespace) -> int:
         return _config_error(exc, args.config)
     from daemon.store import storage_problem
 
-    problems = settings.check_secrets()
-    if (why := storage_problem(settings.storage.path)) is not None:
-        problems.append(f"storage.path: {why}")
     source = args.config or demo_config_path()
+    problems = []
+    if not args.offline:  # --offline: the config alone, as CI can check it without the secrets
+        problems = settings.check_secrets()
+        if (why := storage_problem(settings.storage.path)) is not None:
+            problems.append(f"storage.path: {why}")
     for p in problems:
         print(f"error: {source}: {p}", file=sys.stderr)
     if problems:
         return EXIT_CONFIG
+    for w in settings.warnings():
+        print(f"warning: {source}: {w}", file=sys.stderr)
     n = len(settings.target_entries())
-    print(f"{source}: ok ({len(settings.providers)} providers, {n} targets, "
-          f"{len(settings.alerts.rules)} alert rules, {len(settings.alerts.receivers)} receivers)")
+    counts = ", ".join(_plural(k, w) for k, w in ((len(settings.providers), "provider"), (n, "target"),
+                                                   (len(settings.alerts.rules), "alert rule"),
+                                                   (len(settings.alerts.receivers), "receiver")))
+    extra = "; offline: secrets and storage not checked" if args.offline else ""
+    print(f"{source}: ok ({counts}{extra})")
     return EXIT_OK
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    import os
+
     from daemon.process import run_daemon
+
+    if args.listen:
+        # Through the environment, so a SIGHUP reload keeps the address given here.
+        os.environ["LLM_VITALS_HTTP__LISTEN"] = args.listen
 
     return run_daemon(args.config, demo_config_path())
 
@@ -93,29 +119,36 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llm-vitals", description="Synthetic monitoring for LLM providers.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
+    config_help = "the YAML config (default: the built-in demo against the bundled simulator)"
 
     run = sub.add_parser("run", help="run the daemon (no -c: built-in demo against the bundled simulator)")
-    run.add_argument("-c", "--config")
+    run.add_argument("-c", "--config", help=config_help)
+    run.add_argument("--listen", metavar="HOST:PORT", help="serve HTTP here instead of the config's http.listen")
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check", help="validate a config and that every referenced secret exists")
-    check.add_argument("-c", "--config")
+    check.add_argument("-c", "--config", help=config_help)
+    check.add_argument("--offline", action="store_true",
+                       help="check the config alone: not the secrets it names nor the storage path (for CI)")
     check.set_defaults(func=cmd_check)
 
     probe = sub.add_parser("probe", help="run one-shot probes and print the results")
-    probe.add_argument("-c", "--config")
-    probe.add_argument("--target", action="append", metavar="PROVIDER/MODEL[/PROBE]")
-    probe.add_argument("--count", type=int, default=1)
-    probe.add_argument("--concurrency", type=int, default=8)
-    probe.add_argument("--format", choices=("table", "json"), default="table")
+    probe.add_argument("-c", "--config", help=config_help)
+    probe.add_argument("--target", action="append", metavar="PROVIDER/MODEL[/PROBE]",
+                       help="probe only this target (repeatable; default: every target)")
+    probe.add_argument("--count", type=int, default=1, help="probes per target (default 1)")
+    probe.add_argument("--concurrency", type=int, default=8, help="probes in flight at once (default 8)")
+    probe.add_argument("--format", choices=("table", "json"), default="table",
+                       help="a table for people, or one JSON object per probe per line (default table)")
     probe.set_defaults(func=cmd_probe)
 
     sim = sub.add_parser("simulate", help="serve the bundled LLM provider simulator")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8765)
-    sim.add_argument("--scenario")
-    sim.add_argument("--truth-log")
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sim.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0: any free port)")
+    sim.add_argument("--scenario", help="a scenario YAML: latencies, faults, degradations (default: the built-in one)")
+    sim.add_argument("--truth-log", help="write every token's send time here (JSON lines), for timing benches")
     sim.set_defaults(func=cmd_simulate)
 
     schema = sub.add_parser("config-schema", help="print the config file's JSON Schema (for editors)")

@@ -286,6 +286,15 @@ class ProviderConfig(Strict):
     timeout: Duration | None = None
     rate_limit_per_minute: float | None = Field(None, gt=0)
 
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, v: str) -> str:
+        # Checked here: a scheme-less or ftp:// URL passed `check`, then every probe failed
+        # as stream_error UnsupportedProtocol.
+        if not v.startswith(("http://", "https://", "{simulator}")):
+            raise ValueError(f"expected an http:// or https:// URL such as https://api.openai.com/v1, got {v!r}")
+        return v
+
     @field_validator("kind")
     @classmethod
     def _kind(cls, v: str) -> str:
@@ -504,6 +513,19 @@ class Settings(BaseSettings):
                     connect_timeout=self.defaults.connect_timeout,
                 )
             )
+        return out
+
+    def warnings(self) -> list[str]:
+        """What loads but probably is not what was meant: 'key: reason' lines."""
+        out = []
+        for i, prov in enumerate(self.providers):
+            for j, m in enumerate(prov.model_entries()):
+                interval = m.interval or prov.interval or self.defaults.interval
+                timeout = m.timeout or prov.timeout or self.defaults.timeout
+                if timeout > interval:
+                    out.append(f"providers[{i}] ({prov.name}).models[{j}] ({m.name}): timeout {timeout:g}s is "
+                               f"longer than the interval {interval:g}s: a slow probe makes the next one skip "
+                               "(llm_vitals_probes_skipped_total{reason=\"overlap\"})")
         return out
 
     def interval_for(self, provider: str, model: str) -> float:

@@ -101,9 +101,13 @@ def printer(fmt: str, out: TextIO = sys.stdout) -> Emit:
             out.flush()
 
     else:
-        out.write(TABLE_HEADER + "  (times in ms; ~ = estimated tokens)\n")
+        started = False
 
         def emit(r: ProbeResult) -> None:
+            nonlocal started
+            if not started:  # with the first row: a bad --target prints its error alone
+                out.write(TABLE_HEADER + "  (times in ms; ~ = estimated tokens)\n")
+                started = True
             out.write(table_row(r) + "\n")
             out.flush()
 

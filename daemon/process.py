@@ -553,6 +553,8 @@ def run_daemon(config_path: str | None, demo_path: Path) -> int:
         for p in problems:
             print(f"error: {source}: {p}", file=sys.stderr)
         return 2
+    for w in settings.warnings():
+        print(f"warning: {source}: {w}", file=sys.stderr)
     if config_path is None:
         print(
             f"llm-vitals: no -c given: running the built-in demo against the bundled simulator.\n"

@@ -70,3 +70,28 @@ def test_exit_2_for_unknown_target_and_table_output(tmp_path: Path) -> None:
     table = run(tmp_path, "--target", "sim/b/short")
     assert table.returncode == 0
     assert "sim/b/short" in table.stdout and "ok" in table.stdout
+
+
+def test_operator_polish_version_help_errors_and_empty_lists(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
+
+    def cli(*a: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "daemon.cli", *a], capture_output=True, text=True, timeout=60, env=env)
+
+    v = cli("--version")
+    assert v.returncode == 0 and v.stdout.startswith("llm-vitals ")
+    for sub in ("run", "check", "probe", "simulate", "silence", "alert-test"):
+        h = cli(sub, "--help").stdout
+        options = [ln for ln in h.splitlines() if ln.strip().startswith("-") and not ln.strip().startswith("-h")]
+        assert options and all(len(ln.split(None, 2)) >= 2 for ln in options), (sub, h)
+    nope = cli("probe", "--target", "nope/x")
+    assert nope.returncode == 2 and nope.stdout == "" and nope.stderr.startswith("error:")
+    bad = cli("alert-test", "nope")
+    assert bad.returncode == 2 and bad.stderr.startswith("error:")
+    assert cli("silence", "list").stdout.strip() == "no active silences"
+    ok = cli("check")
+    assert ok.returncode == 0 and "1 alert rule," in ok.stdout and "alert rules" not in ok.stdout

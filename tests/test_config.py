@@ -172,3 +172,24 @@ def test_an_error_from_an_environment_override_names_the_variable(tmp_path: Path
     with pytest.raises(ConfigError) as err:
         load_settings(f)
     assert "environment" not in str(err.value)
+
+
+@pytest.mark.parametrize("url", ["api.openai.com/v1", "ftp://api.example.com/v1"])
+def test_a_base_url_must_be_http(tmp_path: Path, url: str) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(f"providers: [{{name: p, kind: openai, base_url: '{url}', models: [m]}}]\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(f)
+    assert "providers[0] (p).base_url" in str(err.value) and "http:// or https://" in str(err.value)
+
+
+def test_check_offline_and_warnings(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("defaults: {interval: 10s, timeout: 30s}\n"
+                 "providers: [{name: p, kind: openai, base_url: 'https://api.example.com/v1', api_key_env: NOT_SET_ANYWHERE, models: [m]}]\n")
+    online = run_cli("check", "-c", str(f))
+    assert online.returncode == 2 and "NOT_SET_ANYWHERE" in online.stderr
+    offline = run_cli("check", "--offline", "-c", str(f))
+    assert offline.returncode == 0, offline.stderr
+    assert "offline" in offline.stdout and "1 provider," in offline.stdout
+    assert "warning:" in offline.stderr and "timeout 30s is longer than the interval 10s" in offline.stderr
