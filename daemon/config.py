@@ -19,7 +19,7 @@ from daemon.detector import DetectorConfig
 from daemon.durations import Duration, Fraction
 from daemon.model import Strict
 from probes.registry import PROTOCOLS
-from probes.target import Expectation, ProbeSpec, ProbeTarget, ProviderSpec, Secret
+from probes.target import Expectation, ProbeLimits, ProbeSpec, ProbeTarget, ProviderSpec, Secret
 
 ENV_PREFIX = "LLM_VITALS_"
 
@@ -174,6 +174,13 @@ class ModelEntry(Strict):
     timeout: Duration | None = None
 
 
+class ProviderBudget(Strict):
+    """One provider's own daily budget: spending it pauses that provider's probes only."""
+
+    daily_tokens: int | None = Field(None, ge=1)
+    daily_cost_usd: float | None = Field(None, gt=0)
+
+
 class Price(Strict):
     input_per_mtok: float = Field(0.0, ge=0)
     output_per_mtok: float = Field(0.0, ge=0)
@@ -197,6 +204,7 @@ class ProviderConfig(Strict):
     interval: Duration | None = None
     timeout: Duration | None = None
     rate_limit_per_minute: float | None = Field(None, gt=0)
+    budget: ProviderBudget | None = None  # this provider's daily budget (default: budgets.per_provider)
 
     @field_validator("kind")
     @classmethod
@@ -240,8 +248,22 @@ class ProviderConfig(Strict):
 
 
 class Budgets(Strict):
+    # Global: spending it pauses every target.
     daily_tokens: int | None = Field(None, ge=1)
     daily_cost_usd: float | None = Field(None, gt=0)
+    # Each provider's own, unless the provider sets `budget`: spending it pauses that provider only.
+    per_provider: ProviderBudget = ProviderBudget()
+
+
+class LimitsConfig(Strict):
+    """What one probe's response may cost (past the byte limits: stream_error)."""
+
+    max_line_bytes: int = Field(ProbeLimits.max_line_bytes, ge=1024)
+    max_stream_bytes: int = Field(ProbeLimits.max_stream_bytes, ge=64 * 1024)
+    max_reply_chars: int = Field(ProbeLimits.max_reply_chars, ge=256, le=65536)
+
+    def spec(self) -> ProbeLimits:
+        return ProbeLimits(self.max_line_bytes, self.max_stream_bytes, self.max_reply_chars)
 
 
 class SchedulerConfig(Strict):
@@ -277,6 +299,7 @@ class Settings(BaseSettings):
     defaults: Defaults = Defaults()
     providers: list[ProviderConfig] = []
     budgets: Budgets = Budgets()
+    limits: LimitsConfig = LimitsConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
     simulator: SimulatorConfig = SimulatorConfig()
     detector: DetectorConfig = DetectorConfig()
@@ -340,6 +363,7 @@ class Settings(BaseSettings):
     def targets(self, simulator_url: str | None = None) -> list[ProbeTarget]:
         """Every target with its secrets resolved (raises MissingSecret)."""
         specs: dict[str, ProviderSpec] = {}
+        limits = self.limits.spec()
         out = []
         for prov, m, profile in self.target_entries():
             if prov.name not in specs:
@@ -352,9 +376,14 @@ class Settings(BaseSettings):
                     region=self.region,
                     timeout=m.timeout or prov.timeout or self.defaults.timeout,
                     connect_timeout=self.defaults.connect_timeout,
+                    limits=limits,
                 )
             )
         return out
+
+    def provider_budgets(self) -> dict[str, ProviderBudget]:
+        """Each provider's own daily budget (its `budget`, else `budgets.per_provider`)."""
+        return {p.name: p.budget or self.budgets.per_provider for p in self.providers}
 
     def interval_for(self, provider: str, model: str) -> float:
         for prov in self.providers:

@@ -374,6 +374,8 @@ class Metrics:
         self.sink_errors = Counter("llm_vitals_sink_errors_total", "Errors writing to a sink.", ("sink",), registry=r)
         self.skipped = CompactCounter("llm_vitals_probes_skipped_total", "Scheduled probes not run, by reason.", (*TARGET, "reason"), r)
         self.budget_paused = Gauge("llm_vitals_budget_paused", "1 while probing is paused by a daily budget.", ("budget",), registry=r)
+        self.provider_budget_paused = Gauge("llm_vitals_provider_budget_paused", "1 while a provider's probing is paused by its own daily budget.", ("provider", "budget"), registry=r)
+        self.usage_clamped = CompactCounter("llm_vitals_usage_clamped_total", "Probes whose usage report was impossible (negative, or more than the request allowed) and was bounded.", TARGET, r)
         self.in_flight = Gauge("llm_vitals_probes_in_flight", "Probes currently running.", registry=r)
         self.targets = Gauge("llm_vitals_targets", "Configured targets.", registry=r)
         self.config_reloads = Counter("llm_vitals_config_reloads_total", "Config reloads by outcome.", ("outcome",), registry=r)
@@ -399,6 +401,8 @@ class Metrics:
             self.tokens.inc_key((*lv, "input"), r.input_tokens)
         if cost_usd:
             self.cost.inc_key(lv, cost_usd)
+        if r.usage_clamped:
+            self.usage_clamped.inc_key(lv)
         for kind, value in _remaining(r.rate_limit):
             self.rate_limit_remaining.set_key((*lv, kind), value)
         phase = self.phase
@@ -430,7 +434,7 @@ class Metrics:
         """Remove a deleted target's series (reload), so dashboards don't show ghosts."""
         lv: Key = (labels["provider"], labels["model"], labels["probe"], labels["region"])
         fams: tuple[_Family, ...] = (self.ttft, self.ttft_content, self.e2e, self.itl, self.tpot, self.tps,
-                                     self.success, self.last_probe, self.cost)
+                                     self.success, self.last_probe, self.cost, self.usage_clamped)
         for m in fams:
             m.discard(lv)
         extras: tuple[tuple[_Family, tuple[str, ...]], ...] = (
