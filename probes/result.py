@@ -126,11 +126,7 @@ class ProbeResult:
         put(self, "request_id", _short(self.request_id, MAX_SHORT_CHARS))
         put(self, "text", self.text[:MAX_TEXT_CHARS] if isinstance(self.text, str) else "")
         put(self, "usage_clamped", self.usage_clamped is True)
-        itls = self.itls
-        if len(itls) > MAX_ITLS or not all(type(x) is float and 0.0 <= x < math.inf for x in itls):
-            put(self, "itls", tuple(x for x in map(_seconds, itls[:MAX_ITLS]) if x is not None))
-        elif type(itls) is not tuple:
-            put(self, "itls", tuple(itls))
+        put(self, "itls", _gaps(self.itls))
         put(self, "rate_limit", {k[:MAX_SHORT_CHARS]: v[:MAX_SHORT_CHARS]
                                  for k, v in list(self.rate_limit.items())[:MAX_MAP_ENTRIES]
                                  if isinstance(k, str) and isinstance(v, str)})
@@ -194,6 +190,16 @@ def _seconds(v: object) -> float | None:
     """A duration or rate: finite and not negative, else absent."""
     f = _finite(v)
     return f if f is not None and f >= 0.0 else None
+
+
+def _gaps(itls: tuple[float, ...]) -> tuple[float, ...]:
+    itls = tuple(itls[:MAX_ITLS])
+    try:  # the common case in two C loops: min catches negatives, sum NaN and infinity
+        if not itls or (min(itls) >= 0.0 and math.isfinite(sum(itls))):
+            return itls
+    except TypeError:
+        pass
+    return tuple(x for x in map(_seconds, itls) if x is not None)
 
 
 def _count(v: object) -> int | None:

@@ -200,7 +200,7 @@ async def _probe(
                 await resp.aclose()
     except TimeoutError:
         outcome = Outcome.TIMEOUT
-        tokens_before_error = len(tl.token_stamps)
+        tokens_before_error = tl.token_count
         if tl.headers_ns is None:
             error = f"no response headers within {target.timeout:g}s"
         elif not tokens_before_error:
@@ -270,7 +270,7 @@ async def _probe(
         output_tps=d.output_tps,
         finish_reason=tl.finish_reason,
         itls=d.itls,
-        token_chunks=len(tl.token_stamps),
+        token_chunks=tl.token_count,
         retry_after=retry_after,
         request_id=request_id,
         rate_limit=kept,

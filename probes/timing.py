@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from probes.protocol import StreamEvent, Usage
-from probes.result import TokensSource
+from probes.result import MAX_ITLS, TokensSource
 
 NS = 1_000_000_000
 
@@ -28,7 +28,10 @@ class Timeline:
     first_content_ns: int | None = None  # visible text
     last_byte_ns: int | None = None
     end_ns: int | None = None
+    # Arrival of each token-bearing chunk: the first MAX_ITLS + 1 (a stream past that is
+    # far beyond any probe's max_tokens; deriving from all of an endless one cost ms).
     token_stamps: list[int] = field(default_factory=list)
+    token_count: int = 0  # all token-bearing chunks
     text_parts: list[str] = field(default_factory=list)  # the first `max_text_chars` of the reply
     max_text_chars: int = 8192
     text_chars: int = 0  # all of the reply, kept or not
@@ -43,7 +46,9 @@ class Timeline:
         if ev.text or ev.reasoning:
             if self.first_token_ns is None:
                 self.first_token_ns = t_ns
-            self.token_stamps.append(t_ns)
+            self.token_count += 1
+            if self.token_count <= MAX_ITLS + 1:
+                self.token_stamps.append(t_ns)
             if ev.text:
                 if self.first_content_ns is None:
                     self.first_content_ns = t_ns
@@ -114,7 +119,10 @@ def derive(tl: Timeline, bounds: UsageBounds = UsageBounds()) -> Derived:
     ttft = tl.offset(tl.first_token_ns)
     e2e = tl.offset(tl.end_ns)
     stamps = tl.token_stamps
-    itls = tuple((b - a) / NS for a, b in itertools.pairwise(stamps))
+    # Two reads microseconds apart can come out a hair reversed (a kernel stamp is moved
+    # onto perf_counter by two clock reads): a gap is never negative.
+    itls = tuple(max(0, b - a) / NS for a, b in itertools.pairwise(stamps))
+    ordered = sorted(itls)
 
     input_tokens = output_tokens = reasoning_tokens = None
     source = TokensSource.NONE
@@ -129,7 +137,7 @@ def derive(tl: Timeline, bounds: UsageBounds = UsageBounds()) -> Derived:
         # usual estimate, and never fewer tokens than token-bearing chunks.
         source = TokensSource.ESTIMATED
         chars = tl.text_chars + tl.reasoning_chars
-        output_tokens = max(len(stamps), math.ceil(chars / 4))
+        output_tokens = max(tl.token_count, math.ceil(chars / 4))
         reasoning_tokens = math.ceil(tl.reasoning_chars / 4) if tl.reasoning_chars else None
         if usage is not None:
             input_tokens = usage.input_tokens
@@ -150,9 +158,9 @@ def derive(tl: Timeline, bounds: UsageBounds = UsageBounds()) -> Derived:
         tpot=tpot,
         itls=itls,
         itl_mean=(sum(itls) / len(itls)) if itls else None,
-        itl_p50=quantile(itls, 0.50),
-        itl_p95=quantile(itls, 0.95),
-        itl_max=max(itls) if itls else None,
+        itl_p50=_at(ordered, 0.50),
+        itl_p95=_at(ordered, 0.95),
+        itl_max=ordered[-1] if ordered else None,
         output_tokens=output_tokens,
         input_tokens=input_tokens,
         reasoning_tokens=reasoning_tokens,
@@ -186,9 +194,13 @@ def _bounded(tl: Timeline, bounds: UsageBounds) -> tuple[Usage | None, bool]:
 
 def quantile(values: tuple[float, ...] | list[float], q: float) -> float | None:
     """Linear-interpolated quantile (numpy's default method), without numpy on the hot path."""
-    if not values:
+    return _at(sorted(values), q)
+
+
+def _at(s: list[float], q: float) -> float | None:
+    """Quantile `q` of the sorted values `s`."""
+    if not s:
         return None
-    s = sorted(values)
     pos = (len(s) - 1) * q
     lo = math.floor(pos)
     hi = min(lo + 1, len(s) - 1)
