@@ -250,3 +250,24 @@ def _control_probes(d: Any) -> float:
     text = httpx.get(d.url + "/metrics", timeout=5).text
     found = re.search(r'llm_vitals_probes_total{[^}]*outcome="ok"[^}]*provider="control"[^}]*} (\S+)', text)
     return float(found.group(1)) if found else 0.0
+
+
+def test_limits_and_provider_budgets_come_from_the_config(tmp_path: Any) -> None:
+    from daemon.config import ConfigError, load_settings
+    from probes.target import ProbeLimits
+
+    f = tmp_path / "c.yaml"
+    f.write_text("""
+budgets: {daily_tokens: 1000000, per_provider: {daily_tokens: 5000}}
+limits: {max_line_bytes: 65536, max_stream_bytes: 1048576, max_reply_chars: 2048}
+providers:
+  - {name: a, kind: openai, base_url: "http://127.0.0.1:9/v1", models: [m]}
+  - {name: b, kind: openai, base_url: "http://127.0.0.1:9/v1", models: [m], budget: {daily_cost_usd: 2}}
+""")
+    s = load_settings(f)
+    assert {t.limits for t in s.targets()} == {ProbeLimits(65536, 1 << 20, 2048)}
+    own = s.provider_budgets()
+    assert own["a"].daily_tokens == 5000 and own["b"].daily_tokens is None and own["b"].daily_cost_usd == 2
+    f.write_text("limits: {max_line_bytes: 10}\nproviders: []\n")
+    with pytest.raises(ConfigError, match="limits.max_line_bytes"):
+        load_settings(f)
