@@ -269,5 +269,5 @@ providers:
     own = s.provider_budgets()
     assert own["a"].daily_tokens == 5000 and own["b"].daily_tokens is None and own["b"].daily_cost_usd == 2
     f.write_text("limits: {max_line_bytes: 10}\nproviders: []\n")
-    with pytest.raises(ConfigError, match="limits.max_line_bytes"):
+    with pytest.raises(ConfigError, match=r"limits\.max_line_bytes"):
         load_settings(f)
