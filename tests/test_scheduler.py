@@ -163,7 +163,11 @@ async def test_one_providers_budget_pauses_that_provider_only(fake_probe: dict[s
     got: list[ProbeResult] = []
     budget = BudgetTracker(Budgets(per_provider=ProviderBudget(daily_tokens=50)), m,
                            {"greedy": ProviderBudget(daily_tokens=50), "other": ProviderBudget(daily_tokens=10_000)})
-    s = ProbeScheduler(ClientPool(), m, lambda r: (got.append(r), budget.add(r, None)), budget, max_concurrency=4)  # type: ignore[arg-type]
+    def consume(r: ProbeResult) -> None:
+        got.append(r)
+        budget.add(r, None)
+
+    s = ProbeScheduler(ClientPool(), m, consume, budget, max_concurrency=4)
     s.set_jobs([Scheduled(target("a", provider="greedy"), interval=0.2, jitter=0),
                 Scheduled(target("b", provider="other"), interval=0.2, jitter=0)])
     s.start()
