@@ -112,7 +112,8 @@ def series_per_target() -> dict[str, int]:
             lab = (r.provider, r.model, r.probe, r.region)
             for metric in DETECTOR_METRICS:
                 m.anomaly.labels(*lab, metric).set(0.5)
-            for reason in ("overlap", "missed", "budget_tokens", "budget_cost", "rate_limit"):
+            for reason in ("overlap", "missed", "budget_tokens", "budget_cost", "budget_provider_tokens",
+                           "budget_provider_cost", "rate_limit"):
                 m.skipped.labels(*lab, reason).inc()
             mark = f'provider="{r.provider}"'
             out[detail] = sum(1 for line in render(m.registry).decode().splitlines()

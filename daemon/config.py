@@ -20,7 +20,7 @@ from daemon.durations import Duration, Fraction
 from daemon.model import Strict
 from probes.redact import SECRETS
 from probes.registry import PROTOCOLS
-from probes.target import Expectation, ProbeSpec, ProbeTarget, ProviderSpec, Secret
+from probes.target import Expectation, ProbeLimits, ProbeSpec, ProbeTarget, ProviderSpec, Secret
 
 ENV_PREFIX = "LLM_VITALS_"
 MAX_SECRET_FILE = 4096  # bytes; API keys, tokens and PEM-less passwords are far smaller
@@ -262,6 +262,13 @@ class ModelEntry(Strict):
     timeout: Duration | None = None
 
 
+class ProviderBudget(Strict):
+    """One provider's own daily budget: spending it pauses that provider's probes only."""
+
+    daily_tokens: int | None = Field(None, ge=1)
+    daily_cost_usd: float | None = Field(None, gt=0)
+
+
 class Price(Strict):
     input_per_mtok: float = Field(0.0, ge=0)
     output_per_mtok: float = Field(0.0, ge=0)
@@ -285,6 +292,7 @@ class ProviderConfig(Strict):
     interval: Duration | None = None
     timeout: Duration | None = None
     rate_limit_per_minute: float | None = Field(None, gt=0)
+    budget: ProviderBudget | None = None  # this provider's daily budget (default: budgets.per_provider)
 
     @field_validator("base_url")
     @classmethod
@@ -337,8 +345,22 @@ class ProviderConfig(Strict):
 
 
 class Budgets(Strict):
+    # Global: spending it pauses every target.
     daily_tokens: int | None = Field(None, ge=1)
     daily_cost_usd: float | None = Field(None, gt=0)
+    # Each provider's own, unless the provider sets `budget`: spending it pauses that provider only.
+    per_provider: ProviderBudget = ProviderBudget()
+
+
+class LimitsConfig(Strict):
+    """What one probe's response may cost (past the byte limits: stream_error)."""
+
+    max_line_bytes: int = Field(ProbeLimits.max_line_bytes, ge=1024)
+    max_stream_bytes: int = Field(ProbeLimits.max_stream_bytes, ge=64 * 1024)
+    max_reply_chars: int = Field(ProbeLimits.max_reply_chars, ge=256, le=65536)
+
+    def spec(self) -> ProbeLimits:
+        return ProbeLimits(self.max_line_bytes, self.max_stream_bytes, self.max_reply_chars)
 
 
 class SchedulerConfig(Strict):
@@ -352,7 +374,7 @@ class MetricsConfig(Strict):
 
     detail: Literal["minimal", "standard", "full"] = "standard"
     """Per-target series: `minimal` (14: outcomes, success, last probe, its phases), `standard`
-    (at most 49: plus ttft and e2e histograms, tokens, cost, anomaly scores, skips) or `full`
+    (at most 50: plus ttft and e2e histograms, tokens, cost, anomaly scores, skips) or `full`
     (every histogram, HDR quantiles and rate-limit headroom: about 360). Applies at start."""
 
 
@@ -423,7 +445,9 @@ class Settings(BaseSettings):
     providers: list[ProviderConfig] = []
     """Providers to probe; each model of each provider, times each probe profile, is a target."""
     budgets: Budgets = Budgets()
-    """Daily limits on the tokens and money probing may spend; past one, probing pauses."""
+    """Daily limits on the tokens and money probing may spend: globally, and per provider."""
+    limits: LimitsConfig = LimitsConfig()
+    """What one response may cost: line, stream and reply-text sizes."""
     scheduler: SchedulerConfig = SchedulerConfig()
     """Concurrency and queue sizes."""
     metrics: MetricsConfig = MetricsConfig()
@@ -499,6 +523,7 @@ class Settings(BaseSettings):
     def targets(self, simulator_url: str | None = None) -> list[ProbeTarget]:
         """Every target with its secrets resolved (raises MissingSecret)."""
         specs: dict[str, ProviderSpec] = {}
+        limits = self.limits.spec()
         out = []
         for prov, m, profile in self.target_entries():
             if prov.name not in specs:
@@ -511,6 +536,7 @@ class Settings(BaseSettings):
                     region=self.region,
                     timeout=m.timeout or prov.timeout or self.defaults.timeout,
                     connect_timeout=self.defaults.connect_timeout,
+                    limits=limits,
                 )
             )
         return out
@@ -527,6 +553,10 @@ class Settings(BaseSettings):
                                f"longer than the interval {interval:g}s: a slow probe makes the next one skip "
                                "(llm_vitals_probes_skipped_total{reason=\"overlap\"})")
         return out
+
+    def provider_budgets(self) -> dict[str, ProviderBudget]:
+        """Each provider's own daily budget (its `budget`, else `budgets.per_provider`)."""
+        return {p.name: p.budget or self.budgets.per_provider for p in self.providers}
 
     def interval_for(self, provider: str, model: str) -> float:
         for prov in self.providers:

@@ -31,10 +31,11 @@ ITL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 
 TPOT_BUCKETS = ITL_BUCKETS
 TPS_BUCKETS = (1, 5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000)
 PHASES = ("connect", "tls", "ttfb", "ttft", "generation")
-# `metrics.detail: standard` keeps ttft and e2e histograms at 8 buckets (2.0 stays: the
+# `metrics.detail: standard` keeps ttft and e2e histograms at 7 buckets (2.0 stays: the
 # latency SLO recording rules read le="2.0"); with every other standard family at its
-# worst case (5 detector metrics, 5 skip reasons) a target stays at 49 series.
-STANDARD_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# worst case (5 detector metrics, all 7 skip reasons, a clamped usage report) a target
+# stays at 50.
+STANDARD_LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 20.0)
 
 # The series budget (README "Metrics and their cost"): which per-target families each
 # `metrics.detail` level exports. Everything not per-target (self-monitoring) is always on.
@@ -42,7 +43,7 @@ DETAIL_LEVELS = ("minimal", "standard", "full")
 FAMILY_LEVEL = {
     "probes": "minimal", "success": "minimal", "last_probe": "minimal", "last_phase": "minimal",
     "ttft": "standard", "e2e": "standard", "tokens": "standard", "cost": "standard", "anomaly": "standard",
-    "skipped": "standard",
+    "skipped": "standard", "usage_clamped": "standard",
     "ttft_content": "full", "itl": "full", "tpot": "full", "phase": "full", "tps": "full",
     "rate_limit_remaining": "full", "quantiles": "full",
 }
@@ -405,6 +406,8 @@ class Metrics:
         self.sink_errors = Counter("llm_vitals_sink_errors_total", "Errors writing to a sink.", ("sink",), registry=r)
         self.skipped = CompactCounter("llm_vitals_probes_skipped_total", "Scheduled probes not run, by reason.", (*TARGET, "reason"), reg("skipped"))
         self.budget_paused = Gauge("llm_vitals_budget_paused", "1 while probing is paused by a daily budget.", ("budget",), registry=r)
+        self.provider_budget_paused = Gauge("llm_vitals_provider_budget_paused", "1 while a provider's probing is paused by its own daily budget.", ("provider", "budget"), registry=r)
+        self.usage_clamped = CompactCounter("llm_vitals_usage_clamped_total", "Probes whose usage report was impossible (negative, or more than the request allowed) and was bounded.", TARGET, reg("usage_clamped"))
         self.in_flight = Gauge("llm_vitals_probes_in_flight", "Probes currently running.", registry=r)
         self.targets = Gauge("llm_vitals_targets", "Configured targets.", registry=r)
         self.config_reloads = Counter("llm_vitals_config_reloads_total", "Config reloads by outcome.", ("outcome",), registry=r)
@@ -432,6 +435,8 @@ class Metrics:
                 self.tokens.inc_key((*lv, "input"), r.input_tokens)
         if cost_usd and on["cost"]:
             self.cost.inc_key(lv, cost_usd)
+        if r.usage_clamped and on["usage_clamped"]:
+            self.usage_clamped.inc_key(lv)
         if on["rate_limit_remaining"]:
             for kind, value in _remaining(r.rate_limit):
                 self.rate_limit_remaining.set_key((*lv, kind), value)
@@ -470,7 +475,7 @@ class Metrics:
         """Remove a deleted target's series (reload), so dashboards don't show ghosts."""
         lv: Key = (labels["provider"], labels["model"], labels["probe"], labels["region"])
         fams: tuple[_Family, ...] = (self.ttft, self.ttft_content, self.e2e, self.itl, self.tpot, self.tps,
-                                     self.success, self.last_probe, self.cost)
+                                     self.success, self.last_probe, self.cost, self.usage_clamped)
         for m in fams:
             m.discard(lv)
         extras: tuple[tuple[_Family, tuple[str, ...]], ...] = (

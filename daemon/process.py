@@ -81,7 +81,7 @@ class Daemon:
             self.metrics.registry.register(QuantileCollector(self.aggregator.snapshot, self.aggregator.labels.get))
         self.store = Store(settings.storage.path)
         self.collector = Collector(self.metrics, settings.scheduler.collector_queue)
-        self.budget = BudgetTracker(settings.budgets, self.metrics)
+        self.budget = BudgetTracker(settings.budgets, self.metrics, settings.provider_budgets())
         self.loop_monitor = LoopMonitor(self.metrics)
         self.gc_policy = GcPolicy()
         self.last: dict[str, ProbeResult] = {}
@@ -116,6 +116,9 @@ class Daemon:
                         status_code=r.status_code, request_id=r.request_id)
         else:
             log.debug("probe_ok", target=r.target, ttft=r.ttft, e2e=r.e2e)
+        if r.usage_clamped:
+            log.warning("probe_usage_clamped", target=r.target, input_tokens=r.input_tokens,
+                        output_tokens=r.output_tokens, request_id=r.request_id)
 
     def _current_only(self, consume: Callable[[ProbeResult], None]) -> Callable[[ProbeResult], None]:
         def consumer(r: ProbeResult) -> None:
@@ -466,7 +469,7 @@ class Daemon:
         await self.clients.retain(keep)
         if self.detector is not None and hasattr(self.detector, "forget"):
             self.detector.forget(keep)
-        self.budget.budgets = new.budgets
+        self.budget.configure(new.budgets, new.provider_budgets())
         if new.metrics != old.metrics:
             log.warning("metrics_detail_needs_restart", running=old.metrics.detail, configured=new.metrics.detail)
         if new.detector != old.detector:

@@ -204,7 +204,7 @@ def metrics_md() -> str:
         "",
         "`metrics.detail` sets which per-target families are exported (the column *detail* is the",
         "lowest level that exports the family; `minimal` ⊂ `standard` ⊂ `full`). Per target:",
-        "`minimal` 14 series, `standard` at most 49 (ttft and e2e histograms with 8 buckets),",
+        "`minimal` 14 series, `standard` at most 50 (ttft and e2e histograms with 7 buckets),",
         "`full` about 360 (18-bucket latency histograms, phase, ITL, TPOT and tokens/s",
         "histograms, HDR quantiles, rate-limit headroom). Self-monitoring metrics are always on.",
         "",

@@ -1,6 +1,6 @@
 """Probe scheduling on apscheduler 3 (AsyncIOScheduler): one job per target.
 
-Interval with jitter so targets don't fire together; max_instances=1 so a target never
+Interval with jitter (around a fixed grid) so targets don't fire together; max_instances=1 so a target never
 has two probes in flight (a skipped run is counted); a global concurrency limit; a
 per-provider rate limit; daily budgets. The lag between a run's scheduled time and the
 moment its probe really starts is measured, so a saturated daemon shows up instead of
@@ -24,9 +24,9 @@ from apscheduler.events import (
     JobEvent,
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon.budget import BudgetTracker
+from daemon.gridtrigger import GridIntervalTrigger
 from daemon.metrics import Metrics
 from probes.clients import ClientPool
 from probes.result import ProbeResult
@@ -122,12 +122,16 @@ class ProbeScheduler:
 
     def _add(self, job: Scheduled, first_delay: float, interval: float | None = None) -> None:
         every = interval or job.interval
+        first = datetime.now(UTC) + timedelta(seconds=first_delay)
         self._sched.add_job(
             self._run,
-            IntervalTrigger(seconds=every, jitter=every * job.jitter if job.jitter else None, timezone=UTC),
+            # The grid starts at the first run; each later run is jittered within its own
+            # slot, so the configured rate holds exactly (daemon/gridtrigger.py).
+            GridIntervalTrigger(seconds=every, start_date=first,
+                                jitter=every * job.jitter if job.jitter else None, timezone=UTC),
             # An explicit first run: a trigger start_date in the past (jobs added before the
             # scheduler starts) would make apscheduler wait a whole interval instead.
-            next_run_time=datetime.now(UTC) + timedelta(seconds=first_delay),
+            next_run_time=first,
             args=[job.target.key],
             id=job.target.key,
             max_instances=1,
@@ -158,7 +162,7 @@ class ProbeScheduler:
         self._running.add(task)
         labels = tuple(job.target.labels.values())
         try:
-            spent = self._budget.exhausted()
+            spent = self._budget.exhausted(job.target.provider.name)
             if spent is not None:
                 self._metrics.skipped.labels(*labels, f"budget_{spent}").inc()
                 return

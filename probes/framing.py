@@ -14,6 +14,7 @@ from botocore.eventstream import EventStreamBuffer, EventStreamMessage
 from botocore.exceptions import EventStreamError  # noqa: F401  (re-exported for callers)
 
 _BOM = "\ufeff"
+DEFAULT_MAX_LINE = 1 << 20
 
 
 class FramingError(Exception):
@@ -59,14 +60,22 @@ class Decoder(Protocol):
         ...
 
 
+def _too_long(max_line: int) -> FramingError:
+    return FramingError(f"stream line over {max_line} bytes")
+
+
 class _LineSplitter:
-    """Splits bytes into lines on CR, LF or CRLF, even when CR and LF arrive apart."""
+    """Splits bytes into lines on CR, LF or CRLF, even when CR and LF arrive apart.
 
-    __slots__ = ("_buf", "_skip_lf")
+    A line longer than `max_line` is a FramingError as soon as that many bytes of it are
+    here: a line without end must not grow a buffer without end."""
 
-    def __init__(self) -> None:
+    __slots__ = ("_buf", "_max", "_skip_lf")
+
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         self._buf = bytearray()
         self._skip_lf = False
+        self._max = max_line
 
     def feed(self, chunk: bytes) -> list[bytes]:
         lines: list[bytes] = []
@@ -98,6 +107,8 @@ class _LineSplitter:
             else:
                 buf += chunk[start:]
                 start = n
+        if len(buf) > self._max or (lines and max(map(len, lines)) > self._max):
+            raise _too_long(self._max)
         return lines
 
     def flush(self) -> bytes | None:
@@ -111,10 +122,12 @@ class _LineSplitter:
 class SSEDecoder:
     """WHATWG text/event-stream, as the providers actually send it (wire-formats §0.1)."""
 
-    __slots__ = ("_data", "_event", "_extra", "_first", "_id", "_lines")
+    __slots__ = ("_data", "_event", "_extra", "_first", "_id", "_lines", "_max", "_size")
 
-    def __init__(self) -> None:
-        self._lines = _LineSplitter()
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+        self._lines = _LineSplitter(max_line)
+        self._max = max_line  # one event's data lines together, too
+        self._size = 0
         self._event: str | None = None
         self._data: list[str] = []
         self._id: str | None = None
@@ -145,6 +158,7 @@ class SSEDecoder:
             or self._lines._skip_lf
             or not chunk.endswith(b"\n\n")
             or b"\r" in chunk
+            or len(chunk) > self._max
         ):
             return None
         out: list[Frame] = []
@@ -185,6 +199,9 @@ class SSEDecoder:
         if sep and value.startswith(" "):
             value = value[1:]
         if name == "data":
+            self._size += len(value)
+            if self._size > self._max:
+                raise _too_long(self._max)
             self._data.append(value)
         elif name == "event":
             self._event = value
@@ -209,6 +226,7 @@ class SSEDecoder:
         self._event = None
         self._data = []
         self._extra = []
+        self._size = 0
         return ev
 
 
@@ -217,8 +235,8 @@ class NDJSONDecoder:
 
     __slots__ = ("_lines",)
 
-    def __init__(self) -> None:
-        self._lines = _LineSplitter()
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+        self._lines = _LineSplitter(max_line)
 
     def feed(self, chunk: bytes) -> list[Frame]:
         return [self._decode(raw) for raw in self._lines.feed(chunk) if raw.strip()]
@@ -238,10 +256,11 @@ class NDJSONDecoder:
 class EventStreamDecoder:
     """AWS `application/vnd.amazon.eventstream` via botocore's own buffer (CRC-checked)."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_buf", "_max")
 
-    def __init__(self) -> None:
+    def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
         self._buf = EventStreamBuffer()
+        self._max = max_line  # one frame
 
     def feed(self, chunk: bytes) -> list[Frame]:
         self._buf.add_data(chunk)
@@ -251,6 +270,8 @@ class EventStreamDecoder:
                 out.append(self._frame(msg))
         except Exception as exc:  # botocore raises ParserError subclasses (CRC, lengths)
             raise FramingError(f"bad event-stream frame: {type(exc).__name__}: {exc}") from None
+        if self.pending_bytes > self._max:
+            raise FramingError(f"event-stream frame over {self._max} bytes")
         return out
 
     def close(self) -> list[Frame]:
@@ -265,11 +286,11 @@ class EventStreamDecoder:
         return EventStreamFrame(headers=dict(msg.headers), payload=bytes(msg.payload))
 
 
-def new_decoder(framing: str) -> Decoder:
+def new_decoder(framing: str, max_line: int = DEFAULT_MAX_LINE) -> Decoder:
     if framing == "sse":
-        return SSEDecoder()
+        return SSEDecoder(max_line)
     if framing == "ndjson":
-        return NDJSONDecoder()
+        return NDJSONDecoder(max_line)
     if framing == "eventstream":
-        return EventStreamDecoder()
+        return EventStreamDecoder(max_line)
     raise ValueError(f"unknown framing {framing!r}")

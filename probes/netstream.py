@@ -56,6 +56,14 @@ _CLOSE_WAIT = 2.0
 _READ_ERRORS = (OSError, ConnectionError)
 # How stale the read-ahead poll may get: well under any inter-token gap worth timing.
 _READ_AHEAD_NS = 1_000_000
+# A stream whose bytes are always there already never has to wait, so its reader would
+# never hand the loop back: its own deadline, /healthz and every other probe would starve.
+# A read hands the loop back once this long has passed since the last time it waited.
+_YIELD_NS = 1_000_000
+# Bytes handed up per read: the caller parses what one read returns before it reads
+# again, so this bounds the loop time one read can cost (a 64 KiB read of tiny events
+# is ~8 ms of parsing, 8 KiB ~1 ms). A segment split in two keeps its stamp on both halves.
+_MAX_READ = 8 * 1024
 
 
 class _ReadAhead:
@@ -439,18 +447,27 @@ class _Inbox(asyncio.Protocol):
 
 
 class StampedStream(httpcore.AsyncNetworkStream):
-    __slots__ = ("_inbox", "_rx", "last_read_ns")
+    __slots__ = ("_inbox", "_rx", "_yielded_ns", "last_read_ns")
 
     def __init__(self, rx: RxTransport, inbox: _Inbox) -> None:
         self._rx = rx
         self._inbox = inbox
         self.last_read_ns = 0
+        self._yielded_ns = time.perf_counter_ns()
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         inbox = self._inbox
         ahead = self._rx._ahead
+        now = time.perf_counter_ns()
         if ahead is not None:
-            ahead.tick(time.perf_counter_ns())
+            ahead.tick(now)  # before handing the loop back: the rest of its round may be long
+        if now - self._yielded_ns >= _YIELD_NS:
+            # Hand the loop back (timeouts fire, other tasks run), then carry on with
+            # whatever is buffered: the bytes keep the stamps they were read with.
+            await asyncio.sleep(0)
+            self._yielded_ns = now = time.perf_counter_ns()
+            if ahead is not None:
+                ahead.tick(now)
         if not inbox.segments:
             if inbox.eof:
                 if inbox.exc is not None:
@@ -464,11 +481,13 @@ class StampedStream(httpcore.AsyncNetworkStream):
                         await inbox.wait_data()
             except TimeoutError:
                 raise httpcore.ReadTimeout(f"no data for {timeout:g}s") from None
+            finally:
+                self._yielded_ns = time.perf_counter_ns()
             if not inbox.segments:
                 if inbox.exc is not None:
                     raise httpcore.ReadError(str(inbox.exc) or type(inbox.exc).__name__) from inbox.exc
                 return b""
-        self.last_read_ns, data = inbox.take(max_bytes)
+        self.last_read_ns, data = inbox.take(min(max_bytes, _MAX_READ))
         return data
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:

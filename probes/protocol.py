@@ -29,6 +29,8 @@ class Usage:
     input_tokens: int | None = None
     output_tokens: int | None = None  # includes reasoning tokens where the API does
     reasoning_tokens: int | None = None
+    # A count in the report was impossible (negative, fractional) and was dropped.
+    suspect: bool = False
 
 
 @dataclass(slots=True)
@@ -93,7 +95,10 @@ def sse_object(frame: Frame) -> tuple[str, dict[str, Any]] | None:
     event, obj = got
     if not isinstance(obj, dict):
         raise StreamProtocolError(f"unexpected JSON in stream: {str(obj)[:80]!r}")
-    return str(obj.get("type") or event), obj
+    kind = obj.get("type")
+    if kind is not None and not isinstance(kind, str):
+        raise StreamProtocolError("unexpected JSON shape: `type` is not a string")
+    return kind or event, obj
 
 
 def error_from_body(status: int, body: bytes) -> str:

@@ -7,6 +7,7 @@ nothing else from the probe path.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -52,7 +53,19 @@ JSON_FIELDS: tuple[str, ...] = (
     "outcome",
     "status_code",
     "error",
+    "usage_clamped",
 )
+
+# Bounds every ProbeResult holds to, whatever a provider sent (see __post_init__).
+MAX_ERROR_CHARS = 500
+MAX_TEXT_CHARS = 64 * 1024  # a hard ceiling; the probe keeps less (ProbeLimits.max_reply_chars)
+MAX_ITLS = 16_384  # gaps kept per probe (a 16k-token reply; far past any probe's max_tokens)
+MAX_MAP_ENTRIES = 32  # rate_limit headers, server_timing figures
+MAX_SHORT_CHARS = 200  # finish_reason, request_id, header values, names
+MAX_COUNT = 1 << 53  # token counts (exact in a float: JSON, InfluxDB, Prometheus)
+_FLOAT_FIELDS = ("connect", "tls", "ttfb", "ttft", "ttft_content", "e2e", "tpot", "itl_mean", "itl_p50",
+                 "itl_p95", "itl_max", "output_tps", "retry_after")
+_COUNT_FIELDS = ("output_tokens", "input_tokens", "reasoning_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +105,37 @@ class ProbeResult:
     rate_limit: dict[str, str] = field(default_factory=dict)  # kept rate-limit headers
     server_timing: dict[str, float] = field(default_factory=dict)  # provider-reported
     text: str = ""  # visible reply text (for expectations; not exported as a label)
+    usage_clamped: bool = False  # the provider's usage report was impossible and was bounded
+
+    def __post_init__(self) -> None:
+        """Hold every field to its type and range, so that everything downstream (metrics,
+        budgets, sinks, the store) can trust a ProbeResult whatever a provider sent: a
+        value that is not what its field promises becomes absent, and text is bounded."""
+        put = object.__setattr__
+        put(self, "outcome", Outcome(self.outcome))
+        put(self, "tokens_source", TokensSource(self.tokens_source))
+        for name in _FLOAT_FIELDS:
+            put(self, name, _seconds(getattr(self, name)))
+        for name in _COUNT_FIELDS:
+            put(self, name, _count(getattr(self, name)))
+        put(self, "token_chunks", _count(self.token_chunks) or 0)
+        sc = self.status_code
+        put(self, "status_code", sc if type(sc) is int and 100 <= sc <= 599 else None)
+        put(self, "error", _short(self.error, MAX_ERROR_CHARS))
+        put(self, "finish_reason", _short(self.finish_reason, MAX_SHORT_CHARS))
+        put(self, "request_id", _short(self.request_id, MAX_SHORT_CHARS))
+        put(self, "text", self.text[:MAX_TEXT_CHARS] if isinstance(self.text, str) else "")
+        put(self, "usage_clamped", self.usage_clamped is True)
+        put(self, "itls", _gaps(self.itls))
+        put(self, "rate_limit", {k[:MAX_SHORT_CHARS]: v[:MAX_SHORT_CHARS]
+                                 for k, v in list(self.rate_limit.items())[:MAX_MAP_ENTRIES]
+                                 if isinstance(k, str) and isinstance(v, str)})
+        timing: dict[str, float] = {}
+        for k, v in list(self.server_timing.items())[:MAX_MAP_ENTRIES]:
+            f = _finite(v)
+            if isinstance(k, str) and f is not None:
+                timing[k[:MAX_SHORT_CHARS]] = f
+        put(self, "server_timing", timing)
 
     @property
     def ok(self) -> bool:
@@ -133,3 +177,34 @@ class ProbeResult:
         data["itls"] = tuple(data.get("itls") or ())
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _finite(v: object) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def _seconds(v: object) -> float | None:
+    """A duration or rate: finite and not negative, else absent."""
+    f = _finite(v)
+    return f if f is not None and f >= 0.0 else None
+
+
+def _gaps(itls: tuple[float, ...]) -> tuple[float, ...]:
+    itls = tuple(itls[:MAX_ITLS])
+    try:  # the common case in two C loops: min catches negatives, sum NaN and infinity
+        if not itls or (min(itls) >= 0.0 and math.isfinite(sum(itls))):
+            return itls
+    except TypeError:
+        pass
+    return tuple(x for x in map(_seconds, itls) if x is not None)
+
+
+def _count(v: object) -> int | None:
+    return v if type(v) is int and 0 <= v <= MAX_COUNT else None
+
+
+def _short(v: object, most: int) -> str | None:
+    return v[:most] if isinstance(v, str) else None

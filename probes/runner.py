@@ -1,7 +1,9 @@
 """run_probe: one streaming request, timed on arrival, turned into one ProbeResult.
 
 Probes never retry: a failure must stay visible. Every failure mode ends as exactly one
-outcome; nothing escapes as an exception except cancellation.
+outcome; nothing escapes as an exception except cancellation (a last-resort guard turns
+even a bug into a recorded `stream_error`). What a response may cost is bounded
+(ProbeLimits): line length, body size, reply text kept, and the usage it may claim.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import structlog
 
 from probes import expect
 from probes.framing import FramingError, new_decoder
@@ -26,13 +29,21 @@ from probes.registry import protocol_for
 from probes.result import Outcome, ProbeResult
 from probes.retry_after import retry_after_seconds
 from probes.target import ProbeTarget
-from probes.timing import Timeline, derive
+from probes.timing import Timeline, UsageBounds, derive
 
 _KEPT_HEADER_PREFIXES = ("x-ratelimit-", "anthropic-ratelimit-")
 _KEPT_HEADERS = frozenset({"retry-after", "retry-after-ms"})
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "x-goog-request-id")
 _MAX_ERROR_BODY = 64 * 1024
 _MAX_ERROR = 500  # characters of error text kept, cut after redaction
+# A usage report is believed up to the request's max_tokens times this, plus a little
+# (providers count a stop token, and reasoning the budget allows).
+USAGE_MARGIN = 2.0
+USAGE_SLACK = 16
+# Chat templates and provider-side wrapping add tokens to the prompt we sent.
+INPUT_SLACK = 1024
+
+log = structlog.get_logger("llm_vitals.probe")
 
 # Called with the arrival time (perf_counter_ns) of every token-bearing event; the
 # simulator benchmark uses it to compare our stamps with the server's write times.
@@ -60,12 +71,47 @@ async def run_probe(
     *,
     on_token: TokenHook | None = None,
 ) -> ProbeResult:
+    started_at = datetime.now(UTC)  # for the guard only: the probe takes its own
+    try:
+        return await _probe(client, target, on_token)
+    except Exception as exc:  # a bug, or input no check foresaw: still one recorded outcome
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{tb.tb_frame.f_code.co_filename.rsplit('/', 1)[-1]}:{tb.tb_lineno}" if tb is not None else "?"
+        # type and place only: the message may quote what the provider sent
+        log.error("probe_internal_error", target=target.key, error_type=type(exc).__name__, where=where)
+        return ProbeResult(
+            provider=target.provider.name,
+            model=target.model,
+            probe=target.probe.name,
+            region=target.region,
+            started_at=started_at,
+            outcome=Outcome.STREAM_ERROR,
+            error=f"probe failed: internal error ({type(exc).__name__} at {where})",
+        )
+
+
+def usage_bounds(target: ProbeTarget, request_body: bytes) -> UsageBounds:
+    """The most tokens this probe's request allows a provider to report."""
+    p = target.probe
+    allowed = p.max_tokens + ((p.reasoning_budget or 0) if p.reasoning else 0)
+    return UsageBounds(max_output=int(allowed * USAGE_MARGIN) + USAGE_SLACK,
+                       max_input=len(request_body) + INPUT_SLACK)
+
+
+async def _probe(
+    client: httpx.AsyncClient,
+    target: ProbeTarget,
+    on_token: TokenHook | None,
+) -> ProbeResult:
     protocol = protocol_for(target.provider.kind)
     request = protocol.build_request(target, prompt_for(target))
     secrets = _secrets_of(target)
+    limits = target.limits
 
     started_at = datetime.now(UTC)
-    tl = Timeline(t0_ns=time.perf_counter_ns())
+    tl = Timeline(t0_ns=time.perf_counter_ns(), max_text_chars=limits.max_reply_chars)
     state: dict[str, Any] = {}
     outcome: Outcome | None = None
     error: str | None = None
@@ -110,11 +156,18 @@ async def run_probe(
                     outcome = Outcome.RATE_LIMITED if status == 429 else Outcome.HTTP_ERROR
                     error = protocol.error_message(status, body)
                 else:
-                    decoder = new_decoder(protocol.framing)
+                    decoder = new_decoder(protocol.framing, limits.max_line_bytes)
+                    received = 0
                     # the transport's byte stream itself: aiter_raw re-chunks and counts on top
                     async for chunk in typing.cast(httpx.AsyncByteStream, resp.stream):
                         t = arrival_ns(net)  # when these bytes came off the socket
                         tl.last_byte_ns = t
+                        received += len(chunk)
+                        if received > limits.max_stream_bytes:
+                            outcome = Outcome.STREAM_ERROR
+                            error = f"response body over {limits.max_stream_bytes} bytes: not read further"
+                            tl.end_ns = t
+                            break
                         for frame in decoder.feed(chunk):
                             ev = protocol.parse(frame, state)
                             if ev is None:
@@ -150,7 +203,7 @@ async def run_probe(
                 await resp.aclose()
     except TimeoutError:
         outcome = Outcome.TIMEOUT
-        tokens_before_error = len(tl.token_stamps)
+        tokens_before_error = tl.token_count
         if tl.headers_ns is None:
             error = f"no response headers within {target.timeout:g}s"
         elif not tokens_before_error:
@@ -177,7 +230,7 @@ async def run_probe(
     except httpx.HTTPError as exc:
         outcome, error = Outcome.STREAM_ERROR, f"{type(exc).__name__}: {_exc_text(exc)}"
 
-    d = derive(tl)
+    d = derive(tl, usage_bounds(target, request.body))
     text = tl.text
     if outcome is None:
         if tl.first_content_ns is None and (tl.finish_reason or "").lower() in expect.LENGTH_REASONS:
@@ -220,12 +273,13 @@ async def run_probe(
         output_tps=d.output_tps,
         finish_reason=tl.finish_reason,
         itls=d.itls,
-        token_chunks=len(tl.token_stamps),
+        token_chunks=tl.token_count,
         retry_after=retry_after,
         request_id=request_id,
         rate_limit=kept,
         server_timing=dict(tl.server_timing),
         text=redact(text, secrets) if text else "",
+        usage_clamped=d.usage_clamped,
     )
 
 

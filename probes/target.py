@@ -71,6 +71,16 @@ class ProbeSpec:
 
 
 @dataclass(frozen=True)
+class ProbeLimits:
+    """How much of a response one probe takes in: a provider (or anything posing as one)
+    can send without end, and a monitor's memory and loop must not follow it."""
+
+    max_line_bytes: int = 1 << 20  # one SSE/NDJSON line or event, one event-stream frame
+    max_stream_bytes: int = 8 << 20  # the whole response body
+    max_reply_chars: int = 8192  # reply text kept (expectations, errors, storage)
+
+
+@dataclass(frozen=True)
 class ProbeTarget:
     provider: ProviderSpec
     model: str
@@ -78,6 +88,7 @@ class ProbeTarget:
     region: str = "local"
     timeout: float = 30.0  # whole probe, from start to end of stream
     connect_timeout: float = 10.0
+    limits: ProbeLimits = ProbeLimits()
 
     @property
     def key(self) -> str:

@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 
 from probes.protocol import StreamEvent, Usage
-from probes.result import TokensSource
+from probes.result import MAX_ITLS, TokensSource
 
 NS = 1_000_000_000
 
@@ -28,8 +28,13 @@ class Timeline:
     first_content_ns: int | None = None  # visible text
     last_byte_ns: int | None = None
     end_ns: int | None = None
+    # Arrival of each token-bearing chunk: the first MAX_ITLS + 1 (a stream past that is
+    # far beyond any probe's max_tokens; deriving from all of an endless one cost ms).
     token_stamps: list[int] = field(default_factory=list)
-    text_parts: list[str] = field(default_factory=list)
+    token_count: int = 0  # all token-bearing chunks
+    text_parts: list[str] = field(default_factory=list)  # the first `max_text_chars` of the reply
+    max_text_chars: int = 8192
+    text_chars: int = 0  # all of the reply, kept or not
     reasoning_chars: int = 0
     usage: Usage | None = None
     finish_reason: str | None = None
@@ -41,11 +46,16 @@ class Timeline:
         if ev.text or ev.reasoning:
             if self.first_token_ns is None:
                 self.first_token_ns = t_ns
-            self.token_stamps.append(t_ns)
+            self.token_count += 1
+            if self.token_count <= MAX_ITLS + 1:
+                self.token_stamps.append(t_ns)
             if ev.text:
                 if self.first_content_ns is None:
                     self.first_content_ns = t_ns
-                self.text_parts.append(ev.text)
+                room = self.max_text_chars - self.text_chars
+                if room > 0:
+                    self.text_parts.append(ev.text[:room])
+                self.text_chars += len(ev.text)
             if ev.reasoning:
                 self.reasoning_chars += len(ev.reasoning)
         if ev.usage is not None:
@@ -94,30 +104,43 @@ class Derived:
     reasoning_tokens: int | None
     tokens_source: TokensSource
     output_tps: float | None
+    usage_clamped: bool = False  # the provider's usage report was impossible and was bounded
 
 
-def derive(tl: Timeline) -> Derived:
+@dataclass(frozen=True, slots=True)
+class UsageBounds:
+    """The most tokens a probe's request allowed: a usage report beyond them is not believed."""
+
+    max_output: int | None = None
+    max_input: int | None = None
+
+
+def derive(tl: Timeline, bounds: UsageBounds = UsageBounds()) -> Derived:
     ttft = tl.offset(tl.first_token_ns)
     e2e = tl.offset(tl.end_ns)
     stamps = tl.token_stamps
-    itls = tuple((b - a) / NS for a, b in itertools.pairwise(stamps))
+    # Two reads microseconds apart can come out a hair reversed (a kernel stamp is moved
+    # onto perf_counter by two clock reads): a gap is never negative.
+    itls = tuple(max(0, b - a) / NS for a, b in itertools.pairwise(stamps))
+    ordered = sorted(itls)
 
     input_tokens = output_tokens = reasoning_tokens = None
     source = TokensSource.NONE
-    if tl.usage is not None and tl.usage.output_tokens is not None:
+    usage, clamped = _bounded(tl, bounds)
+    if usage is not None and usage.output_tokens is not None:
         source = TokensSource.USAGE
-        output_tokens = tl.usage.output_tokens
-        input_tokens = tl.usage.input_tokens
-        reasoning_tokens = tl.usage.reasoning_tokens
+        output_tokens = usage.output_tokens
+        input_tokens = usage.input_tokens
+        reasoning_tokens = usage.reasoning_tokens
     elif stamps:
         # Chunks are not tokens (one chunk may carry several); ~4 chars a token is the
         # usual estimate, and never fewer tokens than token-bearing chunks.
         source = TokensSource.ESTIMATED
-        chars = sum(len(p) for p in tl.text_parts) + tl.reasoning_chars
-        output_tokens = max(len(stamps), math.ceil(chars / 4))
+        chars = tl.text_chars + tl.reasoning_chars
+        output_tokens = max(tl.token_count, math.ceil(chars / 4))
         reasoning_tokens = math.ceil(tl.reasoning_chars / 4) if tl.reasoning_chars else None
-        if tl.usage is not None:
-            input_tokens = tl.usage.input_tokens
+        if usage is not None:
+            input_tokens = usage.input_tokens
 
     gen = (e2e - ttft) if (e2e is not None and ttft is not None) else None
     tpot = output_tps = None
@@ -135,22 +158,49 @@ def derive(tl: Timeline) -> Derived:
         tpot=tpot,
         itls=itls,
         itl_mean=(sum(itls) / len(itls)) if itls else None,
-        itl_p50=quantile(itls, 0.50),
-        itl_p95=quantile(itls, 0.95),
-        itl_max=max(itls) if itls else None,
+        itl_p50=_at(ordered, 0.50),
+        itl_p95=_at(ordered, 0.95),
+        itl_max=ordered[-1] if ordered else None,
         output_tokens=output_tokens,
         input_tokens=input_tokens,
         reasoning_tokens=reasoning_tokens,
         tokens_source=source,
         output_tps=output_tps,
+        usage_clamped=clamped,
     )
+
+
+def _bounded(tl: Timeline, bounds: UsageBounds) -> tuple[Usage | None, bool]:
+    """The usage report held to what the request allowed. A provider's report feeds the
+    token and cost budgets, so one absurd figure (10^12 tokens) must not spend a day's
+    budget. The stream itself is evidence too: a token has at least one character, so
+    a report up to what was streamed is believed even past the request's allowance (a
+    provider whose reasoning is not counted in max_tokens)."""
+    u = tl.usage
+    if u is None:
+        return None, False
+    clamped = u.suspect
+    out, inp, reasoning = u.output_tokens, u.input_tokens, u.reasoning_tokens
+    if bounds.max_output is not None:
+        most = max(bounds.max_output, tl.text_chars + tl.reasoning_chars)
+        if out is not None and out > most:
+            out, clamped = most, True
+        if reasoning is not None and reasoning > most:
+            reasoning, clamped = most, True
+    if bounds.max_input is not None and inp is not None and inp > bounds.max_input:
+        inp, clamped = bounds.max_input, True
+    return Usage(inp, out, reasoning), clamped
 
 
 def quantile(values: tuple[float, ...] | list[float], q: float) -> float | None:
     """Linear-interpolated quantile (numpy's default method), without numpy on the hot path."""
-    if not values:
+    return _at(sorted(values), q)
+
+
+def _at(s: list[float], q: float) -> float | None:
+    """Quantile `q` of the sorted values `s`."""
+    if not s:
         return None
-    s = sorted(values)
     pos = (len(s) - 1) * q
     lo = math.floor(pos)
     hi = min(lo + 1, len(s) - 1)
@@ -160,9 +210,10 @@ def quantile(values: tuple[float, ...] | list[float], q: float) -> float | None:
 def _merge_usage(old: Usage | None, new: Usage) -> Usage:
     """Later reports win field by field (Anthropic: input in message_start, output later)."""
     if old is None:
-        return Usage(new.input_tokens, new.output_tokens, new.reasoning_tokens)
+        return Usage(new.input_tokens, new.output_tokens, new.reasoning_tokens, new.suspect)
     return Usage(
         new.input_tokens if new.input_tokens is not None else old.input_tokens,
         new.output_tokens if new.output_tokens is not None else old.output_tokens,
         new.reasoning_tokens if new.reasoning_tokens is not None else old.reasoning_tokens,
+        old.suspect or new.suspect,
     )

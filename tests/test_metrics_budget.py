@@ -14,7 +14,8 @@ from daemon.metrics import DETAIL_LEVELS, Metrics
 from probes.result import Outcome
 from tests.factories import result
 
-SKIP_REASONS = ("overlap", "missed", "budget_tokens", "budget_cost", "rate_limit")
+SKIP_REASONS = ("overlap", "missed", "budget_tokens", "budget_cost", "budget_provider_tokens",
+                "budget_provider_cost", "rate_limit")
 BUDGET = {"minimal": 15, "standard": 50, "full": 450}
 
 
@@ -25,7 +26,7 @@ def series_of_one_target(detail: str) -> int:
         r = dataclasses.replace(r, connect=0.01, tls=0.02,
                                 rate_limit={"x-ratelimit-remaining-requests": "99", "x-ratelimit-remaining-tokens": "9e3"})
         m.observe(dataclasses.replace(r, outcome=Outcome.HTTP_ERROR), cost_usd=None)
-        m.observe(r, cost_usd=0.001)  # the last probe succeeded: every phase gauge is present
+        m.observe(dataclasses.replace(r, usage_clamped=True), cost_usd=0.001)  # the last probe succeeded: every phase gauge is present
     labels = (r.provider, r.model, r.probe, r.region)
     for metric in DETECTOR_METRICS:
         m.anomaly.labels(*labels, metric).set(0.5)

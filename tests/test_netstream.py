@@ -8,6 +8,7 @@ event loop delays only the client, exactly like a monitor under load.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 import ssl
@@ -25,7 +26,7 @@ from probes.httpclient import probe_client
 from probes.netstream import _enable_kernel_stamps
 from probes.result import Outcome
 from probes.runner import run_probe
-from probes.target import ProbeSpec, ProbeTarget, ProviderSpec
+from probes.target import ProbeLimits, ProbeSpec, ProbeTarget, ProviderSpec
 
 TOL = 0.03
 
@@ -182,9 +183,10 @@ async def test_tls_with_an_untrusted_certificate_is_a_connect_error(cert: tuple[
 async def test_a_long_stream_through_flow_control_loses_nothing() -> None:
     tokens = [(0.0, f"t{i} ") for i in range(3000)]  # ~600 KB arriving faster than we parse
     srv = ThreadServer(tokens)
+    keep_all = dataclasses.replace(_target(f"http://127.0.0.1:{srv.port}"), limits=ProbeLimits(max_reply_chars=1 << 20))
     try:
         async with probe_client(limits=httpx.Limits(max_connections=2)) as client:
-            r = await run_probe(client, _target(f"http://127.0.0.1:{srv.port}"))
+            r = await run_probe(client, keep_all)
     finally:
         srv.close()
     assert r.outcome is Outcome.OK, r.error

@@ -110,3 +110,79 @@ async def test_set_jobs_diff_keeps_unchanged(fake_probe: dict[str, float]) -> No
     assert diff == {"added": ["p/c/short"], "removed": [], "changed": ["p/b/short"]}
     assert s.set_jobs([a])["removed"] == ["p/b/short", "p/c/short"]
     assert sample(m, "llm_vitals_targets") == 1
+
+
+def test_jitter_stays_on_the_grid_so_the_rate_is_exact() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    from daemon.gridtrigger import GridIntervalTrigger
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def mean_interval(trigger: IntervalTrigger, runs: int = 5000) -> float:
+        t = trigger.get_next_fire_time(None, start)
+        first = t
+        for _ in range(runs):
+            t = trigger.get_next_fire_time(t, t)
+        assert t is not None and first is not None
+        return (t - first).total_seconds() / runs
+
+    grid = GridIntervalTrigger(seconds=60, start_date=start, jitter=30, timezone=UTC)
+    drift = IntervalTrigger(seconds=60, start_date=start, jitter=30, timezone=UTC)
+    assert mean_interval(grid) == pytest.approx(60, rel=0.002)
+    assert mean_interval(drift) == pytest.approx(75, rel=0.02)  # apscheduler's own: 60 x (1 + 0.5/2)
+    # every run stays within its own slot: [k x 60, k x 60 + 30)
+    t = grid.get_next_fire_time(None, start)
+    for k in range(200):
+        assert t is not None
+        offset = (t - start).total_seconds() - 60 * k
+        assert 0 <= offset < 30
+        t = grid.get_next_fire_time(t, t + timedelta(seconds=1))
+
+
+async def test_jittered_targets_keep_the_configured_rate(fake_probe: dict[str, float]) -> None:
+    m = Metrics()
+    got: list[ProbeResult] = []
+    s = ProbeScheduler(ClientPool(), m, got.append, BudgetTracker(Budgets(), m), max_concurrency=20)  # type: ignore[arg-type]
+    s.set_jobs([Scheduled(target(f"j{i}"), interval=0.25, jitter=0.8) for i in range(8)])
+    s.start()
+    await asyncio.sleep(5.0)
+    s.pause()
+    await s.drain(2)
+    # 8 targets x 5 s / 0.25 s = 160 due (first runs spread over one interval: -4 each on
+    # average). Jitter drifting upward (interval x 1.4) would make it ~114.
+    assert 140 <= len(got) <= 165, len(got)
+
+
+async def test_one_providers_budget_pauses_that_provider_only(fake_probe: dict[str, float]) -> None:
+    from daemon.config import ProviderBudget
+
+    m = Metrics()
+    got: list[ProbeResult] = []
+    budget = BudgetTracker(Budgets(per_provider=ProviderBudget(daily_tokens=50)), m,
+                           {"greedy": ProviderBudget(daily_tokens=50), "other": ProviderBudget(daily_tokens=10_000)})
+    def consume(r: ProbeResult) -> None:
+        got.append(r)
+        budget.add(r, None)
+
+    s = ProbeScheduler(ClientPool(), m, consume, budget, max_concurrency=4)
+    s.set_jobs([Scheduled(target("a", provider="greedy"), interval=0.2, jitter=0),
+                Scheduled(target("b", provider="other"), interval=0.2, jitter=0)])
+    s.start()
+    await asyncio.sleep(1.6)
+    s.pause()
+    await s.drain(1)
+    greedy = [r for r in got if r.provider == "greedy"]
+    other = [r for r in got if r.provider == "other"]
+    assert len(greedy) == 2  # 30 tokens each: the second crosses 50
+    assert len(other) >= 7
+    assert sample(m, "llm_vitals_provider_budget_paused", provider="greedy", budget="tokens") == 1
+    assert sample(m, "llm_vitals_budget_paused", budget="tokens") == 0
+    assert sample(m, "llm_vitals_probes_skipped_total", provider="greedy", model="a", probe="short",
+                  region="local", reason="budget_provider_tokens") >= 1
+    # and it survives a restart
+    again = BudgetTracker(Budgets(), m, {"greedy": ProviderBudget(daily_tokens=50)})
+    again.restore(budget.state())
+    assert again.exhausted("greedy") == "provider_tokens" and again.exhausted("other") is None

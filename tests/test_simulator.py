@@ -162,3 +162,21 @@ def test_bad_scenario_is_rejected(tmp_path) -> None:  # type: ignore[no-untyped-
     res = subprocess.run([sys.executable, "-m", "probes.simulator", "--scenario", str(f)], capture_output=True, text=True)
     assert res.returncode == 2
     assert "defaults.ttft" in res.stderr and "tokns" in res.stderr
+
+
+async def test_without_a_truth_log_the_simulator_keeps_only_the_latest_records() -> None:
+    from probes.simulator.server import KEPT_RECORDS, KEPT_REQUESTS
+
+    async with Simulator(SCENARIO) as sim, new_client() as client:
+        for _ in range(3):
+            r = await run_probe(client, target(sim, "openai"))
+            assert r.outcome is Outcome.OK
+        assert len(sim.requests) == 3 and len(sim.truth.records) == 18  # 6 tokens each
+        for i in range(KEPT_RECORDS * 3):  # a long demo's worth of tokens
+            sim.truth.token(f"r{i}", "m", "openai", i % 7, i)
+        for i in range(KEPT_REQUESTS * 3):
+            sim.requests.append({"path": "/", "headers": {}, "body": {}, "request_id": str(i)})
+        assert len(sim.truth.records) == KEPT_RECORDS and sim.truth.records[-1]["t_ns"] == KEPT_RECORDS * 3 - 1
+        assert len(sim.requests) == KEPT_REQUESTS
+        r = await run_probe(client, target(sim, "openai"))
+        assert r.outcome is Outcome.OK and sim.requests[-1]["request_id"] == r.request_id

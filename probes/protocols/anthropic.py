@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from probes import shapes
 from probes.framing import Frame
-from probes.protocol import HttpRequest, Protocol, StreamEvent, Usage, sse_object
+from probes.protocol import HttpRequest, Protocol, StreamEvent, sse_object
 from probes.protocols.openai_chat import common_headers, error_text
 from probes.target import ProbeTarget
 
@@ -44,24 +45,26 @@ class AnthropicMessages(Protocol):
             return None
         kind, obj = got
         if kind == "content_block_delta":
-            d = obj.get("delta") or {}
+            d = shapes.obj(obj.get("delta"), "delta")
             dt = d.get("type")
             if dt == "text_delta":
-                return StreamEvent(text=str(d.get("text") or ""))
+                return StreamEvent(text=shapes.text(d.get("text"), "delta.text"))
             if dt == "thinking_delta":
-                return StreamEvent(reasoning=str(d.get("thinking") or ""))
+                return StreamEvent(reasoning=shapes.text(d.get("thinking"), "delta.thinking"))
             if dt == "input_json_delta":
-                return StreamEvent(text=str(d.get("partial_json") or ""))
+                return StreamEvent(text=shapes.text(d.get("partial_json"), "delta.partial_json"))
             return None  # signature_delta, citations_delta: no generated text
         if kind == "message_start":
-            u = (obj.get("message") or {}).get("usage") or {}
+            message = shapes.obj(obj.get("message"), "message")
+            u = shapes.obj(message.get("usage"), "message.usage")
             # message_start's output_tokens is a placeholder, not a count
-            return StreamEvent(usage=Usage(input_tokens=u.get("input_tokens")))
+            return StreamEvent(usage=shapes.usage("message.usage", input_tokens=u.get("input_tokens")))
         if kind == "message_delta":
-            u = obj.get("usage") or {}
+            u = shapes.obj(obj.get("usage"), "usage")
             return StreamEvent(
-                finish_reason=(obj.get("delta") or {}).get("stop_reason"),
-                usage=Usage(input_tokens=u.get("input_tokens"), output_tokens=u.get("output_tokens")),
+                finish_reason=shapes.opt_text(shapes.obj(obj.get("delta"), "delta").get("stop_reason"),
+                                              "delta.stop_reason"),
+                usage=shapes.usage("usage", input_tokens=u.get("input_tokens"), output_tokens=u.get("output_tokens")),
             )
         if kind == "message_stop":
             return StreamEvent(terminal=True)

@@ -11,8 +11,10 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from probes import shapes
 from probes.framing import EventStreamFrame, Frame
-from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, Usage, loads
+from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, loads
+from probes.protocols.openai_chat import error_text
 from probes.target import ProbeTarget
 
 SIGNING_NAME = "bedrock"  # not "bedrock-runtime": the service model's signingName
@@ -72,7 +74,7 @@ class BedrockConverseStream(Protocol):
                 msg = json.loads(frame.payload or b"{}").get("message", "")
             except (ValueError, AttributeError):
                 msg = frame.payload[:200].decode("utf-8", "replace")
-            return StreamEvent(error=f"{name}: {msg}"[:300], rate_limited=name == "throttlingException")
+            return StreamEvent(error=f"{name}: {error_text(msg)}"[:300], rate_limited=name == "throttlingException")
         if mtype == "error":
             code = frame.headers.get(":error-code", "error")
             return StreamEvent(error=f"{code}: {frame.headers.get(':error-message', '')}"[:300])
@@ -81,25 +83,25 @@ class BedrockConverseStream(Protocol):
             raise StreamProtocolError("unexpected JSON in event-stream frame")
         event = frame.event_type
         if event == "contentBlockDelta":
-            delta = obj.get("delta") or {}
+            delta = shapes.obj(obj.get("delta"), "delta")
             text = delta.get("text")
-            if isinstance(text, str):
-                return StreamEvent(text=text)
-            rc = delta.get("reasoningContent") or {}
-            if isinstance(rc.get("text"), str):
-                return StreamEvent(reasoning=rc["text"])
-            tool = delta.get("toolUse") or {}
-            if isinstance(tool.get("input"), str):
-                return StreamEvent(text=tool["input"])
+            if text is not None:
+                return StreamEvent(text=shapes.text(text, "delta.text"))
+            rc = shapes.obj(delta.get("reasoningContent"), "delta.reasoningContent")
+            if rc.get("text") is not None:
+                return StreamEvent(reasoning=shapes.text(rc["text"], "reasoningContent.text"))
+            tool = shapes.obj(delta.get("toolUse"), "delta.toolUse")
+            if tool.get("input") is not None:
+                return StreamEvent(text=shapes.text(tool["input"], "toolUse.input"))
             return None
         if event == "messageStop":
-            return StreamEvent(finish_reason=obj.get("stopReason"))
+            return StreamEvent(finish_reason=shapes.opt_text(obj.get("stopReason"), "stopReason"))
         if event == "metadata":
-            u = obj.get("usage") or {}
-            ev = StreamEvent(terminal=True, usage=Usage(input_tokens=u.get("inputTokens"),
-                                                        output_tokens=u.get("outputTokens")))
-            latency = (obj.get("metrics") or {}).get("latencyMs")
-            if isinstance(latency, int | float):
+            u = shapes.obj(obj.get("usage"), "usage")
+            ev = StreamEvent(terminal=True, usage=shapes.usage("usage", input_tokens=u.get("inputTokens"),
+                                                               output_tokens=u.get("outputTokens")))
+            latency = shapes.num(shapes.obj(obj.get("metrics"), "metrics").get("latencyMs"), "metrics.latencyMs")
+            if latency is not None:
                 ev.server_timing["latency"] = latency / 1000
             return ev
         return None  # messageStart, contentBlockStart/Stop

@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from probes import shapes
 from probes.framing import Frame
-from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, Usage, sse_json
+from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, sse_json
 from probes.protocols.openai_chat import common_headers, error_text
 from probes.target import ProbeTarget
 
@@ -53,32 +54,41 @@ class GeminiStream(Protocol):
         if obj.get("error"):
             return StreamEvent(error=f"stream error: {error_text(obj['error'])}")
         ev = StreamEvent()
-        block = (obj.get("promptFeedback") or {}).get("blockReason")
+        feedback = shapes.obj(obj.get("promptFeedback"), "promptFeedback")
+        block = feedback.get("blockReason")
         if block:
-            ev.error = f"prompt blocked: {block}"
+            ev.error = f"prompt blocked: {error_text(block)}"
             return ev
         text: list[str] = []
         thoughts: list[str] = []
-        for cand in obj.get("candidates") or ():
-            for part in (cand.get("content") or {}).get("parts") or ():
-                t = part.get("text")
-                if isinstance(t, str) and t:
+        for cand in shapes.arr(obj.get("candidates"), "candidates"):
+            cand = shapes.obj(cand, "a candidate")
+            content = shapes.obj(cand.get("content"), "candidates[].content")
+            for part in shapes.arr(content.get("parts"), "content.parts"):
+                part = shapes.obj(part, "a content part")
+                t = shapes.text(part.get("text"), "parts[].text")
+                if t:
                     (thoughts if part.get("thought") else text).append(t)
                 elif "functionCall" in part:
-                    text.append(json.dumps(part["functionCall"].get("args") or {}))
-            reason = cand.get("finishReason")
+                    call = shapes.obj(part["functionCall"], "parts[].functionCall")
+                    text.append(json.dumps(call.get("args") or {}))
+            reason = shapes.opt_text(cand.get("finishReason"), "candidates[].finishReason")
             if reason:
                 ev.finish_reason = "max_tokens" if reason == "MAX_TOKENS" else reason.lower()
                 ev.terminal = True
                 if reason not in _NORMAL:
-                    ev.error = f"generation stopped: finishReason={reason}"
+                    ev.error = f"generation stopped: finishReason={reason[:80]}"
         ev.text = "".join(text)
         ev.reasoning = "".join(thoughts)
         um = obj.get("usageMetadata")
-        if isinstance(um, dict):
+        if um is not None:
+            um = shapes.obj(um, "usageMetadata")
+            u = shapes.usage("usageMetadata", input_tokens=um.get("promptTokenCount"),
+                               output_tokens=um.get("candidatesTokenCount"),
+                               reasoning_tokens=um.get("thoughtsTokenCount"))
             # candidatesTokenCount excludes thinking; output_tokens counts both, as OpenAI does.
-            cand_tokens = um.get("candidatesTokenCount")
-            thoughts_tokens = um.get("thoughtsTokenCount")
-            out = None if cand_tokens is None and thoughts_tokens is None else (cand_tokens or 0) + (thoughts_tokens or 0)
-            ev.usage = Usage(input_tokens=um.get("promptTokenCount"), output_tokens=out, reasoning_tokens=thoughts_tokens)
+            cand_tokens, thoughts_tokens = u.output_tokens, u.reasoning_tokens
+            if cand_tokens is not None or thoughts_tokens is not None:
+                u.output_tokens = (cand_tokens or 0) + (thoughts_tokens or 0)
+            ev.usage = u
         return ev

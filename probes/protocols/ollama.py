@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from probes import shapes
 from probes.framing import Frame
-from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, Usage, loads
-from probes.protocols.openai_chat import chat_messages, common_headers
+from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, loads
+from probes.protocols.openai_chat import chat_messages, common_headers, error_text
 from probes.target import ProbeTarget
 
 _DURATIONS = {"total_duration": "total", "load_duration": "load", "prompt_eval_duration": "prompt_eval",
@@ -41,14 +42,17 @@ class OllamaChat(Protocol):
         if not isinstance(obj, dict):
             raise StreamProtocolError(f"unexpected JSON in stream: {frame[:80]!r}")
         if obj.get("error"):
-            return StreamEvent(error=f"stream error: {str(obj['error'])[:200]}")
-        msg = obj.get("message") or {}
-        ev = StreamEvent(text=str(msg.get("content") or ""), reasoning=str(msg.get("thinking") or ""))
-        if obj.get("done"):
+            return StreamEvent(error=f"stream error: {error_text(obj['error'])}")
+        msg = shapes.obj(obj.get("message"), "message")
+        ev = StreamEvent(text=shapes.text(msg.get("content"), "message.content"),
+                         reasoning=shapes.text(msg.get("thinking"), "message.thinking"))
+        if shapes.flag(obj.get("done"), "done"):
             ev.terminal = True
-            ev.finish_reason = obj.get("done_reason") or "stop"
-            ev.usage = Usage(input_tokens=obj.get("prompt_eval_count"), output_tokens=obj.get("eval_count"))
+            ev.finish_reason = shapes.opt_text(obj.get("done_reason"), "done_reason") or "stop"
+            ev.usage = shapes.usage("final line", input_tokens=obj.get("prompt_eval_count"),
+                                    output_tokens=obj.get("eval_count"))
             for src, dst in _DURATIONS.items():
-                if isinstance(obj.get(src), int | float):
-                    ev.server_timing[dst] = obj[src] / 1e9
+                ns = shapes.num(obj.get(src), src)
+                if ns is not None:
+                    ev.server_timing[dst] = ns / 1e9
         return ev

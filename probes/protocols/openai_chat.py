@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from probes import shapes
 from probes.framing import Frame, SSEEvent
-from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, Usage, loads
+from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, loads
+from probes.shapes import arr
 from probes.target import ProbeTarget
 
 _MS = 1000.0
@@ -31,11 +33,14 @@ def common_headers(target: ProbeTarget) -> dict[str, str]:
 
 
 def error_text(err: Any) -> str:
+    """A short reason from a provider's error object (whatever shape it has)."""
     if isinstance(err, dict):
         msg = err.get("message") or err.get("type") or err.get("code") or json.dumps(err)[:200]
         kind = err.get("type") or err.get("code")
-        return f"{kind}: {msg}" if kind and kind != msg else str(msg)
-    return str(err)[:200]
+        out = f"{kind}: {msg}" if kind and kind != msg else str(msg)
+    else:
+        out = str(err)
+    return " ".join(out[:400].split())[:200]
 
 
 class OpenAIChat(Protocol):
@@ -86,59 +91,67 @@ class OpenAIChat(Protocol):
         if obj.get("error"):
             return StreamEvent(error=f"stream error: {error_text(obj['error'])}")
         if obj.get("object") == "error":  # old vLLM
-            return StreamEvent(error=f"stream error: {obj.get('message', 'unknown')}")
+            return StreamEvent(error=f"stream error: {error_text(obj.get('message', 'unknown'))}")
         return self.chunk(obj)
 
     def chunk(self, obj: dict[str, Any]) -> StreamEvent | None:
         ev = StreamEvent()
         text: list[str] = []
         reasoning: list[str] = []
-        for choice in obj.get("choices") or ():
-            delta = choice.get("delta") or {}
+        for choice in arr(obj.get("choices"), "choices"):
+            choice = shapes.obj(choice, "a choice")
+            delta = shapes.obj(choice.get("delta"), "choices[].delta")
             content = delta.get("content")
-            if isinstance(content, str):
-                text.append(content)
-            elif isinstance(content, list):  # Mistral content chunks
+            if isinstance(content, list):  # Mistral content chunks
                 for part in content:
                     if isinstance(part, dict):
                         if part.get("type") == "thinking":
-                            reasoning.extend(str(t.get("text", "")) for t in part.get("thinking") or () if isinstance(t, dict))
-                        elif isinstance(part.get("text"), str):
-                            text.append(part["text"])
-            if isinstance(delta.get("refusal"), str):
-                text.append(delta["refusal"])
-            for call in delta.get("tool_calls") or ():
-                args = (call.get("function") or {}).get("arguments")
-                if isinstance(args, str):
-                    text.append(args)
+                            for t in arr(part.get("thinking"), "content[].thinking"):
+                                if isinstance(t, dict):
+                                    reasoning.append(shapes.text(t.get("text"), "content[].thinking[].text"))
+                        elif part.get("text") is not None:
+                            text.append(shapes.text(part.get("text"), "content[].text"))
+            else:
+                text.append(shapes.text(content, "delta.content"))
+            text.append(shapes.text(delta.get("refusal"), "delta.refusal"))
+            for call in arr(delta.get("tool_calls"), "delta.tool_calls"):
+                function = shapes.obj(shapes.obj(call, "a tool call").get("function"), "tool_calls[].function")
+                text.append(shapes.text(function.get("arguments"), "tool_calls[].function.arguments"))
             for key in ("reasoning_content", "reasoning"):
                 r = delta.get(key)
+                # OpenRouter's `reasoning` may be an object; only text is a token here
                 if isinstance(r, str) and r:
                     reasoning.append(r)
                     break  # vLLM sends both as duplicates
-            if choice.get("finish_reason"):
-                ev.finish_reason = choice["finish_reason"]
+            reason = shapes.opt_text(choice.get("finish_reason"), "choices[].finish_reason")
+            if reason:
+                ev.finish_reason = reason
         ev.text = "".join(text)
         ev.reasoning = "".join(reasoning)
         usage = obj.get("usage")
-        if isinstance(usage, dict):
-            details = usage.get("completion_tokens_details") or {}
-            ev.usage = Usage(
+        if usage is not None:
+            usage = shapes.obj(usage, "usage")
+            details = shapes.obj(usage.get("completion_tokens_details"), "usage.completion_tokens_details")
+            ev.usage = shapes.usage(
+                "usage",
                 input_tokens=usage.get("prompt_tokens"),
                 output_tokens=usage.get("completion_tokens"),
-                reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None,
+                reasoning_tokens=details.get("reasoning_tokens"),
             )
-        timings = obj.get("timings")  # llama.cpp server timings, in ms
-        if isinstance(timings, dict):
-            for src, dst in (("prompt_ms", "prompt_eval"), ("predicted_ms", "eval")):
-                if isinstance(timings.get(src), int | float):
-                    ev.server_timing[dst] = timings[src] / _MS
-        checkpoint = (obj.get("usage") or {}).get("latency_checkpoint") if isinstance(obj.get("usage"), dict) else None
-        checkpoint = checkpoint or obj.get("latency_checkpoint")
-        if isinstance(checkpoint, dict):  # Azure v1: server-side ttft
-            for key, value in checkpoint.items():
-                if key.endswith("_ms") and isinstance(value, int | float):
-                    ev.server_timing[key[:-3]] = value / _MS
+            checkpoint = usage.get("latency_checkpoint")
+        else:
+            checkpoint = None
+        timings = shapes.obj(obj.get("timings"), "timings")  # llama.cpp server timings, in ms
+        for src, dst in (("prompt_ms", "prompt_eval"), ("predicted_ms", "eval")):
+            ms = shapes.num(timings.get(src), f"timings.{src}")
+            if ms is not None:
+                ev.server_timing[dst] = ms / _MS
+        checkpoint = shapes.obj(checkpoint or obj.get("latency_checkpoint"), "latency_checkpoint")
+        for key, value in checkpoint.items():  # Azure v1: server-side ttft
+            if key.endswith("_ms"):
+                ms = shapes.num(value, f"latency_checkpoint.{key}")
+                if ms is not None:
+                    ev.server_timing[key[:-3]] = ms / _MS
         return ev
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from probes import shapes
 from probes.framing import Frame
 from probes.protocol import HttpRequest, Protocol, StreamEvent, Usage, sse_object
 from probes.protocols.openai_chat import common_headers, error_text
@@ -44,17 +45,18 @@ class OpenAIResponses(Protocol):
             return None
         kind, obj = got
         if kind in _TEXT:
-            return StreamEvent(text=str(obj.get("delta") or ""))
+            return StreamEvent(text=shapes.text(obj.get("delta"), f"{kind}.delta"))
         if kind in _REASONING:
-            return StreamEvent(reasoning=str(obj.get("delta") or ""))
+            return StreamEvent(reasoning=shapes.text(obj.get("delta"), f"{kind}.delta"))
         if kind == "error":
             err = obj.get("error") if isinstance(obj.get("error"), dict) else obj
             return StreamEvent(error=f"stream error: {error_text(err)}")
         if kind in ("response.completed", "response.incomplete", "response.failed"):
-            resp = obj.get("response") or {}
+            resp = shapes.obj(obj.get("response"), f"{kind}.response")
             ev = StreamEvent(terminal=True, usage=_usage(resp.get("usage")))
             if kind == "response.incomplete":
-                ev.finish_reason = (resp.get("incomplete_details") or {}).get("reason") or "incomplete"
+                details = shapes.obj(resp.get("incomplete_details"), "response.incomplete_details")
+                ev.finish_reason = shapes.opt_text(details.get("reason"), "incomplete_details.reason") or "incomplete"
             elif kind == "response.failed":
                 ev.error = f"response failed: {error_text(resp.get('error') or 'unknown error')}"
             else:
@@ -64,11 +66,13 @@ class OpenAIResponses(Protocol):
 
 
 def _usage(u: Any) -> Usage | None:
-    if not isinstance(u, dict):
+    if u is None:
         return None
-    details = u.get("output_tokens_details") or {}
-    return Usage(
+    u = shapes.obj(u, "response.usage")
+    details = shapes.obj(u.get("output_tokens_details"), "usage.output_tokens_details")
+    return shapes.usage(
+        "response.usage",
         input_tokens=u.get("input_tokens"),
         output_tokens=u.get("output_tokens"),
-        reasoning_tokens=details.get("reasoning_tokens") if isinstance(details, dict) else None,
+        reasoning_tokens=details.get("reasoning_tokens"),
     )

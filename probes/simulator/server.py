@@ -5,6 +5,7 @@ streams don't accumulate drift. Optionally logs when each token was actually wri
 from __future__ import annotations
 
 import asyncio
+import collections
 import fnmatch
 import itertools
 import json
@@ -36,6 +37,10 @@ _BEDROCK = re.compile(r"/model/([^/]+)/converse-stream")
 _AZURE = re.compile(r"/openai/deployments/([^/]+)/chat/completions")
 _FILLER = (" and", " the", " probe", " is", " fine", " today", ".", " ok")
 _MAX_REQUEST = 1 << 20
+# Kept in memory for tests and the in-process benchmark: the latest ones only, so a
+# simulator serving for days (the demo, `llm-vitals run` with the simulator) stays flat.
+KEPT_RECORDS = 10_000
+KEPT_REQUESTS = 1_000
 
 
 def _encoder_for(path: str, body: dict[str, Any], rid: str) -> Encoder | None:
@@ -58,10 +63,11 @@ def _encoder_for(path: str, body: dict[str, Any], rid: str) -> Encoder | None:
 
 
 class TruthLog:
-    """When each token hit the socket (time.time_ns()), buffered and flushed off the hot path."""
+    """When each token hit the socket (time.time_ns()), buffered and flushed off the hot path.
+    Without a file, the latest KEPT_RECORDS stay in memory (`records`)."""
 
     def __init__(self, path: str | Path | None) -> None:
-        self.records: list[dict[str, Any]] = []
+        self.records: collections.deque[dict[str, Any]] = collections.deque(maxlen=KEPT_RECORDS)
         self._fh: IO[str] | None = open(path, "a") if path else None  # noqa: SIM115
         self._pending: list[str] = []
         self.keep_in_memory = path is None
@@ -103,7 +109,8 @@ class Simulator:
         self._server: asyncio.Server | None = None
         self._started = 0.0
         self._flusher: asyncio.Task[None] | None = None
-        self.requests: list[dict[str, Any]] = []  # path, headers, body of every request (tests)
+        # path, headers, body of the latest requests (tests)
+        self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=KEPT_REQUESTS)
         self._conns: set[asyncio.Task[Any]] = set()
 
     @property
