@@ -56,6 +56,16 @@ class HttpConfig(Strict):
     auth_token_env: str | None = None
     auth_token_file: str | None = None
     metrics_require_auth: bool = False
+    grafana_url: str | None = None
+    """Base URL of a Grafana with the llm-vitals dashboards: the status page links every target
+    and alert to its fleet dashboard (e.g. `https://grafana.example.com`)."""
+
+    @field_validator("grafana_url")
+    @classmethod
+    def _grafana(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        return v.rstrip("/") if v is not None else None
 
     @field_validator("listen")
     @classmethod

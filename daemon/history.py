@@ -1,0 +1,332 @@
+"""Read-only queries over the stored probe history: what the status page draws, `report`
+summarises and `export` streams.
+
+Plain functions over one sqlite3 connection, run off the event loop by their callers.
+Every answer is bounded whatever the range: per-probe series are downsampled to at most
+`max_points` rows (failed probes are kept one by one; ok probes are merged into time
+buckets), quantile series come per bucket, and each query reads only the JSON fields it
+needs (one `json_extract` per row).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MAX_POINTS = 4000
+MAX_BUCKETS = 1000
+PROBE_FIELDS: tuple[str, ...] = ("connect", "tls", "ttfb", "ttft", "e2e", "output_tps")
+QUANTILE_FIELDS = frozenset({"ttft", "ttft_content", "e2e", "ttfb", "tpot", "itl_p95", "output_tps"})
+Price = Callable[[str], tuple[float, float] | None]  # target → (input, output) USD per Mtok
+
+
+class HistoryError(ValueError):
+    """The store cannot be read (missing file, not an llm-vitals store)."""
+
+
+@contextmanager
+def open_readonly(path: str | Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to a store file: a report or export must never create an empty
+    database where a mistyped path points, nor take a write lock from the running daemon."""
+    p = Path(path)
+    if not p.is_file():
+        raise HistoryError(f"no probe store at {p} (storage.path of the config; has the daemon run yet?)")
+    conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA busy_timeout=5000")
+        try:
+            conn.execute("SELECT 1 FROM results LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise HistoryError(f"{p}: not an llm-vitals store ({exc})") from None
+        yield conn
+    finally:
+        conn.close()
+
+
+def _ns(t: float) -> int:
+    return int(t * 1e9)
+
+
+def _target_clause(targets: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """`provider/model` selects every probe of the model, `provider/model/probe` one target.
+    Prefixes are compared with substr (names may hold `_`, a LIKE wildcard)."""
+    if not targets:
+        return "", []
+    parts: list[str] = []
+    params: list[Any] = []
+    for t in targets:
+        if t.count("/") >= 2:
+            parts.append("target = ?")
+            params.append(t)
+        else:
+            prefix = t.rstrip("/") + "/"
+            parts.append("substr(target, 1, ?) = ?")
+            params += [len(prefix), prefix]
+    return " AND (" + " OR ".join(parts) + ")", params
+
+
+def targets_stored(conn: sqlite3.Connection, since: float, until: float) -> list[str]:
+    rows = conn.execute(
+        "SELECT DISTINCT target FROM results WHERE started_at_ns >= ? AND started_at_ns <= ?",
+        (_ns(since), _ns(until))).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+# -- availability -------------------------------------------------------------------
+def availability(conn: sqlite3.Connection, now: float, windows: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """{target: {window: {"probes", "ok", "ratio"}}} for each named window ending now, in one
+    pass over the indexed columns (no record parsed)."""
+    if not windows:
+        return {}
+    names = list(windows)
+    cols, params = [], []
+    for name in names:
+        cols.append("SUM(started_at_ns >= ?), SUM(started_at_ns >= ? AND outcome = 'ok')")
+        params += [_ns(now - windows[name])] * 2
+    params.append(_ns(now - max(windows.values())))
+    rows = conn.execute(
+        f"SELECT target, {', '.join(cols)} FROM results WHERE started_at_ns >= ? GROUP BY target", params
+    ).fetchall()
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        per: dict[str, Any] = {}
+        for i, name in enumerate(names):
+            n, ok = int(row[1 + 2 * i] or 0), int(row[2 + 2 * i] or 0)
+            per[name] = {"probes": n, "ok": ok, "ratio": (ok / n) if n else None}
+        out[row[0]] = per
+    return out
+
+
+# -- quantiles per time bucket --------------------------------------------------------
+def bucket_for(span: float, wanted: float) -> float:
+    """`wanted` seconds, widened so a range never has more than MAX_BUCKETS buckets."""
+    return max(wanted, math.ceil(span / MAX_BUCKETS), 1.0)
+
+
+def quantile_series(conn: sqlite3.Connection, field: str, since: float, until: float, bucket: float,
+                    targets: Sequence[str] | None = None, qs: Sequence[float] = (0.5, 0.95)
+                    ) -> dict[str, Any]:
+    """The quantiles of one field of the ok probes per bucket, per target, on one shared
+    time axis (bucket starts; a bucket without probes is null, so the lines break)."""
+    if field not in QUANTILE_FIELDS:
+        raise ValueError(f"metric {field!r}: expected one of {', '.join(sorted(QUANTILE_FIELDS))}")
+    bucket = bucket_for(until - since, bucket)
+    first = math.floor(since / bucket) * bucket
+    n_buckets = math.floor((until - first) / bucket) + 1
+    clause, extra = _target_clause(targets)
+    rows = conn.execute(
+        "SELECT target, started_at_ns, json_extract(record, ?) FROM results "
+        f"WHERE started_at_ns >= ? AND started_at_ns <= ? AND outcome = 'ok'{clause}",
+        ["$." + field, _ns(since), _ns(until), *extra])
+    values: dict[str, dict[int, list[float]]] = {}
+    for target, ns, v in rows:
+        if v is None:
+            continue
+        i = int((ns / 1e9 - first) // bucket)
+        if 0 <= i < n_buckets:
+            values.setdefault(target, {}).setdefault(i, []).append(float(v))
+    series: dict[str, dict[str, list[Any]]] = {}
+    for target, by_bucket in sorted(values.items()):
+        cols: dict[str, list[Any]] = {_qname(q): [None] * n_buckets for q in qs}
+        cols["n"] = [0] * n_buckets
+        for i, vs in by_bucket.items():
+            got = np.percentile(np.asarray(vs), [q * 100 for q in qs])
+            for q, v in zip(qs, got, strict=True):
+                cols[_qname(q)][i] = round(float(v), 6)
+            cols["n"][i] = len(vs)
+        series[target] = cols
+    return {"metric": field, "bucket_seconds": bucket,
+            "t": [first + i * bucket for i in range(n_buckets)], "series": series}
+
+
+def _qname(q: float) -> str:
+    return f"p{q * 100:g}"
+
+
+# -- every probe of one target ----------------------------------------------------------
+def probes(conn: sqlite3.Connection, target: str, since: float, until: float,
+           max_points: int = MAX_POINTS) -> dict[str, Any]:
+    """Column arrays of one target's probes (t, outcome, PROBE_FIELDS), oldest first. Over
+    `max_points`, ok probes are merged per time bucket (median of each field, `n` probes)
+    while every failed probe stays a point of its own (the newest `max_points // 2`)."""
+    paths = ", ".join("'$." + f + "'" for f in PROBE_FIELDS)
+    rows = conn.execute(
+        f"SELECT started_at_ns, outcome, json_extract(record, {paths}) FROM results "
+        "WHERE target = ? AND started_at_ns >= ? AND started_at_ns <= ? ORDER BY started_at_ns",
+        (target, _ns(since), _ns(until))).fetchall()
+    points = [(ns / 1e9, outcome, json.loads(vals)) for ns, outcome, vals in rows]
+    bucket: float | None = None
+    if len(points) > max_points:
+        bucket = max(1.0, math.ceil((until - since) / (max_points // 2)))
+        points = _downsample(points, since, bucket, max_points // 2)
+    cols: dict[str, list[Any]] = {"t": [], "outcome": [], "n": [], **{f: [] for f in PROBE_FIELDS}}
+    for p in points:
+        t, outcome, vals = p[0], p[1], p[2]
+        cols["t"].append(round(t, 3))
+        cols["outcome"].append(outcome)
+        cols["n"].append(p[3] if len(p) > 3 else 1)
+        for f, v in zip(PROBE_FIELDS, vals, strict=True):
+            cols[f].append(None if v is None else round(float(v), 6))
+    return {"target": target, "since": since, "until": until, "count": len(rows),
+            "downsampled_bucket_seconds": bucket, "probes": cols}
+
+
+def _downsample(points: list[tuple[Any, ...]], since: float, bucket: float, max_failed: int
+                ) -> list[tuple[Any, ...]]:
+    failed = [p for p in points if p[1] != "ok"][-max_failed:]
+    merged: dict[int, list[list[float | None]]] = {}
+    for t, outcome, vals in points:
+        if outcome == "ok":
+            merged.setdefault(int((t - since) // bucket), []).append(vals)
+    out: list[tuple[Any, ...]] = []
+    for i, rows in merged.items():
+        cols = list(zip(*rows, strict=True))
+        med = [_median(c) for c in cols]
+        out.append((since + (i + 0.5) * bucket, "ok", med, len(rows)))
+    out += failed
+    out.sort(key=lambda p: p[0])
+    return out
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    vs = [v for v in values if v is not None]
+    return float(np.median(vs)) if vs else None
+
+
+def errors(conn: sqlite3.Connection, target: str | None, since: float, until: float, limit: int = 50
+           ) -> list[dict[str, Any]]:
+    """The newest failed probes with their messages (errors are secret-free by contract)."""
+    clause, extra = _target_clause([target] if target else None)
+    rows = conn.execute(
+        "SELECT target, started_at_ns, outcome, json_extract(record, '$.status_code', '$.error', '$.request_id') "
+        f"FROM results WHERE started_at_ns >= ? AND started_at_ns <= ? AND outcome != 'ok'{clause} "
+        "ORDER BY started_at_ns DESC LIMIT ?", [_ns(since), _ns(until), *extra, limit]).fetchall()
+    out = []
+    for tgt, ns, outcome, vals in rows:
+        code, err, rid = json.loads(vals)
+        out.append({"target": tgt, "t": ns / 1e9, "outcome": outcome, "status_code": code, "error": err,
+                    "request_id": rid})
+    return out
+
+
+# -- per-target summary (report, comparison view) ---------------------------------------
+@dataclass
+class Summary:
+    target: str
+    probes: int
+    ok: int
+    errors: dict[str, int]
+    ttft: dict[str, float | None]
+    e2e: dict[str, float | None]
+    output_tps: dict[str, float | None]
+    cost_usd: float | None
+    first: float | None
+    last: float | None
+
+    @property
+    def availability(self) -> float | None:
+        return self.ok / self.probes if self.probes else None
+
+    @property
+    def cost_per_1k(self) -> float | None:
+        return None if self.cost_usd is None or not self.probes else self.cost_usd / self.probes * 1000
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "probes": self.probes, "ok": self.ok, "availability": self.availability,
+                "errors": self.errors, "ttft": self.ttft, "e2e": self.e2e, "output_tps": self.output_tps,
+                "cost_usd": self.cost_usd, "cost_per_1k_probes_usd": self.cost_per_1k,
+                "first": self.first, "last": self.last}
+
+
+_SUMMARY_PATHS = "'$.ttft', '$.e2e', '$.output_tps', '$.input_tokens', '$.output_tokens'"
+
+
+@dataclass
+class TargetRows:
+    """One target's probes over a range, as numpy columns (NaN where a field is null)."""
+
+    target: str
+    t: np.ndarray
+    ok: np.ndarray
+    outcome: list[str]
+    ttft: np.ndarray
+    e2e: np.ndarray
+    output_tps: np.ndarray
+    input_tokens: np.ndarray
+    output_tokens: np.ndarray
+
+
+def target_rows(conn: sqlite3.Connection, target: str, since: float, until: float) -> TargetRows:
+    rows = conn.execute(
+        f"SELECT started_at_ns, outcome, json_extract(record, {_SUMMARY_PATHS}) FROM results "
+        "WHERE target = ? AND started_at_ns >= ? AND started_at_ns <= ? ORDER BY started_at_ns",
+        (target, _ns(since), _ns(until))).fetchall()
+    vals = np.array([[np.nan if v is None else float(v) for v in json.loads(r[2])] for r in rows],
+                    dtype=float).reshape(len(rows), 5)
+    outcome = [r[1] for r in rows]
+    return TargetRows(target, np.array([r[0] / 1e9 for r in rows], dtype=float),
+                      np.array([o == "ok" for o in outcome], dtype=bool), outcome,
+                      vals[:, 0], vals[:, 1], vals[:, 2], vals[:, 3], vals[:, 4])
+
+
+def _quantiles(values: np.ndarray, qs: Sequence[float] = (0.5, 0.95, 0.99)) -> dict[str, float | None]:
+    v = values[~np.isnan(values)]
+    if not len(v):
+        return {_qname(q): None for q in qs}
+    got = np.percentile(v, [q * 100 for q in qs])
+    return {_qname(q): round(float(x), 6) for q, x in zip(qs, got, strict=True)}
+
+
+def summarize(rows: TargetRows, price: tuple[float, float] | None) -> Summary:
+    ok = rows.ok
+    errs: dict[str, int] = {}
+    for o in rows.outcome:
+        if o != "ok":
+            errs[o] = errs.get(o, 0) + 1
+    cost = None
+    if price is not None:
+        cost = float(np.nansum(rows.input_tokens) * price[0] + np.nansum(rows.output_tokens) * price[1]) / 1e6
+    return Summary(
+        target=rows.target, probes=len(rows.outcome), ok=int(ok.sum()), errors=dict(sorted(errs.items())),
+        ttft=_quantiles(rows.ttft[ok]), e2e=_quantiles(rows.e2e[ok]), output_tps=_quantiles(rows.output_tps[ok]),
+        cost_usd=cost, first=float(rows.t[0]) if len(rows.t) else None,
+        last=float(rows.t[-1]) if len(rows.t) else None)
+
+
+def summaries(conn: sqlite3.Connection, since: float, until: float, targets: Sequence[str] | None,
+              price: Price) -> list[Summary]:
+    """One Summary per stored target (selected by `targets`), one target in memory at a time."""
+    keys = select_targets(targets_stored(conn, since, until), targets)
+    return [summarize(target_rows(conn, k, since, until), price(k)) for k in keys]
+
+
+def select_targets(stored: list[str], wanted: Sequence[str] | None) -> list[str]:
+    if not wanted:
+        return stored
+    out = []
+    for k in stored:
+        for w in wanted:
+            if k == w or (w.count("/") < 2 and k.startswith(w.rstrip("/") + "/")):
+                out.append(k)
+                break
+    return out
+
+
+def histogram(values: np.ndarray, bins: int = 40) -> dict[str, list[float]]:
+    """Counts over equal bins from 0 to the 99.5th percentile (a few slow outliers do not
+    squash the body of the distribution into one bar; they land in the last bin)."""
+    v = values[~np.isnan(values)]
+    if not len(v):
+        return {"edges": [], "counts": []}
+    hi = float(np.percentile(v, 99.5)) or float(v.max()) or 1.0
+    edges = np.linspace(0.0, hi, bins + 1)
+    counts, _ = np.histogram(np.clip(v, 0.0, hi), bins=edges)
+    return {"edges": [round(float(e), 6) for e in edges], "counts": [int(c) for c in counts]}
