@@ -51,11 +51,11 @@ def open_readonly(path: str | Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def _ns(t: float) -> int:
+def ns(t: float) -> int:
     return int(t * 1e9)
 
 
-def _target_clause(targets: Sequence[str] | None) -> tuple[str, list[Any]]:
+def target_clause(targets: Sequence[str] | None) -> tuple[str, list[Any]]:
     """`provider/model` selects every probe of the model, `provider/model/probe` one target.
     Prefixes are compared with substr (names may hold `_`, a LIKE wildcard)."""
     if not targets:
@@ -76,7 +76,7 @@ def _target_clause(targets: Sequence[str] | None) -> tuple[str, list[Any]]:
 def targets_stored(conn: sqlite3.Connection, since: float, until: float) -> list[str]:
     rows = conn.execute(
         "SELECT DISTINCT target FROM results WHERE started_at_ns >= ? AND started_at_ns <= ?",
-        (_ns(since), _ns(until))).fetchall()
+        (ns(since), ns(until))).fetchall()
     return sorted(r[0] for r in rows)
 
 
@@ -90,8 +90,8 @@ def availability(conn: sqlite3.Connection, now: float, windows: dict[str, float]
     cols, params = [], []
     for name in names:
         cols.append("SUM(started_at_ns >= ?), SUM(started_at_ns >= ? AND outcome = 'ok')")
-        params += [_ns(now - windows[name])] * 2
-    params.append(_ns(now - max(windows.values())))
+        params += [ns(now - windows[name])] * 2
+    params.append(ns(now - max(windows.values())))
     rows = conn.execute(
         f"SELECT target, {', '.join(cols)} FROM results WHERE started_at_ns >= ? GROUP BY target", params
     ).fetchall()
@@ -121,16 +121,16 @@ def quantile_series(conn: sqlite3.Connection, field: str, since: float, until: f
     bucket = bucket_for(until - since, bucket)
     first = math.floor(since / bucket) * bucket
     n_buckets = math.floor((until - first) / bucket) + 1
-    clause, extra = _target_clause(targets)
+    clause, extra = target_clause(targets)
     rows = conn.execute(
         "SELECT target, started_at_ns, json_extract(record, ?) FROM results "
         f"WHERE started_at_ns >= ? AND started_at_ns <= ? AND outcome = 'ok'{clause}",
-        ["$." + field, _ns(since), _ns(until), *extra])
+        ["$." + field, ns(since), ns(until), *extra])
     values: dict[str, dict[int, list[float]]] = {}
-    for target, ns, v in rows:
+    for target, at_ns, v in rows:
         if v is None:
             continue
-        i = int((ns / 1e9 - first) // bucket)
+        i = int((at_ns / 1e9 - first) // bucket)
         if 0 <= i < n_buckets:
             values.setdefault(target, {}).setdefault(i, []).append(float(v))
     series: dict[str, dict[str, list[Any]]] = {}
@@ -161,8 +161,8 @@ def probes(conn: sqlite3.Connection, target: str, since: float, until: float,
     rows = conn.execute(
         f"SELECT started_at_ns, outcome, json_extract(record, {paths}) FROM results "
         "WHERE target = ? AND started_at_ns >= ? AND started_at_ns <= ? ORDER BY started_at_ns",
-        (target, _ns(since), _ns(until))).fetchall()
-    points = [(ns / 1e9, outcome, json.loads(vals)) for ns, outcome, vals in rows]
+        (target, ns(since), ns(until))).fetchall()
+    points = [(at_ns / 1e9, outcome, json.loads(vals)) for at_ns, outcome, vals in rows]
     bucket: float | None = None
     if len(points) > max_points:
         bucket = max(1.0, math.ceil((until - since) / (max_points // 2)))
@@ -204,15 +204,15 @@ def _median(values: Sequence[float | None]) -> float | None:
 def errors(conn: sqlite3.Connection, target: str | None, since: float, until: float, limit: int = 50
            ) -> list[dict[str, Any]]:
     """The newest failed probes with their messages (errors are secret-free by contract)."""
-    clause, extra = _target_clause([target] if target else None)
+    clause, extra = target_clause([target] if target else None)
     rows = conn.execute(
         "SELECT target, started_at_ns, outcome, json_extract(record, '$.status_code', '$.error', '$.request_id') "
         f"FROM results WHERE started_at_ns >= ? AND started_at_ns <= ? AND outcome != 'ok'{clause} "
-        "ORDER BY started_at_ns DESC LIMIT ?", [_ns(since), _ns(until), *extra, limit]).fetchall()
+        "ORDER BY started_at_ns DESC LIMIT ?", [ns(since), ns(until), *extra, limit]).fetchall()
     out = []
-    for tgt, ns, outcome, vals in rows:
+    for tgt, at_ns, outcome, vals in rows:
         code, err, rid = json.loads(vals)
-        out.append({"target": tgt, "t": ns / 1e9, "outcome": outcome, "status_code": code, "error": err,
+        out.append({"target": tgt, "t": at_ns / 1e9, "outcome": outcome, "status_code": code, "error": err,
                     "request_id": rid})
     return out
 
@@ -268,7 +268,7 @@ def target_rows(conn: sqlite3.Connection, target: str, since: float, until: floa
     rows = conn.execute(
         f"SELECT started_at_ns, outcome, json_extract(record, {_SUMMARY_PATHS}) FROM results "
         "WHERE target = ? AND started_at_ns >= ? AND started_at_ns <= ? ORDER BY started_at_ns",
-        (target, _ns(since), _ns(until))).fetchall()
+        (target, ns(since), ns(until))).fetchall()
     vals = np.array([[np.nan if v is None else float(v) for v in json.loads(r[2])] for r in rows],
                     dtype=float).reshape(len(rows), 5)
     outcome = [r[1] for r in rows]
@@ -321,12 +321,14 @@ def select_targets(stored: list[str], wanted: Sequence[str] | None) -> list[str]
 
 
 def histogram(values: np.ndarray, bins: int = 40) -> dict[str, list[float]]:
-    """Counts over equal bins from 0 to the 99.5th percentile (a few slow outliers do not
-    squash the body of the distribution into one bar; they land in the last bin)."""
+    """Counts over equal bins from the 0.5th to the 99.5th percentile: a few outliers either
+    side do not squash the body of the distribution into one bar (they land in the end bins)."""
     v = values[~np.isnan(values)]
     if not len(v):
         return {"edges": [], "counts": []}
-    hi = float(np.percentile(v, 99.5)) or float(v.max()) or 1.0
-    edges = np.linspace(0.0, hi, bins + 1)
-    counts, _ = np.histogram(np.clip(v, 0.0, hi), bins=edges)
+    lo, hi = (float(x) for x in np.percentile(v, [0.5, 99.5]))
+    if hi <= lo:
+        lo, hi = max(0.0, lo - 0.001), hi + 0.001
+    edges = np.linspace(lo, hi, bins + 1)
+    counts, _ = np.histogram(np.clip(v, lo, hi), bins=edges)
     return {"edges": [round(float(e), 6) for e in edges], "counts": [int(c) for c in counts]}

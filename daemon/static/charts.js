@@ -167,7 +167,7 @@
     return make({
       width: w || widthOf(container, 440), height: h || 220,
       cursor: { points: { show: false } },
-      scales: { x: { time: false, range: function () { return [0, edges[edges.length - 1]]; } }, y: { range: zeroRange } },
+      scales: { x: { time: false, range: function () { return [edges[0], edges[edges.length - 1]]; } }, y: { range: zeroRange } },
       axes: [{ stroke: "#57606a", grid: { show: false }, values: function (u, s) { return s.map(fmtDur); } },
         { stroke: "#57606a", size: 44, grid: { stroke: "#eaeef2" } }],
       series: [{ value: function (u, v) { return v === null ? "–" : fmtDur(v) + "–" + fmtDur(v + step); } },
@@ -176,14 +176,18 @@
     }, [x, counts], container);
   }
 
+  /* Equal bins from the 0.5th to the 99.5th percentile (outliers land in the end bins). */
   function binCounts(values, bins) {
     var vs = values.filter(function (v) { return v !== null && !isNaN(v); }).sort(function (a, b) { return a - b; });
     if (!vs.length) return { edges: [], counts: [] };
-    var hi = vs[Math.min(vs.length - 1, Math.floor(vs.length * 0.995))] || vs[vs.length - 1] || 1;
+    var lo = vs[Math.floor((vs.length - 1) * 0.005)], hi = vs[Math.ceil((vs.length - 1) * 0.995)];
+    if (hi <= lo) { lo = Math.max(0, lo - 0.001); hi = hi + 0.001; }
     var edges = [], counts = [];
-    for (var i = 0; i <= bins; i++) edges.push(hi * i / bins);
+    for (var i = 0; i <= bins; i++) edges.push(lo + (hi - lo) * i / bins);
     for (i = 0; i < bins; i++) counts.push(0);
-    vs.forEach(function (v) { counts[Math.min(bins - 1, Math.floor(v / hi * bins))] += 1; });
+    vs.forEach(function (v) {
+      counts[Math.max(0, Math.min(bins - 1, Math.floor((v - lo) / (hi - lo) * bins)))] += 1;
+    });
     return { edges: edges, counts: counts };
   }
 
