@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from daemon.process import Daemon
 
 AVAILABILITY_WINDOWS = {"24h": 86400.0, "7d": 7 * 86400.0}
-AVAILABILITY_TTL = 30.0
+AVAILABILITY_TTL = 5.0
 HISTORY_TTL = 10.0
 SLOW_TTL = 60.0  # all-target queries (sparklines, comparison): seconds of SQLite at 1,000 targets
 CACHE_ENTRIES = 64
@@ -75,6 +75,7 @@ class StatusPage:
         self.clock = clock
         self._cache = TtlCache()
         self._sem = asyncio.Semaphore(QUERIES_AT_ONCE)
+        self._availability = history.Availability(AVAILABILITY_WINDOWS)
 
     # -- reading the store (in a thread) ------------------------------------------------
     async def _read(self, key: Any, ttl: float, fn: Callable[..., Any], *args: Any) -> Any:
@@ -99,7 +100,7 @@ class StatusPage:
     async def status(self) -> dict[str, Any]:
         st = self.daemon.status()
         now = self.clock()
-        avail = await self._read(("availability",), AVAILABILITY_TTL, history.availability, now, AVAILABILITY_WINDOWS)
+        avail = await self._read(("availability",), AVAILABILITY_TTL, self._availability, now)
         settings = self.daemon.settings
         grafana = settings.http.grafana_url
         for a in st.get("alerts", []):
@@ -147,7 +148,7 @@ class StatusPage:
             rows = await self._read(("errors", target, since_s, slot), HISTORY_TTL, history.errors, target, since, now)
             return {"target": target, "since": since, "until": now, "errors": rows}
         if metric == "availability":
-            avail = await self._read(("availability",), AVAILABILITY_TTL, history.availability, now, AVAILABILITY_WINDOWS)
+            avail = await self._read(("availability",), AVAILABILITY_TTL, self._availability, now)
             return {"availability": {k: v for k, v in avail.items() if target is None or k == target}}
         if metric == "summary":
             price = self._price

@@ -154,7 +154,7 @@
     return make({
       width: widthOf(container, 900), height: h || 260,
       scales: { x: { time: true }, y: { range: zeroRange } },
-      axes: [timeAxis(), durAxis("seconds")],
+      axes: [timeAxis(), durAxis()],
       series: series
     }, data, container);
   }

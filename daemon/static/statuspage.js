@@ -302,13 +302,12 @@
     function renderHistory(h) {
       charts.forEach(function (c) { if (c) c.destroy(); });
       var p = h.probes;
-      var okT = [], okTps = [], ttfts = [];
-      p.t.forEach(function (t, i) {
-        if (p.outcome[i] === "ok") { okT.push(t); okTps.push(p.output_tps[i]); ttfts.push(p.ttft[i]); }
-      });
+      // failed probes are gaps in the tokens/s line (an outage is not a line across it)
+      var tps = p.output_tps.map(function (v, i) { return p.outcome[i] === "ok" ? v : null; });
+      var ttfts = p.ttft.filter(function (v, i) { return p.outcome[i] === "ok"; });
       var bins = LV.binCounts(ttfts, 40);
       charts = [LV.timeline(boxes.timeline, p, 280), LV.histogram(boxes.dist, bins.edges, bins.counts, "probes"),
-        LV.phases(boxes.phases, p, 48), LV.line(boxes.tps, okT, okTps, "tokens/s", "#8250df")];
+        LV.phases(boxes.phases, p, 48), LV.line(boxes.tps, p.t, tps, "tokens/s", "#8250df")];
       var note = h.downsampled_bucket_seconds ? " (ok probes merged per " + h.downsampled_bucket_seconds +
         " s; failed probes shown one by one)" : "";
       boxes.timeline.setAttribute("data-points", String(p.t.length));
