@@ -143,40 +143,97 @@ def bucket_for(span: float, wanted: float) -> float:
     return max(wanted, math.ceil(span / MAX_BUCKETS), 1.0)
 
 
+Buckets = dict[int, dict[str, list[Any]]]  # absolute bucket index → target → [quantiles..., n]
+
+
+def _check_field(field: str) -> None:
+    if field not in QUANTILE_FIELDS:
+        raise ValueError(f"metric {field!r}: expected one of {', '.join(sorted(QUANTILE_FIELDS))}")
+
+
+def _read_buckets(conn: sqlite3.Connection, field: str, first_i: int, until: float, bucket: float,
+                  targets: Sequence[str] | None, qs: Sequence[float]) -> Buckets:
+    """Quantiles of `field` (ok probes) per bucket and target, buckets first_i.. up to until.
+    Buckets are aligned on multiples of `bucket` since the epoch, so they can be cached."""
+    clause, extra = target_clause(targets)
+    rows = conn.execute(
+        "SELECT target, started_at_ns, json_extract(record, ?) FROM results "
+        f"WHERE started_at_ns >= ? AND started_at_ns <= ? AND outcome = 'ok'{clause}",
+        ["$." + field, ns(first_i * bucket), ns(until), *extra])
+    values: dict[int, dict[str, list[float]]] = {}
+    for target, at_ns, v in rows:
+        if v is not None:
+            values.setdefault(math.floor(at_ns / 1e9 / bucket), {}).setdefault(target, []).append(float(v))
+    out: Buckets = {}
+    for i, per in values.items():
+        for target, vs in per.items():
+            got = np.percentile(np.asarray(vs), [q * 100 for q in qs])
+            out.setdefault(i, {})[target] = [*(round(float(x), 6) for x in got), len(vs)]
+    return out
+
+
+def _series(field: str, buckets: Buckets, first_i: int, last_i: int, bucket: float, qs: Sequence[float],
+            targets: Sequence[str] | None) -> dict[str, Any]:
+    n = last_i - first_i + 1
+    keys = select_targets(sorted({t for i in range(first_i, last_i + 1) for t in buckets.get(i, {})}), targets)
+    series: dict[str, dict[str, list[Any]]] = {}
+    for target in keys:
+        cols: dict[str, list[Any]] = {_qname(q): [None] * n for q in qs}
+        cols["n"] = [0] * n
+        for j in range(n):
+            got = buckets.get(first_i + j, {}).get(target)
+            if got is not None:
+                for q, v in zip(qs, got, strict=False):
+                    cols[_qname(q)][j] = v
+                cols["n"][j] = got[-1]
+        series[target] = cols
+    return {"metric": field, "bucket_seconds": bucket,
+            "t": [(first_i + j) * bucket for j in range(n)], "series": series}
+
+
 def quantile_series(conn: sqlite3.Connection, field: str, since: float, until: float, bucket: float,
                     targets: Sequence[str] | None = None, qs: Sequence[float] = (0.5, 0.95)
                     ) -> dict[str, Any]:
     """The quantiles of one field of the ok probes per bucket, per target, on one shared
     time axis (bucket starts; a bucket without probes is null, so the lines break)."""
-    if field not in QUANTILE_FIELDS:
-        raise ValueError(f"metric {field!r}: expected one of {', '.join(sorted(QUANTILE_FIELDS))}")
+    _check_field(field)
     bucket = bucket_for(until - since, bucket)
-    first = math.floor(since / bucket) * bucket
-    n_buckets = math.floor((until - first) / bucket) + 1
-    clause, extra = target_clause(targets)
-    rows = conn.execute(
-        "SELECT target, started_at_ns, json_extract(record, ?) FROM results "
-        f"WHERE started_at_ns >= ? AND started_at_ns <= ? AND outcome = 'ok'{clause}",
-        ["$." + field, ns(since), ns(until), *extra])
-    values: dict[str, dict[int, list[float]]] = {}
-    for target, at_ns, v in rows:
-        if v is None:
-            continue
-        i = int((at_ns / 1e9 - first) // bucket)
-        if 0 <= i < n_buckets:
-            values.setdefault(target, {}).setdefault(i, []).append(float(v))
-    series: dict[str, dict[str, list[Any]]] = {}
-    for target, by_bucket in sorted(values.items()):
-        cols: dict[str, list[Any]] = {_qname(q): [None] * n_buckets for q in qs}
-        cols["n"] = [0] * n_buckets
-        for i, vs in by_bucket.items():
-            got = np.percentile(np.asarray(vs), [q * 100 for q in qs])
-            for q, v in zip(qs, got, strict=True):
-                cols[_qname(q)][i] = round(float(v), 6)
-            cols["n"][i] = len(vs)
-        series[target] = cols
-    return {"metric": field, "bucket_seconds": bucket,
-            "t": [first + i * bucket for i in range(n_buckets)], "series": series}
+    first_i, last_i = math.floor(since / bucket), math.floor(until / bucket)
+    return _series(field, _read_buckets(conn, field, first_i, until, bucket, targets, qs),
+                   first_i, last_i, bucket, qs, targets)
+
+
+class QuantileCache:
+    """quantile_series for every target (the overview's sparklines), reading only what is
+    new: a bucket is kept once it has settled (ended SETTLE seconds ago: a probe is stored
+    when it ends, up to its timeout after its start), so each call reads the last bucket or
+    two instead of a day of probes."""
+
+    SETTLE = 120.0
+
+    def __init__(self, field: str, qs: Sequence[float] = (0.5, 0.95)) -> None:
+        _check_field(field)
+        self.field = field
+        self.qs = tuple(qs)
+        self._lock = threading.Lock()
+        self._done: dict[float, Buckets] = {}  # bucket width → settled buckets
+
+    def __call__(self, conn: sqlite3.Connection, since: float, until: float, bucket: float,
+                 targets: Sequence[str] | None = None) -> dict[str, Any]:
+        bucket = bucket_for(until - since, bucket)
+        first_i, last_i = math.floor(since / bucket), math.floor(until / bucket)
+        with self._lock:
+            done = self._done.setdefault(bucket, {})
+            for i in [i for i in done if i < first_i]:
+                del done[i]
+            missing = [i for i in range(first_i, last_i + 1) if i not in done]
+            fresh = _read_buckets(conn, self.field, missing[0], until, bucket, None, self.qs) if missing else {}
+            settled = math.floor((until - self.SETTLE) / bucket)  # buckets before this one have ended long enough ago
+            for i in missing:
+                if i < settled:
+                    done[i] = fresh.get(i, {})
+            merged = {**done, **{i: v for i, v in fresh.items() if i not in done}}
+            return _series(self.field, merged, first_i, last_i, bucket, self.qs, targets)
 
 
 def _qname(q: float) -> str:

@@ -76,6 +76,7 @@ class StatusPage:
         self._cache = TtlCache()
         self._sem = asyncio.Semaphore(QUERIES_AT_ONCE)
         self._availability = history.Availability(AVAILABILITY_WINDOWS)
+        self._quantiles: dict[str, history.QuantileCache] = {}
 
     # -- reading the store (in a thread) ------------------------------------------------
     async def _read(self, key: Any, ttl: float, fn: Callable[..., Any], *args: Any) -> Any:
@@ -160,10 +161,13 @@ class StatusPage:
             bucket = _duration(query, "bucket", SPARK_BUCKET)
             if bucket <= 0:
                 raise BadQuery("bucket: must be greater than 0")
-            wanted = [target] if target else self._target_keys()
-            ttl = HISTORY_TTL if target else SLOW_TTL
-            out = await self._read(("q", metric, target, since_s, bucket, round(now / ttl)), ttl,
-                                   history.quantile_series, metric, since, now, bucket, wanted)
+            if target:
+                out = await self._read(("q", metric, target, since_s, bucket, slot), HISTORY_TTL,
+                                       history.quantile_series, metric, since, now, bucket, [target])
+            else:  # every target (sparklines): only the newest buckets are read
+                cache = self._quantiles.setdefault(metric, history.QuantileCache(metric))
+                out = await self._read(("q", metric, since_s, bucket, round(now / SLOW_TTL)), SLOW_TTL,
+                                       cache, since, now, bucket, self._target_keys())
             return {"since": since, "until": now, **out}
         known = ", ".join(["probes", "errors", "availability", "summary", *sorted(history.QUANTILE_FIELDS)])
         raise BadQuery(f"metric {metric!r}: expected one of {known}")

@@ -137,3 +137,25 @@ def test_readonly_store_refuses_what_is_not_a_store(tmp_path: Path) -> None:
     sqlite3.connect(other).execute("CREATE TABLE x (y)").connection.commit()
     with pytest.raises(history.HistoryError, match="not an llm-vitals store"), history.open_readonly(other):
         pass
+
+
+def test_quantile_cache_reads_only_new_buckets(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    now = datetime.now(UTC).timestamp()
+    rs = [result(0.1 + (i % 9) * 0.02, model=m, started_at=datetime.fromtimestamp(now - i * 60, UTC))
+          for i in range(24 * 60) for m in ("a", "b")]
+    store.add_results(rs)
+    cache = history.QuantileCache("ttft")
+    with store.reading() as conn:
+        got = cache(conn, now - 86400, now, 900)
+        assert got == history.quantile_series(conn, "ttft", now - 86400, now, 900)
+    assert len(got["series"]["p/a/short"]["n"]) in (97, 98)
+    # settled buckets are not read again: gone from the store, still served; the newest are
+    store.execute("DELETE FROM results WHERE started_at_ns < ?", (int((now - 3600) * 1e9),))
+    store.add_results([result(5.0, model="a", started_at=datetime.fromtimestamp(now + 1, UTC))])
+    with store.reading() as conn:
+        again = cache(conn, now - 86400, now + 2, 900, ["p/a"])
+    assert set(again["series"]) == {"p/a/short"}
+    a = again["series"]["p/a/short"]
+    assert a["n"][:10] == got["series"]["p/a/short"]["n"][:10] and a["n"][0] > 0
+    assert a["p95"][-1] > got["series"]["p/a/short"]["p95"][-1]  # the new 5 s probe
