@@ -65,7 +65,7 @@ def target_of(st: dict[str, Any], key: str) -> dict[str, Any]:
 
 def wait_state(d: DaemonProcess, key: str, want: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    seen = []
+    seen: list[str] = []
     while time.monotonic() < deadline:
         t = target_of(status(d), key)
         if not seen or seen[-1] != t["state"]:
