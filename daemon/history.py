@@ -14,7 +14,8 @@ import json
 import math
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,46 +244,60 @@ def _qname(q: float) -> str:
 # -- every probe of one target ----------------------------------------------------------
 def probes(conn: sqlite3.Connection, target: str, since: float, until: float,
            max_points: int = MAX_POINTS) -> dict[str, Any]:
-    """Column arrays of one target's probes (t, outcome, PROBE_FIELDS), oldest first. Over
+    """Column arrays of one target's probes (t, outcome, n, PROBE_FIELDS), oldest first. Over
     `max_points`, ok probes are merged per time bucket (median of each field, `n` probes)
-    while every failed probe stays a point of its own (the newest `max_points // 2`)."""
+    while every failed probe stays a point of its own (the newest `max_points // 2`); the
+    rows are then streamed, one bucket in memory at a time."""
+    where = "WHERE target = ? AND started_at_ns >= ? AND started_at_ns <= ?"
+    params = (target, ns(since), ns(until))
+    count = int(conn.execute(f"SELECT COUNT(*) FROM results {where}", params).fetchone()[0])
     paths = ", ".join("'$." + f + "'" for f in PROBE_FIELDS)
-    rows = conn.execute(
-        f"SELECT started_at_ns, outcome, json_extract(record, {paths}) FROM results "
-        "WHERE target = ? AND started_at_ns >= ? AND started_at_ns <= ? ORDER BY started_at_ns",
-        (target, ns(since), ns(until))).fetchall()
-    points = [(at_ns / 1e9, outcome, json.loads(vals)) for at_ns, outcome, vals in rows]
+    rows = conn.execute(f"SELECT started_at_ns, outcome, json_extract(record, {paths}) FROM results {where} "
+                        "ORDER BY started_at_ns", params)
     bucket: float | None = None
-    if len(points) > max_points:
+    if count <= max_points:
+        points = [(at_ns / 1e9, outcome, json.loads(vals), 1) for at_ns, outcome, vals in rows]
+    else:
         bucket = max(1.0, math.ceil((until - since) / (max_points // 2)))
-        points = _downsample(points, since, bucket, max_points // 2)
+        points = _downsample(rows, since, bucket, max_points // 2)
     cols: dict[str, list[Any]] = {"t": [], "outcome": [], "n": [], **{f: [] for f in PROBE_FIELDS}}
-    for p in points:
-        t, outcome, vals = p[0], p[1], p[2]
+    for t, outcome, vals, n in points:
         cols["t"].append(round(t, 3))
         cols["outcome"].append(outcome)
-        cols["n"].append(p[3] if len(p) > 3 else 1)
+        cols["n"].append(n)
         for f, v in zip(PROBE_FIELDS, vals, strict=True):
             cols[f].append(None if v is None else round(float(v), 6))
-    return {"target": target, "since": since, "until": until, "count": len(rows),
+    return {"target": target, "since": since, "until": until, "count": count,
             "downsampled_bucket_seconds": bucket, "probes": cols}
 
 
-def _downsample(points: list[tuple[Any, ...]], since: float, bucket: float, max_failed: int
-                ) -> list[tuple[Any, ...]]:
-    failed = [p for p in points if p[1] != "ok"][-max_failed:]
-    merged: dict[int, list[list[float | None]]] = {}
-    for t, outcome, vals in points:
-        if outcome == "ok":
-            merged.setdefault(int((t - since) // bucket), []).append(vals)
-    out: list[tuple[Any, ...]] = []
-    for i, rows in merged.items():
-        cols = list(zip(*rows, strict=True))
-        med = [_median(c) for c in cols]
-        out.append((since + (i + 0.5) * bucket, "ok", med, len(rows)))
-    out += failed
-    out.sort(key=lambda p: p[0])
-    return out
+Point = tuple[float, str, list[Any], int]  # t, outcome, PROBE_FIELDS values, probes merged
+
+
+def _downsample(rows: Iterable[tuple[int, str, str]], since: float, bucket: float, max_failed: int
+                ) -> list[Point]:
+    failed: deque[Point] = deque(maxlen=max_failed)
+    merged: list[Point] = []
+    current: int | None = None
+    acc: list[list[Any]] = []
+
+    def flush() -> None:
+        if acc and current is not None:
+            merged.append((since + (current + 0.5) * bucket, "ok", [_median(c) for c in zip(*acc, strict=True)],
+                           len(acc)))
+
+    for at_ns, outcome, vals in rows:
+        t = at_ns / 1e9
+        if outcome != "ok":
+            failed.append((t, outcome, json.loads(vals), 1))
+            continue
+        i = int((t - since) // bucket)
+        if i != current:
+            flush()
+            current, acc = i, []
+        acc.append(json.loads(vals))
+    flush()
+    return sorted([*merged, *failed], key=lambda p: p[0])
 
 
 def _median(values: Sequence[float | None]) -> float | None:
