@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 AVAILABILITY_WINDOWS = {"24h": 86400.0, "7d": 7 * 86400.0}
 AVAILABILITY_TTL = 5.0
+STATUS_TTL = 1.0
 HISTORY_TTL = 10.0
 SLOW_TTL = 60.0  # all-target queries (sparklines, comparison): seconds of SQLite at 1,000 targets
 CACHE_ENTRIES = 64
@@ -99,8 +100,12 @@ class StatusPage:
 
     # -- /api/v1/status -------------------------------------------------------------
     async def status(self) -> dict[str, Any]:
-        st = self.daemon.status()
+        # every open page asks every 5 s; at 1,000 targets one answer is a few ms of the loop
         now = self.clock()
+        hit = self._cache.get(("status",), now)
+        if hit is not None:
+            return dict(hit)
+        st = self.daemon.status()
         avail = await self._read(("availability",), AVAILABILITY_TTL, self._availability, now)
         settings = self.daemon.settings
         grafana = settings.http.grafana_url
@@ -113,7 +118,9 @@ class StatusPage:
             t["grafana_url"] = self.grafana_link(t.get("labels", {}))
         st["links"] = {"grafana": grafana, "runbook": settings.alerts.runbook_url}
         st["now"] = now
-        return dict(finite(st))
+        out = dict(finite(st))
+        self._cache.put(("status",), out, now + STATUS_TTL, now)
+        return out
 
     def grafana_link(self, labels: Mapping[str, str]) -> str | None:
         base = self.daemon.settings.http.grafana_url

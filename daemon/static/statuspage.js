@@ -77,7 +77,7 @@
     app.appendChild(header("overview"));
     app.appendChild(el("div", { id: "banner", class: "banner", hidden: "" }));
     var chips = el("div", { class: "chips", id: "chips" });
-    var filter = el("input", { type: "search", id: "filter", placeholder: "filter targets… (provider, model, state)",
+    var filter = el("input", { type: "search", id: "filter", placeholder: "filter targets… (provider, model, state)  [/]",
       "aria-label": "filter targets" });
     app.appendChild(el("section", { class: "toolbar" }, [chips, filter]));
     var alertsBox = el("section", { class: "card" }, [el("h2", { text: "Alerts" }), el("div", { id: "alerts" })]);
@@ -92,6 +92,9 @@
     var rows = {}, spark = null, stateFilter = null, status = null;
 
     filter.addEventListener("input", function () { if (status) render(status); });
+    document.addEventListener("keydown", function (e) {  // "/" jumps to the filter, as on most consoles
+      if (e.key === "/" && document.activeElement !== filter) { e.preventDefault(); filter.focus(); }
+    });
 
     function row(key) {
       if (rows[key]) return rows[key];
@@ -122,6 +125,8 @@
         chips.appendChild(chip);
       });
       chips.appendChild(el("span", { class: "total", text: st.targets.length + " targets" }));
+      // the tab says it too, for a page left open beside others
+      document.title = (counts.firing ? "(" + counts.firing + " firing) " : "") + "llm-vitals · " + boot.region;
       renderAlerts(document.getElementById("alerts"), st.alerts, true);
       var q = filter.value.trim().toLowerCase();
       var list = st.targets.slice().sort(function (a, b) {
