@@ -209,6 +209,21 @@ class AlertsConfig(Strict):
     maintenance: list[Maintenance] = []
     inhibit: list[Inhibit] = []
     use_default_rules: bool = True
+    runbook_url: str | None = None
+    """Runbook link for every alert on the status page; `{rule}` is replaced by the rule's name
+    (e.g. `https://wiki.example.com/llm-vitals/runbook#{rule}`)."""
+
+    @field_validator("runbook_url")
+    @classmethod
+    def _runbook(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL (may hold {{rule}}), got {v!r}")
+        return v
+
+    def runbook_for(self, rule: str) -> str | None:
+        from urllib.parse import quote
+
+        return None if self.runbook_url is None else self.runbook_url.replace("{rule}", quote(rule, safe=""))
 
     @model_validator(mode="after")
     def _refs(self) -> AlertsConfig:

@@ -476,7 +476,10 @@ class AlertEngine:
         return [
             {"rule": a.rule, "labels": a.labels, "state": a.state, "severity": a.severity, "summary": a.summary,
              "reason": a.reason, "value": a.value, "since": a.firing_since or a.pending_since,
-             "fingerprint": a.fingerprint}
+             "fingerprint": a.fingerprint,
+             # why a firing alert is not told (silenced, maintenance, inhibited) as of the last
+             # evaluation, else None: the status page shows a silenced target as such
+             "muted": self._mutes.get(a.fingerprint) if a.state == "firing" else None}
             for a in sorted(self.alerts.values(), key=lambda x: (x.state != "firing", x.rule))
         ]
 

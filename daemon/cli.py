@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("config-schema", help="print the config file's JSON Schema (for editors)")
     schema.set_defaults(func=cmd_config_schema)
 
+    from daemon.history_commands import add_commands as add_history_commands
+
+    add_history_commands(sub)
+
     try:
         from alerts.cli import add_commands
     except ImportError:

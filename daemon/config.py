@@ -88,6 +88,16 @@ class HttpConfig(Strict):
     # Host names (besides localhost, 127.0.0.1, [::1] and the listen host) this API answers
     # to, e.g. a reverse proxy's name; anything else is refused (DNS rebinding).
     allowed_hosts: list[str] = []
+    grafana_url: str | None = None
+    """Base URL of a Grafana with the llm-vitals dashboards: the status page links every target
+    and alert to its fleet dashboard (e.g. `https://grafana.example.com`)."""
+
+    @field_validator("grafana_url")
+    @classmethod
+    def _grafana(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        return v.rstrip("/") if v is not None else None
 
     @field_validator("listen")
     @classmethod

@@ -1,4 +1,5 @@
-"""HTTP endpoints: /metrics /healthz /readyz /api/v1/status (+ alert routes) and a status page.
+"""HTTP endpoints: /metrics /healthz /readyz /api/v1/status, /api/v1/history (+ alert routes) and
+the status page (/, /target/PROVIDER/MODEL/PROBE, /compare; daemon/statuspage.py).
 
 Binds loopback by default. When a bearer token is configured (required off loopback),
 everything but the health endpoints (and /metrics unless metrics_require_auth) needs it.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hmac
-import html
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,7 @@ from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPEN
 
 from daemon.exposition import render, render_openmetrics
 from daemon.request_guard import RequestGuard
+from daemon.statuspage import StatusPage
 
 if TYPE_CHECKING:
     from daemon.process import Daemon
@@ -99,17 +100,39 @@ def build_app(daemon: Daemon) -> web.Application:
         ok, detail = daemon.readiness()
         return _json(200 if ok else 503, {"status": "ready" if ok else "not ready", **detail})
 
+    page = StatusPage(daemon)
+
     async def status(_: web.Request) -> web.Response:
-        return _json(200, daemon.status())
+        return _json(200, await page.status())
+
+    async def history(request: web.Request) -> web.Response:
+        code, body = await page.history(request.query)
+        return _json(code, body)
+
+    def _html(text: str, code: int = 200) -> web.Response:
+        return web.Response(status=code, text=text, content_type="text/html",
+                            headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
     async def index(_: web.Request) -> web.Response:
-        return web.Response(text=_page(daemon.status()), content_type="text/html")
+        return _html(page.html("overview"))
+
+    async def compare(_: web.Request) -> web.Response:
+        return _html(page.html("compare"))
+
+    async def target_page(request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        if key not in daemon.target_keys():
+            return _html(page.html("unknown", key), 404)
+        return _html(page.html("target", key))
 
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/status", status)
+    app.router.add_get("/api/v1/history", history)
     app.router.add_get("/", index)
+    app.router.add_get("/compare", compare)
+    app.router.add_get("/target/{key:.+}", target_page)
     _alert_routes(app, daemon)
     return app
 
@@ -162,41 +185,3 @@ def _alert_routes(app: web.Application, daemon: Daemon) -> None:
     app.router.add_post("/api/v1/silences", silences_post)
     app.router.add_delete("/api/v1/silences/{id}", silence_delete)
     app.router.add_post("/api/v1/alert-test/{receiver}", alert_test)
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v * 1000:.0f} ms"
-    return html.escape(str(v))
-
-
-def _page(status: dict[str, Any]) -> str:
-    rows = []
-    for t in status["targets"]:
-        last = t.get("last") or {}
-        q = t.get("quantiles", {}).get("ttft", {}).get("5m", {})
-        state = t.get("state", "unknown")
-        color = {"ok": "#1a7f37", "failing": "#cf222e", "anomalous": "#9a6700"}.get(state, "#57606a")
-        rows.append(
-            f"<tr><td>{html.escape(t['target'])}</td><td style='color:{color}'><b>{html.escape(state)}</b></td>"
-            f"<td>{_fmt(last.get('outcome'))}</td><td>{_fmt(last.get('ttft'))}</td>"
-            f"<td>{_fmt(q.get('0.5'))}</td><td>{_fmt(q.get('0.95'))}</td><td>{_fmt(last.get('e2e'))}</td>"
-            f"<td>{_fmt(last.get('error'))}</td></tr>"
-        )
-    alerts = "".join(
-        f"<li><b>{html.escape(str(a.get('rule')))}</b> {html.escape(json.dumps(a.get('labels', {})))} — "
-        f"{html.escape(str(a.get('summary', '')))}</li>"
-        for a in status.get("alerts", [])
-    ) or "<li>none</li>"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><meta http-equiv="refresh" content="5">
-<title>llm-vitals</title><style>body{{font-family:system-ui,sans-serif;margin:2em}}
-table{{border-collapse:collapse}}td,th{{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left}}</style></head>
-<body><h1>llm-vitals <small>region {html.escape(status['region'])}</small></h1>
-<p>ready: <b>{status['ready']}</b> · targets: {len(status['targets'])} ·
-<a href="/metrics">/metrics</a> · <a href="/api/v1/status">/api/v1/status</a></p>
-<h2>Firing alerts</h2><ul>{alerts}</ul>
-<h2>Targets</h2><table><tr><th>target</th><th>state</th><th>last outcome</th><th>last ttft</th>
-<th>ttft p50 5m</th><th>ttft p95 5m</th><th>last e2e</th><th>error</th></tr>{''.join(rows)}</table>
-</body></html>"""

@@ -304,10 +304,30 @@ class Daemon:
             "degraded_sinks": degraded,
         }
 
-    def _state_of(self, key: str) -> str:
+    def target_keys(self) -> list[str]:
+        return [t.key for t in self._targets]
+
+    def _state_of(self, key: str, alerts: list[dict[str, Any]] | None = None, now: float | None = None,
+                  timeout: float = 0.0) -> str:
+        """One word per target that agrees with the alerts: an alert firing on it (told, or
+        all muted: silenced), pending, then what the probes say. `stale`: no result for 3
+        intervals past the last probe's deadline (its timeout)."""
+        alerts = alerts or []
+        firing = [a for a in alerts if a.get("state") == "firing"]
+        if any(not a.get("muted") for a in firing):
+            return "firing"
+        if firing:
+            return "silenced"
+        if any(a.get("state") == "pending" for a in alerts):
+            return "pending"
         last = self.last.get(key)
         if last is None:
-            return "pending"
+            return "pending-first-probe"
+        if now is not None:
+            interval = self.settings.interval_for(last.provider, last.model)
+            deadline = last.started_at.timestamp() + timeout
+            if now - deadline > 3 * interval:
+                return "stale"
         if not last.ok:
             return "failing"
         if any(v.anomalous for (t, _m), v in self.verdicts.items() if t == key):
@@ -316,6 +336,12 @@ class Daemon:
 
     def status(self) -> dict[str, Any]:
         ready, detail = self.readiness()
+        now = time.time()
+        alerts = self.alerts.firing() if self.alerts is not None else []
+        by_target: dict[str, list[dict[str, Any]]] = {}
+        for a in alerts:
+            lab = a.get("labels", {})
+            by_target.setdefault("/".join(lab.get(k, "") for k in ("provider", "model", "probe")), []).append(a)
         targets = []
         for t in self._targets:
             key = t.key
@@ -335,12 +361,13 @@ class Daemon:
                 "labels": t.labels,
                 "kind": t.provider.kind,
                 "interval": self.settings.interval_for(t.provider.name, t.model),
-                "state": self._state_of(key),
+                "state": self._state_of(key, by_target.get(key), now, t.timeout),
                 "last": None if last is None else last.to_json_dict(),
+                "last_probe_age": None if last is None else round(now - last.started_at.timestamp(), 3),
+                "alerts": by_target.get(key, []),
                 "quantiles": quant,
                 "anomalies": anomalies,
             })
-        alerts = self.alerts.firing() if self.alerts is not None else []
         return {
             "region": self.settings.region,
             "shard": {"shard": self.settings.sharding.index, "shards": self.settings.sharding.shards},

@@ -118,6 +118,22 @@ class Store:
         finally:
             conn.close()
 
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection for a long read (the status page's history queries): its own for a
+        file (WAL: neither waits for nor blocks the writers), the shared one under the lock
+        for :memory:."""
+        if self.path == ":memory:":
+            with self._lock:
+                yield self._conn
+            return
+        conn = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA busy_timeout=5000")
+            yield conn
+        finally:
+            conn.close()
+
     def outcomes_since(self, since_unix: float, until_unix: float) -> list[tuple[str, float, bool]]:
         """(target, started_at unix, ok) of every stored probe in [since, until], oldest first.
         Reads the indexed columns only (no record is parsed)."""
