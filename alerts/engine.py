@@ -173,6 +173,7 @@ class AlertEngine:
                     continue
                 a = self.alerts[_fp(f)] = Alert(f.rule, dict(f.labels))
             a.value, a.reason = f.value, f.reason or a.reason
+            a.runbook_url = self.cfg.runbook_for(a.rule)  # follows a reloaded alerts.runbook_url
             if f.active:
                 a.summary = f.summary
                 a.healthy = 0

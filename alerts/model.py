@@ -38,6 +38,7 @@ class Alert:
     summary: str = ""
     reason: str | None = None
     notified: bool = False  # its firing was sent (not silenced): only then is a resolve sent
+    runbook_url: str | None = None  # alerts.runbook_url for its rule, sent with every notification
 
     @property
     def fingerprint(self) -> str:
@@ -49,12 +50,12 @@ class Alert:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in ("rule", "labels", "state", "pending_since", "firing_since",
-                                              "healthy", "value", "summary", "reason", "notified")}
+                                              "healthy", "value", "summary", "reason", "notified", "runbook_url")}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Alert:
         return cls(**{k: d[k] for k in ("rule", "labels", "state", "pending_since", "firing_since", "healthy",
-                                        "value", "summary", "reason", "notified") if k in d})
+                                        "value", "summary", "reason", "notified", "runbook_url") if k in d})
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,8 @@ class Notification:
             line = f"{'REMINDER ' if e.kind == 'reminder' else ''}{a.rule} on {target} [{region}]: {a.summary} (since {since})"
             if a.reason:
                 line += f" — last failure: {a.reason}"
+            if a.runbook_url:
+                line += f" — runbook: {a.runbook_url}"
             out.append(line)
         return out
 

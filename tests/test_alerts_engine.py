@@ -250,3 +250,30 @@ async def test_evaluation_hands_the_loop_back_between_targets(tmp_path: Path, mo
     assert len(set(seen.values())) == len(models)  # the loop ran between any two targets
     firing = [a for a in e.alerts.values() if a.state == "firing"]
     assert len(firing) == len(models)  # the same judgement, only spread over loop steps
+
+
+async def test_every_notification_carries_the_runbook_link(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """alerts.runbook_url (with {rule}) goes out with the alert: in the text (Slack, email),
+    the webhook payload and the Alertmanager annotation, not only on the status page."""
+    import json
+
+    import alerts.notifiers.alertmanager as am
+    from alerts.notifiers.webhook import payload
+
+    clock = Clock()
+    e, rec = engine(tmp_path, config(runbook_url="https://wiki.example.com/runbook#{rule}"), clock)
+    for _ in range(3):
+        await step(e, clock, ok=False)
+    (n,) = rec["pager"].sent
+    assert "runbook: https://wiki.example.com/runbook#down" in n.text()
+    assert payload(n)["alerts"][0]["runbook_url"] == "https://wiki.example.com/runbook#down"
+
+    sent: list[bytes] = []
+
+    async def capture(url: str, body: bytes, headers: dict[str, str], timeout: float) -> None:
+        sent.append(body)
+
+    monkeypatch.setattr(am, "post_json", capture)
+    am_cfg = AlertsConfig(receivers=[{"name": "am", "alertmanager": {"urls": ["http://127.0.0.1:9"]}}]).receivers[0].alertmanager
+    await am.AlertmanagerNotifier("am", am_cfg).send(n)
+    assert json.loads(sent[0])[0]["annotations"]["runbook_url"] == "https://wiki.example.com/runbook#down"

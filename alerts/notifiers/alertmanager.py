@@ -27,7 +27,8 @@ class AlertmanagerNotifier(Notifier):
             a = e.alert
             item = {
                 "labels": {"alertname": a.rule, **a.labels, **({"test": "true"} if n.test else {})},
-                "annotations": {"summary": a.summary, **({"reason": a.reason} if a.reason else {})},
+                "annotations": {"summary": a.summary, **({"reason": a.reason} if a.reason else {}),
+                                **({"runbook_url": a.runbook_url} if a.runbook_url else {})},
                 "startsAt": _iso(a.firing_since or e.at),
             }
             if e.kind == "resolved":

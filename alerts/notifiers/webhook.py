@@ -28,7 +28,8 @@ def payload(n: Notification) -> dict[str, Any]:
         "alerts": [
             {"kind": e.kind, "rule": e.alert.rule, "labels": e.alert.labels, "state": e.alert.state,
              "summary": e.alert.summary, "reason": e.alert.reason, "value": e.alert.value,
-             "firing_since": e.alert.firing_since, "at": e.at, "duration": e.duration}
+             "firing_since": e.alert.firing_since, "at": e.at, "duration": e.duration,
+             "runbook_url": e.alert.runbook_url}
             for e in n.events
         ],
     }
