@@ -474,13 +474,24 @@ class AlertEngine:
 
     # -- views ---------------------------------------------------------------------
     def firing(self) -> list[dict[str, Any]]:
+        from alerts.rules import matches
+
+        active = self.silences()
+
+        def silenced_by(a: Alert) -> list[dict[str, Any]]:
+            # every silence that matches the alert, with its end, wherever the alert is shown
+            return [{"id": si["id"], "ends_at": _rfc3339(si["ends_at"]), "comment": si.get("comment", "")}
+                    for si in active if matches(a.labels, si["match"])]
+
         return [
             {"rule": a.rule, "labels": a.labels, "state": a.state, "severity": a.severity, "summary": a.summary,
              "reason": a.reason, "value": a.value, "since": a.firing_since or a.pending_since,
-             "fingerprint": a.fingerprint,
+             "since_at": _rfc3339(a.firing_since or a.pending_since),
+             "fingerprint": a.fingerprint, "runbook_url": a.runbook_url,
              # why a firing alert is not told (silenced, maintenance, inhibited) as of the last
              # evaluation, else None: the status page shows a silenced target as such
-             "muted": self._mutes.get(a.fingerprint) if a.state == "firing" else None}
+             "muted": self._mutes.get(a.fingerprint) if a.state == "firing" else None,
+             "silenced_by": silenced_by(a)}
             for a in sorted(self.alerts.values(), key=lambda x: (x.state != "firing", x.rule))
         ]
 
@@ -491,7 +502,8 @@ class AlertEngine:
                        "starts_at": s.starts_at.timestamp() if s.starts_at else 0.0, "ends_at": s.ends_at.timestamp(),
                        "comment": s.comment, "created_by": s.created_by} for i, s in enumerate(self.cfg.silences)]
         stored = [_bounded(s, now) for s in self.store.get_state(SILENCES_KEY, []) if s["ends_at"] > now]
-        return configured + stored
+        return [{**si, "starts": _rfc3339(si["starts_at"]), "ends": _rfc3339(si["ends_at"])}
+                for si in configured + stored]
 
     def add_silence(self, match: dict[str, str], duration: float, comment: str = "", created_by: str = "api") -> str:
         return add_silence(self.store, match, duration, comment, created_by, self.clock())
@@ -621,6 +633,15 @@ class AlertEngine:
 
 def _event_dict(e: Event) -> dict[str, Any]:
     return {"kind": e.kind, "alert": e.alert.to_dict(), "at": e.at, "duration": e.duration}
+
+
+def _rfc3339(ts: float | None) -> str | None:
+    """What a person reads: RFC 3339 UTC (the epoch-second fields stay for machines)."""
+    if ts is None:
+        return None
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _event_from(d: dict[str, Any]) -> Event:

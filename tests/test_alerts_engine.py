@@ -277,3 +277,20 @@ async def test_every_notification_carries_the_runbook_link(tmp_path: Path, monke
     am_cfg = AlertsConfig(receivers=[{"name": "am", "alertmanager": {"urls": ["http://127.0.0.1:9"]}}]).receivers[0].alertmanager
     await am.AlertmanagerNotifier("am", am_cfg).send(n)
     assert json.loads(sent[0])[0]["annotations"]["runbook_url"] == "https://wiki.example.com/runbook#down"
+
+
+async def test_a_silence_and_its_end_show_wherever_the_alert_does(tmp_path: Path) -> None:
+    clock = Clock()
+    e, _rec = engine(tmp_path, config(), clock)
+    for _ in range(3):
+        await step(e, clock, ok=False)
+    (a,) = e.firing()
+    assert a["state"] == "firing" and a["silenced_by"] == [] and a["since_at"].endswith("Z")
+    sid = e.add_silence({"provider": "p"}, 7200, "known incident")
+    await step(e, clock, ok=False)
+    (a,) = e.firing()
+    assert a["muted"] == "silenced"
+    (s,) = a["silenced_by"]
+    assert s["id"] == sid and s["comment"] == "known incident" and s["ends_at"].endswith("Z")
+    (listed,) = e.silences()
+    assert listed["ends"] == s["ends_at"]
