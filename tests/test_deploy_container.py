@@ -33,7 +33,8 @@ def instructions() -> list[tuple[str, str]]:
 def test_image_is_slim_non_root_with_healthcheck_and_run_command() -> None:
     ins = instructions()
     froms = [v for k, v in ins if k == "FROM"]
-    assert all(f.startswith("python:3.11-slim") for f in froms)
+    image = next(v.split("=", 1)[1] for k, v in ins if k == "ARG" and v.startswith("PYTHON_IMAGE="))
+    assert image == "python:3.11-slim" and all(f.startswith("${PYTHON_IMAGE}") for f in froms)  # a digest via --build-arg
     user = [v for k, v in ins if k == "USER"][-1]
     assert user.split(":")[0] not in ("root", "0")
     assert json.loads([v for k, v in ins if k == "ENTRYPOINT"][-1]) == ["llm-vitals"]
