@@ -159,8 +159,10 @@ _EXTRACT = {
 
 
 class Detector:
-    def __init__(self, cfg: DetectorConfig, store: Store | None = None) -> None:
+    def __init__(self, cfg: DetectorConfig, store: Store | None = None, threshold: float = 1.0) -> None:
         self.cfg = cfg
+        # on the score (1.0: the daemon's); other values only for the bench's threshold sweep
+        self.threshold = threshold
         self.store = store
         self._params = cfg.params()
         self.series: dict[tuple[str, str], LatencySeries | ErrorSeries] = {}
@@ -169,16 +171,33 @@ class Detector:
         self._saved: set[str] = set()
 
     # -- feeding ----------------------------------------------------------------------
-    def _get(self, target: str, metric: str) -> LatencySeries | ErrorSeries:
+    def _get(self, target: str, metric: str, *, direction: int | None = None,
+             log_scale: bool = True) -> LatencySeries | ErrorSeries:
         key = (target, metric)
         s = self.series.get(key)
         if s is None:
             if metric == "error":
                 s = ErrorSeries(self._params)
             else:
-                s = LatencySeries(self._params, direction=-1 if metric == "output_tps" else 1)
+                if direction is None:
+                    direction = -1 if metric == "output_tps" else 1
+                s = LatencySeries(self._params, direction=direction, log_scale=log_scale)
             self.series[key] = s
         return s
+
+    def observe_value(self, target: str, metric: str, t: float, value: float, *,
+                      direction: int = 1, log_scale: bool = True) -> None:
+        """One observation of any numeric series (`detect` replays files through this).
+
+        direction: +1 anomalous when it rises, -1 when it falls, 0 either way; log_scale
+        judges relative changes (positive values only), else raw values in robust sigmas.
+        The series is created on its first value with these; later calls reuse it."""
+        if not self.cfg.enabled:
+            return
+        s = self._get(target, metric, direction=direction, log_scale=log_scale)
+        assert isinstance(s, LatencySeries)
+        s.observe(t, value)
+        self._dirty.add(target)
 
     def observe(self, result: ProbeResult) -> None:
         if not self.cfg.enabled:
@@ -251,7 +270,7 @@ class Detector:
                 continue
             sig = math.log(max(q, 1e-300)) / math.log(level)
             raw = max(0.0, min(sig, st.effect_ratio), st.record_ratio) if st.ready else 0.0
-            if decide(s, st, q, level, now):
+            if decide(s, st, q, level, now, self.threshold):
                 self._dirty.add(key[0])
             score = max(raw, 1.0) if s.anomalous else min(raw, math.nextafter(1.0, 0.0))
             out[key] = AnomalyVerdict(

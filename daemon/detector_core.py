@@ -91,8 +91,8 @@ def normal_score(u: float) -> float:
 def benjamini_hochberg(pvalues: list[float]) -> list[float]:
     """BH-adjusted q-values (step-up, monotone), in the input order."""
     m = len(pvalues)
-    if m == 0:
-        return []
+    if m <= 1:  # one series (a `detect` replay): its q is its p; no numpy per row
+        return [min(float(p), 1.0) for p in pvalues]
     p = np.asarray(pvalues, dtype=float)
     order = np.argsort(p)
     ranked = p[order] * m / np.arange(1, m + 1)
