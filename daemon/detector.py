@@ -26,12 +26,19 @@ import math
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 
-from daemon.detector_core import ErrorSeries, LatencySeries, Params, benjamini_hochberg, decide
-from daemon.durations import Duration, Fraction
+from daemon.detector_core import (
+    ErrorSeries,
+    LatencySeries,
+    Params,
+    Span,
+    benjamini_hochberg,
+    decide,
+)
+from daemon.durations import Duration, Fraction, format_duration, parse_duration
 from daemon.loopslice import SLICE, LoopSlice
 from daemon.model import Strict
 from daemon.store import Store
@@ -42,6 +49,38 @@ METRICS: tuple[str, ...] = (*LATENCY_METRICS, "output_tps", "error")
 STATE_PREFIX = "detector:"
 STATE_INDEX = "detector:index"
 STATE_VERSION = 1
+
+
+def _parse_window(value: Any) -> Span:
+    """'30m' (a duration, measured in rows at each series' own interval) or a bare whole
+    number (that many rows: the keys' meaning before they took durations)."""
+    if isinstance(value, Span):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '30m' or a number of probes")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a number of probes cannot be negative")
+        return Span(rows=value)
+    if isinstance(value, str):
+        return Span(seconds=parse_duration(value))
+    raise ValueError("expected a duration such as '30m' or a whole number of probes")
+
+
+def _format_window(span: Span) -> str | int:
+    return span.rows if span.rows else format_duration(span.seconds)
+
+
+# a detector window: a duration ("2h") or, as before, a number of probes (120)
+Window = Annotated[Span, BeforeValidator(_parse_window), PlainSerializer(_format_window)]
+
+
+def _positive(span: Span) -> bool:
+    return span.rows > 0 or span.seconds > 0
 
 
 class DetectorConfig(Strict):
@@ -61,12 +100,15 @@ class DetectorConfig(Strict):
     # heavy-tailed noise with a daily cycle at 1e-5. Error p-values are exact binomial tails.
     fdr_q: float = Field(1e-5, gt=0, lt=1)
     error_fdr_q: float = Field(1e-3, gt=0, lt=1)
-    recent: int = Field(5, ge=1, le=100)  # probes whose median is compared to the baseline
-    slow_window: int = Field(30, ge=2, le=1000)  # probes compared to the whole baseline (creeps)
-    quarantine: int = Field(10, ge=0)  # probes a value waits before it may join the baseline
-    short_baseline: int = Field(120, ge=10)  # newest baseline probes, for steps
-    baseline_size: int = Field(720, ge=10)  # latency baseline (probes), for creeps
-    baseline_min: int = Field(60, ge=5)  # fewer baseline probes: no verdict yet (warm-up)
+    # Windows are durations, turned into rows at each series' own measured interval (the
+    # median of its recent gaps), so the same settings hold at one probe a minute and for
+    # hourly rows; a bare number is a count of probes, as these keys used to be.
+    recent: Window = Span(300.0)  # whose median is compared to the baseline (5 probes at 1/min)
+    slow_window: Window = Span(1800.0)  # compared to the whole baseline (creeps)
+    quarantine: Window = Span(600.0)  # a value waits this long before it may join the baseline
+    short_baseline: Window = Span(7200.0)  # newest baseline values, for steps
+    baseline_size: Window = Span(43200.0)  # latency baseline, for creeps
+    baseline_min: Window = Span(3600.0)  # less baseline: no verdict yet (warm-up)
     baseline_max_age: Duration = Field(86400.0, gt=0)
     error_baseline_size: int = Field(1440, ge=10)
     error_windows: tuple[int, ...] = (10, 30, 120)
@@ -99,8 +141,16 @@ class DetectorConfig(Strict):
             raise ValueError(f"unknown detector metrics {sorted(unknown)}; known: {list(METRICS)}")
         if not self.error_windows or min(self.error_windows) < 1:
             raise ValueError("error_windows must be positive probe counts")
-        if not self.baseline_min <= self.short_baseline <= self.baseline_size:
-            raise ValueError("need baseline_min <= short_baseline <= baseline_size")
+        for name in ("recent", "slow_window", "short_baseline", "baseline_size", "baseline_min"):
+            if not _positive(getattr(self, name)):
+                raise ValueError(f"{name} must be a positive duration or number of probes")
+        if self.recent.rows > 100 or self.slow_window.rows > 1000:
+            raise ValueError("recent is at most 100 probes and slow_window at most 1000")
+        chain = (self.baseline_min, self.short_baseline, self.baseline_size)
+        for kind in ("rows", "seconds"):  # comparable only in the same unit
+            vals = [getattr(w, kind) for w in chain]
+            if all(vals) and not vals[0] <= vals[1] <= vals[2]:
+                raise ValueError("need baseline_min <= short_baseline <= baseline_size")
         return self
 
     def params(self) -> Params:

@@ -102,18 +102,78 @@ def benjamini_hochberg(pvalues: list[float]) -> list[float]:
     return [float(x) for x in q]
 
 
+ROW_CAP = 10080  # most rows any window holds (a week of 1-minute probes): bounded memory
+_MIN_SHORT = 30  # fewest rows a baseline's median and spread are taken from
+_MIN_READY = 20  # fewest baseline rows before any verdict
+_MIN_SLOW = 3  # fewest rows of the creep test
+_GAPS = 31  # recent gaps the row interval is the median of
+_DEFAULT_DT = 60.0  # assumed interval until the series has shown one gap
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A window: a duration, turned into rows at the series' own measured row interval, or
+    (the old meaning of a bare number in the config) a fixed number of rows."""
+
+    seconds: float = 0.0
+    rows: int = 0
+
+    def count(self, dt: float, floor: int = 1, cap: int = ROW_CAP) -> int:
+        n = self.rows if self.rows else math.ceil(self.seconds / dt - 1e-9)
+        return min(max(n, floor), cap)
+
+
+def _span(v: Span | int) -> Span:
+    return v if isinstance(v, Span) else Span(rows=int(v))
+
+
+class _Interval:
+    """The series' row interval: the median of its last _GAPS positive gaps (robust to an
+    outage or a burst of retries), _DEFAULT_DT before it has any."""
+
+    __slots__ = ("gaps", "last", "value")
+
+    def __init__(self) -> None:
+        self.gaps: deque[float] = deque(maxlen=_GAPS)
+        self.last: float | None = None
+        self.value = _DEFAULT_DT
+
+    def see(self, t: float) -> bool:
+        """Note a row at t; True when the interval changed."""
+        last, self.last = self.last, t if self.last is None else max(self.last, t)
+        if last is None or t <= last:
+            return False
+        self.gaps.append(t - last)
+        g = sorted(self.gaps)
+        value = (g[(len(g) - 1) // 2] + g[len(g) // 2]) / 2
+        changed = value != self.value
+        self.value = value
+        return changed
+
+    def to_state(self) -> list[float]:
+        return [round(g, 3) for g in self.gaps]
+
+    def load(self, gaps: list[float], last: float) -> None:
+        self.gaps = deque((float(g) for g in gaps if float(g) > 0), maxlen=_GAPS)
+        self.last = last or None
+        if self.gaps:
+            g = sorted(self.gaps)
+            self.value = (g[(len(g) - 1) // 2] + g[len(g) // 2]) / 2
+
+
 @dataclass(slots=True)
 class Params:
     """Numbers the series need (a plain copy of the config's, so the core has no pydantic)."""
 
     min_effect: float = 0.3  # log scale: relative change of the median; raw scale: robust sigmas
     design_effect: float = 0.5  # the shift the CUSUM is tuned to catch fastest (same units)
-    recent: int = 5
-    quarantine: int = 10
-    short_baseline: int = 120
-    baseline_size: int = 720
-    baseline_min: int = 60
-    slow_window: int = 30
+    # windows (a Span, or a bare row count): turned into rows at the measured interval
+    recent: Span | int = Span(300.0)  # whose median is the recent level (steps)
+    quarantine: Span | int = Span(600.0)  # a value waits this long before joining the baseline
+    short_baseline: Span | int = Span(7200.0)  # the newest healthy values, for steps
+    baseline_size: Span | int = Span(43200.0)  # every healthy value kept, for creeps
+    baseline_min: Span | int = Span(3600.0)  # warm-up: no verdict with less baseline
+    slow_window: Span | int = Span(1800.0)  # the creep test's recent window
     baseline_max_age: float = 86400.0
     exit_fraction: float = 0.5
     z_cap: float = 3.0  # robust z-scores are clipped to +-z_cap: one probe weighs at most that
@@ -152,6 +212,15 @@ class Params:
     # is an anomaly on its own. Off in the daemon, where one slow probe must never page.
     record_margin: float = 0.0
     record_window: int = 4032
+
+    def __post_init__(self) -> None:
+        # a bare number is a row count (how tests and the old config spell windows)
+        self.recent = _span(self.recent)
+        self.quarantine = _span(self.quarantine)
+        self.short_baseline = _span(self.short_baseline)
+        self.baseline_size = _span(self.baseline_size)
+        self.baseline_min = _span(self.baseline_min)
+        self.slow_window = _span(self.slow_window)
 
 
 @dataclass(slots=True)
@@ -337,6 +406,12 @@ class LatencySeries:
         "_k",
         "_last_e",
         "_last_s",
+        "_n_base",
+        "_n_min",
+        "_n_quar",
+        "_n_recent",
+        "_n_short",
+        "_n_slow",
         "_scale",
         "_season_ready",
         "_sign",
@@ -346,6 +421,7 @@ class LatencySeries:
         "cusum",
         "cusum_lo",
         "direction",
+        "dt",
         "last_t",
         "log_scale",
         "long",
@@ -378,9 +454,10 @@ class LatencySeries:
         self.long = _Ranked()  # every baseline value
         self.short = _Ranked()  # the newest short_baseline of them
         self.pending: deque[tuple[float, float]] = deque()
-        n_recent = max(p.recent, p.slow_window)
-        self.recent: deque[float] = deque(maxlen=n_recent)
-        self.slow: deque[float] = deque(maxlen=p.slow_window)  # rank scores against `long`
+        self.dt = _Interval()
+        self._n_recent = self._n_slow = self._n_quar = self._n_short = self._n_base = self._n_min = 0
+        self.recent: deque[float] = deque(maxlen=1)
+        self.slow: deque[float] = deque(maxlen=1)  # rank scores against `long`
         self.cusum = 0.0
         self.cusum_lo = 0.0  # the downward CUSUM (two-sided only)
         self.anomalous = False
@@ -396,7 +473,7 @@ class LatencySeries:
         self.res_base: deque[tuple[float, float]] = deque()
         self.res_raw = _Ranked()  # the same residuals unscaled, to choose the mode
         self.res_raw_q: deque[float] = deque()
-        self.recent_r: deque[float] = deque(maxlen=n_recent)
+        self.recent_r: deque[float] = deque(maxlen=1)
         self.seasonal = False
         self._season_ready = False
         # the record test's window of every value (record_margin > 0) and its last verdict
@@ -406,7 +483,30 @@ class LatencySeries:
         self._last_e = math.nan
         self._last_s = 1.0
         # values seen during the current anomaly (for relearning)
-        self._held: deque[tuple[float, float]] = deque(maxlen=max(p.short_baseline, p.relearn_after))
+        self._held: deque[tuple[float, float]] = deque(maxlen=1)
+        self._counts()
+
+    def _counts(self) -> None:
+        """Rows of every window at the current row interval; the windows' deques follow."""
+        p, dt = self.p, self.dt.value
+        assert isinstance(p.recent, Span) and isinstance(p.slow_window, Span) and isinstance(p.quarantine, Span)
+        assert isinstance(p.short_baseline, Span) and isinstance(p.baseline_size, Span)
+        assert isinstance(p.baseline_min, Span)
+        self._n_recent = p.recent.count(dt)
+        self._n_slow = p.slow_window.count(dt, _MIN_SLOW)
+        self._n_quar = p.quarantine.count(dt, 0)
+        self._n_short = p.short_baseline.count(dt, _MIN_SHORT)
+        self._n_base = max(p.baseline_size.count(dt, _MIN_SHORT), self._n_short)
+        self._n_min = min(p.baseline_min.count(dt, _MIN_READY), self._n_short)
+        n_recent = max(self._n_recent, self._n_slow)
+        if self.recent.maxlen != n_recent:
+            self.recent = deque(self.recent, maxlen=n_recent)
+            self.recent_r = deque(self.recent_r, maxlen=n_recent)
+        if self.slow.maxlen != self._n_slow:
+            self.slow = deque(self.slow, maxlen=self._n_slow)
+        n_held = max(self._n_short, p.relearn_after)
+        if self._held.maxlen != n_held:
+            self._held = deque(self._held, maxlen=n_held)
 
     # -- values -------------------------------------------------------------------
     def orient(self, x: float) -> float | None:
@@ -448,7 +548,7 @@ class LatencySeries:
     def _choose_mode(self) -> None:
         s = self.season
         want = (
-            s is not None and s.t0 is not None and len(self.res.values) >= self.p.baseline_min
+            s is not None and s.t0 is not None and len(self.res.values) >= self._n_min
             and self.last_t - s.t0 >= self.p.season_min_periods * self.p.season
             and self.res_raw.l1() < self.p.season_gain * self.short.l1()
         )
@@ -458,13 +558,15 @@ class LatencySeries:
             self.slow.clear()
 
     def ready(self) -> bool:
-        return len(self.base) >= self.p.baseline_min
+        return len(self.base) >= self._n_min
 
     # -- feeding --------------------------------------------------------------------
     def observe(self, t: float, x: float) -> None:
         y = self.orient(x)
         if y is None:
             return
+        if self.dt.see(t):
+            self._counts()
         self.last_t = max(self.last_t, t)
         r = None
         if self.season is not None:
@@ -498,7 +600,7 @@ class LatencySeries:
             self._held.append((t, y))
             if self._relearn_due():
                 self._relearn()
-        while len(self.pending) > (self.p.quarantine if self.ready() else 0):
+        while len(self.pending) > (self._n_quar if self.ready() else 0):
             ts, ys = self.pending.popleft()
             if not self.anomalous or self._warming():
                 self._admit(ts, ys)
@@ -507,7 +609,7 @@ class LatencySeries:
         """Judge y against the range of the last record_window values, then remember it."""
         vals = self.record.values
         self.record_ratio = 0.0
-        if len(vals) >= self.p.baseline_min:
+        if len(vals) >= self._n_min:
             med = _median_sorted(vals)
             sides = (1,) if self.direction else (1, -1)
             for side in sides:
@@ -528,7 +630,7 @@ class LatencySeries:
         s = self.season
         if s is None or self._season_ready:
             return False
-        self._season_ready = s.t0 is not None and len(self.res.values) >= self.p.baseline_min \
+        self._season_ready = s.t0 is not None and len(self.res.values) >= self._n_min \
             and self.last_t - s.t0 >= self.p.season_min_periods * s.period
         if self._season_ready:
             self._refresh(full=True)  # the first choice between the modes
@@ -538,7 +640,7 @@ class LatencySeries:
         p = self.p
         if p.relearn_after and len(self._held) >= p.relearn_after:
             return True
-        return bool(p.relearn_time) and self.since is not None and len(self._held) >= p.baseline_min \
+        return bool(p.relearn_time) and self.since is not None and len(self._held) >= self._n_min \
             and self.last_t - self.since >= p.relearn_time
 
     def _relearn(self) -> None:
@@ -572,27 +674,33 @@ class LatencySeries:
         self.base.append((t, y))
         self.long.add(y)
         self.short.add(y)
-        if len(self.base) > self.p.short_baseline:
-            self.short.remove(self.base[-self.p.short_baseline - 1][1])
-        while len(self.base) > self.p.baseline_size or (
-            len(self.base) > self.p.baseline_min and t - self.base[0][0] > self.p.baseline_max_age
+        # the short baseline is the newest _n_short of `base` (it follows the row interval)
+        base, short = self.base, self.short
+        while len(short.values) > self._n_short:
+            short.remove(base[-len(short.values)][1])
+        while len(short.values) < min(self._n_short, len(base)):
+            short.add(base[-len(short.values) - 1][1])
+        while len(self.base) > self._n_base or (
+            len(self.base) > self._n_min and t - self.base[0][0] > self.p.baseline_max_age
         ):
             _, old = self.base.popleft()
             self.long.remove(old)
+            if len(short.values) > len(base):  # aged out of the short baseline too
+                short.remove(old)
         if self.season is not None:
             es = self.season.expect(t)
             if es is not None:
                 self._admit_residual(t, (y - es[0]) / max(_MAD_TO_SIGMA * es[1], self._floor()), y - es[0])
             self.season.add(t, y)
         self._admits += 1
-        self._refresh(full=self._admits % 10 == 0 or len(self.base) < self.p.short_baseline)
+        self._refresh(full=self._admits % 10 == 0 or len(self.base) < self._n_short)
 
     def _admit_residual(self, t: float, r: float, raw: float) -> None:
         self.res_base.append((t, r))
         self.res.add(r)
         self.res_raw_q.append(raw)
         self.res_raw.add(raw)
-        if len(self.res_base) > self.p.short_baseline:
+        while len(self.res_base) > self._n_short:
             _, old = self.res_base.popleft()
             self.res.remove(old)
             self.res_raw.remove(self.res_raw_q.popleft())
@@ -628,7 +736,7 @@ class LatencySeries:
 
     def status(self, fdr_q: float = 1e-4) -> Status:
         n_recent = len(self.recent)
-        if not self.ready() or n_recent < self.p.recent:
+        if not self.ready() or n_recent < self._n_recent:
             med = self._unorient(self.long.med) if self.base else math.nan
             return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base), n_recent, False)
         seasonal = self.seasonal
@@ -639,15 +747,15 @@ class LatencySeries:
         # fast: CUSUM tail under the null, with Siegmund's overshoot correction
         side_fast = -1 if self.cusum_lo > self.cusum else 1
         p_fast = math.exp(-2.0 * self._k * (max(self.cusum, self.cusum_lo) + _OVERSHOOT))
-        d_fast, med_fast = self._effect(self.p.recent, short, seasonal)
+        d_fast, med_fast = self._effect(self._n_recent, short, seasonal)
         d_fast *= side_fast
         # slow: the mean rank score of the last slow_window probes
         p_slow, d_slow, med_slow, side_slow = 1.0, -math.inf, med_fast, 1
-        if len(self.slow) >= self.p.slow_window:
+        if len(self.slow) >= self._n_slow:
             total = sum(self.slow)
             side_slow = -1 if not self.direction and total < 0 else 1
             p_slow = _ND.cdf(-side_slow * total / math.sqrt(len(self.slow)))
-            d_slow, med_slow = self._effect(self.p.slow_window, long, seasonal)
+            d_slow, med_slow = self._effect(self._n_slow, long, seasonal)
             d_slow *= side_slow
         log_q = math.log(fdr_q)
 
@@ -656,8 +764,8 @@ class LatencySeries:
 
         fast = strength(p_fast, d_fast) >= strength(p_slow, d_slow)
         pv, diff, med_r, ref, n_used, side = (
-            (p_fast, d_fast, med_fast, short, self.p.recent, side_fast) if fast
-            else (p_slow, d_slow, med_slow, long, self.p.slow_window, side_slow)
+            (p_fast, d_fast, med_fast, short, self._n_recent, side_fast) if fast
+            else (p_slow, d_slow, med_slow, long, self._n_slow, side_slow)
         )
         ratio = diff / self._scale
         if self.p.novelty > 0:
@@ -708,6 +816,7 @@ class LatencySeries:
             "calm_since": self.calm_since,
             "last_t": self.last_t,
             "held": _pack(self._held),
+            "gaps": self.dt.to_state(),
         }
         if self.p.record_margin > 0:
             st["record"] = [round(y, 5) for y in self.record_q]
@@ -721,17 +830,20 @@ class LatencySeries:
         return st
 
     def load_state(self, st: dict[str, Any]) -> None:
+        self.dt = _Interval()
+        self.dt.load(st.get("gaps", []), float(st.get("last_t", 0.0)))
+        self._counts()
         self.base = deque()
         self.long = _Ranked()
         self.short = _Ranked()
         for t, y in _unpack(st.get("base")):
             self.base.append((t, y))
             self.long.add(y)
-        for _, y in list(self.base)[-self.p.short_baseline:]:
+        for _, y in list(self.base)[-self._n_short:]:
             self.short.add(y)
         self.pending = deque(_unpack(st.get("pending")))
         self.recent = deque((float(y) for y in st.get("recent", [])), maxlen=self.recent.maxlen)
-        self.slow = deque((float(z) for z in st.get("slow", [])), maxlen=self.p.slow_window)
+        self.slow = deque((float(z) for z in st.get("slow", [])), maxlen=self.slow.maxlen)
         self.cusum = float(st.get("cusum", 0.0))
         self.cusum_lo = float(st.get("cusum_lo", 0.0))
         self.anomalous = bool(st.get("anomalous", False))
@@ -816,7 +928,8 @@ def decide(series: LatencySeries | ErrorSeries, st: Status, q: float, fdr_q: flo
 class ErrorSeries:
     """Binomial tests of recent error counts against a frozen-while-anomalous baseline rate."""
 
-    __slots__ = ("anomalous", "base", "base_errors", "calm_since", "last_t", "p", "pending", "recent", "since")
+    __slots__ = ("anomalous", "base", "base_errors", "calm_since", "dt", "last_t", "p", "pending", "recent",
+                 "since")
 
     def __init__(self, p: Params) -> None:
         self.p = p
@@ -828,16 +941,20 @@ class ErrorSeries:
         self.since: float | None = None
         self.calm_since: float | None = None
         self.last_t = 0.0
+        self.dt = _Interval()  # warm-up and quarantine are durations; the tests' windows are probes
 
     def ready(self) -> bool:
-        return len(self.base) >= self.p.baseline_min
+        assert isinstance(self.p.baseline_min, Span)
+        return len(self.base) >= self.p.baseline_min.count(self.dt.value, _MIN_READY)
 
     def observe(self, t: float, err: bool) -> None:
         e = 1 if err else 0
+        self.dt.see(t)
         self.last_t = max(self.last_t, t)
         self.recent.append(e)
         self.pending.append(e)
-        while len(self.pending) > (self.p.quarantine if self.ready() else 0):
+        assert isinstance(self.p.quarantine, Span)
+        while len(self.pending) > (self.p.quarantine.count(self.dt.value, 0) if self.ready() else 0):
             v = self.pending.popleft()
             if not self.anomalous:
                 self.base.append(v)
@@ -899,6 +1016,7 @@ class ErrorSeries:
             "since": self.since,
             "calm_since": self.calm_since,
             "last_t": self.last_t,
+            "gaps": self.dt.to_state(),
         }
 
     def load_state(self, st: dict[str, Any]) -> None:
@@ -910,3 +1028,5 @@ class ErrorSeries:
         self.since = st.get("since")
         self.calm_since = st.get("calm_since")
         self.last_t = float(st.get("last_t", 0.0))
+        self.dt = _Interval()
+        self.dt.load(st.get("gaps", []), self.last_t)
