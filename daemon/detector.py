@@ -90,6 +90,9 @@ class DetectorConfig(Strict):
     metrics: tuple[str, ...] = METRICS
     # practical size: relative change of the median (0.3 = +30% latency, or tps / 1.3)
     min_effect: Fraction = Field(0.3, gt=0)
+    # practical size for a series with zeros or negatives (`detect` only, where a relative
+    # change means nothing): robust sigmas of the baseline the median must move
+    raw_min_effect: float = Field(3.0, gt=0)
     # the step the statistic is tuned to catch fastest (CUSUM reference = half of it)
     design_effect: Fraction = Field(0.5, gt=0)
     # practical size for errors: increase of the error rate over the baseline (absolute)
@@ -114,7 +117,7 @@ class DetectorConfig(Strict):
     error_windows: tuple[int, ...] = (10, 30, 120)
     error_prior_rate: Fraction = Field(0.005, gt=0, lt=1)  # prior and floor of the baseline rate
     exit_fraction: float = Field(0.5, ge=0, le=1)  # an anomaly ends below this x min effect...
-    exit_hold: Duration = Field(300.0, ge=0)  # ...held this long (one page per incident)
+    exit_hold: Duration = Field(3600.0, ge=0)  # ...held this long (one page per incident)
     # after this many probes in one anomaly its level becomes the new normal; 0 = never
     relearn_after: int = Field(0, ge=0)
     # ...or after it has lasted this long (0 = never): the anomaly resolves and the baseline
@@ -123,7 +126,7 @@ class DetectorConfig(Strict):
     relearn_time: Duration = Field(43200.0, ge=0)
     # seasonal baseline: period (0 = off, e.g. "1d"); used per series only where the
     # time-of-day profile explains the healthy probes better than the recent baseline
-    season: Duration = Field(0.0, ge=0)
+    season: Duration = Field(86400.0, ge=0)
     z_cap: float = Field(3.0, gt=0)
     # off by default (0): the recent median must also be beyond this quantile of the
     # baseline (a level the baseline often holds never pages); the NAB harness uses 0.95
@@ -133,6 +136,13 @@ class DetectorConfig(Strict):
     # for an LLM endpoint; the NAB harness, whose anomalies are often single points, uses 0.2
     record_margin: float = Field(0.0, ge=0)
     record_window: int = Field(4032, ge=10)
+    # judge a series against itself: its recent surprise (how far its newest values are
+    # from its own reference, averaged over `recent`) must be one the series shows by
+    # chance less than once in this long, judged against its own history of surprise
+    # (remembered for likelihood_memory): a bursty series does not page on its usual
+    # bursts, a calm one is not held to a bursty one's bar (0 = off)
+    likelihood: Duration = Field(365 * 86400.0, ge=0)
+    likelihood_memory: Duration = Field(7 * 86400.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> DetectorConfig:
@@ -156,6 +166,7 @@ class DetectorConfig(Strict):
     def params(self) -> Params:
         return Params(
             min_effect=self.min_effect,
+            raw_min_effect=self.raw_min_effect,
             design_effect=self.design_effect,
             recent=self.recent,
             slow_window=self.slow_window,
@@ -173,6 +184,8 @@ class DetectorConfig(Strict):
             novelty=self.novelty,
             record_margin=self.record_margin,
             record_window=self.record_window,
+            likelihood=self.likelihood,
+            likelihood_memory=self.likelihood_memory,
             min_error_effect=self.min_error_effect,
             error_windows=tuple(sorted(self.error_windows)),
             error_baseline_size=self.error_baseline_size,

@@ -103,11 +103,14 @@ def benjamini_hochberg(pvalues: list[float]) -> list[float]:
 
 
 ROW_CAP = 10080  # most rows any window holds (a week of 1-minute probes): bounded memory
-_MIN_SHORT = 30  # fewest rows a baseline's median and spread are taken from
-_MIN_READY = 20  # fewest baseline rows before any verdict
+_MIN_SHORT = 120  # fewest rows a baseline's median and spread are taken from
+_MIN_READY = 60  # fewest baseline rows before any verdict
 _MIN_SLOW = 3  # fewest rows of the creep test
 _GAPS = 31  # recent gaps the row interval is the median of
 _DEFAULT_DT = 60.0  # assumed interval until the series has shown one gap
+PROBE_INTERVAL = 60.0  # the daemon's probe cadence: a row this long or shorter is one probe
+_SURPRISE_MIN = 20  # rows of a series' own history before it is judged against it
+_SURPRISE_SD_FLOOR = 0.05  # log(1 + z) units: a perfectly regular series still needs a clear change
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +164,82 @@ class _Interval:
             self.value = (g[(len(g) - 1) // 2] + g[len(g) // 2]) / 2
 
 
+class _Surprise:
+    """How unusual the series' recent deviations are for this series (judged against itself).
+
+    Each row's surprise is log(1 + z+), z the robust z-score of the row against the series'
+    own reference (the short baseline, or the seasonal residuals), z+ its adverse part (|z|
+    two-sided): log-compressed, so one wild value does not dominate. Its average over the
+    `recent` window is compared to the long-run distribution of that average, an
+    exponentially weighted mean and variance with time constant `likelihood_memory`, by a
+    normal upper tail. The long run learns a row's average when the row joins the baseline
+    (after the quarantine, never during an anomaly): bursts that did not page are learnt,
+    so what a series does often stops being news, but an incident does not teach itself. That tail probability is the likelihood gate: a bursty series does not page
+    on its usual bursts, a calm one is not held to a bursty one's bar. (The anomaly
+    likelihood that HTM and CAD OSE put after their raw scores on NAB, done on our scores.)"""
+
+    __slots__ = ("mean", "p", "pending", "recent", "var", "weight")
+
+    def __init__(self) -> None:
+        self.recent: deque[float] = deque(maxlen=1)
+        self.pending: deque[tuple[float, float]] = deque()  # (t, average) not yet learnt
+        self.weight = 0.0  # effective number of averages in the long-run estimate
+        self.mean = 0.0
+        self.var = 0.0
+        self.p: float | None = None  # None until the long run has _SURPRISE_MIN rows
+
+    def resize(self, n: int) -> None:
+        if self.recent.maxlen != n:
+            self.recent = deque(self.recent, maxlen=n)
+
+    def see(self, t: float, z: float) -> None:
+        self.recent.append(math.log1p(max(z, 0.0)))
+        avg = sum(self.recent) / len(self.recent)
+        if self.weight >= _SURPRISE_MIN:
+            sd = max(math.sqrt(self.var), _SURPRISE_SD_FLOOR)
+            self.p = _ND.cdf(-(avg - self.mean) / sd)
+        self.pending.append((t, avg))
+
+    def settle(self, t: float, learn: bool, decay: float) -> None:
+        """The row at t left the quarantine: learn the averages up to it (when it joined the
+        baseline) or drop them."""
+        q = self.pending
+        while q and q[0][0] <= t:
+            _, avg = q.popleft()
+            if learn:
+                self._learn(avg, decay)
+
+    def _learn(self, avg: float, decay: float) -> None:
+        self.weight = self.weight * decay + 1.0
+        a = 1.0 / self.weight
+        d = avg - self.mean
+        self.mean += a * d
+        self.var = (1.0 - a) * (self.var + a * d * d)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"recent": [round(v, 5) for v in self.recent], "w": round(self.weight, 3),
+                "mean": self.mean, "var": self.var, "p": self.p,
+                "pending": [[t, round(a, 5)] for t, a in self.pending]}
+
+    def load(self, st: dict[str, Any] | None) -> None:
+        if not st:
+            return
+        self.recent.extend(float(v) for v in st.get("recent", []))
+        self.weight = float(st.get("w", 0.0))
+        self.mean = float(st.get("mean", 0.0))
+        self.var = float(st.get("var", 0.0))
+        p = st.get("p")
+        self.p = None if p is None else float(p)
+        self.pending = deque((float(t), float(a)) for t, a in st.get("pending", []))
+
+
 @dataclass(slots=True)
 class Params:
     """Numbers the series need (a plain copy of the config's, so the core has no pydantic)."""
 
-    min_effect: float = 0.3  # log scale: relative change of the median; raw scale: robust sigmas
+    min_effect: float = 0.3  # log scale: relative change of the median
+    # raw scale (series with zeros or negatives, `detect` only): robust sigmas of the median
+    raw_min_effect: float = 3.0
     design_effect: float = 0.5  # the shift the CUSUM is tuned to catch fastest (same units)
     # windows (a Span, or a bare row count): turned into rows at the measured interval
     recent: Span | int = Span(300.0)  # whose median is the recent level (steps)
@@ -212,6 +286,11 @@ class Params:
     # is an anomaly on its own. Off in the daemon, where one slow probe must never page.
     record_margin: float = 0.0
     record_window: int = 4032
+    # likelihood gate (seconds, 0: off): the recent surprise must be one the series itself
+    # shows by chance less than once in this long (a normal upper tail against its own
+    # history, see _Surprise, at most row interval / likelihood per row), remembered this long
+    likelihood: float = 0.0
+    likelihood_memory: float = 7 * 86400.0
 
     def __post_init__(self) -> None:
         # a bare number is a row count (how tests and the old config spell windows)
@@ -329,7 +408,7 @@ class _Season:
     (older than half a period, so today's values never explain themselves); cached per bin
     until one of the three bins changes or the day does."""
 
-    __slots__ = ("bins", "cache", "keep", "nbins", "period", "t0", "version")
+    __slots__ = ("bins", "cache", "keep", "nbins", "period", "t0", "tmax", "version")
 
     def __init__(self, period: float, nbins: int, periods: int) -> None:
         self.period = period
@@ -339,6 +418,11 @@ class _Season:
         self.version = [0] * nbins
         self.cache: dict[int, tuple[tuple[int, ...], tuple[float, float] | None]] = {}
         self.t0: float | None = None
+        self.tmax = -math.inf
+
+    def _oldest(self, t: float) -> float:
+        """Oldest value read during t's period: `periods` periods before its start."""
+        return (t // self.period) * self.period - self.keep
 
     def index(self, t: float) -> int:
         return int((t % self.period) / self.period * self.nbins) % self.nbins
@@ -347,24 +431,33 @@ class _Season:
         b = self.index(t)
         q = self.bins[b]
         q.append((t, y))
-        while q and q[0][0] < t - self.keep:
+        # a value newer than half a period is in no expectation yet (expect reads earlier
+        # periods only), and what is trimmed is older than any expectation of this period
+        # reads: neither changes the bin's cached expectations
+        if t <= self.tmax - self.period / 2:
+            self.version[b] += 1
+        lb = self._oldest(t)
+        while q and q[0][0] < lb:
             q.popleft()
-        self.version[b] += 1
+        self.tmax = max(self.tmax, t)
         if self.t0 is None:
             self.t0 = t
 
-    def expect(self, t: float) -> tuple[float, float] | None:
-        """(median, MAD) of the earlier values at t's phase, None while there are too few."""
+    def expect(self, t: float, dt: float = 0.0) -> tuple[float, float] | None:
+        """(median, MAD) of the earlier values at t's phase (within a bin, or the row
+        interval dt when longer, either side), None while there are too few."""
         n = self.nbins
         b = self.index(t)
         v = self.version
-        near = [(b + d) % n for d in (-1, 0, 1)]
-        key = (*(v[i] for i in near), int(t // self.period))
+        k = max(1, math.ceil(dt / (self.period / n) - 1e-9))
+        near = [(b + d) % n for d in range(-k, k + 1)] if 2 * k + 1 < n else list(range(n))
+        key = (k, *(v[i] for i in near), int(t // self.period))
         hit = self.cache.get(b)
         if hit is not None and hit[0] == key:
             return hit[1]
         cut = t - self.period / 2
-        vals = sorted(y for i in near for te, y in self.bins[i] if te <= cut)
+        lb = self._oldest(t)
+        vals = sorted(y for i in near for te, y in self.bins[i] if lb <= te <= cut)
         out = None
         if len(vals) >= 3:
             med = _median_sorted(vals)
@@ -380,6 +473,7 @@ class _Season:
             q.clear()
         self.version = [x + 1 for x in self.version]
         self.cache.clear()
+        self.tmax = -math.inf
         self.t0 = None
 
 
@@ -441,6 +535,7 @@ class LatencySeries:
         "short",
         "since",
         "slow",
+        "surprise",
     )
 
     def __init__(self, p: Params, *, log_scale: bool = True, direction: int = 1) -> None:
@@ -484,6 +579,7 @@ class LatencySeries:
         self._last_s = 1.0
         # values seen during the current anomaly (for relearning)
         self._held: deque[tuple[float, float]] = deque(maxlen=1)
+        self.surprise = _Surprise()
         self._counts()
 
     def _counts(self) -> None:
@@ -504,6 +600,7 @@ class LatencySeries:
             self.recent_r = deque(self.recent_r, maxlen=n_recent)
         if self.slow.maxlen != self._n_slow:
             self.slow = deque(self.slow, maxlen=self._n_slow)
+        self.surprise.resize(self._n_recent)
         n_held = max(self._n_short, p.relearn_after)
         if self._held.maxlen != n_held:
             self._held = deque(self._held, maxlen=n_held)
@@ -542,15 +639,24 @@ class LatencySeries:
         shift = math.log1p(d) if self.log_scale else d * sigma
         # beyond half of z_cap, k would only slow the CUSUM down (2k(z_max - k) nats per
         # probe is largest at k = z_max / 2)
-        self._k = min(max(shift / (2 * sigma), 0.1), self.p.z_cap / 2)
-        self._scale = math.log1p(self.p.min_effect) if self.log_scale else self.p.min_effect
+        self._k = min(max(shift / (2 * sigma), 0.1), self._cap() / 2)
+        self._scale = math.log1p(self.p.min_effect) if self.log_scale else self.p.raw_min_effect
+
+    def _cap(self) -> float:
+        """The most one row may weigh: z_cap for a probe (one slow probe is not an incident).
+        A row that is the whole `recent` window on its own (rows of 5 minutes or more at the
+        default) stands for dt / PROBE_INTERVAL probes' worth of time, whose mean's spread
+        shrinks as its square root: an hourly row far off is an hour of trouble."""
+        if self._n_recent > 1:
+            return self.p.z_cap
+        return self.p.z_cap * math.sqrt(max(1.0, self.dt.value / PROBE_INTERVAL))
 
     def _choose_mode(self) -> None:
         s = self.season
         want = (
             s is not None and s.t0 is not None and len(self.res.values) >= self._n_min
             and self.last_t - s.t0 >= self.p.season_min_periods * self.p.season
-            and self.res_raw.l1() < self.p.season_gain * self.short.l1()
+            and self.res_raw.l1() < self.p.season_gain * self.long.l1()
         )
         if want != self.seasonal:
             self.seasonal = want
@@ -570,13 +676,13 @@ class LatencySeries:
         self.last_t = max(self.last_t, t)
         r = None
         if self.season is not None:
-            es = self.season.expect(t)
+            es = self.season.expect(t, self.dt.value)
             if es is not None:
                 self._last_e = es[0]
                 self._last_s = max(_MAD_TO_SIGMA * es[1], self._floor())
                 r = (y - es[0]) / self._last_s
         if self.ready():
-            cap = self.p.z_cap
+            cap = self._cap()
             if self.seasonal and r is not None:
                 z = (r - self.res.med) / self.res.sigma
                 self.slow.append(self.res.score(r, cap, self.p.extrapolate))
@@ -584,6 +690,8 @@ class LatencySeries:
                 z = (y - self.short.med) / self.short.sigma
                 self.slow.append(self.long.score(y, cap, self.p.extrapolate))
             z = min(max(z, -cap), cap)
+            if self.p.likelihood > 0:
+                self.surprise.see(t, abs(z) if not self.direction else z)
             # bounded, so that the statistic recovers within a few dozen probes
             self.cusum = min(max(0.0, self.cusum + z - self._k), 60.0 / self._k)
             if not self.direction:
@@ -602,8 +710,16 @@ class LatencySeries:
                 self._relearn()
         while len(self.pending) > (self._n_quar if self.ready() else 0):
             ts, ys = self.pending.popleft()
-            if not self.anomalous or self._warming():
+            # the season's warm-up ends on its own clock; an anomaly's values never join
+            warming = self._warming()
+            self.surprise.settle(ts, not self.anomalous, math.exp(-self.dt.value / self.p.likelihood_memory)
+                                 if self.p.likelihood > 0 else 1.0)
+            if not self.anomalous:
                 self._admit(ts, ys)
+            elif warming:
+                # before the season has seen a period it cannot tell a daily cycle from an
+                # anomaly: the season (not the baseline) learns from everything meanwhile
+                self._learn_season(ts, ys)
 
     def _record(self, y: float) -> None:
         """Judge y against the range of the last record_window values, then remember it."""
@@ -687,13 +803,16 @@ class LatencySeries:
             self.long.remove(old)
             if len(short.values) > len(base):  # aged out of the short baseline too
                 short.remove(old)
+        self._learn_season(t, y)
+        self._admits += 1
+        self._refresh(full=self._admits % 10 == 0 or len(self.base) < self._n_short)
+
+    def _learn_season(self, t: float, y: float) -> None:
         if self.season is not None:
-            es = self.season.expect(t)
+            es = self.season.expect(t, self.dt.value)
             if es is not None:
                 self._admit_residual(t, (y - es[0]) / max(_MAD_TO_SIGMA * es[1], self._floor()), y - es[0])
             self.season.add(t, y)
-        self._admits += 1
-        self._refresh(full=self._admits % 10 == 0 or len(self.base) < self._n_short)
 
     def _admit_residual(self, t: float, r: float, raw: float) -> None:
         self.res_base.append((t, r))
@@ -751,7 +870,10 @@ class LatencySeries:
         d_fast *= side_fast
         # slow: the mean rank score of the last slow_window probes
         p_slow, d_slow, med_slow, side_slow = 1.0, -math.inf, med_fast, 1
-        if len(self.slow) >= self._n_slow:
+        # a creep against the long baseline cannot be told from a daily cycle before the
+        # season has seen one: with the season on, the creep test waits for it
+        creeps = self.season is None or self._season_ready
+        if creeps and len(self.slow) >= self._n_slow:
             total = sum(self.slow)
             side_slow = -1 if not self.direction and total < 0 else 1
             p_slow = _ND.cdf(-side_slow * total / math.sqrt(len(self.slow)))
@@ -768,6 +890,13 @@ class LatencySeries:
             else (p_slow, d_slow, med_slow, long, self._n_slow, side_slow)
         )
         ratio = diff / self._scale
+        if self.p.likelihood > 0:
+            sp = self.surprise.p
+            if sp is None:  # not yet enough history to judge the series against itself
+                med = self._unorient(self.long.med)
+                return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base), n_recent, False)
+            level = min(0.5, self.dt.value / self.p.likelihood)  # per row: a rate in time
+            ratio = min(ratio, math.log(max(sp, _P_FLOOR)) / math.log(level))
         if self.p.novelty > 0:
             # against everything seen lately when the record test keeps that window (plain
             # mode: the same scale), else against the component's baseline
@@ -792,6 +921,7 @@ class LatencySeries:
         self.anomalous = True
         self.since = now
         self.pending.clear()  # the onset must not reach the baseline
+        self.surprise.pending.clear()  # ...nor the series' history of surprise
 
     def leave(self) -> None:
         self.anomalous = False
@@ -800,6 +930,7 @@ class LatencySeries:
         self.cusum = self.cusum_lo = 0.0
         self.slow.clear()
         self.pending.clear()
+        self.surprise.pending.clear()
         self._held.clear()
 
     # -- persistence ------------------------------------------------------------------
@@ -818,6 +949,8 @@ class LatencySeries:
             "held": _pack(self._held),
             "gaps": self.dt.to_state(),
         }
+        if self.p.likelihood > 0:
+            st["surprise"] = self.surprise.to_state()
         if self.p.record_margin > 0:
             st["record"] = [round(y, 5) for y in self.record_q]
         if self.season is not None:
@@ -832,7 +965,9 @@ class LatencySeries:
     def load_state(self, st: dict[str, Any]) -> None:
         self.dt = _Interval()
         self.dt.load(st.get("gaps", []), float(st.get("last_t", 0.0)))
+        self.surprise = _Surprise()
         self._counts()
+        self.surprise.load(st.get("surprise"))
         self.base = deque()
         self.long = _Ranked()
         self.short = _Ranked()
@@ -875,7 +1010,7 @@ class LatencySeries:
             self.recent_r.extend(float(r) for r in st.get("recent_r", []))
             if len(self.recent_r) < len(self.recent):  # state saved with the season off
                 self.recent_r = deque([self.res.med] * len(self.recent), maxlen=self.recent_r.maxlen)
-            es = self.season.expect(self.last_t)
+            es = self.season.expect(self.last_t, self.dt.value)
             if es is not None:
                 self._last_e = es[0]
                 self._last_s = max(_MAD_TO_SIGMA * es[1], self._floor())

@@ -104,7 +104,7 @@ def test_baseline_is_not_poisoned_by_a_long_anomaly() -> None:
     slow = feed.run(det, 600, ttft_x=2.0)  # ten hours at twice the latency
     assert all(ev[TTFT].anomalous for ev in slow[10:])
     assert slow[-1][TTFT].baseline == pytest.approx(before, rel=0.02)  # frozen
-    recovered = feed.run(det, 30)
+    recovered = feed.run(det, 70)  # calm for exit_hold (1 h)
     assert not recovered[-1][TTFT].anomalous
     assert recovered[-1][TTFT].baseline == pytest.approx(before, rel=0.1)
     again = feed.run(det, 10, ttft_x=2.0)  # the old baseline still catches the same step
