@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import json
 import math
 import os
@@ -279,6 +280,7 @@ NAB_PROFILES = {  # (A_tp, A_fn, A_fp), profiles.json
     "reward_low_FN_rate": (1.0, 2.0, 0.11),
 }
 RESAMPLE_FILE = "realKnownCause/ec2_request_latency_system_failure.csv"  # a latency series
+SWING_SEEDS = 3  # simulated months of the swing series
 GAUSS_WINDOW = 6400  # rows: NAB's windowed Gaussian
 GAUSS_TAIL = 0.99
 
@@ -405,7 +407,8 @@ def _nab_file(args: tuple[Path, str, list[list[str]], tuple[float, ...], dict[st
     out: dict[str, Any] = {"name": name, "category": name.split("/")[0], "n": len(values),
                            "windows": _window_rows(secs, raw_windows), "dets": dets, "cpu": cpu,
                            "gauss": gaussian_detections(values)}
-    if name == RESAMPLE_FILE:
+    five_minute = len(secs) > 1 and 240 <= sorted(b - a for a, b in itertools.pairwise(secs))[len(secs) // 2] <= 360
+    if name == RESAMPLE_FILE or (five_minute and raw_windows):
         hours, hv = resample_hourly(secs, values)
         out["hourly"] = {"name": name + " (hourly)", "n": len(hv), "windows": _window_rows(hours, raw_windows),
                          "dets": {NAB_THRESHOLD: nab_detections(hours, hv)}}
@@ -473,15 +476,18 @@ def run_nab(nab_dir: Path, verbose: bool = False, jobs: int = 1) -> NabResult:
     gauss = normalised(files, "gauss")[0]
     print(f"NAB windowed Gaussian reference (window {GAUSS_WINDOW} rows, tail {GAUSS_TAIL}, onsets only): "
           f"{gauss:.1f}  [{sum(len(f['gauss']) for f in files)} detections]")
-    hourly_file = next(f for f in files if "hourly" in f)
+    hourly_file = next(f for f in files if f["name"] == RESAMPLE_FILE)
     five = normalised([hourly_file], th0)[0]
     hourly = normalised([hourly_file["hourly"]], th0)[0]
     print(f"NAB resampling: {RESAMPLE_FILE} at its 5-minute rows {five:.1f}, hourly means "
           f"({hourly_file['hourly']['n']} rows) {hourly:.1f}")
+    both = [f for f in files if "hourly" in f]
+    print(f"  (for reference, all {len(both)} 5-minute files with windows: 5-minute rows "
+          f"{normalised(both, th0)[0]:.1f}, hourly means {normalised([f['hourly'] for f in both], th0)[0]:.1f})")
     return NabResult(ins, cv, (five, hourly), gauss)
 
 
-def daily_swing_month(seed: int) -> bool:
+def daily_swing_month(seed: int) -> int:
     """A healthy latency series whose median swings 3x each day (load follows the working
     day), with the synthetic heavy tail, one probe a minute for 30 days through `detect`'s
     replay (the daemon's Detector): it must never page."""
@@ -495,10 +501,8 @@ def daily_swing_month(seed: int) -> bool:
     stamps = list(T0 + 60.0 * minute)
     t = time.perf_counter()
     onsets = sum(1 for _, _, o in replay(DetectorConfig(**OVERRIDES), stamps, list(ttft)) if o)
-    ok = onsets == 0
-    print(f"healthy month, 3x daily swing + heavy tail ({n} probes): detector onsets {onsets}  "
-          f"[{time.perf_counter() - t:.0f}s]  target 0: {'ok' if ok else 'MISSED'}")
-    return ok
+    print(f"  seed {seed}: onsets {onsets}  [{time.perf_counter() - t:.0f}s]")
+    return onsets
 
 
 def detect_throughput(seed: int, rows: int = 100_000) -> bool:
@@ -565,7 +569,11 @@ def main() -> int:
         ok &= stationary_week(args.week_targets, args.seed)
         sensitivity(max(4, args.runs // 2), args.seed)
     if not args.skip_synthetic:
-        ok &= daily_swing_month(args.seed)
+        print(f"healthy month, 3x daily swing + heavy tail ({30 * 1440} probes), {SWING_SEEDS} seeds:")
+        onsets = sum(daily_swing_month(args.seed + k) for k in range(SWING_SEEDS))
+        hit = onsets == 0
+        ok &= hit
+        print(f"healthy month: {onsets} onsets in {SWING_SEEDS} months  target 0: {'ok' if hit else 'MISSED'}")
     ok &= detect_throughput(args.seed)
     if not args.skip_nab:
         r = run_nab(Path(args.nab_dir), verbose=True, jobs=args.jobs)

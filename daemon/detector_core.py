@@ -103,14 +103,17 @@ def benjamini_hochberg(pvalues: list[float]) -> list[float]:
 
 
 ROW_CAP = 10080  # most rows any window holds (a week of 1-minute probes): bounded memory
-_MIN_SHORT = 120  # fewest rows a baseline's median and spread are taken from
-_MIN_READY = 60  # fewest baseline rows before any verdict
+_MIN_SHORT = 30  # fewest rows a baseline's median and spread are taken from
+_MIN_READY = 20  # fewest baseline rows before any verdict
 _MIN_SLOW = 3  # fewest rows of the creep test
 _GAPS = 31  # recent gaps the row interval is the median of
 _DEFAULT_DT = 60.0  # assumed interval until the series has shown one gap
 PROBE_INTERVAL = 60.0  # the daemon's probe cadence: a row this long or shorter is one probe
-_SURPRISE_MIN = 20  # rows of a series' own history before it is judged against it
+_HIST_WIDTH = 0.05  # surprise histogram: bins of log(1 + z) ...
+_HIST_BINS = 80  # ...up to 4 (z ~ 54), the last one open
 _SURPRISE_SD_FLOOR = 0.05  # log(1 + z) units: a perfectly regular series still needs a clear change
+_SURPRISE_MIN = 20
+_SCAN_MIN = 5  # rows the likelihood scan looks back over, at least  # rows of a series' own history before it is judged against it
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,61 +168,94 @@ class _Interval:
 
 
 class _Surprise:
-    """How unusual the series' recent deviations are for this series (judged against itself).
+    """How unusual the series' recent rows are for this series (judged against itself).
 
     Each row's surprise is log(1 + z+), z the robust z-score of the row against the series'
-    own reference (the short baseline, or the seasonal residuals), z+ its adverse part (|z|
-    two-sided): log-compressed, so one wild value does not dominate. Its average over the
-    `recent` window is compared to the long-run distribution of that average, an
-    exponentially weighted mean and variance with time constant `likelihood_memory`, by a
-    normal upper tail. The long run learns a row's average when the row joins the baseline
-    (after the quarantine, never during an anomaly): bursts that did not page are learnt,
-    so what a series does often stops being news, but an incident does not teach itself. That tail probability is the likelihood gate: a bursty series does not page
-    on its usual bursts, a calm one is not held to a bursty one's bar. (The anomaly
-    likelihood that HTM and CAD OSE put after their raw scores on NAB, done on our scores.)"""
+    own reference (the short baseline, or the seasonal residuals), clipped like the CUSUM's,
+    z+ its adverse part (|z| two-sided). The series' own distribution of single rows'
+    surprise is an exponentially decayed histogram (time constant `likelihood_memory`)
+    learnt from healthy rows once they leave the quarantine. The recent window of n rows is
+    then a scan over its last n rows (the `recent` window, at least _SCAN_MIN rows): for k
+    from a majority of the `recent` window to n, the chance that k of n independent rows of
+    this series are at least as surprising as the window's k-th most surprising one (a
+    binomial tail at that level's own frequency q), Bonferroni over the k. So three extreme
+    probes of five page on a series whose single probes are seldom extreme (q ~ 0.1%:
+    1e-8) and not on one where 2% of probes are (1e-4): its usual bursts are chance; a step
+    that persists passes on either as its rows accumulate. Where one row is the whole
+    `recent` window (5-minute or hourly rows) one row beyond the series' habits is enough,
+    and a few in a row are more than enough.
+    (The idea of the anomaly likelihood HTM and CAD OSE put after their raw scores on NAB:
+    a score judged against the series' own history of scores, done our own way.)"""
 
-    __slots__ = ("mean", "p", "pending", "recent", "var", "weight")
+    __slots__ = ("hist", "inc", "kmin", "mean", "p", "pending", "recent", "total", "var", "weight")
 
     def __init__(self) -> None:
-        self.recent: deque[float] = deque(maxlen=1)
-        self.pending: deque[tuple[float, float]] = deque()  # (t, average) not yet learnt
-        self.weight = 0.0  # effective number of averages in the long-run estimate
-        self.mean = 0.0
+        self.recent: deque[float] = deque(maxlen=_SCAN_MIN)
+        self.kmin = 1  # a majority of the `recent` window
+        self.pending: deque[tuple[float, float]] = deque()  # (t, surprise) not yet learnt
+        self.weight = 0.0  # effective number of rows in the histogram
+        self.p: float | None = None  # None until the histogram has _SURPRISE_MIN rows
+        self.hist = [0.0] * _HIST_BINS  # decayed mass of learnt rows' surprise by bin
+        self.total = 0.0
+        self.inc = 1.0  # the newest row's mass (grows instead of decaying all the others)
+        self.mean = 0.0  # exponentially weighted mean and variance of the same rows
         self.var = 0.0
-        self.p: float | None = None  # None until the long run has _SURPRISE_MIN rows
 
     def resize(self, n: int) -> None:
+        self.kmin = (n + 1) // 2
+        n = max(n, _SCAN_MIN)
         if self.recent.maxlen != n:
             self.recent = deque(self.recent, maxlen=n)
 
     def see(self, t: float, z: float) -> None:
-        self.recent.append(math.log1p(max(z, 0.0)))
-        avg = sum(self.recent) / len(self.recent)
-        if self.weight >= _SURPRISE_MIN:
-            sd = max(math.sqrt(self.var), _SURPRISE_SD_FLOOR)
-            self.p = _ND.cdf(-(avg - self.mean) / sd)
-        self.pending.append((t, avg))
+        s = math.log1p(max(z, 0.0))
+        self.recent.append(s)
+        self.pending.append((t, s))
+        if self.weight < _SURPRISE_MIN:
+            return
+        r = sorted(self.recent, reverse=True)
+        n = len(r)
+        ks = range(min(self.kmin, n), n + 1)
+        sd = max(math.sqrt(self.var), _SURPRISE_SD_FLOOR)
+        best = 1.0
+        for k in ks:
+            # beyond what the history has seen, a normal fit says how rare (it can certify
+            # rarities a short history cannot); within it, the history's own frequency
+            q = max(self._tail(r[k - 1]), _ND.cdf(-(r[k - 1] - self.mean) / sd))
+            best = min(best, float(bdtrc(k - 1, n, q)) if q < 1.0 else 1.0)
+        self.p = min(1.0, best * len(ks))
+
+    def _tail(self, s: float) -> float:
+        return sum(self.hist[_bin(s):]) / self.total if self.total > 0 else 1.0
 
     def settle(self, t: float, learn: bool, decay: float) -> None:
-        """The row at t left the quarantine: learn the averages up to it (when it joined the
-        baseline) or drop them."""
+        """The row at t left the quarantine: learn the rows up to it (when they joined the
+        baseline: an incident never teaches itself) or drop them."""
         q = self.pending
         while q and q[0][0] <= t:
-            _, avg = q.popleft()
+            s = q.popleft()[1]
             if learn:
-                self._learn(avg, decay)
+                self._learn(s, decay)
 
-    def _learn(self, avg: float, decay: float) -> None:
+    def _learn(self, s: float, decay: float) -> None:
+        self.inc /= decay
+        if self.inc > 1e150:  # rescale before it overflows
+            self.hist = [h / self.inc for h in self.hist]
+            self.total /= self.inc
+            self.inc = 1.0
+        self.hist[_bin(s)] += self.inc
+        self.total += self.inc
         self.weight = self.weight * decay + 1.0
         a = 1.0 / self.weight
-        d = avg - self.mean
+        d = s - self.mean
         self.mean += a * d
         self.var = (1.0 - a) * (self.var + a * d * d)
 
     def to_state(self) -> dict[str, Any]:
-        return {"recent": [round(v, 5) for v in self.recent], "w": round(self.weight, 3),
-                "mean": self.mean, "var": self.var, "p": self.p,
-                "pending": [[t, round(a, 5)] for t, a in self.pending]}
+        return {"recent": [round(v, 5) for v in self.recent], "w": self.weight, "p": self.p,
+                "mean": self.mean, "var": self.var,
+                "pending": [[t, round(a, 5)] for t, a in self.pending],
+                "hist": [h / self.inc for h in self.hist]}
 
     def load(self, st: dict[str, Any] | None) -> None:
         if not st:
@@ -231,6 +267,13 @@ class _Surprise:
         p = st.get("p")
         self.p = None if p is None else float(p)
         self.pending = deque((float(t), float(a)) for t, a in st.get("pending", []))
+        hist = [float(h) for h in st.get("hist", [])]
+        if len(hist) == _HIST_BINS:
+            self.hist, self.total, self.inc = hist, sum(hist), 1.0
+
+
+def _bin(avg: float) -> int:
+    return min(int(avg / _HIST_WIDTH), _HIST_BINS - 1)
 
 
 @dataclass(slots=True)
