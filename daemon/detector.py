@@ -141,7 +141,7 @@ class DetectorConfig(Strict):
     # chance less than once in this long, judged against its own history of surprise
     # (remembered for likelihood_memory): a bursty series does not page on its usual
     # bursts, a calm one is not held to a bursty one's bar (0 = off)
-    likelihood: Duration = Field(365 * 86400.0, ge=0)
+    likelihood: Duration = Field(30 * 86400.0, ge=0)
     likelihood_memory: Duration = Field(7 * 86400.0, gt=0)
 
     @model_validator(mode="after")

@@ -3,7 +3,7 @@
 Latency-like series (`LatencySeries`)
     Values are compared on an oriented scale `y` where higher is worse: `log(x)` for
     latencies, `-log(x)` for throughput (output_tps is bad when it falls), and the raw
-    value for the NAB harness, whose series are two-sided (direction 0: an upward and a
+    value for a `detect` series with zeros or negatives; a series may be two-sided (direction 0: an upward and a
     downward CUSUM, each component tests the side its statistic points to, p-values pay
     for the two sides; one series, so a fall is one incident and the other side never
     learns it). Two time scales:
@@ -23,37 +23,44 @@ Latency-like series (`LatencySeries`)
 
     Practical size: the median of the last `recent` (fast) or `slow_window` (slow)
     probes against the matching baseline median (a relative change for log scales,
-    robust sigmas for raw scales). A series enters the anomalous state when significant
+    robust sigmas, raw_min_effect, for raw scales). A series enters the anomalous state when significant
     after BH (q <= fdr_q) AND large (effect >= min_effect): a majority of the recent
     window must have moved, so lone outliers never page. It leaves when the effect has
     stayed below exit_fraction x min_effect for exit_hold seconds.
 
-    Two options, off in the daemon (on in the NAB harness):
+    Likelihood gate (`likelihood`): the change must also be rare for this series, judged
+    against its own history of single values' surprise (see _Surprise): a series whose
+    probes often spike does not page on its usual bursts, a calm one pages on a burst of
+    three slow probes.
+
+    Time, not rows: every window is a Span, a duration turned into rows at the series' own
+    measured interval (_Interval: the median of its recent gaps), with row floors where the
+    statistics need them. The CUSUM clips each probe at z_cap (one slow probe is not an
+    incident); a row that is the whole `recent` window on its own (5-minute or hourly rows)
+    may weigh the time it covers (_cap), so one hourly row far off is an hour of trouble.
+
+    Two older options, off by default:
     novelty (a quantile q): the recent median must also be beyond the q-quantile (below
     1 - q for a fall) of everything seen in the record window (or of the baseline without
-    one; of the residuals in seasonal mode), so a level the series often holds (a
-    recurring burst, a busy hour) never pages however many sigmas it is.
+    one; of the residuals in seasonal mode).
     record test (record_margin > 0): one value beyond the range of the last
-    record_window values, anomalous or not, by record_margin x (edge - median), pages on
-    its own (effect ratio (y - edge) / (margin x (edge - median)), scaled by the threshold
-    like the others). A single point is often NAB's anomaly; for an LLM endpoint one slow
-    probe is not an incident, hence off in the daemon.
+    record_window values by record_margin x (edge - median) pages on its own.
 
 Error series (`ErrorSeries`)
     0/1 per probe. Exact one-sided binomial tests of the errors in a few trailing windows
     against the baseline rate (smoothed by a small prior so a spotless baseline does not
     make one error significant), Bonferroni over the windows.
 
-Seasonal mode (`season` > 0, off in the daemon by default, on in the NAB harness)
+Seasonal mode (`season` > 0; a day by default)
     Healthy values are also kept by phase of the period (`season_bins` bins, the last
     `season_periods` periods). Each value is standardised against its phase's history
-    from earlier periods, u = (y - median) / (1.4826 MAD) over its bin and the two next
-    to it, and the fast and slow tests above run on u against the last `short_baseline`
-    healthy u. A series uses this mode only while, on healthy data, the residuals' mean
-    absolute deviation is below `season_gain` x the plain short baseline's. Until the
-    seasonal model has `season_min_periods` of history and `baseline_min` residuals it
-    cannot tell a daily cycle from an anomaly, so the baseline learns from everything
-    during that warm-up (it may page, it does not freeze).
+    from earlier periods, u = (y - median) / (1.4826 MAD) over its bin and its neighbours
+    (as many as the row interval spans), and the fast and slow tests above run on u
+    against the last `short_baseline` healthy u. A series uses this mode only while, on
+    healthy data, the residuals' mean absolute deviation is below `season_gain` x the flat
+    long baseline's. Until the seasonal model has `season_min_periods` of history and
+    `baseline_min` residuals it cannot tell a daily cycle from a creep: the creep test
+    waits, and the season (not the baseline) learns from everything meanwhile.
 
 Baselines learn only from samples that have waited `quarantine` probes and only while the
 series is healthy: the quarantine is emptied when an anomaly starts (its samples are the
