@@ -22,7 +22,7 @@ One configuration: everything below runs the daemon's default DetectorConfig (`-
 overrides it for exploring; the targets are for the defaults).
 
 Healthy month: a latency series whose median swings 3x a day, with the heavy tail above,
-one probe a minute for 30 days: no onset.
+one probe a minute for 30 days (SWING_SEEDS of them): no onset.
 
 detect throughput: `llm-vitals detect` (daemon.detect_command) on a 100,000-row file.
 

@@ -12,7 +12,9 @@ Benjamini-Hochberg across every series of the evaluation (q <= fdr_q) and practi
 large (effect >= min_effect / min_error_effect). It stays anomalous until the effect
 falls below exit_fraction of the minimum (hysteresis: one page per incident), and its
 baseline is frozen meanwhile; an anomaly that lasts relearn_time (12 h) resolves and its
-level becomes the new baseline (a provider's new normal). `score` = min(log q / log fdr_q, effect / min effect)
+level becomes the new baseline (a provider's new normal). Windows are durations, turned
+into rows at each series' measured interval; a daily profile is used where it explains a
+series; and a change must also be rare for the series itself (the likelihood gate). `score` = min(log q / log fdr_q, effect / min effect)
 (or the record ratio, when that test is on),
 raised to 1.0 while anomalous: >= 1.0 exactly when anomalous, continuous below.
 

@@ -156,7 +156,12 @@ class _Interval:
         last, self.last = self.last, t if self.last is None else max(self.last, t)
         if last is None or t <= last:
             return False
-        self.gaps.append(t - last)
+        gap = t - last
+        full = len(self.gaps) == self.gaps.maxlen
+        if full and self.gaps[0] == gap:  # a regular series: the same gap in and out
+            self.gaps.append(gap)
+            return False
+        self.gaps.append(gap)
         g = sorted(self.gaps)
         value = (g[(len(g) - 1) // 2] + g[len(g) // 2]) / 2
         changed = value != self.value
@@ -229,7 +234,7 @@ class _Surprise:
             # beyond what the history has seen, a normal fit says how rare (it can certify
             # rarities a short history cannot); within it, the history's own frequency
             q = max(self._tail(r[k - 1]), _ND.cdf(-(r[k - 1] - self.mean) / sd))
-            best = min(best, float(bdtrc(k - 1, n, q)) if q < 1.0 else 1.0)
+            best = min(best, _binom_tail(n, k, q))
         self.p = min(1.0, best * len(ks))
 
     def _tail(self, s: float) -> float:
@@ -277,6 +282,13 @@ class _Surprise:
         hist = [float(h) for h in st.get("hist", [])]
         if len(hist) == _HIST_BINS:
             self.hist, self.total, self.inc = hist, sum(hist), 1.0
+
+
+def _binom_tail(n: int, k: int, q: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, q), n small (the scan's few rows)."""
+    if q >= 1.0:
+        return 1.0
+    return sum(math.comb(n, j) * q ** j * (1.0 - q) ** (n - j) for j in range(k, n + 1))
 
 
 def _bin(avg: float) -> int:
@@ -677,10 +689,13 @@ class LatencySeries:
 
     def _refresh(self, full: bool = True, choose: bool = True) -> None:
         floor = self._floor()
-        self.short.refresh(floor)
-        self.long.refresh(floor, spread=full)  # its spread moves slowly: refreshed less often
+        # spreads move slowly (and the baseline is frozen during an anomaly): refreshed with
+        # every tenth value once the short baseline is full
+        self.short.refresh(floor, spread=full)
+        self.long.refresh(floor, spread=full)
         if self.season is not None:
-            self.res.refresh(_RES_FLOOR)
+            # the residuals' spread, like the long baseline's, moves slowly
+            self.res.refresh(_RES_FLOOR, spread=full or len(self.res.values) < self._n_short)
             if full and choose:
                 self._choose_mode()
         sigma = self.res.sigma * self._last_s if self.seasonal and self.log_scale else (
