@@ -74,6 +74,7 @@ and recovery would page again on the return to the old level).
 
 from __future__ import annotations
 
+import itertools
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
@@ -199,7 +200,7 @@ class _Surprise:
     (The idea of the anomaly likelihood HTM and CAD OSE put after their raw scores on NAB:
     a score judged against the series' own history of scores, done our own way.)"""
 
-    __slots__ = ("hist", "inc", "kmin", "mean", "p", "pending", "recent", "total", "var", "weight")
+    __slots__ = ("_suffix", "hist", "inc", "kmin", "mean", "p", "pending", "recent", "total", "var", "weight")
 
     def __init__(self) -> None:
         self.recent: deque[float] = deque(maxlen=_SCAN_MIN)
@@ -212,6 +213,7 @@ class _Surprise:
         self.inc = 1.0  # the newest row's mass (grows instead of decaying all the others)
         self.mean = 0.0  # exponentially weighted mean and variance of the same rows
         self.var = 0.0
+        self._suffix: list[float] | None = None  # mass at or above each bin (cached)
 
     def resize(self, n: int) -> None:
         self.kmin = (n + 1) // 2
@@ -238,7 +240,11 @@ class _Surprise:
         self.p = min(1.0, best * len(ks))
 
     def _tail(self, s: float) -> float:
-        return sum(self.hist[_bin(s):]) / self.total if self.total > 0 else 1.0
+        if self.total <= 0:
+            return 1.0
+        if self._suffix is None:
+            self._suffix = list(itertools.accumulate(reversed(self.hist)))[::-1]
+        return self._suffix[_bin(s)] / self.total
 
     def settle(self, t: float, learn: bool, decay: float) -> None:
         """The row at t left the quarantine: learn the rows up to it (when they joined the
@@ -257,6 +263,7 @@ class _Surprise:
             self.inc = 1.0
         self.hist[_bin(s)] += self.inc
         self.total += self.inc
+        self._suffix = None
         self.weight = self.weight * decay + 1.0
         a = 1.0 / self.weight
         d = s - self.mean
@@ -282,6 +289,7 @@ class _Surprise:
         hist = [float(h) for h in st.get("hist", [])]
         if len(hist) == _HIST_BINS:
             self.hist, self.total, self.inc = hist, sum(hist), 1.0
+            self._suffix = None
 
 
 def _binom_tail(n: int, k: int, q: float) -> float:
