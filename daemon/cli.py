@@ -1,4 +1,4 @@
-"""The `llm-vitals` command line. Exit codes: 0 ok, 1 a probe/check failed, 2 bad config/usage."""
+"""The `llm-vitals` command line. Exit codes: 0 ok, 1 a probe/check failed, 2 bad config/usage/input."""
 
 from __future__ import annotations
 
@@ -117,6 +117,28 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_detect(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from daemon.detect_command import run_detect
+    from daemon.detector import DetectorConfig
+
+    if args.out is None and len(args.files) > 1:
+        print("error: several files need --out DIR (one output file per input)", file=sys.stderr)
+        return EXIT_CONFIG
+    names = [Path(f).name for f in args.files]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if args.out is not None and clash:
+        print(f"error: inputs with the same file name would overwrite each other in {args.out}: "
+              f"{', '.join(clash)}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        cfg = load_settings(args.config).detector if args.config else DetectorConfig()
+    except ConfigError as exc:
+        return _config_error(exc, args.config)
+    return run_detect(cfg, args.files, args.direction, args.out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="llm-vitals", description="Synthetic monitoring for LLM providers.")
     p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
@@ -157,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     from daemon.history_commands import add_commands as add_history_commands
 
     add_history_commands(sub)
+
+    det = sub.add_parser("detect", help="replay CSV series (timestamp,value) through the anomaly detector")
+    det.add_argument("-c", "--config", help="take the detector: settings from this config (default: built-in)")
+    det.add_argument("--direction", choices=("up", "down", "both"), default="up",
+                     help="which change is anomalous: a rise (latency, the default), a fall, or either")
+    det.add_argument("--out", metavar="DIR", help="write DIR/<input file name> per input (default: stdout)")
+    det.add_argument("files", nargs="+", metavar="FILE", help="CSV with `timestamp` and `value` columns, one series per file")
+    det.set_defaults(func=cmd_detect)
 
     try:
         from alerts.cli import add_commands

@@ -12,7 +12,9 @@ Benjamini-Hochberg across every series of the evaluation (q <= fdr_q) and practi
 large (effect >= min_effect / min_error_effect). It stays anomalous until the effect
 falls below exit_fraction of the minimum (hysteresis: one page per incident), and its
 baseline is frozen meanwhile; an anomaly that lasts relearn_time (12 h) resolves and its
-level becomes the new baseline (a provider's new normal). `score` = min(log q / log fdr_q, effect / min effect)
+level becomes the new baseline (a provider's new normal). Windows are durations, turned
+into rows at each series' measured interval; a daily profile is used where it explains a
+series; and a change must also be rare for the series itself (the likelihood gate). `score` = min(log q / log fdr_q, effect / min effect)
 (or the record ratio, when that test is on),
 raised to 1.0 while anomalous: >= 1.0 exactly when anomalous, continuous below.
 
@@ -26,12 +28,19 @@ import math
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 
-from daemon.detector_core import ErrorSeries, LatencySeries, Params, benjamini_hochberg, decide
-from daemon.durations import Duration, Fraction
+from daemon.detector_core import (
+    ErrorSeries,
+    LatencySeries,
+    Params,
+    Span,
+    benjamini_hochberg,
+    decide,
+)
+from daemon.durations import Duration, Fraction, format_duration, parse_duration
 from daemon.loopslice import SLICE, LoopSlice
 from daemon.model import Strict
 from daemon.store import Store
@@ -44,6 +53,38 @@ STATE_INDEX = "detector:index"
 STATE_VERSION = 1
 
 
+def _parse_window(value: Any) -> Span:
+    """'30m' (a duration, measured in rows at each series' own interval) or a bare whole
+    number (that many rows: the keys' meaning before they took durations)."""
+    if isinstance(value, Span):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as '30m' or a number of probes")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a number of probes cannot be negative")
+        return Span(rows=value)
+    if isinstance(value, str):
+        return Span(seconds=parse_duration(value))
+    raise ValueError("expected a duration such as '30m' or a whole number of probes")
+
+
+def _format_window(span: Span) -> str | int:
+    return span.rows if span.rows else format_duration(span.seconds)
+
+
+# a detector window: a duration ("2h") or, as before, a number of probes (120)
+Window = Annotated[Span, BeforeValidator(_parse_window), PlainSerializer(_format_window)]
+
+
+def _positive(span: Span) -> bool:
+    return span.rows > 0 or span.seconds > 0
+
+
 class DetectorConfig(Strict):
     """`detector:` in config.yaml. Defaults are the ones measured by bench/detection.py."""
 
@@ -51,6 +92,9 @@ class DetectorConfig(Strict):
     metrics: tuple[str, ...] = METRICS
     # practical size: relative change of the median (0.3 = +30% latency, or tps / 1.3)
     min_effect: Fraction = Field(0.3, gt=0)
+    # practical size for a series with zeros or negatives (`detect` only, where a relative
+    # change means nothing): robust sigmas of the baseline the median must move
+    raw_min_effect: float = Field(3.0, gt=0)
     # the step the statistic is tuned to catch fastest (CUSUM reference = half of it)
     design_effect: Fraction = Field(0.5, gt=0)
     # practical size for errors: increase of the error rate over the baseline (absolute)
@@ -61,18 +105,21 @@ class DetectorConfig(Strict):
     # heavy-tailed noise with a daily cycle at 1e-5. Error p-values are exact binomial tails.
     fdr_q: float = Field(1e-5, gt=0, lt=1)
     error_fdr_q: float = Field(1e-3, gt=0, lt=1)
-    recent: int = Field(5, ge=1, le=100)  # probes whose median is compared to the baseline
-    slow_window: int = Field(30, ge=2, le=1000)  # probes compared to the whole baseline (creeps)
-    quarantine: int = Field(10, ge=0)  # probes a value waits before it may join the baseline
-    short_baseline: int = Field(120, ge=10)  # newest baseline probes, for steps
-    baseline_size: int = Field(720, ge=10)  # latency baseline (probes), for creeps
-    baseline_min: int = Field(60, ge=5)  # fewer baseline probes: no verdict yet (warm-up)
+    # Windows are durations, turned into rows at each series' own measured interval (the
+    # median of its recent gaps), so the same settings hold at one probe a minute and for
+    # hourly rows; a bare number is a count of probes, as these keys used to be.
+    recent: Window = Span(300.0)  # whose median is compared to the baseline (5 probes at 1/min)
+    slow_window: Window = Span(1800.0)  # compared to the whole baseline (creeps)
+    quarantine: Window = Span(600.0)  # a value waits this long before it may join the baseline
+    short_baseline: Window = Span(7200.0)  # newest baseline values, for steps
+    baseline_size: Window = Span(43200.0)  # latency baseline, for creeps
+    baseline_min: Window = Span(3600.0)  # less baseline: no verdict yet (warm-up)
     baseline_max_age: Duration = Field(86400.0, gt=0)
     error_baseline_size: int = Field(1440, ge=10)
     error_windows: tuple[int, ...] = (10, 30, 120)
     error_prior_rate: Fraction = Field(0.005, gt=0, lt=1)  # prior and floor of the baseline rate
     exit_fraction: float = Field(0.5, ge=0, le=1)  # an anomaly ends below this x min effect...
-    exit_hold: Duration = Field(300.0, ge=0)  # ...held this long (one page per incident)
+    exit_hold: Duration = Field(3600.0, ge=0)  # ...held this long (one page per incident)
     # after this many probes in one anomaly its level becomes the new normal; 0 = never
     relearn_after: int = Field(0, ge=0)
     # ...or after it has lasted this long (0 = never): the anomaly resolves and the baseline
@@ -81,7 +128,7 @@ class DetectorConfig(Strict):
     relearn_time: Duration = Field(43200.0, ge=0)
     # seasonal baseline: period (0 = off, e.g. "1d"); used per series only where the
     # time-of-day profile explains the healthy probes better than the recent baseline
-    season: Duration = Field(0.0, ge=0)
+    season: Duration = Field(86400.0, ge=0)
     z_cap: float = Field(3.0, gt=0)
     # off by default (0): the recent median must also be beyond this quantile of the
     # baseline (a level the baseline often holds never pages); the NAB harness uses 0.95
@@ -91,6 +138,13 @@ class DetectorConfig(Strict):
     # for an LLM endpoint; the NAB harness, whose anomalies are often single points, uses 0.2
     record_margin: float = Field(0.0, ge=0)
     record_window: int = Field(4032, ge=10)
+    # judge a series against itself: its recent surprise (how far its newest values are
+    # from its own reference, averaged over `recent`) must be one the series shows by
+    # chance less than once in this long, judged against its own history of surprise
+    # (remembered for likelihood_memory): a bursty series does not page on its usual
+    # bursts, a calm one is not held to a bursty one's bar (0 = off)
+    likelihood: Duration = Field(30 * 86400.0, ge=0)
+    likelihood_memory: Duration = Field(7 * 86400.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> DetectorConfig:
@@ -99,13 +153,22 @@ class DetectorConfig(Strict):
             raise ValueError(f"unknown detector metrics {sorted(unknown)}; known: {list(METRICS)}")
         if not self.error_windows or min(self.error_windows) < 1:
             raise ValueError("error_windows must be positive probe counts")
-        if not self.baseline_min <= self.short_baseline <= self.baseline_size:
-            raise ValueError("need baseline_min <= short_baseline <= baseline_size")
+        for name in ("recent", "slow_window", "short_baseline", "baseline_size", "baseline_min"):
+            if not _positive(getattr(self, name)):
+                raise ValueError(f"{name} must be a positive duration or number of probes")
+        if self.recent.rows > 100 or self.slow_window.rows > 1000:
+            raise ValueError("recent is at most 100 probes and slow_window at most 1000")
+        chain = (self.baseline_min, self.short_baseline, self.baseline_size)
+        for kind in ("rows", "seconds"):  # comparable only in the same unit
+            vals = [getattr(w, kind) for w in chain]
+            if all(vals) and not vals[0] <= vals[1] <= vals[2]:
+                raise ValueError("need baseline_min <= short_baseline <= baseline_size")
         return self
 
     def params(self) -> Params:
         return Params(
             min_effect=self.min_effect,
+            raw_min_effect=self.raw_min_effect,
             design_effect=self.design_effect,
             recent=self.recent,
             slow_window=self.slow_window,
@@ -123,6 +186,8 @@ class DetectorConfig(Strict):
             novelty=self.novelty,
             record_margin=self.record_margin,
             record_window=self.record_window,
+            likelihood=self.likelihood,
+            likelihood_memory=self.likelihood_memory,
             min_error_effect=self.min_error_effect,
             error_windows=tuple(sorted(self.error_windows)),
             error_baseline_size=self.error_baseline_size,
@@ -159,8 +224,10 @@ _EXTRACT = {
 
 
 class Detector:
-    def __init__(self, cfg: DetectorConfig, store: Store | None = None) -> None:
+    def __init__(self, cfg: DetectorConfig, store: Store | None = None, threshold: float = 1.0) -> None:
         self.cfg = cfg
+        # on the score (1.0: the daemon's); other values only for the bench's threshold sweep
+        self.threshold = threshold
         self.store = store
         self._params = cfg.params()
         self.series: dict[tuple[str, str], LatencySeries | ErrorSeries] = {}
@@ -169,16 +236,33 @@ class Detector:
         self._saved: set[str] = set()
 
     # -- feeding ----------------------------------------------------------------------
-    def _get(self, target: str, metric: str) -> LatencySeries | ErrorSeries:
+    def _get(self, target: str, metric: str, *, direction: int | None = None,
+             log_scale: bool = True) -> LatencySeries | ErrorSeries:
         key = (target, metric)
         s = self.series.get(key)
         if s is None:
             if metric == "error":
                 s = ErrorSeries(self._params)
             else:
-                s = LatencySeries(self._params, direction=-1 if metric == "output_tps" else 1)
+                if direction is None:
+                    direction = -1 if metric == "output_tps" else 1
+                s = LatencySeries(self._params, direction=direction, log_scale=log_scale)
             self.series[key] = s
         return s
+
+    def observe_value(self, target: str, metric: str, t: float, value: float, *,
+                      direction: int = 1, log_scale: bool = True) -> None:
+        """One observation of any numeric series (`detect` replays files through this).
+
+        direction: +1 anomalous when it rises, -1 when it falls, 0 either way; log_scale
+        judges relative changes (positive values only), else raw values in robust sigmas.
+        The series is created on its first value with these; later calls reuse it."""
+        if not self.cfg.enabled:
+            return
+        s = self._get(target, metric, direction=direction, log_scale=log_scale)
+        assert isinstance(s, LatencySeries)
+        s.observe(t, value)
+        self._dirty.add(target)
 
     def observe(self, result: ProbeResult) -> None:
         if not self.cfg.enabled:
@@ -251,7 +335,7 @@ class Detector:
                 continue
             sig = math.log(max(q, 1e-300)) / math.log(level)
             raw = max(0.0, min(sig, st.effect_ratio), st.record_ratio) if st.ready else 0.0
-            if decide(s, st, q, level, now):
+            if decide(s, st, q, level, now, self.threshold):
                 self._dirty.add(key[0])
             score = max(raw, 1.0) if s.anomalous else min(raw, math.nextafter(1.0, 0.0))
             out[key] = AnomalyVerdict(

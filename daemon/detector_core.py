@@ -3,7 +3,7 @@
 Latency-like series (`LatencySeries`)
     Values are compared on an oriented scale `y` where higher is worse: `log(x)` for
     latencies, `-log(x)` for throughput (output_tps is bad when it falls), and the raw
-    value for the NAB harness, whose series are two-sided (direction 0: an upward and a
+    value for a `detect` series with zeros or negatives; a series may be two-sided (direction 0: an upward and a
     downward CUSUM, each component tests the side its statistic points to, p-values pay
     for the two sides; one series, so a fall is one incident and the other side never
     learns it). Two time scales:
@@ -23,37 +23,44 @@ Latency-like series (`LatencySeries`)
 
     Practical size: the median of the last `recent` (fast) or `slow_window` (slow)
     probes against the matching baseline median (a relative change for log scales,
-    robust sigmas for raw scales). A series enters the anomalous state when significant
+    robust sigmas, raw_min_effect, for raw scales). A series enters the anomalous state when significant
     after BH (q <= fdr_q) AND large (effect >= min_effect): a majority of the recent
     window must have moved, so lone outliers never page. It leaves when the effect has
     stayed below exit_fraction x min_effect for exit_hold seconds.
 
-    Two options, off in the daemon (on in the NAB harness):
+    Likelihood gate (`likelihood`): the change must also be rare for this series, judged
+    against its own history of single values' surprise (see _Surprise): a series whose
+    probes often spike does not page on its usual bursts, a calm one pages on a burst of
+    three slow probes.
+
+    Time, not rows: every window is a Span, a duration turned into rows at the series' own
+    measured interval (_Interval: the median of its recent gaps), with row floors where the
+    statistics need them. The CUSUM clips each probe at z_cap (one slow probe is not an
+    incident); a row that is the whole `recent` window on its own (5-minute or hourly rows)
+    may weigh the time it covers (_cap), so one hourly row far off is an hour of trouble.
+
+    Two older options, off by default:
     novelty (a quantile q): the recent median must also be beyond the q-quantile (below
     1 - q for a fall) of everything seen in the record window (or of the baseline without
-    one; of the residuals in seasonal mode), so a level the series often holds (a
-    recurring burst, a busy hour) never pages however many sigmas it is.
+    one; of the residuals in seasonal mode).
     record test (record_margin > 0): one value beyond the range of the last
-    record_window values, anomalous or not, by record_margin x (edge - median), pages on
-    its own (effect ratio (y - edge) / (margin x (edge - median)), scaled by the threshold
-    like the others). A single point is often NAB's anomaly; for an LLM endpoint one slow
-    probe is not an incident, hence off in the daemon.
+    record_window values by record_margin x (edge - median) pages on its own.
 
 Error series (`ErrorSeries`)
     0/1 per probe. Exact one-sided binomial tests of the errors in a few trailing windows
     against the baseline rate (smoothed by a small prior so a spotless baseline does not
     make one error significant), Bonferroni over the windows.
 
-Seasonal mode (`season` > 0, off in the daemon by default, on in the NAB harness)
+Seasonal mode (`season` > 0; a day by default)
     Healthy values are also kept by phase of the period (`season_bins` bins, the last
     `season_periods` periods). Each value is standardised against its phase's history
-    from earlier periods, u = (y - median) / (1.4826 MAD) over its bin and the two next
-    to it, and the fast and slow tests above run on u against the last `short_baseline`
-    healthy u. A series uses this mode only while, on healthy data, the residuals' mean
-    absolute deviation is below `season_gain` x the plain short baseline's. Until the
-    seasonal model has `season_min_periods` of history and `baseline_min` residuals it
-    cannot tell a daily cycle from an anomaly, so the baseline learns from everything
-    during that warm-up (it may page, it does not freeze).
+    from earlier periods, u = (y - median) / (1.4826 MAD) over its bin and its neighbours
+    (as many as the row interval spans), and the fast and slow tests above run on u
+    against the last `short_baseline` healthy u. A series uses this mode only while, on
+    healthy data, the residuals' mean absolute deviation is below `season_gain` x the flat
+    long baseline's. Until the seasonal model has `season_min_periods` of history and
+    `baseline_min` residuals it cannot tell a daily cycle from a creep: the creep test
+    waits, and the season (not the baseline) learns from everything meanwhile.
 
 Baselines learn only from samples that have waited `quarantine` probes and only while the
 series is healthy: the quarantine is emptied when an anomaly starts (its samples are the
@@ -67,6 +74,7 @@ and recovery would page again on the return to the old level).
 
 from __future__ import annotations
 
+import itertools
 import math
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
@@ -91,8 +99,8 @@ def normal_score(u: float) -> float:
 def benjamini_hochberg(pvalues: list[float]) -> list[float]:
     """BH-adjusted q-values (step-up, monotone), in the input order."""
     m = len(pvalues)
-    if m == 0:
-        return []
+    if m <= 1:  # one series (a `detect` replay): its q is its p; no numpy per row
+        return [min(float(p), 1.0) for p in pvalues]
     p = np.asarray(pvalues, dtype=float)
     order = np.argsort(p)
     ranked = p[order] * m / np.arange(1, m + 1)
@@ -102,18 +110,214 @@ def benjamini_hochberg(pvalues: list[float]) -> list[float]:
     return [float(x) for x in q]
 
 
+ROW_CAP = 10080  # most rows any window holds (a week of 1-minute probes): bounded memory
+_MIN_SHORT = 30  # fewest rows a baseline's median and spread are taken from
+_MIN_READY = 20  # fewest baseline rows before any verdict
+_MIN_SLOW = 3  # fewest rows of the creep test
+_GAPS = 31  # recent gaps the row interval is the median of
+_DEFAULT_DT = 60.0  # assumed interval until the series has shown one gap
+PROBE_INTERVAL = 60.0  # the daemon's probe cadence: a row this long or shorter is one probe
+_HIST_WIDTH = 0.05  # surprise histogram: bins of log(1 + z) ...
+_HIST_BINS = 80  # ...up to 4 (z ~ 54), the last one open
+_SURPRISE_SD_FLOOR = 0.05  # log(1 + z) units: a perfectly regular series still needs a clear change
+_SURPRISE_MIN = 20
+_SCAN_MIN = 5  # rows the likelihood scan looks back over, at least  # rows of a series' own history before it is judged against it
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A window: a duration, turned into rows at the series' own measured row interval, or
+    (the old meaning of a bare number in the config) a fixed number of rows."""
+
+    seconds: float = 0.0
+    rows: int = 0
+
+    def count(self, dt: float, floor: int = 1, cap: int = ROW_CAP) -> int:
+        n = self.rows if self.rows else math.ceil(self.seconds / dt - 1e-9)
+        return min(max(n, floor), cap)
+
+
+def _span(v: Span | int) -> Span:
+    return v if isinstance(v, Span) else Span(rows=int(v))
+
+
+class _Interval:
+    """The series' row interval: the median of its last _GAPS positive gaps (robust to an
+    outage or a burst of retries), _DEFAULT_DT before it has any."""
+
+    __slots__ = ("gaps", "last", "value")
+
+    def __init__(self) -> None:
+        self.gaps: deque[float] = deque(maxlen=_GAPS)
+        self.last: float | None = None
+        self.value = _DEFAULT_DT
+
+    def see(self, t: float) -> bool:
+        """Note a row at t; True when the interval changed."""
+        last, self.last = self.last, t if self.last is None else max(self.last, t)
+        if last is None or t <= last:
+            return False
+        gap = t - last
+        full = len(self.gaps) == self.gaps.maxlen
+        if full and self.gaps[0] == gap:  # a regular series: the same gap in and out
+            self.gaps.append(gap)
+            return False
+        self.gaps.append(gap)
+        g = sorted(self.gaps)
+        value = (g[(len(g) - 1) // 2] + g[len(g) // 2]) / 2
+        changed = value != self.value
+        self.value = value
+        return changed
+
+    def to_state(self) -> list[float]:
+        return [round(g, 3) for g in self.gaps]
+
+    def load(self, gaps: list[float], last: float) -> None:
+        self.gaps = deque((float(g) for g in gaps if float(g) > 0), maxlen=_GAPS)
+        self.last = last or None
+        if self.gaps:
+            g = sorted(self.gaps)
+            self.value = (g[(len(g) - 1) // 2] + g[len(g) // 2]) / 2
+
+
+class _Surprise:
+    """How unusual the series' recent rows are for this series (judged against itself).
+
+    Each row's surprise is log(1 + z+), z the robust z-score of the row against the series'
+    own reference (the short baseline, or the seasonal residuals), clipped like the CUSUM's,
+    z+ its adverse part (|z| two-sided). The series' own distribution of single rows'
+    surprise is an exponentially decayed histogram (time constant `likelihood_memory`)
+    learnt from healthy rows once they leave the quarantine. The recent window of n rows is
+    then a scan over its last n rows (the `recent` window, at least _SCAN_MIN rows): for k
+    from a majority of the `recent` window to n, the chance that k of n independent rows of
+    this series are at least as surprising as the window's k-th most surprising one (a
+    binomial tail at that level's own frequency q), Bonferroni over the k. So three extreme
+    probes of five page on a series whose single probes are seldom extreme (q ~ 0.1%:
+    1e-8) and not on one where 2% of probes are (1e-4): its usual bursts are chance; a step
+    that persists passes on either as its rows accumulate. Where one row is the whole
+    `recent` window (5-minute or hourly rows) one row beyond the series' habits is enough,
+    and a few in a row are more than enough.
+    (The idea of the anomaly likelihood HTM and CAD OSE put after their raw scores on NAB:
+    a score judged against the series' own history of scores, done our own way.)"""
+
+    __slots__ = ("_suffix", "hist", "inc", "kmin", "mean", "p", "pending", "recent", "total", "var", "weight")
+
+    def __init__(self) -> None:
+        self.recent: deque[float] = deque(maxlen=_SCAN_MIN)
+        self.kmin = 1  # a majority of the `recent` window
+        self.pending: deque[tuple[float, float]] = deque()  # (t, surprise) not yet learnt
+        self.weight = 0.0  # effective number of rows in the histogram
+        self.p: float | None = None  # None until the histogram has _SURPRISE_MIN rows
+        self.hist = [0.0] * _HIST_BINS  # decayed mass of learnt rows' surprise by bin
+        self.total = 0.0
+        self.inc = 1.0  # the newest row's mass (grows instead of decaying all the others)
+        self.mean = 0.0  # exponentially weighted mean and variance of the same rows
+        self.var = 0.0
+        self._suffix: list[float] | None = None  # mass at or above each bin (cached)
+
+    def resize(self, n: int) -> None:
+        self.kmin = (n + 1) // 2
+        n = max(n, _SCAN_MIN)
+        if self.recent.maxlen != n:
+            self.recent = deque(self.recent, maxlen=n)
+
+    def see(self, t: float, z: float) -> None:
+        s = math.log1p(max(z, 0.0))
+        self.recent.append(s)
+        self.pending.append((t, s))
+        if self.weight < _SURPRISE_MIN:
+            return
+        r = sorted(self.recent, reverse=True)
+        n = len(r)
+        ks = range(min(self.kmin, n), n + 1)
+        sd = max(math.sqrt(self.var), _SURPRISE_SD_FLOOR)
+        best = 1.0
+        for k in ks:
+            # beyond what the history has seen, a normal fit says how rare (it can certify
+            # rarities a short history cannot); within it, the history's own frequency
+            q = max(self._tail(r[k - 1]), _ND.cdf(-(r[k - 1] - self.mean) / sd))
+            best = min(best, _binom_tail(n, k, q))
+        self.p = min(1.0, best * len(ks))
+
+    def _tail(self, s: float) -> float:
+        if self.total <= 0:
+            return 1.0
+        if self._suffix is None:
+            self._suffix = list(itertools.accumulate(reversed(self.hist)))[::-1]
+        return self._suffix[_bin(s)] / self.total
+
+    def settle(self, t: float, learn: bool, decay: float) -> None:
+        """The row at t left the quarantine: learn the rows up to it (when they joined the
+        baseline: an incident never teaches itself) or drop them."""
+        q = self.pending
+        while q and q[0][0] <= t:
+            s = q.popleft()[1]
+            if learn:
+                self._learn(s, decay)
+
+    def _learn(self, s: float, decay: float) -> None:
+        self.inc /= decay
+        if self.inc > 1e150:  # rescale before it overflows
+            self.hist = [h / self.inc for h in self.hist]
+            self.total /= self.inc
+            self.inc = 1.0
+        self.hist[_bin(s)] += self.inc
+        self.total += self.inc
+        self._suffix = None
+        self.weight = self.weight * decay + 1.0
+        a = 1.0 / self.weight
+        d = s - self.mean
+        self.mean += a * d
+        self.var = (1.0 - a) * (self.var + a * d * d)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"recent": [round(v, 5) for v in self.recent], "w": self.weight, "p": self.p,
+                "mean": self.mean, "var": self.var,
+                "pending": [[t, round(a, 5)] for t, a in self.pending],
+                "hist": [h / self.inc for h in self.hist]}
+
+    def load(self, st: dict[str, Any] | None) -> None:
+        if not st:
+            return
+        self.recent.extend(float(v) for v in st.get("recent", []))
+        self.weight = float(st.get("w", 0.0))
+        self.mean = float(st.get("mean", 0.0))
+        self.var = float(st.get("var", 0.0))
+        p = st.get("p")
+        self.p = None if p is None else float(p)
+        self.pending = deque((float(t), float(a)) for t, a in st.get("pending", []))
+        hist = [float(h) for h in st.get("hist", [])]
+        if len(hist) == _HIST_BINS:
+            self.hist, self.total, self.inc = hist, sum(hist), 1.0
+            self._suffix = None
+
+
+def _binom_tail(n: int, k: int, q: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, q), n small (the scan's few rows)."""
+    if q >= 1.0:
+        return 1.0
+    return sum(math.comb(n, j) * q ** j * (1.0 - q) ** (n - j) for j in range(k, n + 1))
+
+
+def _bin(avg: float) -> int:
+    return min(int(avg / _HIST_WIDTH), _HIST_BINS - 1)
+
+
 @dataclass(slots=True)
 class Params:
     """Numbers the series need (a plain copy of the config's, so the core has no pydantic)."""
 
-    min_effect: float = 0.3  # log scale: relative change of the median; raw scale: robust sigmas
+    min_effect: float = 0.3  # log scale: relative change of the median
+    # raw scale (series with zeros or negatives, `detect` only): robust sigmas of the median
+    raw_min_effect: float = 3.0
     design_effect: float = 0.5  # the shift the CUSUM is tuned to catch fastest (same units)
-    recent: int = 5
-    quarantine: int = 10
-    short_baseline: int = 120
-    baseline_size: int = 720
-    baseline_min: int = 60
-    slow_window: int = 30
+    # windows (a Span, or a bare row count): turned into rows at the measured interval
+    recent: Span | int = Span(300.0)  # whose median is the recent level (steps)
+    quarantine: Span | int = Span(600.0)  # a value waits this long before joining the baseline
+    short_baseline: Span | int = Span(7200.0)  # the newest healthy values, for steps
+    baseline_size: Span | int = Span(43200.0)  # every healthy value kept, for creeps
+    baseline_min: Span | int = Span(3600.0)  # warm-up: no verdict with less baseline
+    slow_window: Span | int = Span(1800.0)  # the creep test's recent window
     baseline_max_age: float = 86400.0
     exit_fraction: float = 0.5
     z_cap: float = 3.0  # robust z-scores are clipped to +-z_cap: one probe weighs at most that
@@ -152,6 +356,20 @@ class Params:
     # is an anomaly on its own. Off in the daemon, where one slow probe must never page.
     record_margin: float = 0.0
     record_window: int = 4032
+    # likelihood gate (seconds, 0: off): the recent surprise must be one the series itself
+    # shows by chance less than once in this long (a normal upper tail against its own
+    # history, see _Surprise, at most row interval / likelihood per row), remembered this long
+    likelihood: float = 0.0
+    likelihood_memory: float = 7 * 86400.0
+
+    def __post_init__(self) -> None:
+        # a bare number is a row count (how tests and the old config spell windows)
+        self.recent = _span(self.recent)
+        self.quarantine = _span(self.quarantine)
+        self.short_baseline = _span(self.short_baseline)
+        self.baseline_size = _span(self.baseline_size)
+        self.baseline_min = _span(self.baseline_min)
+        self.slow_window = _span(self.slow_window)
 
 
 @dataclass(slots=True)
@@ -260,7 +478,7 @@ class _Season:
     (older than half a period, so today's values never explain themselves); cached per bin
     until one of the three bins changes or the day does."""
 
-    __slots__ = ("bins", "cache", "keep", "nbins", "period", "t0", "version")
+    __slots__ = ("bins", "cache", "keep", "nbins", "period", "t0", "tmax", "version")
 
     def __init__(self, period: float, nbins: int, periods: int) -> None:
         self.period = period
@@ -270,6 +488,11 @@ class _Season:
         self.version = [0] * nbins
         self.cache: dict[int, tuple[tuple[int, ...], tuple[float, float] | None]] = {}
         self.t0: float | None = None
+        self.tmax = -math.inf
+
+    def _oldest(self, t: float) -> float:
+        """Oldest value read during t's period: `periods` periods before its start."""
+        return (t // self.period) * self.period - self.keep
 
     def index(self, t: float) -> int:
         return int((t % self.period) / self.period * self.nbins) % self.nbins
@@ -278,24 +501,33 @@ class _Season:
         b = self.index(t)
         q = self.bins[b]
         q.append((t, y))
-        while q and q[0][0] < t - self.keep:
+        # a value newer than half a period is in no expectation yet (expect reads earlier
+        # periods only), and what is trimmed is older than any expectation of this period
+        # reads: neither changes the bin's cached expectations
+        if t <= self.tmax - self.period / 2:
+            self.version[b] += 1
+        lb = self._oldest(t)
+        while q and q[0][0] < lb:
             q.popleft()
-        self.version[b] += 1
+        self.tmax = max(self.tmax, t)
         if self.t0 is None:
             self.t0 = t
 
-    def expect(self, t: float) -> tuple[float, float] | None:
-        """(median, MAD) of the earlier values at t's phase, None while there are too few."""
+    def expect(self, t: float, dt: float = 0.0) -> tuple[float, float] | None:
+        """(median, MAD) of the earlier values at t's phase (within a bin, or the row
+        interval dt when longer, either side), None while there are too few."""
         n = self.nbins
         b = self.index(t)
         v = self.version
-        near = [(b + d) % n for d in (-1, 0, 1)]
-        key = (*(v[i] for i in near), int(t // self.period))
+        k = max(1, math.ceil(dt / (self.period / n) - 1e-9))
+        near = [(b + d) % n for d in range(-k, k + 1)] if 2 * k + 1 < n else list(range(n))
+        key = (k, *(v[i] for i in near), int(t // self.period))
         hit = self.cache.get(b)
         if hit is not None and hit[0] == key:
             return hit[1]
         cut = t - self.period / 2
-        vals = sorted(y for i in near for te, y in self.bins[i] if te <= cut)
+        lb = self._oldest(t)
+        vals = sorted(y for i in near for te, y in self.bins[i] if lb <= te <= cut)
         out = None
         if len(vals) >= 3:
             med = _median_sorted(vals)
@@ -311,6 +543,7 @@ class _Season:
             q.clear()
         self.version = [x + 1 for x in self.version]
         self.cache.clear()
+        self.tmax = -math.inf
         self.t0 = None
 
 
@@ -337,6 +570,12 @@ class LatencySeries:
         "_k",
         "_last_e",
         "_last_s",
+        "_n_base",
+        "_n_min",
+        "_n_quar",
+        "_n_recent",
+        "_n_short",
+        "_n_slow",
         "_scale",
         "_season_ready",
         "_sign",
@@ -346,6 +585,7 @@ class LatencySeries:
         "cusum",
         "cusum_lo",
         "direction",
+        "dt",
         "last_t",
         "log_scale",
         "long",
@@ -365,6 +605,7 @@ class LatencySeries:
         "short",
         "since",
         "slow",
+        "surprise",
     )
 
     def __init__(self, p: Params, *, log_scale: bool = True, direction: int = 1) -> None:
@@ -378,9 +619,10 @@ class LatencySeries:
         self.long = _Ranked()  # every baseline value
         self.short = _Ranked()  # the newest short_baseline of them
         self.pending: deque[tuple[float, float]] = deque()
-        n_recent = max(p.recent, p.slow_window)
-        self.recent: deque[float] = deque(maxlen=n_recent)
-        self.slow: deque[float] = deque(maxlen=p.slow_window)  # rank scores against `long`
+        self.dt = _Interval()
+        self._n_recent = self._n_slow = self._n_quar = self._n_short = self._n_base = self._n_min = 0
+        self.recent: deque[float] = deque(maxlen=1)
+        self.slow: deque[float] = deque(maxlen=1)  # rank scores against `long`
         self.cusum = 0.0
         self.cusum_lo = 0.0  # the downward CUSUM (two-sided only)
         self.anomalous = False
@@ -396,7 +638,7 @@ class LatencySeries:
         self.res_base: deque[tuple[float, float]] = deque()
         self.res_raw = _Ranked()  # the same residuals unscaled, to choose the mode
         self.res_raw_q: deque[float] = deque()
-        self.recent_r: deque[float] = deque(maxlen=n_recent)
+        self.recent_r: deque[float] = deque(maxlen=1)
         self.seasonal = False
         self._season_ready = False
         # the record test's window of every value (record_margin > 0) and its last verdict
@@ -406,7 +648,32 @@ class LatencySeries:
         self._last_e = math.nan
         self._last_s = 1.0
         # values seen during the current anomaly (for relearning)
-        self._held: deque[tuple[float, float]] = deque(maxlen=max(p.short_baseline, p.relearn_after))
+        self._held: deque[tuple[float, float]] = deque(maxlen=1)
+        self.surprise = _Surprise()
+        self._counts()
+
+    def _counts(self) -> None:
+        """Rows of every window at the current row interval; the windows' deques follow."""
+        p, dt = self.p, self.dt.value
+        assert isinstance(p.recent, Span) and isinstance(p.slow_window, Span) and isinstance(p.quarantine, Span)
+        assert isinstance(p.short_baseline, Span) and isinstance(p.baseline_size, Span)
+        assert isinstance(p.baseline_min, Span)
+        self._n_recent = p.recent.count(dt)
+        self._n_slow = p.slow_window.count(dt, _MIN_SLOW)
+        self._n_quar = p.quarantine.count(dt, 0)
+        self._n_short = p.short_baseline.count(dt, _MIN_SHORT)
+        self._n_base = max(p.baseline_size.count(dt, _MIN_SHORT), self._n_short)
+        self._n_min = min(p.baseline_min.count(dt, _MIN_READY), self._n_short)
+        n_recent = max(self._n_recent, self._n_slow)
+        if self.recent.maxlen != n_recent:
+            self.recent = deque(self.recent, maxlen=n_recent)
+            self.recent_r = deque(self.recent_r, maxlen=n_recent)
+        if self.slow.maxlen != self._n_slow:
+            self.slow = deque(self.slow, maxlen=self._n_slow)
+        self.surprise.resize(self._n_recent)
+        n_held = max(self._n_short, p.relearn_after)
+        if self._held.maxlen != n_held:
+            self._held = deque(self._held, maxlen=n_held)
 
     # -- values -------------------------------------------------------------------
     def orient(self, x: float) -> float | None:
@@ -430,10 +697,13 @@ class LatencySeries:
 
     def _refresh(self, full: bool = True, choose: bool = True) -> None:
         floor = self._floor()
-        self.short.refresh(floor)
-        self.long.refresh(floor, spread=full)  # its spread moves slowly: refreshed less often
+        # spreads move slowly (and the baseline is frozen during an anomaly): refreshed with
+        # every tenth value once the short baseline is full
+        self.short.refresh(floor, spread=full)
+        self.long.refresh(floor, spread=full)
         if self.season is not None:
-            self.res.refresh(_RES_FLOOR)
+            # the residuals' spread, like the long baseline's, moves slowly
+            self.res.refresh(_RES_FLOOR, spread=full or len(self.res.values) < self._n_short)
             if full and choose:
                 self._choose_mode()
         sigma = self.res.sigma * self._last_s if self.seasonal and self.log_scale else (
@@ -442,15 +712,24 @@ class LatencySeries:
         shift = math.log1p(d) if self.log_scale else d * sigma
         # beyond half of z_cap, k would only slow the CUSUM down (2k(z_max - k) nats per
         # probe is largest at k = z_max / 2)
-        self._k = min(max(shift / (2 * sigma), 0.1), self.p.z_cap / 2)
-        self._scale = math.log1p(self.p.min_effect) if self.log_scale else self.p.min_effect
+        self._k = min(max(shift / (2 * sigma), 0.1), self._cap() / 2)
+        self._scale = math.log1p(self.p.min_effect) if self.log_scale else self.p.raw_min_effect
+
+    def _cap(self) -> float:
+        """The most one row may weigh: z_cap for a probe (one slow probe is not an incident).
+        A row that is the whole `recent` window on its own (rows of 5 minutes or more at the
+        default) stands for dt / PROBE_INTERVAL probes' worth of time, whose mean's spread
+        shrinks as its square root: an hourly row far off is an hour of trouble."""
+        if self._n_recent > 1:
+            return self.p.z_cap
+        return self.p.z_cap * math.sqrt(max(1.0, self.dt.value / PROBE_INTERVAL))
 
     def _choose_mode(self) -> None:
         s = self.season
         want = (
-            s is not None and s.t0 is not None and len(self.res.values) >= self.p.baseline_min
+            s is not None and s.t0 is not None and len(self.res.values) >= self._n_min
             and self.last_t - s.t0 >= self.p.season_min_periods * self.p.season
-            and self.res_raw.l1() < self.p.season_gain * self.short.l1()
+            and self.res_raw.l1() < self.p.season_gain * self.long.l1()
         )
         if want != self.seasonal:
             self.seasonal = want
@@ -458,23 +737,25 @@ class LatencySeries:
             self.slow.clear()
 
     def ready(self) -> bool:
-        return len(self.base) >= self.p.baseline_min
+        return len(self.base) >= self._n_min
 
     # -- feeding --------------------------------------------------------------------
     def observe(self, t: float, x: float) -> None:
         y = self.orient(x)
         if y is None:
             return
+        if self.dt.see(t):
+            self._counts()
         self.last_t = max(self.last_t, t)
         r = None
         if self.season is not None:
-            es = self.season.expect(t)
+            es = self.season.expect(t, self.dt.value)
             if es is not None:
                 self._last_e = es[0]
                 self._last_s = max(_MAD_TO_SIGMA * es[1], self._floor())
                 r = (y - es[0]) / self._last_s
         if self.ready():
-            cap = self.p.z_cap
+            cap = self._cap()
             if self.seasonal and r is not None:
                 z = (r - self.res.med) / self.res.sigma
                 self.slow.append(self.res.score(r, cap, self.p.extrapolate))
@@ -482,6 +763,8 @@ class LatencySeries:
                 z = (y - self.short.med) / self.short.sigma
                 self.slow.append(self.long.score(y, cap, self.p.extrapolate))
             z = min(max(z, -cap), cap)
+            if self.p.likelihood > 0:
+                self.surprise.see(t, abs(z) if not self.direction else z)
             # bounded, so that the statistic recovers within a few dozen probes
             self.cusum = min(max(0.0, self.cusum + z - self._k), 60.0 / self._k)
             if not self.direction:
@@ -498,16 +781,24 @@ class LatencySeries:
             self._held.append((t, y))
             if self._relearn_due():
                 self._relearn()
-        while len(self.pending) > (self.p.quarantine if self.ready() else 0):
+        while len(self.pending) > (self._n_quar if self.ready() else 0):
             ts, ys = self.pending.popleft()
-            if not self.anomalous or self._warming():
+            # the season's warm-up ends on its own clock; an anomaly's values never join
+            warming = self._warming()
+            self.surprise.settle(ts, not self.anomalous, math.exp(-self.dt.value / self.p.likelihood_memory)
+                                 if self.p.likelihood > 0 else 1.0)
+            if not self.anomalous:
                 self._admit(ts, ys)
+            elif warming:
+                # before the season has seen a period it cannot tell a daily cycle from an
+                # anomaly: the season (not the baseline) learns from everything meanwhile
+                self._learn_season(ts, ys)
 
     def _record(self, y: float) -> None:
         """Judge y against the range of the last record_window values, then remember it."""
         vals = self.record.values
         self.record_ratio = 0.0
-        if len(vals) >= self.p.baseline_min:
+        if len(vals) >= self._n_min:
             med = _median_sorted(vals)
             sides = (1,) if self.direction else (1, -1)
             for side in sides:
@@ -528,7 +819,7 @@ class LatencySeries:
         s = self.season
         if s is None or self._season_ready:
             return False
-        self._season_ready = s.t0 is not None and len(self.res.values) >= self.p.baseline_min \
+        self._season_ready = s.t0 is not None and len(self.res.values) >= self._n_min \
             and self.last_t - s.t0 >= self.p.season_min_periods * s.period
         if self._season_ready:
             self._refresh(full=True)  # the first choice between the modes
@@ -538,7 +829,7 @@ class LatencySeries:
         p = self.p
         if p.relearn_after and len(self._held) >= p.relearn_after:
             return True
-        return bool(p.relearn_time) and self.since is not None and len(self._held) >= p.baseline_min \
+        return bool(p.relearn_time) and self.since is not None and len(self._held) >= self._n_min \
             and self.last_t - self.since >= p.relearn_time
 
     def _relearn(self) -> None:
@@ -572,27 +863,36 @@ class LatencySeries:
         self.base.append((t, y))
         self.long.add(y)
         self.short.add(y)
-        if len(self.base) > self.p.short_baseline:
-            self.short.remove(self.base[-self.p.short_baseline - 1][1])
-        while len(self.base) > self.p.baseline_size or (
-            len(self.base) > self.p.baseline_min and t - self.base[0][0] > self.p.baseline_max_age
+        # the short baseline is the newest _n_short of `base` (it follows the row interval)
+        base, short = self.base, self.short
+        while len(short.values) > self._n_short:
+            short.remove(base[-len(short.values)][1])
+        while len(short.values) < min(self._n_short, len(base)):
+            short.add(base[-len(short.values) - 1][1])
+        while len(self.base) > self._n_base or (
+            len(self.base) > self._n_min and t - self.base[0][0] > self.p.baseline_max_age
         ):
             _, old = self.base.popleft()
             self.long.remove(old)
+            if len(short.values) > len(base):  # aged out of the short baseline too
+                short.remove(old)
+        self._learn_season(t, y)
+        self._admits += 1
+        self._refresh(full=self._admits % 10 == 0 or len(self.base) < self._n_short)
+
+    def _learn_season(self, t: float, y: float) -> None:
         if self.season is not None:
-            es = self.season.expect(t)
+            es = self.season.expect(t, self.dt.value)
             if es is not None:
                 self._admit_residual(t, (y - es[0]) / max(_MAD_TO_SIGMA * es[1], self._floor()), y - es[0])
             self.season.add(t, y)
-        self._admits += 1
-        self._refresh(full=self._admits % 10 == 0 or len(self.base) < self.p.short_baseline)
 
     def _admit_residual(self, t: float, r: float, raw: float) -> None:
         self.res_base.append((t, r))
         self.res.add(r)
         self.res_raw_q.append(raw)
         self.res_raw.add(raw)
-        if len(self.res_base) > self.p.short_baseline:
+        while len(self.res_base) > self._n_short:
             _, old = self.res_base.popleft()
             self.res.remove(old)
             self.res_raw.remove(self.res_raw_q.popleft())
@@ -628,7 +928,7 @@ class LatencySeries:
 
     def status(self, fdr_q: float = 1e-4) -> Status:
         n_recent = len(self.recent)
-        if not self.ready() or n_recent < self.p.recent:
+        if not self.ready() or n_recent < self._n_recent:
             med = self._unorient(self.long.med) if self.base else math.nan
             return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base), n_recent, False)
         seasonal = self.seasonal
@@ -639,15 +939,18 @@ class LatencySeries:
         # fast: CUSUM tail under the null, with Siegmund's overshoot correction
         side_fast = -1 if self.cusum_lo > self.cusum else 1
         p_fast = math.exp(-2.0 * self._k * (max(self.cusum, self.cusum_lo) + _OVERSHOOT))
-        d_fast, med_fast = self._effect(self.p.recent, short, seasonal)
+        d_fast, med_fast = self._effect(self._n_recent, short, seasonal)
         d_fast *= side_fast
         # slow: the mean rank score of the last slow_window probes
         p_slow, d_slow, med_slow, side_slow = 1.0, -math.inf, med_fast, 1
-        if len(self.slow) >= self.p.slow_window:
+        # a creep against the long baseline cannot be told from a daily cycle before the
+        # season has seen one: with the season on, the creep test waits for it
+        creeps = self.season is None or self._season_ready
+        if creeps and len(self.slow) >= self._n_slow:
             total = sum(self.slow)
             side_slow = -1 if not self.direction and total < 0 else 1
             p_slow = _ND.cdf(-side_slow * total / math.sqrt(len(self.slow)))
-            d_slow, med_slow = self._effect(self.p.slow_window, long, seasonal)
+            d_slow, med_slow = self._effect(self._n_slow, long, seasonal)
             d_slow *= side_slow
         log_q = math.log(fdr_q)
 
@@ -656,10 +959,17 @@ class LatencySeries:
 
         fast = strength(p_fast, d_fast) >= strength(p_slow, d_slow)
         pv, diff, med_r, ref, n_used, side = (
-            (p_fast, d_fast, med_fast, short, self.p.recent, side_fast) if fast
-            else (p_slow, d_slow, med_slow, long, self.p.slow_window, side_slow)
+            (p_fast, d_fast, med_fast, short, self._n_recent, side_fast) if fast
+            else (p_slow, d_slow, med_slow, long, self._n_slow, side_slow)
         )
         ratio = diff / self._scale
+        if self.p.likelihood > 0:
+            sp = self.surprise.p
+            if sp is None:  # not yet enough history to judge the series against itself
+                med = self._unorient(self.long.med)
+                return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base), n_recent, False)
+            level = min(0.5, self.dt.value / self.p.likelihood)  # per row: a rate in time
+            ratio = min(ratio, math.log(max(sp, _P_FLOOR)) / math.log(level))
         if self.p.novelty > 0:
             # against everything seen lately when the record test keeps that window (plain
             # mode: the same scale), else against the component's baseline
@@ -684,6 +994,7 @@ class LatencySeries:
         self.anomalous = True
         self.since = now
         self.pending.clear()  # the onset must not reach the baseline
+        self.surprise.pending.clear()  # ...nor the series' history of surprise
 
     def leave(self) -> None:
         self.anomalous = False
@@ -692,6 +1003,7 @@ class LatencySeries:
         self.cusum = self.cusum_lo = 0.0
         self.slow.clear()
         self.pending.clear()
+        self.surprise.pending.clear()
         self._held.clear()
 
     # -- persistence ------------------------------------------------------------------
@@ -708,7 +1020,10 @@ class LatencySeries:
             "calm_since": self.calm_since,
             "last_t": self.last_t,
             "held": _pack(self._held),
+            "gaps": self.dt.to_state(),
         }
+        if self.p.likelihood > 0:
+            st["surprise"] = self.surprise.to_state()
         if self.p.record_margin > 0:
             st["record"] = [round(y, 5) for y in self.record_q]
         if self.season is not None:
@@ -721,17 +1036,22 @@ class LatencySeries:
         return st
 
     def load_state(self, st: dict[str, Any]) -> None:
+        self.dt = _Interval()
+        self.dt.load(st.get("gaps", []), float(st.get("last_t", 0.0)))
+        self.surprise = _Surprise()
+        self._counts()
+        self.surprise.load(st.get("surprise"))
         self.base = deque()
         self.long = _Ranked()
         self.short = _Ranked()
         for t, y in _unpack(st.get("base")):
             self.base.append((t, y))
             self.long.add(y)
-        for _, y in list(self.base)[-self.p.short_baseline:]:
+        for _, y in list(self.base)[-self._n_short:]:
             self.short.add(y)
         self.pending = deque(_unpack(st.get("pending")))
         self.recent = deque((float(y) for y in st.get("recent", [])), maxlen=self.recent.maxlen)
-        self.slow = deque((float(z) for z in st.get("slow", [])), maxlen=self.p.slow_window)
+        self.slow = deque((float(z) for z in st.get("slow", [])), maxlen=self.slow.maxlen)
         self.cusum = float(st.get("cusum", 0.0))
         self.cusum_lo = float(st.get("cusum_lo", 0.0))
         self.anomalous = bool(st.get("anomalous", False))
@@ -763,7 +1083,7 @@ class LatencySeries:
             self.recent_r.extend(float(r) for r in st.get("recent_r", []))
             if len(self.recent_r) < len(self.recent):  # state saved with the season off
                 self.recent_r = deque([self.res.med] * len(self.recent), maxlen=self.recent_r.maxlen)
-            es = self.season.expect(self.last_t)
+            es = self.season.expect(self.last_t, self.dt.value)
             if es is not None:
                 self._last_e = es[0]
                 self._last_s = max(_MAD_TO_SIGMA * es[1], self._floor())
@@ -816,7 +1136,8 @@ def decide(series: LatencySeries | ErrorSeries, st: Status, q: float, fdr_q: flo
 class ErrorSeries:
     """Binomial tests of recent error counts against a frozen-while-anomalous baseline rate."""
 
-    __slots__ = ("anomalous", "base", "base_errors", "calm_since", "last_t", "p", "pending", "recent", "since")
+    __slots__ = ("anomalous", "base", "base_errors", "calm_since", "dt", "last_t", "p", "pending", "recent",
+                 "since")
 
     def __init__(self, p: Params) -> None:
         self.p = p
@@ -828,16 +1149,20 @@ class ErrorSeries:
         self.since: float | None = None
         self.calm_since: float | None = None
         self.last_t = 0.0
+        self.dt = _Interval()  # warm-up and quarantine are durations; the tests' windows are probes
 
     def ready(self) -> bool:
-        return len(self.base) >= self.p.baseline_min
+        assert isinstance(self.p.baseline_min, Span)
+        return len(self.base) >= self.p.baseline_min.count(self.dt.value, _MIN_READY)
 
     def observe(self, t: float, err: bool) -> None:
         e = 1 if err else 0
+        self.dt.see(t)
         self.last_t = max(self.last_t, t)
         self.recent.append(e)
         self.pending.append(e)
-        while len(self.pending) > (self.p.quarantine if self.ready() else 0):
+        assert isinstance(self.p.quarantine, Span)
+        while len(self.pending) > (self.p.quarantine.count(self.dt.value, 0) if self.ready() else 0):
             v = self.pending.popleft()
             if not self.anomalous:
                 self.base.append(v)
@@ -899,6 +1224,7 @@ class ErrorSeries:
             "since": self.since,
             "calm_since": self.calm_since,
             "last_t": self.last_t,
+            "gaps": self.dt.to_state(),
         }
 
     def load_state(self, st: dict[str, Any]) -> None:
@@ -910,3 +1236,5 @@ class ErrorSeries:
         self.since = st.get("since")
         self.calm_since = st.get("calm_since")
         self.last_t = float(st.get("last_t", 0.0))
+        self.dt = _Interval()
+        self.dt.load(st.get("gaps", []), self.last_t)

@@ -104,7 +104,7 @@ def test_baseline_is_not_poisoned_by_a_long_anomaly() -> None:
     slow = feed.run(det, 600, ttft_x=2.0)  # ten hours at twice the latency
     assert all(ev[TTFT].anomalous for ev in slow[10:])
     assert slow[-1][TTFT].baseline == pytest.approx(before, rel=0.02)  # frozen
-    recovered = feed.run(det, 30)
+    recovered = feed.run(det, 70)  # calm for exit_hold (1 h)
     assert not recovered[-1][TTFT].anomalous
     assert recovered[-1][TTFT].baseline == pytest.approx(before, rel=0.1)
     again = feed.run(det, 10, ttft_x=2.0)  # the old baseline still catches the same step
@@ -300,3 +300,20 @@ async def test_evaluate_async_hands_the_loop_back_and_agrees_with_evaluate() -> 
             out = done.value
             break
     assert {k[0] for k in out} == {"p/a/short", "p/b/short"}
+
+
+def test_windows_are_durations_or_as_before_probe_counts() -> None:
+    from daemon.detector_core import Span
+
+    cfg = DetectorConfig.model_validate({"recent": "10m", "short_baseline": 240, "baseline_size": "1d",
+                                         "baseline_min": "90m", "quarantine": "0s"})
+    assert cfg.recent == Span(seconds=600.0) and cfg.short_baseline == Span(rows=240)
+    assert cfg.baseline_size == Span(seconds=86400.0) and cfg.quarantine == Span(seconds=0.0)
+    assert cfg.model_dump()["recent"] == "10m" and cfg.model_dump()["short_baseline"] == 240
+    for bad in ({"recent": "5 parsecs"}, {"recent": 0}, {"recent": -3}, {"slow_window": True},
+                {"baseline_min": "3h", "short_baseline": "2h"}):
+        with pytest.raises(ValidationError):
+            DetectorConfig.model_validate(bad)
+    # the rows follow each series' measured interval: 10 minutes = 10 probes at 1/min, 2 at 5 min
+    p = cfg.params()
+    assert p.recent.count(60.0) == 10 and p.recent.count(300.0) == 2 and p.recent.count(3600.0) == 1

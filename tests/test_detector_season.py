@@ -17,8 +17,9 @@ STEP = 300.0  # one value every 5 minutes
 
 
 def raw_params(**kw: float) -> Params:
-    base = dict(min_effect=2.0, design_effect=2.0, short_baseline=576, baseline_size=1152, baseline_min=288,
-                baseline_max_age=math.inf, exit_hold=12 * 3600.0)
+    # windows in rows (5-minute rows), as these tests were written
+    base = dict(raw_min_effect=2.0, design_effect=2.0, short_baseline=576, baseline_size=1152, baseline_min=288,
+                recent=5, quarantine=10, slow_window=30, baseline_max_age=math.inf, exit_hold=12 * 3600.0)
     base.update(kw)
     return Params(**base)  # type: ignore[arg-type]
 

@@ -1,0 +1,170 @@
+"""`llm-vitals detect`: replay CSV series through the daemon's detector (backtests).
+
+Each file is one series of `timestamp,value` rows (other columns ignored), fed row by row
+to a `Detector` built from the same `detector:` settings the daemon runs, and evaluated
+after every row exactly as the daemon evaluates after probes. Output per row:
+`timestamp,value,score,anomalous,onset` (onset = 1 where an incident starts: where the
+daemon would page).
+
+A file is read and checked whole before it is replayed, so an unreadable one produces no
+partial output: its error names the file and line and the command exits 2 (after doing the
+other files).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TextIO
+
+from daemon.detector import Detector, DetectorConfig
+
+DIRECTIONS = {"up": 1, "down": -1, "both": 0}
+_TARGET = "detect"
+_METRIC = "value"
+
+
+class InputError(Exception):
+    """An unreadable input: `file:line: reason`."""
+
+    def __init__(self, path: str, line: int | None, reason: str) -> None:
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(slots=True)
+class Series:
+    stamps: list[str]  # as written in the file (echoed in the output)
+    times: list[float]  # unix seconds
+    values: list[float]
+    raw_values: list[str]
+    backwards: int | None = None  # first line whose timestamp is earlier than the row before
+
+
+def parse_timestamp(text: str) -> float:
+    """Unix seconds of an RFC 3339 or `YYYY-MM-DD HH:MM:SS` timestamp (UTC when no zone)."""
+    s = text.strip()
+    if len(s) < 19 or s[10] not in "Tt ":
+        raise ValueError(f"timestamp {text!r}: expected RFC 3339 or YYYY-MM-DD HH:MM:SS")
+    if s[-1] in "zZ":
+        s = s[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise ValueError(f"timestamp {text!r}: expected RFC 3339 or YYYY-MM-DD HH:MM:SS") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def read_series(path: str, stream: TextIO) -> Series:
+    """Parse one CSV; InputError with the line for anything that is not a time-ordered series."""
+    reader = csv.reader(stream)
+    try:
+        header = next(reader, None)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise InputError(path, 1, f"not CSV: {exc}") from None
+    if header is None:
+        raise InputError(path, 1, "empty file: expected a header with timestamp and value columns")
+    names = [h.strip().lower() for h in header]
+    if "timestamp" not in names or "value" not in names:
+        raise InputError(path, 1, f"header {header!r} lacks a 'timestamp' and a 'value' column")
+    it, iv = names.index("timestamp"), names.index("value")
+    out = Series([], [], [], [])
+    last = -math.inf
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not c.strip() for c in row):
+                continue
+            if len(row) <= max(it, iv):
+                raise InputError(path, line, f"{len(row)} columns, header has {len(header)}")
+            try:
+                t = parse_timestamp(row[it])
+            except ValueError as exc:
+                raise InputError(path, line, str(exc)) from None
+            try:
+                v = float(row[iv])
+            except ValueError:
+                raise InputError(path, line, f"value {row[iv]!r} is not a number") from None
+            if not math.isfinite(v):
+                raise InputError(path, line, f"value {row[iv]!r} is not a finite number")
+            if t < last and out.backwards is None:
+                out.backwards = line
+            last = max(last, t)
+            out.stamps.append(row[it])
+            out.times.append(t)
+            out.values.append(v)
+            out.raw_values.append(row[iv])
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise InputError(path, reader.line_num, f"not CSV: {exc}") from None
+    return out
+
+
+def replay(cfg: DetectorConfig, times: list[float], values: list[float], direction: int = 1,
+           threshold: float = 1.0) -> Iterator[tuple[float, bool, bool]]:
+    """(score, anomalous, onset) per row: the daemon's Detector fed one row at a time.
+
+    A series of positive values is judged on the log scale (relative changes, like the
+    daemon's latencies); one with zeros or negatives on the raw scale (robust sigmas)."""
+    log_scale = all(v > 0 for v in values)
+    det = Detector(cfg, threshold=threshold)
+    key = (_TARGET, _METRIC)
+    was = False
+    for t, v in zip(times, values, strict=True):
+        det.observe_value(_TARGET, _METRIC, t, v, direction=direction, log_scale=log_scale)
+        verdict = det.evaluate(now=t).get(key)
+        if verdict is None:  # the detector is disabled
+            yield 0.0, False, False
+            continue
+        yield verdict.score, verdict.anomalous, verdict.anomalous and not was
+        was = verdict.anomalous
+
+
+def write_rows(out: TextIO, series: Series, verdicts: Iterable[tuple[float, bool, bool]]) -> None:
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(("timestamp", "value", "score", "anomalous", "onset"))
+    for ts, v, (score, anomalous, onset) in zip(series.stamps, series.raw_values, verdicts, strict=True):
+        w.writerow((ts, v, f"{score:.4f}", int(anomalous), int(onset)))
+
+
+def detect_file(cfg: DetectorConfig, path: str, direction: int, out: TextIO) -> None:
+    """Read, check and replay one file into `out` (nothing written when it is unreadable)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            series = read_series(path, f)
+    except OSError as exc:
+        raise InputError(path, None, f"cannot read: {exc.strerror}") from None
+    if series.backwards is not None:
+        # real exports have these (a clock set back); the daemon takes probes as they come
+        print(f"warning: {path}:{series.backwards}: timestamp earlier than the row before; "
+              "rows are replayed in file order", file=sys.stderr)
+    buf = io.StringIO()
+    write_rows(buf, series, replay(cfg, series.times, series.values, direction))
+    out.write(buf.getvalue())
+
+
+def run_detect(cfg: DetectorConfig, files: list[str], direction: str, out_dir: str | None) -> int:
+    """Exit status: 0, or 2 when an input (reported on stderr) was unreadable."""
+    sign = DIRECTIONS[direction]
+    status = 0
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for path in files:
+        try:
+            if out_dir is None:
+                detect_file(cfg, path, sign, sys.stdout)
+            else:
+                buf = io.StringIO()
+                detect_file(cfg, path, sign, buf)
+                (Path(out_dir) / Path(path).name).write_text(buf.getvalue())
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = 2
+    return status

@@ -1,0 +1,137 @@
+"""`llm-vitals detect`: CSV in, per-row verdicts out, through the daemon's own detector."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from daemon.detect_command import replay
+from daemon.detector import Detector, DetectorConfig
+from probes.result import Outcome, ProbeResult
+
+T0 = 1_700_000_000.0
+HEADER = ["timestamp", "value", "score", "anomalous", "onset"]
+
+
+def latencies(seed: int, n: int = 400, step_at: int | None = 300, factor: float = 2.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = 0.4 * np.exp(rng.normal(0, 0.12, n))
+    if step_at is not None:
+        v[step_at:] *= factor
+    return v
+
+
+def write_csv(path: Path, values: np.ndarray, *, rfc3339: bool = False, extra: bool = False) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["host", "timestamp", "value"] if extra else ["timestamp", "value"])
+        for i, v in enumerate(values):
+            dt = datetime.fromtimestamp(T0 + 60 * i, UTC)
+            ts = dt.strftime("%Y-%m-%dT%H:%M:%SZ") if rfc3339 else dt.strftime("%Y-%m-%d %H:%M:%S")
+            w.writerow(["a", ts, f"{v:.6f}"] if extra else [ts, f"{v:.6f}"])
+    return path
+
+
+def detect(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "daemon.cli", "detect", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def rows(text: str) -> list[list[str]]:
+    return list(csv.reader(text.splitlines()))
+
+
+def onsets(table: list[list[str]]) -> list[int]:
+    return [i for i, r in enumerate(table[1:]) if r[4] == "1"]
+
+
+def test_one_file_to_stdout_pages_once_at_the_step(tmp_path: Path) -> None:
+    f = write_csv(tmp_path / "ttft.csv", latencies(1))
+    done = detect(str(f))
+    assert done.returncode == 0, done.stderr
+    table = rows(done.stdout)
+    assert table[0] == HEADER
+    assert len(table) == 401
+    got = onsets(table)
+    assert len(got) == 1 and 300 <= got[0] < 305, got
+    # anomalous from the onset on, score >= 1 exactly when anomalous
+    assert all((r[3] == "1") == (float(r[2]) >= 1.0) for r in table[1:])
+    assert table[1][0] == "2023-11-14 22:13:20"  # timestamps and values echoed as given
+
+
+def test_several_files_to_a_directory_with_rfc3339_and_extra_columns(tmp_path: Path) -> None:
+    a = write_csv(tmp_path / "a.csv", latencies(2))
+    b = write_csv(tmp_path / "b.csv", latencies(2), rfc3339=True, extra=True)
+    out = tmp_path / "out"
+    done = detect("--out", str(out), str(a), str(b))
+    assert done.returncode == 0, done.stderr
+    ta, tb = rows((out / "a.csv").read_text()), rows((out / "b.csv").read_text())
+    assert [r[1:] for r in ta] == [r[1:] for r in tb]  # same series, same verdicts
+    assert tb[1][0].endswith("Z") and len(onsets(ta)) == 1
+
+
+def test_an_unreadable_file_exits_2_with_file_and_line_and_the_others_are_done(tmp_path: Path) -> None:
+    good = write_csv(tmp_path / "good.csv", latencies(3))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:01:00,1.2\n2024-01-01 00:02:00,slow\n")
+    nohead = tmp_path / "nohead.csv"
+    nohead.write_text("time,latency\n2024-01-01 00:00:00,1\n")
+    badtime = tmp_path / "badtime.csv"
+    badtime.write_text("timestamp,value\n01/02/2024 10:00,1\n")
+    out = tmp_path / "out"
+    done = detect("--out", str(out), str(bad), str(good), str(nohead), str(badtime), str(tmp_path / "missing.csv"))
+    assert done.returncode == 2
+    assert f"{bad}:4: value 'slow' is not a number" in done.stderr
+    assert f"{nohead}:1:" in done.stderr and "timestamp" in done.stderr
+    assert f"{badtime}:2:" in done.stderr
+    assert f"{tmp_path / 'missing.csv'}: cannot read" in done.stderr
+    assert (out / "good.csv").exists() and not (out / "bad.csv").exists()
+
+
+def test_config_detector_settings_are_used(tmp_path: Path) -> None:
+    f = write_csv(tmp_path / "ttft.csv", latencies(4))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("detector:\n  min_effect: 2.0\n")  # a doubling is below +200%
+    done = detect("-c", str(cfg), str(f))
+    assert done.returncode == 0, done.stderr
+    assert onsets(rows(done.stdout)) == []
+    cfg.write_text("detector:\n  min_efect: 2.0\n")
+    bad = detect("-c", str(cfg), str(f))
+    assert bad.returncode == 2 and "min_efect" in bad.stderr
+
+
+def test_direction_down_and_both_page_a_fall_up_does_not(tmp_path: Path) -> None:
+    f = write_csv(tmp_path / "tps.csv", latencies(5, factor=0.5))
+    got = {d: onsets(rows(detect("--direction", d, str(f)).stdout)) for d in ("up", "down", "both")}
+    assert got["up"] == []
+    assert len(got["down"]) == 1 and len(got["both"]) == 1
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    a = write_csv(tmp_path / "a.csv", latencies(6, n=10, step_at=None))
+    (tmp_path / "d").mkdir()
+    b = write_csv(tmp_path / "d" / "a.csv", latencies(6, n=10, step_at=None))
+    assert detect(str(a), str(b)).returncode == 2  # two files, no --out
+    clash = detect("--out", str(tmp_path / "o"), str(a), str(b))
+    assert clash.returncode == 2 and "a.csv" in clash.stderr
+
+
+def test_replay_is_the_daemons_path() -> None:
+    """The same values fed as probes to the daemon's Detector give the same verdicts."""
+    values = latencies(7)
+    times = [T0 + 60 * i for i in range(len(values))]
+    det = Detector(DetectorConfig())
+    daemon = []
+    for t, v in zip(times, values, strict=True):
+        det.observe(ProbeResult(outcome=Outcome.OK, status_code=200, ttft=float(v), provider="p", model="m",
+                                probe="short", region="r", started_at=datetime.fromtimestamp(t, UTC)))
+        verdict = det.evaluate(now=t)[("p/m/short", "ttft")]
+        daemon.append((round(verdict.score, 6), verdict.anomalous))
+    replayed = [(round(s, 6), a) for s, a, _ in replay(DetectorConfig(), times, list(values))]
+    assert replayed == daemon
+    assert any(a for _, a in daemon)

@@ -1,0 +1,119 @@
+"""Detector: time, not rows (hourly rows, bursts), the default season, judging a series
+against itself, and that state surviving a restart."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from daemon.detect_command import replay
+from daemon.detector import Detector, DetectorConfig
+from daemon.detector_core import LatencySeries
+from daemon.store import Store
+
+T0 = 1_700_000_000.0
+DAY = 86400.0
+
+
+def onsets(values: np.ndarray, step: float, **cfg: object) -> list[int]:
+    times = [T0 + step * i for i in range(len(values))]
+    return [i for i, (_, _, o) in enumerate(replay(DetectorConfig(**cfg), times, list(values))) if o]
+
+
+def lognormal(seed: int, n: int, sigma: float = 0.12, swing: float = 1.0, per_day: int = 1440) -> np.ndarray:
+    """Latencies around 400 ms; the median swings `swing` times between night and day."""
+    rng = np.random.default_rng(seed)
+    cycle = math.log(swing) / 2 * np.sin(2 * np.pi * np.arange(n) / per_day)
+    return 0.4 * np.exp(cycle + rng.normal(0.0, sigma, n))
+
+
+def test_one_slow_probe_is_noise_a_burst_of_three_is_an_incident() -> None:
+    values = lognormal(1, 2 * 1440)
+    lone = values.copy()
+    lone[1500] *= 4.0
+    assert onsets(lone, 60.0) == []
+    burst = values.copy()
+    burst[1500:1503] *= 4.0
+    got = onsets(burst, 60.0)
+    assert len(got) == 1 and 1500 <= got[0] <= 1503, got
+
+
+def test_one_hourly_row_far_off_is_an_hour_of_trouble() -> None:
+    # hourly means: their noise is small and one row is a whole hour
+    values = lognormal(2, 24 * 14, sigma=0.05, swing=2.0, per_day=24)
+    spike = values.copy()
+    spike[24 * 12 + 5] *= 2.0
+    got = onsets(spike, 3600.0)
+    assert got == [24 * 12 + 5], got
+    assert onsets(values, 3600.0) == []
+
+
+def test_at_hourly_rows_an_incident_ends_in_hours_not_days_and_the_next_one_pages() -> None:
+    values = lognormal(3, 24 * 30, sigma=0.05, per_day=24)
+    values[24 * 10:24 * 10 + 6] *= 2.0  # six bad hours
+    values[24 * 20:24 * 20 + 6] *= 2.0  # and again ten days later
+    got = onsets(values, 3600.0)
+    assert got == [24 * 10, 24 * 20], got
+
+
+def test_a_healthy_3x_daily_swing_never_pages_and_a_step_on_it_still_does() -> None:
+    values = lognormal(4, 10 * 1440, swing=3.0)
+    assert onsets(values, 60.0) == []
+    values[9 * 1440 + 300:] *= 2.0
+    got = onsets(values, 60.0)
+    assert len(got) == 1 and 9 * 1440 + 300 <= got[0] < 9 * 1440 + 305, got
+
+
+def test_a_calm_series_pages_on_a_burst_of_three_a_heavy_tailed_one_needs_more() -> None:
+    """Judged against itself: three slow probes in a row are rare for a calm series; for
+    one where 2% of probes are slow (Pareto) three in five are its habit, more are not."""
+    n = 4 * 1440
+    calm = lognormal(5, n)
+    calm[3 * 1440:3 * 1440 + 3] *= 4.0
+    assert [i for i in onsets(calm, 60.0) if i > 1440] == [3 * 1440 + 2]
+    rng = np.random.default_rng(6)
+    heavy = lognormal(6, n)
+    tail = rng.random(n) < 0.02
+    heavy[tail] *= 1.5 * (1 + rng.pareto(1.5, tail.sum()))
+    heavy[3 * 1440:3 * 1440 + 3] *= 4.0
+    gated = [i for i in onsets(heavy, 60.0) if i > 1440]
+    assert 3 * 1440 + 2 not in gated
+    heavy[3 * 1440:3 * 1440 + 6] *= 4.0  # a burst that goes on
+    assert any(3 * 1440 + 2 < i <= 3 * 1440 + 6 for i in onsets(heavy, 60.0))
+
+
+def test_interval_surprise_and_season_survive_a_restart(tmp_path: Path) -> None:
+    """Saved mid-way and restored through the store, a 5-minute seasonal series goes on as
+    if never stopped: same interval, same history of surprise, the same page."""
+    values = lognormal(6, 4 * 288, swing=2.0, per_day=288)
+    values[3 * 288 + 100:] *= 3.0
+    times = [T0 + 300.0 * i for i in range(len(values))]
+    half = 3 * 288
+
+    def feed(det: Detector, lo: int, hi: int) -> list[int]:
+        pages = []
+        for i in range(lo, hi):
+            was = det.series.get(("x", "ttft")) is not None and det.series[("x", "ttft")].anomalous
+            det.observe_value("x", "ttft", times[i], float(values[i]))
+            if det.evaluate(now=times[i])[("x", "ttft")].anomalous and not was:
+                pages.append(i)
+        return pages
+
+    twin = Detector(DetectorConfig())
+    store = Store(tmp_path / "state.db")
+    first = Detector(DetectorConfig(), store=store)
+    assert feed(first, 0, half) == feed(twin, 0, half)
+    first.save()
+    store.close()
+    restored = Detector(DetectorConfig(), store=Store(tmp_path / "state.db"))
+    restored.load()
+    a, b = restored.series[("x", "ttft")], twin.series[("x", "ttft")]
+    assert isinstance(a, LatencySeries) and isinstance(b, LatencySeries)
+    assert a.dt.value == b.dt.value == 300.0 and a.seasonal == b.seasonal
+    assert a.surprise.weight == pytest.approx(b.surprise.weight)
+    assert a.surprise.total == pytest.approx(b.surprise.total / b.surprise.inc)
+    got, want = feed(restored, half, len(values)), feed(twin, half, len(values))
+    assert got == want and len(want) == 1 and 3 * 288 + 100 <= want[0] <= 3 * 288 + 102
