@@ -94,3 +94,14 @@ def daemon_factory(tmp_path: Path) -> Iterator[callable]:  # type: ignore[valid-
     yield start
     for d in started:
         d.stop(9 if d.proc.poll() is None else 15, timeout=5)
+
+
+@pytest.fixture(autouse=True)
+def _created_switch_restored() -> Iterator[None]:
+    """An in-process Daemon turns prometheus_client's `_created` samples off for the whole
+    process (Daemon.__init__); later tests get the switch as it was."""
+    import prometheus_client.metrics as pm
+
+    was = pm._use_created  # type: ignore[attr-defined]
+    yield
+    pm._use_created = was  # type: ignore[attr-defined]

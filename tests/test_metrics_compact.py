@@ -142,7 +142,9 @@ def feed(*ms: Metrics | Reference) -> None:
             m.observe(r, cost_usd=(None, 0.0, 0.00123, 1.5)[i % 4])
 
 
-def test_exposition_identical() -> None:
+def test_exposition_identical(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `_created` on, whatever an in-process Daemon of an earlier test switched off (it is global)
+    monkeypatch.setattr(pm, "_use_created", True)
     ref, new = Reference(), Metrics(detail="full")
     assert exposition(new.registry) == exposition(ref.registry)  # empty
     feed(ref, new)
