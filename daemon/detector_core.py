@@ -76,8 +76,10 @@ from __future__ import annotations
 
 import itertools
 import math
+from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -470,6 +472,45 @@ def _mad_sorted(s: list[float], med: float) -> float:
     return (_kth_deviation(s, cut, med, (n - 1) // 2) + _kth_deviation(s, cut, med, n // 2)) / 2
 
 
+class _Bin:
+    """One phase bin's (t, y) in time order, as two arrays of doubles: 16 bytes a value.
+
+    A week of 1-minute probes is 10,080 values per series; as a deque of (t, y) tuples that
+    was ~110 bytes each, 6.6 MB per target at 5 series (measured), 6.6 GB at 1,000 targets.
+    The oldest values are trimmed by moving `start`, and the arrays compacted once half of
+    them is dead."""
+
+    __slots__ = ("start", "t", "y")
+
+    def __init__(self) -> None:
+        self.t = array("d")
+        self.y = array("d")
+        self.start = 0
+
+    def append(self, t: float, y: float) -> None:
+        self.t.append(t)
+        self.y.append(y)
+
+    def trim(self, lb: float) -> None:
+        ts, i, n = self.t, self.start, len(self.t)
+        while i < n and ts[i] < lb:
+            i += 1
+        self.start = i
+        if i >= 32 and 2 * i >= n:
+            del self.t[:i]
+            del self.y[:i]
+            self.start = 0
+
+    def __iter__(self) -> Iterator[tuple[float, float]]:
+        s = self.start
+        return zip(self.t[s:], self.y[s:], strict=True)
+
+    def clear(self) -> None:
+        self.t = array("d")
+        self.y = array("d")
+        self.start = 0
+
+
 class _Season:
     """Healthy values by phase of a period (a day): the value expected at this time of day.
 
@@ -484,7 +525,7 @@ class _Season:
         self.period = period
         self.nbins = nbins
         self.keep = periods * period
-        self.bins: list[deque[tuple[float, float]]] = [deque() for _ in range(nbins)]
+        self.bins: list[_Bin] = [_Bin() for _ in range(nbins)]
         self.version = [0] * nbins
         self.cache: dict[int, tuple[tuple[int, ...], tuple[float, float] | None]] = {}
         self.t0: float | None = None
@@ -500,15 +541,13 @@ class _Season:
     def add(self, t: float, y: float) -> None:
         b = self.index(t)
         q = self.bins[b]
-        q.append((t, y))
+        q.append(t, y)
         # a value newer than half a period is in no expectation yet (expect reads earlier
         # periods only), and what is trimmed is older than any expectation of this period
         # reads: neither changes the bin's cached expectations
         if t <= self.tmax - self.period / 2:
             self.version[b] += 1
-        lb = self._oldest(t)
-        while q and q[0][0] < lb:
-            q.popleft()
+        q.trim(self._oldest(t))
         self.tmax = max(self.tmax, t)
         if self.t0 is None:
             self.t0 = t
