@@ -60,7 +60,7 @@ async def test_tool_call_ttft_is_the_first_tool_delta(kind: str) -> None:
     assert offered == ["weather", "clock"], (kind, offered)  # the request carried both tools
     assert r.outcome is Outcome.OK, (kind, r.error)
     # the first tool-call delta is written at TTFT; the stream ends (TOKENS - 1) x ITL later
-    assert r.ttft == pytest.approx(TTFT, abs=0.05), kind
+    assert r.ttft is not None and r.ttft == pytest.approx(TTFT, abs=0.05), kind
     assert r.e2e is not None and r.e2e - r.ttft == pytest.approx(ITL * (TOKENS - 1), abs=0.05), kind
     truth = [rec for rec in sim.truth.records if rec["request_id"] == r.request_id and rec["index"] == 0]
     ours_ns = r.started_at.timestamp() * 1e9 + r.ttft * 1e9
