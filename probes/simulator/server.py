@@ -115,6 +115,8 @@ class Simulator:
         # path, headers, body of the latest requests (tests)
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=KEPT_REQUESTS)
         self._conns: set[asyncio.Task[Any]] = set()
+        n = self.scenario.max_streams
+        self._slots = asyncio.Semaphore(n) if n is not None else None
 
     @property
     def url(self) -> str:
@@ -213,6 +215,13 @@ class Simulator:
                               "tools": tools, "images": images})
         if enc is None:
             return self._simple(conn, writer, 404, {"error": {"message": f"no such route {path}"}})
+        if self._slots is None:
+            return await self._answer(conn, writer, enc, headers, tools, rid)
+        async with self._slots:  # beyond max_streams: queued, as a server past its batch limit
+            return await self._answer(conn, writer, enc, headers, tools, rid)
+
+    async def _answer(self, conn: h11.Connection, writer: asyncio.StreamWriter, enc: Encoder,
+                      headers: dict[str, str], tools: list[str], rid: str) -> bool:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         script, faults = self.scenario.script_for(enc.model, t0 - self._started)
