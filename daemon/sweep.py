@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import math
+import sqlite3
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TextIO
 
 from daemon.config import Settings
@@ -155,20 +159,55 @@ class Allowance:
 
     @classmethod
     def of(cls, settings: Settings, provider: str) -> Allowance:
+        """The budgets, less what the daemon already spent today (its stored state)."""
         own = settings.provider_budgets().get(provider)
-        tokens = [v for v in (settings.budgets.daily_tokens, own.daily_tokens if own else None) if v is not None]
-        costs = [v for v in (settings.budgets.daily_cost_usd, own.daily_cost_usd if own else None) if v is not None]
-        return cls(min(tokens) if tokens else None, min(costs) if costs else None,
-                   f"budgets / providers[{provider}].budget")
+        spent = spent_today(settings.storage.path)
+        p_tokens, p_cost = spent["providers"].get(provider, (0, 0.0))
+        tokens = [v - t for v, t in ((settings.budgets.daily_tokens, spent["tokens"]),
+                                     (own.daily_tokens if own else None, p_tokens)) if v is not None]
+        costs = [v - c for v, c in ((settings.budgets.daily_cost_usd, spent["cost"]),
+                                    (own.daily_cost_usd if own else None, p_cost)) if v is not None]
+        where = f"budgets / providers[{provider}].budget"
+        if spent["tokens"]:
+            where += f", less {spent['tokens']} tokens the daemon spent today"
+        return cls(max(0, min(tokens)) if tokens else None, max(0.0, min(costs)) if costs else None, where)
 
     def refuses(self, est: Estimate) -> str | None:
         if est.tokens is not None and self.tokens is not None and est.tokens > self.tokens:
-            return (f"the sweep would spend about {est.tokens} tokens, past the daily token budget of "
-                    f"{self.tokens} ({self.where}); use fewer levels, --requests or --prompt-tokens")
+            return (f"the sweep would spend about {est.tokens} tokens, past the {self.tokens} tokens the daily "
+                    f"budgets allow ({self.where}); use fewer levels, --requests or --prompt-tokens")
         if est.cost_usd is not None and self.cost_usd is not None and est.cost_usd > self.cost_usd:
-            return (f"the sweep would cost about ${est.cost_usd:.4f}, past the daily cost budget of "
-                    f"${self.cost_usd:g} ({self.where})")
+            return (f"the sweep would cost about ${est.cost_usd:.4f}, past the ${self.cost_usd:g} the daily "
+                    f"budgets allow ({self.where})")
         return None
+
+
+def spent_today(path: str) -> dict[str, Any]:
+    """Today's (UTC) spending by the daemon, from its store: read-only, and nothing when
+    there is no store yet or it cannot be read (the sweep is then held to the budgets alone)."""
+    none: dict[str, Any] = {"tokens": 0, "cost": 0.0, "providers": {}}
+    if not Path(path).is_file():
+        return none
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2)
+        try:
+            rows = conn.execute("SELECT value FROM kv WHERE key = 'budget'").fetchall()
+        finally:
+            conn.close()
+        state = json.loads(rows[0][0]) if rows else None
+    except (sqlite3.Error, ValueError):
+        return none
+    if not isinstance(state, dict) or state.get("day") != datetime.now(UTC).strftime("%Y-%m-%d"):
+        return none
+    providers = state.get("providers")
+    if not isinstance(providers, dict):
+        providers = {}
+    try:
+        return {"tokens": int(state.get("tokens", 0)), "cost": float(state.get("cost", 0.0)),
+                "providers": {str(k): (int(v[0]), float(v[1])) for k, v in providers.items()
+                              if isinstance(v, list) and len(v) == 2}}
+    except (TypeError, ValueError):
+        return none
 
 
 class _Spend:

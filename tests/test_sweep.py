@@ -114,4 +114,25 @@ async def test_cli_json_shape_and_guard_rails(tmp_path: Path) -> None:
     assert all(s["requests"] == 3 and s["ok"] == 3 for s in rep["levels"])
     assert len(big) == 6  # the 400-token prompts were sent padded
     assert no.returncode == 2 and "add --yes" in no.stderr
-    assert over.returncode == 2 and "past the daily token budget of 100" in over.stderr
+    assert over.returncode == 2 and "past the 100 tokens the daily budgets allow" in over.stderr
+
+
+def test_budget_counts_what_the_daemon_spent_today(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from daemon.store import Store
+    from daemon.sweep import Allowance
+
+    db = tmp_path / "state.db"
+    f = settings_for(tmp_path, "http://127.0.0.1:9", f"storage: {{path: {db}}}\nbudgets: {{daily_tokens: 10000}}\n")
+    settings = load_settings(f)
+    plan = Plan(target=settings.targets()[0], concurrency=(1, 2), requests=10)
+    est = estimate(settings, plan)
+    assert est.tokens is not None and est.tokens < 10000
+    assert Allowance.of(settings, "sim").refuses(est) is None  # no store yet: the budget alone
+    store = Store(db)
+    store.put_state("budget", {"day": datetime.now(UTC).strftime("%Y-%m-%d"), "tokens": 9500, "cost": 0.0,
+                               "providers": {"sim": [9500, 0.0]}})
+    store.close()
+    why = Allowance.of(settings, "sim").refuses(est)
+    assert why is not None and "less 9500 tokens the daemon spent today" in why
