@@ -265,3 +265,64 @@ def test_config_expected_tool_must_be_offered(tmp_path: Path) -> None:
         load_settings(f)
     assert "probes[0] (weather): expect.tool_call: 'clock' is not one of this probe's tools (weather)" \
         in "\n".join(err.value.lines)
+
+
+# -- real captured shapes (wire-formats.md), replayed over a socket ---------------------
+
+ANTHROPIC_TOOL = [  # Claude thinking + tool use: padded JSON, an empty first input_json_delta
+    (0, b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
+        b'"role":"assistant","model":"claude-sonnet-4-20250514","content":[],"stop_reason":null,'
+        b'"usage":{"input_tokens":424,"output_tokens":1}}}\n\n'),
+    (0.2, b'event: content_block_start\ndata: {"type":"content_block_start","index":1,"content_block":'
+          b'{"type":"tool_use","id":"toolu_01Js4AMfx5qpTLhwTusnvT68","name":"weather","input":{},'
+          b'"caller":{"type":"direct"}}             }\n\n'),
+    (0.1, b'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,"delta":'
+          b'{"type":"input_json_delta","partial_json":""}             }\n\n'),
+    (0.05, b'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,"delta":'
+           b'{"type":"input_json_delta","partial_json":"{\\"lo"} }\n\n'),
+    (0.05, b'event: content_block_delta\ndata: {"type":"content_block_delta","index":1,"delta":'
+           b'{"type":"input_json_delta","partial_json":"cation\\": \\"Florence, Italy\\"}"}      }\n\n'),
+    (0, b'event: content_block_stop\ndata: {"type":"content_block_stop","index":1      }\n\n'
+        b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"tool_use",'
+        b'"stop_sequence":null},"usage":{"input_tokens":424,"output_tokens":119}               }\n\n'
+        b'event: message_stop\ndata: {"type":"message_stop"}\n\n'),
+]
+
+RESPONSES_TOOL = [  # gpt-5: the function_call item opens with the name, then argument deltas
+    (0, b'event: response.created\ndata: {"type":"response.created","response":{"status":"in_progress"},'
+        b'"sequence_number":0}\n\n'),
+    (0.2, b'event: response.output_item.added\ndata: {"type":"response.output_item.added","item":{"id":"fc_0",'
+          b'"type":"function_call","status":"in_progress","arguments":"","call_id":"call_z","name":"weather"},'
+          b'"output_index":1,"sequence_number":82}\n\n'),
+    (0.1, b'event: response.function_call_arguments.delta\ndata: {"type":"response.function_call_arguments.delta",'
+          b'"delta":"{\\"","item_id":"fc_0","obfuscation":"owUEioaL30uf4t","output_index":1,"sequence_number":83}\n\n'),
+    (0.05, b'event: response.function_call_arguments.delta\ndata: {"type":"response.function_call_arguments.delta",'
+           b'"delta":"location\\":\\"Florence, Italy\\"}","item_id":"fc_0","output_index":1,"sequence_number":84}\n\n'),
+    (0, b'event: response.completed\ndata: {"type":"response.completed","response":{"status":"completed",'
+        b'"usage":{"input_tokens":63,"output_tokens":121,"output_tokens_details":{"reasoning_tokens":64}}}}\n\n'),
+]
+
+GEMINI_TOOL = [  # the call arrives whole, with a thoughtSignature, finishReason in the same event
+    (0.2, b'data: {"candidates": [{"content": {"parts": [{"functionCall": {"name": "weather","args": '
+          b'{"location": "Florence, Italy"}},"thoughtSignature": "CiQBvj72"}],"role": "model"},'
+          b'"finishReason": "STOP","index": 0,"finishMessage": "Model generated function call(s)."}],'
+          b'"usageMetadata": {"promptTokenCount": 54,"candidatesTokenCount": 14,"totalTokenCount": 130,'
+          b'"thoughtsTokenCount": 62},"modelVersion": "gemini-2.5-flash","responseId": "zwCz"}\r\n\r\n'),
+]
+
+
+@pytest.mark.parametrize(("kind", "base", "writes"), [
+    ("anthropic", "/v1", ANTHROPIC_TOOL), ("openai_responses", "/v1", RESPONSES_TOOL),
+    ("gemini", "/v1beta", GEMINI_TOOL),
+])
+async def test_real_tool_call_streams(kind: str, base: str, writes: list[tuple[float, bytes]]) -> None:
+    from tests.replay import ReplayServer
+
+    async with ReplayServer(Script(writes=writes)) as srv, new_client() as client:
+        t = ProbeTarget(ProviderSpec("p", kind, srv.url + base, Secret("k")), "m",
+                        ProbeSpec(prompt="Weather in Florence?", max_tokens=256, tools=(WEATHER,),
+                                  expect=Expectation(tool_call="weather")), timeout=5)
+        r = await run_probe(client, t)
+    assert r.outcome is Outcome.OK, (kind, r.error)
+    assert r.ttft == pytest.approx(0.2, abs=TOL), kind  # the tool's name, not its arguments
+    assert "Florence, Italy" in r.text
