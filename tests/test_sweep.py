@@ -136,3 +136,14 @@ def test_budget_counts_what_the_daemon_spent_today(tmp_path: Path) -> None:
     store.close()
     why = Allowance.of(settings, "sim").refuses(est)
     assert why is not None and "less 9500 tokens the daemon spent today" in why
+
+
+async def test_duration_level_starts_nothing_after_its_time(tmp_path: Path) -> None:
+    async with Simulator(Scenario(defaults=Script(ttft=0.05, itl=0.01, jitter=0, tokens=4))) as sim:
+        settings = load_settings(settings_for(tmp_path, sim.url))
+        plan = Plan(target=settings.targets()[0], concurrency=(2,), duration=0.6)
+        (level,) = await run_sweep(settings, plan)
+    starts = sorted(r.started_at.timestamp() for r in level.results)
+    assert len(starts) >= 8 and all(r.ok for r in level.results)  # ~0.09 s a stream, 2 at a time
+    assert starts[-1] - starts[0] < 0.6
+    assert level.summary()["requests"] == len(starts)
