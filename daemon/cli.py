@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--truth-log", help="write every token's send time here (JSON lines), for timing benches")
     sim.set_defaults(func=cmd_simulate)
 
+    from daemon.sweep_command import add_command as add_sweep_command
+
+    add_sweep_command(sub, config_help)
+
     schema = sub.add_parser("config-schema", help="print the config file's JSON Schema (for editors)")
     schema.set_defaults(func=cmd_config_schema)
 

@@ -6,21 +6,32 @@ the reason (ConfigError), and `Settings.targets()` expands providers x models x 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.config import AlertsConfig
 from daemon.detector import DetectorConfig
 from daemon.durations import Duration, Fraction
 from daemon.model import Strict
+from probes.images import ImageError, load_image
 from probes.redact import SECRETS
 from probes.registry import PROTOCOLS
-from probes.target import Expectation, ProbeLimits, ProbeSpec, ProbeTarget, ProviderSpec, Secret
+from probes.target import (
+    Expectation,
+    ImageSpec,
+    ProbeLimits,
+    ProbeSpec,
+    ProbeTarget,
+    ProviderSpec,
+    Secret,
+    ToolSpec,
+)
 
 ENV_PREFIX = "LLM_VITALS_"
 MAX_SECRET_FILE = 4096  # bytes; API keys, tokens and PEM-less passwords are far smaller
@@ -214,6 +225,8 @@ class ExpectConfig(Strict):
     regex: str | None = None
     json_: bool = Field(False, alias="json")
     min_tokens: int | None = Field(None, ge=1)
+    tool_call: str | None = Field(None, min_length=1)
+    """The reply's first tool call must call this tool, with arguments that are valid JSON."""
 
     @field_validator("regex")
     @classmethod
@@ -228,6 +241,26 @@ class ExpectConfig(Strict):
         return v
 
 
+class ToolConfig(Strict):
+    """A function the model may call."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str = ""
+    parameters: dict[str, Any] = {"type": "object", "properties": {}}
+    """Its arguments as a JSON Schema (an object schema)."""
+
+    @field_validator("parameters")
+    @classmethod
+    def _schema(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if v.get("type", "object") != "object":
+            raise ValueError("a tool's parameters must be a JSON Schema of `type: object`")
+        return v
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(name=self.name, description=self.description,
+                        parameters_json=json.dumps(self.parameters, sort_keys=True))
+
+
 class ProbeProfile(Strict):
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     prompt: str = Field(min_length=1)
@@ -238,6 +271,28 @@ class ProbeProfile(Strict):
     reasoning: bool = False
     reasoning_budget: int | None = None
     expect: ExpectConfig | None = None
+    tools: list[ToolConfig] = []
+    """Functions the model may call (a tool-call probe): the first tool-call delta is its first token."""
+    image: str | None = None
+    """A PNG, JPEG, GIF or WebP file sent with the prompt (a vision probe); relative to the config file."""
+    _image: ImageSpec | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _parts(self) -> ProbeProfile:
+        names = [t.name for t in self.tools]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"tools: duplicate tool name(s): {', '.join(dup)}")
+        want = self.expect.tool_call if self.expect else None
+        if want is not None and want not in names:
+            raise ValueError(f"expect.tool_call: {want!r} is not one of this probe's tools "
+                             f"({', '.join(names) or 'none defined'})")
+        if self.image is not None:
+            try:
+                self._image = load_image(self.image)
+            except ImageError as exc:
+                raise ValueError(f"image: {exc}") from None
+        return self
 
     def spec(self) -> ProbeSpec:
         e = self.expect
@@ -252,7 +307,10 @@ class ProbeProfile(Strict):
             reasoning_budget=self.reasoning_budget,
             expect=None
             if e is None
-            else Expectation(contains=e.contains, regex=e.regex, json=e.json_, min_tokens=e.min_tokens),
+            else Expectation(contains=e.contains, regex=e.regex, json=e.json_, min_tokens=e.min_tokens,
+                             tool_call=e.tool_call),
+            tools=tuple(t.spec() for t in self.tools),
+            image=self._image,
         )
 
 
@@ -700,12 +758,27 @@ def load_settings(path: str | os.PathLike[str] | None) -> Settings:
             # /dev/null, a truncated file or one still being written: running it would
             # silently probe nothing (and a reload would drop every target)
             raise ConfigError([f"{source}: (top level): the file is empty (no settings, no providers)"])
+    if path is not None:
+        _anchor_images(data, Path(path).parent)
     try:
         settings = Settings(**data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(exc, source, data)) from None
     _register_url_secrets(settings)
     return settings
+
+
+def _anchor_images(data: dict[str, Any], base: Path) -> None:
+    """A probe's relative `image` path is relative to its config file, not to wherever
+    the daemon happens to be started from."""
+    probes = data.get("probes")
+    if not isinstance(probes, list):
+        return
+    for p in probes:
+        if isinstance(p, dict) and isinstance(p.get("image"), str):
+            image = os.path.expanduser(p["image"])
+            if not os.path.isabs(image):
+                p["image"] = str(base / image)
 
 
 def require_targets(settings: Settings, source: str) -> None:

@@ -33,11 +33,21 @@ class Usage:
     suspect: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ToolDelta:
+    """A piece of one tool call: its name when the call starts, then argument text.
+    `index` tells parallel calls apart (one stream may carry several)."""
+
+    index: int = 0
+    name: str | None = None
+    arguments: str = ""
+
+
 @dataclass(slots=True)
 class StreamEvent:
-    """What one framed event meant. Empty text and reasoning = not a token."""
+    """What one framed event meant. Empty text, reasoning and tool calls = not a token."""
 
-    text: str = ""  # visible answer text (or tool-call argument text)
+    text: str = ""  # visible answer text
     reasoning: str = ""  # reasoning / thinking text
     usage: Usage | None = None  # latest usage report (cumulative where the API is)
     finish_reason: str | None = None
@@ -45,6 +55,12 @@ class StreamEvent:
     rate_limited: bool = False  # the mid-stream error is a throttle (Bedrock)
     terminal: bool = False  # the protocol's end-of-stream marker
     server_timing: dict[str, float] = field(default_factory=dict)
+    # Tool-call deltas: the model generated them, so the first one is the first token.
+    tools: tuple[ToolDelta, ...] = ()
+
+    @property
+    def is_token(self) -> bool:
+        return bool(self.text or self.reasoning or self.tools)
 
 
 class StreamProtocolError(Exception):

@@ -172,7 +172,7 @@ async def _probe(
                             ev = protocol.parse(frame, state)
                             if ev is None:
                                 continue
-                            if on_token is not None and (ev.text or ev.reasoning):
+                            if on_token is not None and ev.is_token:
                                 on_token(t)
                             tl.on_event(ev, t)
                             if ev.terminal and tl.end_ns is None:
@@ -242,7 +242,10 @@ async def _probe(
         elif tl.first_token_ns is None:
             outcome, error = Outcome.CONTENT_MISMATCH, "stream finished without any generated text"
         else:
-            mismatch = expect.check(target.probe.expect, text, d.output_tokens)
+            calls = tl.tools()
+            # a call whose arguments are not JSON is a broken reply, expected or not
+            mismatch = expect.check(target.probe.expect, text, d.output_tokens, calls) or \
+                expect.tool_arguments(calls)
             outcome, error = (Outcome.CONTENT_MISMATCH, mismatch) if mismatch else (Outcome.OK, None)
 
     connect, tls = tl.phases()

@@ -9,12 +9,13 @@ fractional, absurd) is judged later against what the request allowed (probes/tim
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 from probes.protocol import StreamProtocolError, Usage
 
-__all__ = ["arr", "flag", "num", "obj", "opt_text", "text", "usage"]
+__all__ = ["arr", "flag", "index", "num", "obj", "opt_text", "text", "tool_args", "usage"]
 
 
 def _kind(v: Any) -> str:
@@ -74,6 +75,24 @@ def num(v: Any, what: str) -> float | None:
         raise _bad(what, "a number", v)
     f = float(v)
     return f if math.isfinite(f) else None
+
+
+def index(v: Any, what: str, default: int = 0) -> int:
+    """A small non-negative integer (a position in the reply); absent reads as `default`."""
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 16:
+        raise _bad(what, "a small non-negative integer", v)
+    return v
+
+
+def tool_args(v: Any, what: str) -> str:
+    """Tool-call arguments that arrive whole as an object (Gemini, Ollama) → JSON text."""
+    if v is None:
+        return ""
+    if not isinstance(v, dict):
+        raise _bad(what, "an object", v)
+    return json.dumps(v, separators=(",", ":"))
 
 
 def usage(where: str, *, input_tokens: Any = None, output_tokens: Any = None,

@@ -6,7 +6,10 @@ used (and tested) without the daemon.
 
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 
@@ -42,6 +45,39 @@ class Expectation:
     regex: str | None = None
     json: bool = False
     min_tokens: int | None = None
+    tool_call: str | None = None  # the reply's first tool call must call this tool
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """An image a vision probe sends (checked at config load: probes/images.py)."""
+
+    media_type: str  # image/png, image/jpeg, image/gif, image/webp
+    data: bytes = field(repr=False)
+
+    @cached_property
+    def b64(self) -> str:
+        return base64.b64encode(self.data).decode("ascii")
+
+    @property
+    def format(self) -> str:
+        """png, jpeg, gif, webp (Bedrock's `format`)."""
+        return self.media_type.split("/", 1)[1]
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function the model may call (JSON-Schema `parameters`, as a JSON string so the
+    spec stays hashable)."""
+
+    name: str
+    description: str = ""
+    parameters_json: str = '{"type": "object", "properties": {}}'
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        value = json.loads(self.parameters_json)
+        return value if isinstance(value, dict) else {}
 
 
 @dataclass(frozen=True)
@@ -68,6 +104,8 @@ class ProbeSpec:
     # Ask a reasoning model to stream its reasoning where the API allows it.
     reasoning: bool = False
     reasoning_budget: int | None = None
+    tools: tuple[ToolSpec, ...] = ()
+    image: ImageSpec | None = None  # sent with the prompt (vision probes)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from probes.protocol import StreamEvent, Usage
 from probes.result import MAX_ITLS, TokensSource
 
 NS = 1_000_000_000
+MAX_TOOL_CALLS = 16  # tool calls tracked per probe
+MAX_TOOL_NAME = 200
 
 
 @dataclass(slots=True)
@@ -36,6 +38,9 @@ class Timeline:
     max_text_chars: int = 8192
     text_chars: int = 0  # all of the reply, kept or not
     reasoning_chars: int = 0
+    # Tool calls by stream index: [name, argument text kept]; argument text counts as
+    # output and as reply text (an expectation may look into it).
+    tool_calls: dict[int, list[str]] = field(default_factory=dict)
     usage: Usage | None = None
     finish_reason: str | None = None
     terminal: bool = False
@@ -43,19 +48,18 @@ class Timeline:
 
     def on_event(self, ev: StreamEvent, t_ns: int) -> None:
         """Record one parsed event that arrived (its last byte) at `t_ns`."""
-        if ev.text or ev.reasoning:
+        if ev.text or ev.reasoning or ev.tools:
             if self.first_token_ns is None:
                 self.first_token_ns = t_ns
             self.token_count += 1
             if self.token_count <= MAX_ITLS + 1:
                 self.token_stamps.append(t_ns)
+            if (ev.text or ev.tools) and self.first_content_ns is None:
+                self.first_content_ns = t_ns
             if ev.text:
-                if self.first_content_ns is None:
-                    self.first_content_ns = t_ns
-                room = self.max_text_chars - self.text_chars
-                if room > 0:
-                    self.text_parts.append(ev.text[:room])
-                self.text_chars += len(ev.text)
+                self._keep_text(ev.text)
+            for tool in ev.tools:
+                self._on_tool(tool.index, tool.name, tool.arguments)
             if ev.reasoning:
                 self.reasoning_chars += len(ev.reasoning)
         if ev.usage is not None:
@@ -67,9 +71,33 @@ class Timeline:
         if ev.terminal:
             self.terminal = True
 
+    def _keep_text(self, text: str) -> None:
+        room = self.max_text_chars - self.text_chars
+        if room > 0:
+            self.text_parts.append(text[:room])
+        self.text_chars += len(text)
+
+    def _on_tool(self, index: int, name: str | None, arguments: str) -> None:
+        call = self.tool_calls.get(index)
+        if call is None:
+            if len(self.tool_calls) >= MAX_TOOL_CALLS:
+                return  # a stream of endless calls: the first ones decide the outcome
+            call = self.tool_calls[index] = ["", ""]
+        if name and not call[0]:
+            call[0] = name[:MAX_TOOL_NAME]
+        if arguments:
+            room = self.max_text_chars - len(call[1])
+            if room > 0:
+                call[1] += arguments[:room]
+            self._keep_text(arguments)
+
     @property
     def text(self) -> str:
         return "".join(self.text_parts)
+
+    def tools(self) -> list[tuple[str, str]]:
+        """(name, arguments) of each tool call, in stream order."""
+        return [(c[0], c[1]) for _, c in sorted(self.tool_calls.items())]
 
     def offset(self, t_ns: int | None) -> float | None:
         return None if t_ns is None else (t_ns - self.t0_ns) / NS

@@ -8,7 +8,7 @@ from typing import Any
 
 from probes import shapes
 from probes.framing import Frame
-from probes.protocol import HttpRequest, Protocol, StreamEvent, sse_object
+from probes.protocol import HttpRequest, Protocol, StreamEvent, ToolDelta, sse_object
 from probes.protocols.openai_chat import common_headers, error_text
 from probes.target import ProbeTarget
 
@@ -21,12 +21,22 @@ class AnthropicMessages(Protocol):
 
     def build_request(self, target: ProbeTarget, prompt: str) -> HttpRequest:
         p = target.probe
+        content: str | list[dict[str, Any]] = prompt
+        if p.image is not None:
+            content = [
+                {"type": "image", "source": {"type": "base64", "media_type": p.image.media_type,
+                                             "data": p.image.b64}},
+                {"type": "text", "text": prompt},
+            ]
         body: dict[str, Any] = {
             "model": target.model,
             "max_tokens": p.max_tokens,
-            "messages": [{"role": "user", "content": prompt}],
+            "messages": [{"role": "user", "content": content}],
             "stream": True,
         }
+        if p.tools:
+            body["tools"] = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
+                             for t in p.tools]
         if p.system:
             body["system"] = p.system
         if p.reasoning:
@@ -52,8 +62,19 @@ class AnthropicMessages(Protocol):
             if dt == "thinking_delta":
                 return StreamEvent(reasoning=shapes.text(d.get("thinking"), "delta.thinking"))
             if dt == "input_json_delta":
-                return StreamEvent(text=shapes.text(d.get("partial_json"), "delta.partial_json"))
+                return StreamEvent(tools=(ToolDelta(
+                    index=shapes.index(obj.get("index"), "content_block_delta.index"),
+                    arguments=shapes.text(d.get("partial_json"), "delta.partial_json")),))
             return None  # signature_delta, citations_delta: no generated text
+        if kind == "content_block_start":
+            block = shapes.obj(obj.get("content_block"), "content_block")
+            if block.get("type") != "tool_use":
+                return None  # text/thinking blocks open empty: their deltas are the tokens
+            # the model chose the tool: that is its first generated output
+            return StreamEvent(tools=(ToolDelta(
+                index=shapes.index(obj.get("index"), "content_block_start.index"),
+                name=shapes.opt_text(block.get("name"), "content_block.name") or "",
+                arguments=""),))
         if kind == "message_start":
             message = shapes.obj(obj.get("message"), "message")
             u = shapes.obj(message.get("usage"), "message.usage")
@@ -70,4 +91,4 @@ class AnthropicMessages(Protocol):
             return StreamEvent(terminal=True)
         if kind == "error":
             return StreamEvent(error=f"stream error: {error_text(obj.get('error') or obj)}")
-        return None  # ping, content_block_start/stop, unknown events
+        return None  # ping, content_block_stop, unknown events

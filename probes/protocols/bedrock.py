@@ -13,7 +13,14 @@ from botocore.credentials import Credentials
 
 from probes import shapes
 from probes.framing import EventStreamFrame, Frame
-from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, loads
+from probes.protocol import (
+    HttpRequest,
+    Protocol,
+    StreamEvent,
+    StreamProtocolError,
+    ToolDelta,
+    loads,
+)
 from probes.protocols.openai_chat import error_text
 from probes.target import ProbeTarget
 
@@ -39,10 +46,18 @@ class BedrockConverseStream(Protocol):
         inference: dict[str, Any] = {"maxTokens": p.max_tokens}
         if p.temperature is not None and not p.reasoning:
             inference["temperature"] = p.temperature
+        content: list[dict[str, Any]] = [{"text": prompt}]
+        if p.image is not None:
+            # the JSON form of a blob is base64 (botocore encodes `bytes` the same way)
+            content.append({"image": {"format": p.image.format, "source": {"bytes": p.image.b64}}})
         body: dict[str, Any] = {
-            "messages": [{"role": "user", "content": [{"text": prompt}]}],
+            "messages": [{"role": "user", "content": content}],
             "inferenceConfig": inference,
         }
+        if p.tools:
+            body["toolConfig"] = {"tools": [
+                {"toolSpec": {"name": t.name, "description": t.description, "inputSchema": {"json": t.parameters}}}
+                for t in p.tools]}
         if p.system:
             body["system"] = [{"text": p.system}]
         if p.reasoning:
@@ -92,8 +107,18 @@ class BedrockConverseStream(Protocol):
                 return StreamEvent(reasoning=shapes.text(rc["text"], "reasoningContent.text"))
             tool = shapes.obj(delta.get("toolUse"), "delta.toolUse")
             if tool.get("input") is not None:
-                return StreamEvent(text=shapes.text(tool["input"], "toolUse.input"))
+                return StreamEvent(tools=(ToolDelta(
+                    index=shapes.index(obj.get("contentBlockIndex"), "contentBlockIndex"),
+                    arguments=shapes.text(tool["input"], "toolUse.input")),))
             return None
+        if event == "contentBlockStart":
+            start = shapes.obj(obj.get("start"), "start")
+            if "toolUse" not in start:
+                return None
+            tool = shapes.obj(start["toolUse"], "start.toolUse")
+            return StreamEvent(tools=(ToolDelta(
+                index=shapes.index(obj.get("contentBlockIndex"), "contentBlockIndex"),
+                name=shapes.opt_text(tool.get("name"), "start.toolUse.name") or ""),))
         if event == "messageStop":
             return StreamEvent(finish_reason=shapes.opt_text(obj.get("stopReason"), "stopReason"))
         if event == "metadata":
@@ -104,4 +129,4 @@ class BedrockConverseStream(Protocol):
             if latency is not None:
                 ev.server_timing["latency"] = latency / 1000
             return ev
-        return None  # messageStart, contentBlockStart/Stop
+        return None  # messageStart, contentBlockStop

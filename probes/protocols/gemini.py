@@ -8,7 +8,14 @@ from typing import Any
 
 from probes import shapes
 from probes.framing import Frame
-from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, sse_json
+from probes.protocol import (
+    HttpRequest,
+    Protocol,
+    StreamEvent,
+    StreamProtocolError,
+    ToolDelta,
+    sse_json,
+)
 from probes.protocols.openai_chat import common_headers, error_text
 from probes.target import ProbeTarget
 
@@ -30,10 +37,16 @@ class GeminiStream(Protocol):
             if p.reasoning_budget:
                 thinking["thinkingBudget"] = p.reasoning_budget
             gen["thinkingConfig"] = thinking
+        parts: list[dict[str, Any]] = [{"text": prompt}]
+        if p.image is not None:
+            parts.append({"inline_data": {"mime_type": p.image.media_type, "data": p.image.b64}})
         body: dict[str, Any] = {
-            "contents": [{"role": "user", "parts": [{"text": prompt}]}],
+            "contents": [{"role": "user", "parts": parts}],
             "generationConfig": gen,
         }
+        if p.tools:
+            body["tools"] = [{"functionDeclarations": [
+                {"name": t.name, "description": t.description, "parameters": t.parameters} for t in p.tools]}]
         if p.system:
             body["systemInstruction"] = {"parts": [{"text": p.system}]}
         headers = common_headers(target)
@@ -61,6 +74,7 @@ class GeminiStream(Protocol):
             return ev
         text: list[str] = []
         thoughts: list[str] = []
+        tools: list[ToolDelta] = []
         for cand in shapes.arr(obj.get("candidates"), "candidates"):
             cand = shapes.obj(cand, "a candidate")
             content = shapes.obj(cand.get("content"), "candidates[].content")
@@ -70,8 +84,12 @@ class GeminiStream(Protocol):
                 if t:
                     (thoughts if part.get("thought") else text).append(t)
                 elif "functionCall" in part:
+                    # a call arrives whole (name and args in one part), never in pieces
                     call = shapes.obj(part["functionCall"], "parts[].functionCall")
-                    text.append(json.dumps(call.get("args") or {}))
+                    n = state.get("tool_calls", 0)
+                    state["tool_calls"] = n + 1
+                    tools.append(ToolDelta(index=n, name=shapes.opt_text(call.get("name"), "functionCall.name") or "",
+                                           arguments=shapes.tool_args(call.get("args"), "functionCall.args")))
             reason = shapes.opt_text(cand.get("finishReason"), "candidates[].finishReason")
             if reason:
                 ev.finish_reason = "max_tokens" if reason == "MAX_TOKENS" else reason.lower()
@@ -80,6 +98,7 @@ class GeminiStream(Protocol):
                     ev.error = f"generation stopped: finishReason={reason[:80]}"
         ev.text = "".join(text)
         ev.reasoning = "".join(thoughts)
+        ev.tools = tuple(tools)
         um = obj.get("usageMetadata")
         if um is not None:
             um = shapes.obj(um, "usageMetadata")

@@ -8,8 +8,15 @@ from typing import Any
 
 from probes import shapes
 from probes.framing import Frame
-from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, loads
-from probes.protocols.openai_chat import chat_messages, common_headers, error_text
+from probes.protocol import (
+    HttpRequest,
+    Protocol,
+    StreamEvent,
+    StreamProtocolError,
+    ToolDelta,
+    loads,
+)
+from probes.protocols.openai_chat import common_headers, error_text, function_tools
 from probes.target import ProbeTarget
 
 _DURATIONS = {"total_duration": "total", "load_duration": "load", "prompt_eval_duration": "prompt_eval",
@@ -25,8 +32,14 @@ class OllamaChat(Protocol):
         options: dict[str, Any] = {"num_predict": p.max_tokens}
         if p.temperature is not None:
             options["temperature"] = p.temperature
-        body: dict[str, Any] = {"model": target.model, "messages": chat_messages(target, prompt),
-                                "stream": True, "options": options}
+        messages: list[dict[str, Any]] = [{"role": "system", "content": p.system}] if p.system else []
+        user: dict[str, Any] = {"role": "user", "content": prompt}
+        if p.image is not None:
+            user["images"] = [p.image.b64]  # base64, no data: prefix
+        messages.append(user)
+        body: dict[str, Any] = {"model": target.model, "messages": messages, "stream": True, "options": options}
+        if p.tools:
+            body["tools"] = function_tools(target)
         if p.reasoning:
             body["think"] = True
         headers = common_headers(target)
@@ -46,6 +59,18 @@ class OllamaChat(Protocol):
         msg = shapes.obj(obj.get("message"), "message")
         ev = StreamEvent(text=shapes.text(msg.get("content"), "message.content"),
                          reasoning=shapes.text(msg.get("thinking"), "message.thinking"))
+        calls = shapes.arr(msg.get("tool_calls"), "message.tool_calls")
+        if calls:
+            # each call arrives whole, arguments as an object
+            n = state.get("tool_calls", 0)
+            tools = []
+            for i, call in enumerate(calls):
+                function = shapes.obj(shapes.obj(call, "a tool call").get("function"), "tool_calls[].function")
+                tools.append(ToolDelta(
+                    index=n + i, name=shapes.opt_text(function.get("name"), "tool_calls[].function.name") or "",
+                    arguments=shapes.tool_args(function.get("arguments"), "tool_calls[].function.arguments")))
+            state["tool_calls"] = n + len(calls)
+            ev.tools = tuple(tools)
         if shapes.flag(obj.get("done"), "done"):
             ev.terminal = True
             ev.finish_reason = shapes.opt_text(obj.get("done_reason"), "done_reason") or "stop"

@@ -11,19 +11,40 @@ from typing import Any
 
 from probes import shapes
 from probes.framing import Frame, SSEEvent
-from probes.protocol import HttpRequest, Protocol, StreamEvent, StreamProtocolError, loads
+from probes.protocol import (
+    HttpRequest,
+    Protocol,
+    StreamEvent,
+    StreamProtocolError,
+    ToolDelta,
+    loads,
+)
 from probes.shapes import arr
 from probes.target import ProbeTarget
 
 _MS = 1000.0
 
 
-def chat_messages(target: ProbeTarget, prompt: str) -> list[dict[str, str]]:
-    msgs = []
+def chat_messages(target: ProbeTarget, prompt: str) -> list[dict[str, Any]]:
+    msgs: list[dict[str, Any]] = []
     if target.probe.system:
         msgs.append({"role": "system", "content": target.probe.system})
-    msgs.append({"role": "user", "content": prompt})
+    image = target.probe.image
+    if image is None:
+        msgs.append({"role": "user", "content": prompt})
+    else:
+        msgs.append({"role": "user", "content": [
+            {"type": "text", "text": prompt},
+            {"type": "image_url", "image_url": {"url": f"data:{image.media_type};base64,{image.b64}"}},
+        ]})
     return msgs
+
+
+def function_tools(target: ProbeTarget) -> list[dict[str, Any]]:
+    """Tools in the Chat Completions form (Ollama's /api/chat takes the same)."""
+    return [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                              "parameters": t.parameters}}
+            for t in target.probe.tools]
 
 
 def common_headers(target: ProbeTarget) -> dict[str, str]:
@@ -67,6 +88,8 @@ class OpenAIChat(Protocol):
             body["max_tokens"] = target.probe.max_tokens
         if target.probe.temperature is not None:
             body["temperature"] = target.probe.temperature
+        if target.probe.tools:
+            body["tools"] = function_tools(target)
         return body
 
     def build_request(self, target: ProbeTarget, prompt: str) -> HttpRequest:
@@ -98,6 +121,7 @@ class OpenAIChat(Protocol):
         ev = StreamEvent()
         text: list[str] = []
         reasoning: list[str] = []
+        tools: list[ToolDelta] = []
         for choice in arr(obj.get("choices"), "choices"):
             choice = shapes.obj(choice, "a choice")
             delta = shapes.obj(choice.get("delta"), "choices[].delta")
@@ -114,9 +138,14 @@ class OpenAIChat(Protocol):
             else:
                 text.append(shapes.text(content, "delta.content"))
             text.append(shapes.text(delta.get("refusal"), "delta.refusal"))
-            for call in arr(delta.get("tool_calls"), "delta.tool_calls"):
-                function = shapes.obj(shapes.obj(call, "a tool call").get("function"), "tool_calls[].function")
-                text.append(shapes.text(function.get("arguments"), "tool_calls[].function.arguments"))
+            for i, call in enumerate(arr(delta.get("tool_calls"), "delta.tool_calls")):
+                call = shapes.obj(call, "a tool call")
+                function = shapes.obj(call.get("function"), "tool_calls[].function")
+                # the first delta names the function (arguments ""); later ones carry argument text
+                tools.append(ToolDelta(
+                    index=shapes.index(call.get("index"), "tool_calls[].index", i),
+                    name=shapes.opt_text(function.get("name"), "tool_calls[].function.name"),
+                    arguments=shapes.text(function.get("arguments"), "tool_calls[].function.arguments")))
             for key in ("reasoning_content", "reasoning"):
                 r = delta.get(key)
                 # OpenRouter's `reasoning` may be an object; only text is a token here
@@ -128,6 +157,7 @@ class OpenAIChat(Protocol):
                 ev.finish_reason = reason
         ev.text = "".join(text)
         ev.reasoning = "".join(reasoning)
+        ev.tools = tuple(t for t in tools if t.name or t.arguments)
         usage = obj.get("usage")
         if usage is not None:
             usage = shapes.obj(usage, "usage")

@@ -8,11 +8,11 @@ from typing import Any
 
 from probes import shapes
 from probes.framing import Frame
-from probes.protocol import HttpRequest, Protocol, StreamEvent, Usage, sse_object
+from probes.protocol import HttpRequest, Protocol, StreamEvent, ToolDelta, Usage, sse_object
 from probes.protocols.openai_chat import common_headers, error_text
 from probes.target import ProbeTarget
 
-_TEXT = frozenset({"response.output_text.delta", "response.refusal.delta", "response.function_call_arguments.delta"})
+_TEXT = frozenset({"response.output_text.delta", "response.refusal.delta"})
 _REASONING = frozenset({"response.reasoning_summary_text.delta", "response.reasoning_text.delta"})
 
 
@@ -21,9 +21,13 @@ class OpenAIResponses(Protocol):
     framing = "sse"
 
     def build_request(self, target: ProbeTarget, prompt: str) -> HttpRequest:
+        image = target.probe.image
         body: dict[str, Any] = {
             "model": target.model,
-            "input": prompt,
+            "input": prompt if image is None else [{"role": "user", "content": [
+                {"type": "input_text", "text": prompt},
+                {"type": "input_image", "image_url": f"data:{image.media_type};base64,{image.b64}"},
+            ]}],
             "stream": True,
             "store": False,
             "max_output_tokens": target.probe.max_tokens,
@@ -34,6 +38,9 @@ class OpenAIResponses(Protocol):
             body["temperature"] = target.probe.temperature
         if target.probe.reasoning:
             body["reasoning"] = {"summary": "auto"}
+        if target.probe.tools:
+            body["tools"] = [{"type": "function", "name": t.name, "description": t.description,
+                              "parameters": t.parameters} for t in target.probe.tools]
         headers = common_headers(target)
         if target.provider.api_key:
             headers["authorization"] = f"Bearer {target.provider.api_key.get()}"
@@ -46,6 +53,18 @@ class OpenAIResponses(Protocol):
         kind, obj = got
         if kind in _TEXT:
             return StreamEvent(text=shapes.text(obj.get("delta"), f"{kind}.delta"))
+        if kind == "response.output_item.added":
+            item = shapes.obj(obj.get("item"), f"{kind}.item")
+            if item.get("type") != "function_call":
+                return None  # a message or reasoning item opening: not generated text yet
+            return StreamEvent(tools=(ToolDelta(
+                index=shapes.index(obj.get("output_index"), f"{kind}.output_index"),
+                name=shapes.opt_text(item.get("name"), f"{kind}.item.name"),
+                arguments=shapes.text(item.get("arguments"), f"{kind}.item.arguments")),))
+        if kind == "response.function_call_arguments.delta":
+            return StreamEvent(tools=(ToolDelta(
+                index=shapes.index(obj.get("output_index"), f"{kind}.output_index"),
+                arguments=shapes.text(obj.get("delta"), f"{kind}.delta")),))
         if kind in _REASONING:
             return StreamEvent(reasoning=shapes.text(obj.get("delta"), f"{kind}.delta"))
         if kind == "error":

@@ -49,10 +49,23 @@ class Usage:
 class Encoder:
     content_type = "text/event-stream; charset=utf-8"
     protocol = "base"
+    # Gemini and Ollama send a tool call whole (name and arguments in one event); the
+    # others stream it: a start naming the tool, then argument fragments.
+    whole_tool_calls = False
 
     def __init__(self, model: str, request_id: str) -> None:
         self.model = model
         self.rid = request_id
+        self.tool_mode = False  # set before preamble() when the reply is a tool call
+
+    def tool_start(self, name: str) -> bytes:
+        raise NotImplementedError
+
+    def tool_delta(self, fragment: str) -> bytes:
+        raise NotImplementedError
+
+    def tool_whole(self, name: str, args: dict[str, Any]) -> bytes:
+        raise NotImplementedError
 
     def preamble(self) -> bytes:
         return b""
@@ -100,6 +113,15 @@ class OpenAIChatEncoder(Encoder):
         key = "reasoning_content" if reasoning else "content"
         return self._chunk([{"index": 0, "delta": {key: text}, "finish_reason": None}])
 
+    def tool_start(self, name: str) -> bytes:
+        call = {"index": 0, "id": f"call_{self.rid}", "type": "function", "function": {"name": name, "arguments": ""}}
+        return self._chunk([{"index": 0, "delta": {"content": None, "role": "assistant", "tool_calls": [call]},
+                             "finish_reason": None}])
+
+    def tool_delta(self, fragment: str) -> bytes:
+        return self._chunk([{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": fragment}}]},
+                             "finish_reason": None}])
+
     def finish(self, usage: Usage | None, reason: str = "stop") -> bytes:
         out = self._chunk([{"index": 0, "delta": {}, "finish_reason": reason}])
         if usage is not None:
@@ -119,6 +141,7 @@ class ResponsesEncoder(Encoder):
     def __init__(self, model: str, request_id: str) -> None:
         super().__init__(model, request_id)
         self.seq = 0
+        self.args = ""  # the function call's arguments so far (tool_delta)
 
     def _ev(self, kind: str, **fields: Any) -> bytes:
         obj = {"type": kind, **fields, "sequence_number": self.seq}
@@ -130,10 +153,23 @@ class ResponsesEncoder(Encoder):
                 "output": [], "usage": usage, "incomplete_details": None, "error": None}
 
     def preamble(self) -> bytes:
-        return (self._ev("response.created", response=self._resp("in_progress"))
-                + self._ev("response.in_progress", response=self._resp("in_progress"))
-                + self._ev("response.output_item.added", output_index=0,
-                           item={"id": "msg_1", "type": "message", "status": "in_progress", "content": [], "role": "assistant"}))
+        out = (self._ev("response.created", response=self._resp("in_progress"))
+               + self._ev("response.in_progress", response=self._resp("in_progress")))
+        if self.tool_mode:  # the function_call item opens with the call (tool_start)
+            return out
+        return out + self._ev("response.output_item.added", output_index=0,
+                              item={"id": "msg_1", "type": "message", "status": "in_progress", "content": [],
+                                    "role": "assistant"})
+
+    def tool_start(self, name: str) -> bytes:
+        self.args = ""
+        return self._ev("response.output_item.added", output_index=0,
+                        item={"id": "fc_1", "type": "function_call", "status": "in_progress", "arguments": "",
+                              "call_id": f"call_{self.rid}", "name": name})
+
+    def tool_delta(self, fragment: str) -> bytes:
+        self.args += fragment
+        return self._ev("response.function_call_arguments.delta", delta=fragment, item_id="fc_1", output_index=0)
 
     def token(self, text: str, reasoning: bool) -> bytes:
         kind = "response.reasoning_summary_text.delta" if reasoning else "response.output_text.delta"
@@ -144,7 +180,12 @@ class ResponsesEncoder(Encoder):
             "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
             "output_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
             "total_tokens": usage.input_tokens + usage.output_tokens}
-        return self._ev("response.output_item.done", output_index=0, item={"id": "msg_1", "type": "message"}) + \
+        out = b""
+        item: dict[str, Any] = {"id": "msg_1", "type": "message"}
+        if self.tool_mode:
+            out = self._ev("response.function_call_arguments.done", arguments=self.args, item_id="fc_1", output_index=0)
+            item = {"id": "fc_1", "type": "function_call", "status": "completed", "arguments": self.args}
+        return out + self._ev("response.output_item.done", output_index=0, item=item) + \
             self._ev("response.completed", response=self._resp("completed", u))
 
     def error_event(self) -> bytes:
@@ -184,11 +225,25 @@ class AnthropicEncoder(Encoder):
         return self._switch(kind) + sse({"type": "content_block_delta", "index": self.index, "delta": delta},
                                         event="content_block_delta")
 
+    def tool_start(self, name: str) -> bytes:
+        out = b""
+        if self.block is not None:
+            out += sse({"type": "content_block_stop", "index": self.index}, event="content_block_stop")
+        self.index += 1
+        self.block = "tool_use"
+        out += sse({"type": "content_block_start", "index": self.index, "content_block": {
+            "type": "tool_use", "id": f"toolu_{self.rid}", "name": name, "input": {}}}, event="content_block_start")
+        return out + (sse({"type": "ping"}, event="ping") if self.index == 0 else b"")
+
+    def tool_delta(self, fragment: str) -> bytes:
+        return sse({"type": "content_block_delta", "index": self.index,
+                    "delta": {"type": "input_json_delta", "partial_json": fragment}}, event="content_block_delta")
+
     def finish(self, usage: Usage | None, reason: str = "stop") -> bytes:
         out = b""
         if self.block is not None:
             out += sse({"type": "content_block_stop", "index": self.index}, event="content_block_stop")
-        stop = "max_tokens" if reason == "length" else "end_turn"
+        stop = {"length": "max_tokens", "tool_calls": "tool_use"}.get(reason, "end_turn")
         out += sse({"type": "message_delta", "delta": {"stop_reason": stop, "stop_sequence": None},
                     "usage": {"output_tokens": usage.output_tokens if usage else 0}}, event="message_delta")
         return out + sse({"type": "message_stop"}, event="message_stop")
@@ -227,6 +282,12 @@ class GeminiEncoder(Encoder):
         self.out += 1
         return self._ev([{"text": text}])
 
+    whole_tool_calls = True
+
+    def tool_whole(self, name: str, args: dict[str, Any]) -> bytes:
+        self.out += 1
+        return self._ev([{"functionCall": {"name": name, "args": args}, "thoughtSignature": "c2lt"}])
+
     def finish(self, usage: Usage | None, reason: str = "stop") -> bytes:
         return self._ev([{"text": ""}], finish="MAX_TOKENS" if reason == "length" else "STOP")
 
@@ -252,10 +313,18 @@ class BedrockEncoder(Encoder):
         delta = {"reasoningContent": {"text": text}} if reasoning else {"text": text}
         return es_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": delta})
 
+    def tool_start(self, name: str) -> bytes:
+        return es_event("contentBlockStart", {"contentBlockIndex": 0,
+                                              "start": {"toolUse": {"toolUseId": f"tooluse_{self.rid}", "name": name}}})
+
+    def tool_delta(self, fragment: str) -> bytes:
+        return es_event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"toolUse": {"input": fragment}}})
+
     def finish(self, usage: Usage | None, reason: str = "stop") -> bytes:
         u = usage or Usage(0, 0, 0)
+        stop = {"length": "max_tokens", "tool_calls": "tool_use"}.get(reason, "end_turn")
         return (es_event("contentBlockStop", {"contentBlockIndex": 0})
-                + es_event("messageStop", {"stopReason": "max_tokens" if reason == "length" else "end_turn"})
+                + es_event("messageStop", {"stopReason": stop})
                 + es_event("metadata", {"usage": {"inputTokens": u.input_tokens, "outputTokens": u.output_tokens,
                                                   "totalTokens": u.input_tokens + u.output_tokens},
                                         "metrics": {"latencyMs": 412}}))
@@ -288,10 +357,17 @@ class OllamaEncoder(Encoder):
         msg = {"role": "assistant", "content": "", "thinking": text} if reasoning else {"role": "assistant", "content": text}
         return self._line({"model": self.model, "created_at": "2026-01-01T00:00:00Z", "message": msg, "done": False})
 
+    whole_tool_calls = True
+
+    def tool_whole(self, name: str, args: dict[str, Any]) -> bytes:
+        call = {"id": f"call_{self.rid}", "function": {"index": 0, "name": name, "arguments": args}}
+        return self._line({"model": self.model, "created_at": "2026-01-01T00:00:00Z",
+                           "message": {"role": "assistant", "content": "", "tool_calls": [call]}, "done": False})
+
     def finish(self, usage: Usage | None, reason: str = "stop") -> bytes:
         u = usage or Usage(0, 0, 0)
         return self._line({"model": self.model, "message": {"role": "assistant", "content": ""}, "done": True,
-                           "done_reason": reason, "total_duration": 512_000_000, "load_duration": 1_000_000,
+                           "done_reason": "stop" if reason == "tool_calls" else reason, "total_duration": 512_000_000, "load_duration": 1_000_000,
                            "prompt_eval_count": u.input_tokens, "prompt_eval_duration": 20_000_000,
                            "eval_count": u.output_tokens, "eval_duration": 400_000_000})
 

@@ -67,6 +67,9 @@ class Scenario(_Strict):
     defaults: Script = Script()
     models: dict[str, ModelScript] = {}
     schedule: list[Degradation] = []
+    # Streams served at once; more wait in a FIFO queue for a slot before their ttft
+    # clock starts (a server's batch limit: vLLM max_num_seqs, Ollama NUM_PARALLEL).
+    max_streams: int | None = Field(None, ge=1)
 
     def script_for(self, model: str, elapsed: float) -> tuple[Script, list[Fault]]:
         """The model's script at `elapsed` seconds after start, with active degradations applied."""

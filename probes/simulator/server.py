@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import collections
 import fnmatch
+import functools
 import itertools
 import json
 import random
 import re
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote
@@ -30,6 +32,7 @@ from probes.simulator.encoders import (
     ResponsesEncoder,
     Usage,
 )
+from probes.simulator.inspect import fragments, requested_tools, take_images, tool_arguments
 from probes.simulator.scenario import Fault, Scenario, Script
 
 _GEMINI = re.compile(r"/models/([^/:]+):streamGenerateContent")
@@ -112,6 +115,8 @@ class Simulator:
         # path, headers, body of the latest requests (tests)
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=KEPT_REQUESTS)
         self._conns: set[asyncio.Task[Any]] = set()
+        n = self.scenario.max_streams
+        self._slots = asyncio.Semaphore(n) if n is not None else None
 
     @property
     def url(self) -> str:
@@ -202,16 +207,32 @@ class Simulator:
         except ValueError:
             return self._simple(conn, writer, 400, {"error": {"message": "request body is not JSON"}})
         rid = f"sim-{next(self._ids)}"
-        enc = _encoder_for(path.split("?", 1)[0], body if isinstance(body, dict) else {}, rid)
-        self.requests.append({"path": path, "headers": headers, "body": body, "request_id": rid})
+        body = body if isinstance(body, dict) else {}
+        enc = _encoder_for(path.split("?", 1)[0], body, rid)
+        tools = requested_tools(body)
+        kept, images = take_images(body)
+        self.requests.append({"path": path, "headers": headers, "body": kept, "request_id": rid,
+                              "tools": tools, "images": images})
         if enc is None:
             return self._simple(conn, writer, 404, {"error": {"message": f"no such route {path}"}})
+        if self._slots is None:
+            return await self._answer(conn, writer, enc, headers, tools, rid)
+        async with self._slots:  # beyond max_streams: queued, as a server past its batch limit
+            return await self._answer(conn, writer, enc, headers, tools, rid)
+
+    async def _answer(self, conn: h11.Connection, writer: asyncio.StreamWriter, enc: Encoder,
+                      headers: dict[str, str], tools: list[str], rid: str) -> bool:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         script, faults = self.scenario.script_for(enc.model, t0 - self._started)
         script, faults = self._overrides(script, faults, headers)
         fault = next((f for f in faults if self._rng.random() < f.probability), None)
-        return await self._stream(conn, writer, enc, script, fault, t0, rid)
+        # A request that offers tools is answered with a call to the first one (or to the
+        # tool `x-sim-tool` names: a wrong tool, for tests), arguments from `x-sim-tool-args`.
+        call = None
+        if tools and headers.get("x-sim-tool") != "none":
+            call = (headers.get("x-sim-tool") or tools[0], headers.get("x-sim-tool-args"))
+        return await self._stream(conn, writer, enc, script, fault, t0, rid, call)
 
     def _overrides(self, script: Script, faults: list[Fault], headers: dict[str, str]) -> tuple[Script, list[Fault]]:
         upd: dict[str, Any] = {}
@@ -241,7 +262,7 @@ class Simulator:
         return True
 
     async def _stream(self, conn: h11.Connection, writer: asyncio.StreamWriter, enc: Encoder, script: Script,
-                      fault: Fault | None, t0: float, rid: str) -> bool:
+                      fault: Fault | None, t0: float, rid: str, call: tuple[str, str | None] | None = None) -> bool:
         loop = asyncio.get_running_loop()
         kind = fault.kind if fault else None
         if kind == "stall_before_headers":
@@ -255,6 +276,7 @@ class Simulator:
         if kind == "slow_headers":
             await asyncio.sleep(fault.duration)  # type: ignore[union-attr]
             t0 = loop.time()
+        enc.tool_mode = call is not None
         headers = [("content-type", enc.content_type), ("x-request-id", rid), ("cache-control", "no-cache"),
                    ("x-ratelimit-remaining-requests", "4999"), ("x-ratelimit-remaining-tokens", "159000")]
         head = conn.send(h11.Response(status_code=200, headers=headers))
@@ -267,11 +289,23 @@ class Simulator:
         def jittered(x: float) -> float:
             return max(0.0, x * (1 + rng.uniform(-jitter, jitter))) if jitter else x
 
-        plan: list[tuple[str, bool]] = [("thinking", True)] * script.reasoning_tokens
-        words = [script.reply] + [_FILLER[i % len(_FILLER)] for i in range(script.tokens - 1)]
-        plan += [(w, False) for w in words]
+        # (is it reasoning, what to write): the writes are made when their deadline comes
+        plan: list[tuple[bool, Callable[[], bytes]]] = [
+            (True, functools.partial(enc.token, "thinking", True))] * script.reasoning_tokens
+        tail = 0.0  # a whole tool call is one event; the rest of the reply's time follows it
+        if call is None:
+            words = [script.reply] + [_FILLER[i % len(_FILLER)] for i in range(script.tokens - 1)]
+            plan += [(False, functools.partial(enc.token, w, False)) for w in words]
+        elif enc.whole_tool_calls:
+            plan.append((False, functools.partial(enc.tool_whole, call[0], _call_args(call[1]))))
+            tail = script.itl * (script.tokens - 1)
+        else:
+            pieces = fragments(call[1], script.tokens - 1) if call[1] is not None else \
+                tool_arguments(script.tokens - 1)[1]
+            plan.append((False, functools.partial(enc.tool_start, call[0])))
+            plan += [(False, functools.partial(enc.tool_delta, p)) for p in pieces]
         deadline = t0 + jittered(script.ttft)
-        for i, (text, reasoning) in enumerate(plan):
+        for i, (reasoning, write) in enumerate(plan):
             if i:
                 gap = script.reasoning_itl if reasoning else script.itl
                 deadline += jittered(gap)
@@ -283,10 +317,13 @@ class Simulator:
                 if done is not None:
                     return done
                 deadline = loop.time()
-            writer.write(conn.send(h11.Data(data=enc.token(text, reasoning))))
+            writer.write(conn.send(h11.Data(data=write())))
             self.truth.token(rid, enc.model, enc.protocol, i, time.time_ns())
+        if tail > 0:
+            await asyncio.sleep(max(0.0, deadline + tail - loop.time()))
         usage = Usage(21, len(plan), script.reasoning_tokens) if script.usage else None
-        writer.write(conn.send(h11.Data(data=enc.finish(usage))) + conn.send(h11.EndOfMessage()))
+        reason = "stop" if call is None else "tool_calls"
+        writer.write(conn.send(h11.Data(data=enc.finish(usage, reason))) + conn.send(h11.EndOfMessage()))
         await writer.drain()
         return True
 
@@ -307,6 +344,18 @@ class Simulator:
             return None
         writer.write(conn.send(h11.Data(data=payload())) + conn.send(h11.EndOfMessage()))
         return True
+
+
+def _call_args(raw: str | None) -> dict[str, Any]:
+    """A whole call's arguments: `x-sim-tool-args` when it is a JSON object, else the default."""
+    if raw is not None:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
+    return tool_arguments(1)[0]
 
 
 def model_matches(model: str, pattern: str) -> bool:
