@@ -487,9 +487,11 @@ class _Bin:
         self.y = array("d")
         self.start = 0
 
-    def append(self, t: float, y: float) -> None:
+    def append(self, t: float, y: float, cap: int) -> None:
         self.t.append(t)
         self.y.append(y)
+        if len(self.t) - self.start > cap:
+            self.start += 1  # the oldest leaves: a fast series keeps fewer days, not more memory
 
     def trim(self, lb: float) -> None:
         ts, i, n = self.t, self.start, len(self.t)
@@ -519,13 +521,15 @@ class _Season:
     (older than half a period, so today's values never explain themselves); cached per bin
     until one of the three bins changes or the day does."""
 
-    __slots__ = ("bins", "cache", "keep", "nbins", "period", "t0", "tmax", "version")
+    __slots__ = ("bins", "cache", "cap", "keep", "nbins", "period", "t0", "tmax", "version")
 
     def __init__(self, period: float, nbins: int, periods: int) -> None:
         self.period = period
         self.nbins = nbins
         self.keep = periods * period
         self.bins: list[_Bin] = [_Bin() for _ in range(nbins)]
+        # values per bin: the whole season holds at most ROW_CAP (a week of 1-minute probes)
+        self.cap = max(3, ROW_CAP // nbins)
         self.version = [0] * nbins
         self.cache: dict[int, tuple[tuple[int, ...], tuple[float, float] | None]] = {}
         self.t0: float | None = None
@@ -541,7 +545,7 @@ class _Season:
     def add(self, t: float, y: float) -> None:
         b = self.index(t)
         q = self.bins[b]
-        q.append(t, y)
+        q.append(t, y, self.cap)
         # a value newer than half a period is in no expectation yet (expect reads earlier
         # periods only), and what is trimmed is older than any expectation of this period
         # reads: neither changes the bin's cached expectations
