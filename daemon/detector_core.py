@@ -507,11 +507,6 @@ class _Bin:
         s = self.start
         return zip(self.t[s:], self.y[s:], strict=True)
 
-    def clear(self) -> None:
-        self.t = array("d")
-        self.y = array("d")
-        self.start = 0
-
 
 class _Season:
     """Healthy values by phase of a period (a day): the value expected at this time of day.
@@ -527,7 +522,8 @@ class _Season:
         self.period = period
         self.nbins = nbins
         self.keep = periods * period
-        self.bins: list[_Bin] = [_Bin() for _ in range(nbins)]
+        # a bin is made on its first value: 288 empty bins are ~50 KB, x 4,000 series 200 MB
+        self.bins: list[_Bin | None] = [None] * nbins
         # values per bin: the whole season holds at most ROW_CAP (a week of 1-minute probes)
         self.cap = max(3, ROW_CAP // nbins)
         self.version = [0] * nbins
@@ -545,6 +541,8 @@ class _Season:
     def add(self, t: float, y: float) -> None:
         b = self.index(t)
         q = self.bins[b]
+        if q is None:
+            q = self.bins[b] = _Bin()
         q.append(t, y, self.cap)
         # a value newer than half a period is in no expectation yet (expect reads earlier
         # periods only), and what is trimmed is older than any expectation of this period
@@ -570,7 +568,7 @@ class _Season:
             return hit[1]
         cut = t - self.period / 2
         lb = self._oldest(t)
-        vals = sorted(y for i in near for te, y in self.bins[i] if lb <= te <= cut)
+        vals = sorted(y for i in near for te, y in (self.bins[i] or ()) if lb <= te <= cut)
         out = None
         if len(vals) >= 3:
             med = _median_sorted(vals)
@@ -579,11 +577,10 @@ class _Season:
         return out
 
     def entries(self) -> deque[tuple[float, float]]:
-        return deque(sorted(e for q in self.bins for e in q))
+        return deque(sorted(e for q in self.bins if q is not None for e in q))
 
     def clear(self) -> None:
-        for q in self.bins:
-            q.clear()
+        self.bins = [None] * self.nbins
         self.version = [x + 1 for x in self.version]
         self.cache.clear()
         self.tmax = -math.inf
