@@ -95,9 +95,6 @@ def render(registry: CollectorRegistry) -> bytes:
     return "".join(out).encode("utf-8")
 
 
-_OM_COUNTER = re.compile(r"^# HELP (\w+)_total (.*)\n# TYPE \1_total counter$", re.M)
-
-
 def render_openmetrics(registry: CollectorRegistry) -> bytes:
     """OpenMetrics text, what prometheus_client.openmetrics.exposition.generate_latest writes.
 
@@ -109,7 +106,17 @@ def render_openmetrics(registry: CollectorRegistry) -> bytes:
 
         return om_latest(registry)
     text = render(registry).decode("utf-8")
-    return (_OM_COUNTER.sub(r"# HELP \1 \2\n# TYPE \1 counter", text) + "# EOF\n").encode("utf-8")
+    # Family by family, on the two header lines only: a regex over the whole body (4.6 MB
+    # at 1,000 targets) held the GIL for ~30 ms, stalling the event loop during each scrape.
+    families = text.split("# HELP ")
+    for i in range(1, len(families)):
+        help_line, _, rest = families[i].partition("\n")
+        type_line, _, body = rest.partition("\n")
+        name, _, doc = help_line.partition(" ")
+        if name.endswith("_total") and type_line == f"# TYPE {name} counter":
+            base = name.removesuffix("_total")
+            families[i] = f"{base} {doc}\n# TYPE {base} counter\n{body}"
+    return ("# HELP ".join(families) + "# EOF\n").encode("utf-8")
 
 
 def _use_created() -> bool:
