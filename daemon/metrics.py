@@ -440,7 +440,7 @@ class Metrics:
         if on["rate_limit_remaining"]:
             for kind, value in _remaining(r.rate_limit):
                 self.rate_limit_remaining.set_key((*lv, kind), value)
-        phases = _phases(r)
+        phases = phases_of(r)
         last = self.last_phase
         for name, value in phases.items():
             last.set_key((*lv, name), value)
@@ -488,7 +488,7 @@ class Metrics:
             family.discard_prefix(lv)
 
 
-def _phases(r: ProbeResult) -> dict[str, float]:
+def phases_of(r: ProbeResult) -> dict[str, float]:
     """The phases a probe reached: connect, tls, ttfb, and for a success ttft and generation."""
     out: dict[str, float] = {}
     if r.connect is not None:

@@ -88,11 +88,7 @@ def index(v: Any, what: str, default: int = 0) -> int:
 
 def tool_args(v: Any, what: str) -> str:
     """Tool-call arguments that arrive whole as an object (Gemini, Ollama) → JSON text."""
-    if v is None:
-        return ""
-    if not isinstance(v, dict):
-        raise _bad(what, "an object", v)
-    return json.dumps(v, separators=(",", ":"))
+    return "" if v is None else json.dumps(obj(v, what), separators=(",", ":"))
 
 
 def usage(where: str, *, input_tokens: Any = None, output_tokens: Any = None,

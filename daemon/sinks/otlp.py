@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.re import parse_env_headers
 
-from daemon.metrics import Metrics
+from daemon.metrics import Metrics, phases_of
 from daemon.sinks.base import AlertTransition
 from probes.result import Outcome, ProbeResult
 
@@ -195,21 +195,20 @@ class OtlpSink:
                                                      export_timeout_millis=cfg.timeout * 1000)
         self._meters = MeterProvider(resource=resource, metric_readers=[self._reader])
         meter = self._meters.get_meter("llm_vitals", ver, schema_url=f"https://opentelemetry.io/schemas/{SEMCONV_VERSION}")
-        self._duration = meter.create_histogram("gen_ai.client.operation.duration", unit="s",
-                                                description="GenAI operation duration.",
-                                                explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
-        self._ttfc = meter.create_histogram("gen_ai.client.operation.time_to_first_chunk", unit="s",
-                                            description="Time to receive the first chunk of the response stream.",
-                                            explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
-        self._tpoc = meter.create_histogram("gen_ai.client.operation.time_per_output_chunk", unit="s",
-                                            description="Time per output chunk after the first one.",
-                                            explicit_bucket_boundaries_advisory=CHUNK_BUCKETS)
-        self._tokens = meter.create_histogram("gen_ai.client.token.usage", unit="{token}",
-                                              description="Number of input and output tokens used.",
-                                              explicit_bucket_boundaries_advisory=TOKEN_BUCKETS)
-        self._phase = meter.create_histogram("llm_vitals.probe.phase.duration", unit="s",
-                                             description="Duration of each phase of a probe.",
-                                             explicit_bucket_boundaries_advisory=DURATION_BUCKETS)
+        def histogram(name: str, unit: str, description: str, buckets: tuple[float, ...]) -> Any:
+            return meter.create_histogram(name, unit=unit, description=description,
+                                          explicit_bucket_boundaries_advisory=buckets)
+
+        self._duration = histogram("gen_ai.client.operation.duration", "s", "GenAI operation duration.",
+                                   DURATION_BUCKETS)
+        self._ttfc = histogram("gen_ai.client.operation.time_to_first_chunk", "s",
+                               "Time to receive the first chunk of the response stream.", DURATION_BUCKETS)
+        self._tpoc = histogram("gen_ai.client.operation.time_per_output_chunk", "s",
+                               "Time per output chunk after the first one.", CHUNK_BUCKETS)
+        self._tokens = histogram("gen_ai.client.token.usage", "{token}", "Number of input and output tokens used.",
+                                 TOKEN_BUCKETS)
+        self._phase = histogram("llm_vitals.probe.phase.duration", "s", "Duration of each phase of a probe.",
+                                DURATION_BUCKETS)
         self._probes = meter.create_counter("llm_vitals.probes", unit="{probe}", description="Probes by outcome.")
         self._tracer_provider: TracerProvider | None = None
         self._spans: BatchSpanProcessor | None = None
@@ -294,7 +293,7 @@ class OtlpSink:
         for kind, n in (("input", r.input_tokens), ("output", r.output_tokens)):
             if n is not None and n >= 0:
                 self._tokens.record(n, {**attrs, "gen_ai.token.type": kind})
-        for phase, value in _phases(r):
+        for phase, value in phases_of(r).items():
             self._phase.record(value, {**attrs, "llm_vitals.phase": phase})
 
     def _span(self, r: ProbeResult, attrs: dict[str, Any]) -> None:
@@ -318,22 +317,6 @@ class OtlpSink:
             span.set_status(Status(StatusCode.ERROR, r.outcome.value))
         self._health.span_ended(self._max_queued)
         span.end(end_time=start + int(end_offset * 1e9))
-
-
-def _phases(r: ProbeResult) -> list[tuple[str, float]]:
-    """The phases of the Prometheus `phase` histogram: connect, tls, ttfb, ttft, generation."""
-    out = []
-    if r.connect is not None:
-        out.append(("connect", r.connect))
-    if r.tls is not None:
-        out.append(("tls", r.tls))
-    if r.ttfb is not None:
-        out.append(("ttfb", r.ttfb))
-    if r.ttft is not None:
-        out.append(("ttft", r.ttft))
-        if r.e2e is not None:
-            out.append(("generation", max(0.0, r.e2e - r.ttft)))
-    return out
 
 
 def parse_headers(text: str) -> dict[str, str]:
