@@ -25,8 +25,8 @@ def _settings(path: str | None) -> Any:
 
 def cmd_alert_test(args: argparse.Namespace) -> int:
     from alerts.engine import AlertEngine
+    from core.store import Store
     from daemon.aggregator import Aggregator
-    from daemon.store import Store
 
     s = _settings(args.config)
     if s is None:
@@ -51,7 +51,7 @@ def cmd_silence(args: argparse.Namespace) -> int:
         expire_silence,
         silence_duration,
     )
-    from daemon.store import Store
+    from core.store import Store
 
     s = _settings(args.config)
     if s is None:

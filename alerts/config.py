@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
-from daemon.durations import Duration
-from daemon.model import Strict
+from core.durations import Duration
+from core.strict import Strict
 
 Metric = Literal["ttft", "ttft_content", "e2e", "itl", "tpot", "output_tps"]
 Stat = Literal["p50", "p90", "p95", "p99", "mean", "max", "min"]

@@ -31,13 +31,13 @@ from alerts.history import BUCKET, HIGHER_IS_BETTER, MAX_AGE, TargetHistory, obj
 from alerts.model import Alert, Event, Finding, Notification, fingerprint
 from alerts.notifiers import DeliveryError, Notifier, build
 from alerts.routing import in_maintenance, inhibited, route_for
+from core.durations import format_duration, parse_duration
+from core.loopslice import SLICE, LoopSlice
+from core.result import ProbeResult
+from core.store import Store
 from daemon.aggregator import Aggregator
-from daemon.durations import format_duration, parse_duration
-from daemon.loopslice import SLICE, LoopSlice
 from daemon.metrics import Metrics
 from daemon.sinks.base import AlertTransition
-from daemon.store import Store
-from probes.result import ProbeResult
 
 log = structlog.get_logger("llm_vitals.alerts")
 
@@ -125,7 +125,7 @@ class AlertEngine:
             return
         now = self.clock()
         findings: list[Finding] = []
-        # at 1,000 targets judging every rule is ~0.1 s of CPU (daemon/loopslice.py)
+        # at 1,000 targets judging every rule is ~0.1 s of CPU (core/loopslice.py)
         loop_slice = LoopSlice(EVAL_SLICE)
         for key, h in list(self.histories.items()):
             if self.histories.get(key) is not h:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from probes.result import Outcome, ProbeResult
+from core.result import Outcome, ProbeResult
 
 BUCKET = 60.0  # burn-rate buckets (good, bad, slow) per minute
 MAX_AGE = 3 * 86400.0 + BUCKET

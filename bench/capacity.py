@@ -87,10 +87,10 @@ def series_per_target() -> dict[str, int]:
 
     import prometheus_client.metrics as pm
 
-    from daemon.detector import METRICS as DETECTOR_METRICS
+    from core.result import Outcome
     from daemon.exposition import render
     from daemon.metrics import DETAIL_LEVELS, Metrics, QuantileCollector, exported
-    from probes.result import Outcome
+    from detector.config import METRICS as DETECTOR_METRICS
     from tests.factories import result
 
     was, pm._use_created = pm._use_created, False  # type: ignore[attr-defined]

@@ -14,7 +14,7 @@ prints what happens at sigma 0.2 and 0.3 (informational, not a target).
 
 Per scenario: share of runs detected, time to detect (probes after onset; 1 = the first
 bad probe) and false pages per simulated week (pages on healthy series / before the
-onset), for the detector (daemon.detector, default DetectorConfig) and for a static rule
+onset), for the detector (detector.service, default DetectorConfig) and for a static rule
 ("p95 over the last 15 probes > 1.5x the healthy p95, for 3 probes"; errors: "error rate
 over the last 15 probes > 10%, for 3 probes").
 
@@ -24,7 +24,7 @@ overrides it for exploring; the targets are for the defaults).
 Healthy month: a latency series whose median swings 3x a day, with the heavy tail above,
 one probe a minute for 30 days (SWING_SEEDS of them): no onset.
 
-detect throughput: `llm-vitals detect` (daemon.detect_command) on a 100,000-row file.
+detect throughput: `llm-vitals detect` (detector.replay) on a 100,000-row file.
 
 NAB: every file replayed by `llm-vitals detect --direction both`'s own code (the daemon's
 Detector, default settings, the rows' own timestamps), one page per onset, scored as the
@@ -71,9 +71,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from daemon.detect_command import parse_timestamp, read_series, replay, run_detect  # noqa: E402
-from daemon.detector import Detector, DetectorConfig  # noqa: E402
-from probes.result import Outcome, ProbeResult, TokensSource  # noqa: E402
+from core.result import Outcome, ProbeResult, TokensSource  # noqa: E402
+from detector.replay import parse_timestamp, read_series, replay, run_detect  # noqa: E402
+from detector.service import Detector, DetectorConfig  # noqa: E402
 
 WARMUP = 720  # probes (12 h at one a minute)
 T0 = 1_700_000_000.0
@@ -270,7 +270,7 @@ def stationary_week(targets: int, seed: int) -> bool:
 
 
 # -- NAB ---------------------------------------------------------------------------------
-# Every file is replayed by `llm-vitals detect`'s own code (daemon.detect_command.replay:
+# Every file is replayed by `llm-vitals detect`'s own code (detector.replay.replay:
 # the daemon's Detector, default DetectorConfig, the files' own timestamps), two-sided
 # (--direction both: a NAB anomaly is any departure), one page per onset.
 NAB_THRESHOLD = 1.0  # fixed in advance: the daemon's own (score >= 1.0 = anomalous)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.detector import Detector, DetectorConfig
-from probes.result import Outcome, ProbeResult, TokensSource
+from core.result import Outcome, ProbeResult, TokensSource
+from detector.service import Detector, DetectorConfig
 
 
 def probe(t: float, rnd: random.Random) -> ProbeResult:

@@ -24,9 +24,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from core.result import Outcome, ProbeResult, TokensSource  # noqa: E402
+from core.store import Store  # noqa: E402
 from daemon import history  # noqa: E402
-from daemon.store import Store  # noqa: E402
-from probes.result import Outcome, ProbeResult, TokensSource  # noqa: E402
 
 CONFIG = """
 storage: {{path: "{db}", retention: 14d}}

@@ -28,12 +28,12 @@ import structlog
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from core.result import Outcome, ProbeResult  # noqa: E402
 from daemon.budget import BudgetTracker  # noqa: E402
 from daemon.config import Budgets  # noqa: E402
 from daemon.metrics import Metrics  # noqa: E402
 from daemon.scheduler import ProbeScheduler, Scheduled  # noqa: E402
 from probes.clients import ClientPool  # noqa: E402
-from probes.result import Outcome, ProbeResult  # noqa: E402
 from probes.runner import new_client, run_probe  # noqa: E402
 from probes.target import ProbeLimits, ProbeSpec, ProbeTarget, ProviderSpec  # noqa: E402
 

@@ -21,10 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from core.store import Store  # noqa: E402
 from daemon.config import InfluxConfig  # noqa: E402
 from daemon.metrics import Metrics  # noqa: E402
 from daemon.sinks.influx import InfluxSink  # noqa: E402
-from daemon.store import Store  # noqa: E402
 from tests.factories import result  # noqa: E402
 from tests.servers import InfluxDB1  # noqa: E402
 

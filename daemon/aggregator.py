@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from hdrh.histogram import HdrHistogram
 
-from probes.result import ProbeResult
+from core.result import ProbeResult
 
 WINDOWS: dict[str, float] = {"1m": 60.0, "5m": 300.0, "1h": 3600.0}
 QUANTILES: dict[str, float] = {"0.5": 0.50, "0.9": 0.90, "0.95": 0.95, "0.99": 0.99}

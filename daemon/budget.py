@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import structlog
 
+from core.result import ProbeResult
 from daemon.config import Budgets, ProviderBudget, Settings
 from daemon.metrics import Metrics
-from probes.result import ProbeResult
 
 log = structlog.get_logger("llm_vitals.budget")
 

@@ -58,7 +58,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         require_targets(settings, str(args.config or demo_config_path()))
     except ConfigError as exc:
         return _config_error(exc, args.config)
-    from daemon.store import storage_problem
+    from core.store import storage_problem
 
     source = args.config or demo_config_path()
     problems = []
@@ -120,8 +120,8 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 def cmd_detect(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from daemon.detect_command import run_detect
-    from daemon.detector import DetectorConfig
+    from detector.config import DetectorConfig
+    from detector.replay import run_detect
 
     if args.out is None and len(args.files) > 1:
         print("error: several files need --out DIR (one output file per input)", file=sys.stderr)

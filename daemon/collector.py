@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import structlog
 
+from core.result import ProbeResult
 from daemon.metrics import Metrics
 from daemon.tasks import cancel_and_wait
-from probes.result import ProbeResult
 
 log = structlog.get_logger("llm_vitals.collector")
 

@@ -16,11 +16,11 @@ from pydantic import Field, PrivateAttr, ValidationError, field_validator, model
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.config import AlertsConfig
-from daemon.detector import DetectorConfig
-from daemon.durations import Duration, Fraction
-from daemon.model import Strict
+from core.durations import Duration, Fraction
+from core.redact import SECRETS
+from core.strict import Strict
+from detector.config import DetectorConfig
 from probes.images import ImageError, load_image
-from probes.redact import SECRETS
 from probes.registry import PROTOCOLS
 from probes.target import (
     Expectation,

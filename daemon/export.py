@@ -1,5 +1,5 @@
 """`llm-vitals export`: every stored probe, one CSV row or JSON line per probe, with exactly
-the fields and names of `probe --format json` (probes.result.JSON_FIELDS).
+the fields and names of `probe --format json` (core.result.JSON_FIELDS).
 
 Streams: the SQLite cursor is read in chunks and each row written before the next chunk is
 read, so memory stays flat whatever the size of the store.
@@ -15,8 +15,8 @@ from collections.abc import Iterator, Sequence
 from enum import StrEnum
 from typing import Any, TextIO
 
+from core.result import JSON_FIELDS, ProbeResult
 from daemon.history import ns, target_clause
-from probes.result import JSON_FIELDS, ProbeResult
 
 CHUNK = 1000
 _PATHS = ", ".join(f"'$.{f}'" for f in JSON_FIELDS)

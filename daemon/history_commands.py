@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+from core.durations import parse_duration
 from daemon import history
 from daemon.config import ConfigError, Settings, load_settings
-from daemon.durations import parse_duration
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 

@@ -1,6 +1,6 @@
 """structlog setup: JSON lines for machines, a readable console on a TTY. Logs go to stderr.
 
-Every value is redacted against the process's known secrets (probes.redact.SECRETS)
+Every value is redacted against the process's known secrets (core.redact.SECRETS)
 before it is rendered: an error echoed by a provider or a sink may carry one."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import structlog
 
-from probes.redact import SECRETS
+from core.redact import SECRETS
 
 
 def _scrub(value: Any) -> Any:

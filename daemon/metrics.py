@@ -20,8 +20,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import INF, floatToGoString
 
+from core.result import Outcome, ProbeResult
 from daemon.exposition import created_section, escape_value, header, label_string
-from probes.result import Outcome, ProbeResult
 
 TARGET = ("provider", "model", "probe", "region")
 

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import TextIO
 
+from core.result import ProbeResult
 from daemon.config import Settings
 from daemon.simulator_process import simulator_process
 from probes.clients import ClientPool
-from probes.result import ProbeResult
 from probes.runner import run_probe
 from probes.target import ProbeTarget
 

@@ -17,6 +17,8 @@ import structlog
 from aiohttp import web
 from prometheus_client import disable_created_metrics
 
+from core.result import ProbeResult
+from core.store import Store, storage_problem
 from daemon import logs
 from daemon.aggregator import WINDOWS, Aggregator
 from daemon.budget import BudgetTracker, probe_cost
@@ -31,9 +33,7 @@ from daemon.selfmon import LoopMonitor
 from daemon.simulator_process import SimulatorStartError, simulator_process
 from daemon.sinks.base import AlertTransition, Sink
 from daemon.sinks.sqlite_results import SQLiteResultSink
-from daemon.store import Store, storage_problem
 from probes.clients import ClientPool
-from probes.result import ProbeResult
 from probes.target import ProbeTarget
 
 log = structlog.get_logger("llm_vitals.daemon")
@@ -45,7 +45,7 @@ SHUTDOWN_DEADLINE = 20.0
 
 def _detector_factory() -> Any:
     try:
-        from daemon import detector
+        from detector import service as detector
     except ImportError:
         return None
     return detector

@@ -25,11 +25,11 @@ from apscheduler.events import (
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from core.result import ProbeResult
 from daemon.budget import BudgetTracker
 from daemon.gridtrigger import GridIntervalTrigger
 from daemon.metrics import Metrics
 from probes.clients import ClientPool
-from probes.result import ProbeResult
 from probes.runner import run_probe
 from probes.target import ProbeTarget
 

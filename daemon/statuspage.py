@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from core.durations import parse_duration
 from daemon import history
-from daemon.durations import parse_duration
 from daemon.htmldoc import asset, document
 
 if TYPE_CHECKING:

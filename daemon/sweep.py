@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from core.result import Outcome, ProbeResult
 from daemon.config import Settings
-from probes.result import Outcome, ProbeResult
 from probes.runner import new_client, run_probe
 from probes.target import ProbeTarget
 from probes.timing import quantile

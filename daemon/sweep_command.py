@@ -13,8 +13,8 @@ import sys
 from contextlib import AsyncExitStack
 from typing import Any
 
+from core.durations import parse_duration
 from daemon.config import ConfigError, MissingSecret
-from daemon.durations import parse_duration
 from daemon.sweep import (
     DEFAULT_CONCURRENCY,
     Allowance,

@@ -19,15 +19,15 @@ from typing import Any
 import httpx
 import structlog
 
+from core.redact import SECRETS, clip, redact, url_secrets
+from core.result import Outcome, ProbeResult
+from core.retry_after import retry_after_seconds
 from probes import expect
 from probes.framing import FramingError, new_decoder
 from probes.httpclient import HEADERS, parsed_url, probe_client
 from probes.netstream import arrival_ns
 from probes.protocol import StreamProtocolError
-from probes.redact import SECRETS, clip, redact, url_secrets
 from probes.registry import protocol_for
-from probes.result import Outcome, ProbeResult
-from probes.retry_after import retry_after_seconds
 from probes.target import ProbeTarget
 from probes.timing import Timeline, UsageBounds, derive
 

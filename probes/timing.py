@@ -10,8 +10,8 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from core.result import MAX_ITLS, TokensSource
 from probes.protocol import StreamEvent, Usage
-from probes.result import MAX_ITLS, TokensSource
 
 NS = 1_000_000_000
 MAX_TOOL_CALLS = 16  # tool calls tracked per probe

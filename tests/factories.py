@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from probes.result import Outcome, ProbeResult, TokensSource
+from core.result import Outcome, ProbeResult, TokensSource
 
 
 def result(

@@ -5,8 +5,8 @@ import random
 import numpy as np
 import pytest
 
+from core.result import Outcome
 from daemon.aggregator import PROMOTE, Aggregator, WindowedDistribution
-from probes.result import Outcome
 from tests.factories import result
 
 

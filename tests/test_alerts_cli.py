@@ -16,11 +16,11 @@ import pytest
 
 from alerts import http_routes
 from alerts.engine import AlertEngine
+from core.result import Outcome
+from core.store import Store
 from daemon.aggregator import Aggregator
 from daemon.cli import main
 from daemon.metrics import Metrics
-from daemon.store import Store
-from probes.result import Outcome
 from tests.factories import result
 from tests.test_alerts_engine import Clock
 

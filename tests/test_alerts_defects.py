@@ -13,9 +13,9 @@ from alerts.config import AlertmanagerReceiver
 from alerts.engine import AlertEngine
 from alerts.model import Notification
 from alerts.notifiers.alertmanager import AlertmanagerNotifier
+from core.result import Outcome
+from core.store import Store
 from daemon.cli import main
-from daemon.store import Store
-from probes.result import Outcome
 from tests.factories import result
 from tests.test_alerts_engine import Clock, config, drain, engine, step
 

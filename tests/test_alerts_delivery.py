@@ -19,10 +19,10 @@ from aiosmtpd.controller import Controller
 from alerts.config import AlertsConfig
 from alerts.engine import STATE_KEY, AlertEngine
 from alerts.model import Alert, Event, Notification
+from core.result import Outcome
+from core.store import Store
 from daemon.aggregator import Aggregator
 from daemon.metrics import Metrics
-from daemon.store import Store
-from probes.result import Outcome
 from tests.conftest import free_port
 from tests.factories import result
 from tests.test_alerts_engine import Clock

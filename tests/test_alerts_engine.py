@@ -12,10 +12,10 @@ import alerts.engine as engine_mod
 from alerts.config import AlertsConfig
 from alerts.engine import AlertEngine
 from alerts.model import Notification
+from core.result import Outcome
+from core.store import Store
 from daemon.aggregator import Aggregator
 from daemon.metrics import Metrics
-from daemon.store import Store
-from probes.result import Outcome
 from tests.factories import LoopTicker, result
 
 

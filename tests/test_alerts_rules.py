@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from alerts.config import AlertsConfig
 from alerts.routing import in_maintenance
-from probes.result import Outcome
+from core.result import Outcome
 from tests.factories import result
 from tests.test_alerts_engine import Clock, config, drain, engine, step
 
@@ -165,7 +165,7 @@ def test_config_silence_without_offset_is_utc() -> None:
 
 def detector_verdicts(latencies: list[float], t0: float) -> dict:  # type: ignore[type-arg]
     """The real detector fed one probe a minute, judged after the last one."""
-    from daemon.detector import Detector, DetectorConfig
+    from detector.service import Detector, DetectorConfig
 
     det = Detector(DetectorConfig())
     for i, v in enumerate(latencies):

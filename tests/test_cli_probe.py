@@ -9,7 +9,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from probes.result import JSON_FIELDS
+from core.result import JSON_FIELDS
 
 CFG = """
 simulator: {enabled: true}

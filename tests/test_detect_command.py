@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from daemon.detect_command import replay
-from daemon.detector import Detector, DetectorConfig
-from probes.result import Outcome, ProbeResult
+from core.result import Outcome, ProbeResult
+from detector.replay import replay
+from detector.service import Detector, DetectorConfig
 
 T0 = 1_700_000_000.0
 HEADER = ["timestamp", "value", "score", "anomalous", "onset"]

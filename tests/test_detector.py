@@ -12,10 +12,12 @@ import pytest
 from pydantic import ValidationError
 from scipy.stats import false_discovery_control
 
-from daemon.detector import AnomalyVerdict, Detector, DetectorConfig
-from daemon.detector_core import benjamini_hochberg
-from daemon.store import Store
-from probes.result import Outcome, ProbeResult, TokensSource
+from core.result import Outcome, ProbeResult, TokensSource
+from core.store import Store
+from detector.config import DetectorConfig
+from detector.core import benjamini_hochberg
+from detector.service import Detector
+from detector.verdict import AnomalyVerdict
 from tests.factories import LoopTicker
 
 T0 = 1_700_000_000.0
@@ -303,7 +305,7 @@ async def test_evaluate_async_hands_the_loop_back_and_agrees_with_evaluate() -> 
 
 
 def test_windows_are_durations_or_as_before_probe_counts() -> None:
-    from daemon.detector_core import Span
+    from detector.params import Span
 
     cfg = DetectorConfig.model_validate({"recent": "10m", "short_baseline": 240, "baseline_size": "1d",
                                          "baseline_min": "90m", "quarantine": "0s"})

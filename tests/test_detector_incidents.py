@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from daemon.detector_core import LatencySeries
+from detector.core import LatencySeries
 from tests.test_detector_season import DAY, STEP, daily, raw_params, run
 
 ROWS_PER_DAY = int(DAY / STEP)

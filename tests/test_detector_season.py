@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from daemon.detector import Detector, DetectorConfig
-from daemon.detector_core import LatencySeries, Params, Status, _mad_sorted, decide
+from detector.core import LatencySeries, Status, _mad_sorted, decide
+from detector.params import Params
+from detector.service import Detector, DetectorConfig
 from tests.test_detector import TTFT, Feed
 
 DAY = 86400.0

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from daemon.detect_command import replay
-from daemon.detector import Detector, DetectorConfig
-from daemon.detector_core import LatencySeries
-from daemon.store import Store
+from core.store import Store
+from detector.core import LatencySeries
+from detector.replay import replay
+from detector.service import Detector, DetectorConfig
 
 T0 = 1_700_000_000.0
 DAY = 86400.0

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
+from core.result import Outcome
 from daemon.aggregator import Aggregator
 from daemon.exposition import render
 from daemon.metrics import Metrics, QuantileCollector
-from probes.result import Outcome
 from tests.factories import result
 
 

@@ -124,7 +124,7 @@ def test_silence_durations_are_bounded_over_http(daemon_factory) -> None:  # typ
 
 def test_silence_cli_bounds_durations_and_lists_an_old_unbounded_silence(tmp_path: Path) -> None:
     from alerts.engine import SILENCES_KEY
-    from daemon.store import Store
+    from core.store import Store
 
     f = config_file(tmp_path, ALERTS)
     for bad in ("1e12", "100d", "0s", "Infinity"):

@@ -18,12 +18,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from core.result import Outcome, ProbeResult
 from daemon.metrics import Metrics
 from daemon.sinks.influx_points import probe_line
 from probes.framing import EventStreamFrame, Frame, FramingError, SSEEvent, new_decoder
 from probes.protocol import StreamEvent, StreamProtocolError
 from probes.registry import PROTOCOLS, protocol_for
-from probes.result import Outcome, ProbeResult
 from probes.timing import Timeline, UsageBounds, derive
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

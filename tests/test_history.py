@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from core.result import Outcome, ProbeResult
+from core.store import Store
 from daemon import history
 from daemon.config import load_settings
 from daemon.process import Daemon
-from daemon.store import Store
-from probes.result import Outcome, ProbeResult
 from tests.factories import result
 
 

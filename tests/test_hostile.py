@@ -19,13 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
+from core.result import Outcome, ProbeResult
 from daemon.budget import BudgetTracker
 from daemon.config import Budgets
 from daemon.metrics import Metrics
 from daemon.scheduler import ProbeScheduler, Scheduled
 from probes.clients import ClientPool
 from probes.registry import protocol_for
-from probes.result import Outcome, ProbeResult
 from probes.runner import new_client, run_probe
 from probes.target import ProbeLimits, ProbeSpec, ProbeTarget, ProviderSpec
 from tests.conftest import REPO

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from core.result import Outcome
+from core.store import Store
 from daemon.config import InfluxConfig
 from daemon.metrics import Metrics
 from daemon.sinks.influx import InfluxSink
-from daemon.store import Store
-from probes.result import Outcome
 from tests.factories import result
 from tests.servers import InfluxDB1, VictoriaMetrics
 

@@ -8,10 +8,10 @@ import dataclasses
 import prometheus_client.metrics as pm
 import pytest
 
-from daemon.detector import METRICS as DETECTOR_METRICS
+from core.result import Outcome
 from daemon.exposition import render
 from daemon.metrics import DETAIL_LEVELS, Metrics
-from probes.result import Outcome
+from detector.config import METRICS as DETECTOR_METRICS
 from tests.factories import result
 
 SKIP_REASONS = ("overlap", "missed", "budget_tokens", "budget_cost", "budget_provider_tokens",

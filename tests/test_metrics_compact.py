@@ -13,9 +13,9 @@ import prometheus_client.metrics as pm
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from core.result import Outcome, ProbeResult
 from daemon import metrics as dm
 from daemon.metrics import Metrics
-from probes.result import Outcome, ProbeResult
 from tests.factories import result
 
 T = dm.TARGET

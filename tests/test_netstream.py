@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from core.result import Outcome
 from probes.httpclient import probe_client
 from probes.netstream import _enable_kernel_stamps
-from probes.result import Outcome
 from probes.runner import run_probe
 from probes.target import ProbeLimits, ProbeSpec, ProbeTarget, ProviderSpec
 

@@ -231,10 +231,10 @@ async def test_latest_semconv_opt_in_drops_the_old_attribute(daemon_factory, rec
 async def test_span_queue_is_bounded_and_its_drops_counted() -> None:
     from datetime import UTC, datetime
 
+    from core.result import Outcome, ProbeResult
     from daemon.config import OtlpConfig
     from daemon.metrics import Metrics
     from daemon.sinks.otlp import OtlpSink
-    from probes.result import Outcome, ProbeResult
 
     metrics = Metrics()
     # Nothing listens on the port and the export schedule is far away: every span queues.

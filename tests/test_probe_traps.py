@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from probes.result import Outcome, TokensSource
+from core.result import Outcome, TokensSource
 from probes.runner import new_client, run_probe
 from probes.target import Expectation, ProbeSpec, ProbeTarget, ProviderSpec, Secret
 from tests.replay import ReplayServer, Script

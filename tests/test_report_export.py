@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from core.result import JSON_FIELDS, Outcome, ProbeResult
+from core.store import Store
 from daemon.config import load_settings
 from daemon.probe_command import printer, run_probes
-from daemon.store import Store
-from probes.result import JSON_FIELDS, Outcome, ProbeResult
 from tests.browser import render
 from tests.conftest import REPO
 from tests.factories import result

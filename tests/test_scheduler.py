@@ -7,12 +7,12 @@ import asyncio
 import pytest
 
 import daemon.scheduler as sched_mod
+from core.result import ProbeResult
 from daemon.budget import BudgetTracker
 from daemon.config import Budgets
 from daemon.metrics import Metrics
 from daemon.scheduler import ProbeScheduler, ProviderRateLimit, Scheduled
 from probes.clients import ClientPool
-from probes.result import ProbeResult
 from probes.target import ProbeSpec, ProbeTarget, ProviderSpec
 from tests.factories import result
 

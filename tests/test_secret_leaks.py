@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from probes.redact import clip, redact, strip_userinfo, url_secrets
+from core.redact import clip, redact, strip_userinfo, url_secrets
 
 URL_USER, URL_PASS = "probeuser", "URLPASS-s3cr3t-9f8e7d"
 KEY = "sk-live-0123456789abcdefghijKLMN"

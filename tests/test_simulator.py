@@ -13,7 +13,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from probes.result import Outcome
+from core.result import Outcome
 from probes.runner import new_client, run_probe
 from probes.simulator import Scenario, Simulator
 from probes.simulator.scenario import Degradation, ModelScript, Script

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from core.result import Outcome, ProbeResult
 from daemon.config import load_settings
 from daemon.sweep import Plan, estimate, report, run_sweep
-from probes.result import Outcome, ProbeResult
 from probes.simulator import Scenario, Simulator
 from probes.simulator.scenario import Fault, Script
 from probes.timing import quantile
@@ -120,7 +120,7 @@ async def test_cli_json_shape_and_guard_rails(tmp_path: Path) -> None:
 def test_budget_counts_what_the_daemon_spent_today(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
-    from daemon.store import Store
+    from core.store import Store
     from daemon.sweep import Allowance
 
     db = tmp_path / "state.db"

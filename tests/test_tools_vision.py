@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from core.result import Outcome
 from probes.framing import SSEEvent
 from probes.images import MAX_IMAGE_BYTES, ImageError, load_image
 from probes.protocol import StreamProtocolError
 from probes.registry import protocol_for
-from probes.result import Outcome
 from probes.runner import new_client, run_probe
 from probes.simulator import Scenario, Simulator
 from probes.simulator.scenario import Script as SimScript

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from alerts.model import Notification
 from alerts.notifiers.base import DeliveryError, Notifier
 from alerts.notifiers.webhook import post_json
-from probes.redact import strip_userinfo
+from core.redact import strip_userinfo
 
 
 def _iso(ts: float) -> str:

@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from alerts.model import Notification
-from probes.retry_after import retry_after_seconds
+from core.retry_after import retry_after_seconds
 
 __all__ = ["DeliveryError", "Notifier", "retry_after_seconds"]
 

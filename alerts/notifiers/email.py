@@ -10,8 +10,8 @@ import aiosmtplib
 
 from alerts.model import Notification
 from alerts.notifiers.base import DeliveryError, Notifier
+from core.redact import SECRETS
 from daemon.config import read_secret
-from probes.redact import SECRETS
 
 
 class EmailNotifier(Notifier):

@@ -11,8 +11,8 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from alerts.model import Notification
 from alerts.notifiers.base import DeliveryError, Notifier, retry_after_seconds
+from core.redact import SECRETS
 from daemon.config import read_secret
-from probes.redact import SECRETS
 
 
 def blocks(n: Notification) -> list[dict[str, Any]]:

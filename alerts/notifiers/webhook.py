@@ -11,8 +11,8 @@ import httpx
 
 from alerts.model import Notification
 from alerts.notifiers.base import DeliveryError, Notifier, retry_after_seconds
+from core.redact import SECRETS
 from daemon.config import read_secret
-from probes.redact import SECRETS
 
 SIGNATURE_HEADER = "X-LLM-Vitals-Signature"
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from probes.result import ProbeResult
+from core.result import ProbeResult
 
 
 @dataclass(frozen=True, slots=True)

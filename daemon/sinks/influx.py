@@ -27,16 +27,16 @@ from typing import Any
 import httpx
 import structlog
 
+from core.redact import SECRETS
+from core.result import ProbeResult
+from core.retry_after import retry_after_seconds
+from core.store import Store
 from daemon.config import InfluxConfig, read_secret
 from daemon.metrics import Metrics
 from daemon.sinks.base import AlertTransition
 from daemon.sinks.influx_points import alert_line, probe_line
 from daemon.sinks.influx_spool import Spool
-from daemon.store import Store
 from daemon.tasks import cancel_and_wait
-from probes.redact import SECRETS
-from probes.result import ProbeResult
-from probes.retry_after import retry_after_seconds
 
 log = structlog.get_logger("llm_vitals.influxdb")
 

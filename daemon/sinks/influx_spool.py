@@ -6,7 +6,7 @@ the oldest points go (counted)."""
 
 from __future__ import annotations
 
-from daemon.store import Store
+from core.store import Store
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS influx_spool (id INTEGER PRIMARY KEY AUTOINCREMENT, sink TEXT NOT NULL, line TEXT NOT NULL)"
 

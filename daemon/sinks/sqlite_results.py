@@ -9,11 +9,11 @@ from typing import Any
 
 import structlog
 
+from core.result import ProbeResult
+from core.store import Store
 from daemon.metrics import Metrics
 from daemon.sinks.base import AlertTransition
-from daemon.store import Store
 from daemon.tasks import cancel_and_wait
-from probes.result import ProbeResult
 
 log = structlog.get_logger("llm_vitals.sqlite")
 

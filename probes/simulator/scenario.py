@@ -10,7 +10,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from daemon.durations import Duration, Fraction
+from core.durations import Duration, Fraction
 
 FaultKind = Literal[
     "http_429", "http_500", "http_503", "http_529", "stall_before_headers", "slow_headers",

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 import h11
 
-from daemon.durations import parse_duration
+from core.durations import parse_duration
 from probes.simulator.encoders import (
     AnthropicEncoder,
     BedrockEncoder,

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from probes.result import ProbeResult
+from core.result import ProbeResult
 
 _T = TypeVar("_T")
 

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from daemon.detector import Detector, DetectorConfig
+from detector.service import Detector, DetectorConfig
 
 DIRECTIONS = {"up": 1, "down": -1, "both": 0}
 _TARGET = "detect"

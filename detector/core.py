@@ -87,6 +87,8 @@ from typing import Any
 import numpy as np
 from scipy.special import bdtrc
 
+from detector.params import ROW_CAP, Params, Span
+
 _ND = NormalDist()
 _MAD_TO_SIGMA = 1.4826
 _P_FLOOR = 1e-300
@@ -112,7 +114,6 @@ def benjamini_hochberg(pvalues: list[float]) -> list[float]:
     return [float(x) for x in q]
 
 
-ROW_CAP = 10080  # most rows any window holds (a week of 1-minute probes): bounded memory
 _MIN_SHORT = 30  # fewest rows a baseline's median and spread are taken from
 _MIN_READY = 20  # fewest baseline rows before any verdict
 _MIN_SLOW = 3  # fewest rows of the creep test
@@ -124,23 +125,6 @@ _HIST_BINS = 80  # ...up to 4 (z ~ 54), the last one open
 _SURPRISE_SD_FLOOR = 0.05  # log(1 + z) units: a perfectly regular series still needs a clear change
 _SURPRISE_MIN = 20
 _SCAN_MIN = 5  # rows the likelihood scan looks back over, at least  # rows of a series' own history before it is judged against it
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A window: a duration, turned into rows at the series' own measured row interval, or
-    (the old meaning of a bare number in the config) a fixed number of rows."""
-
-    seconds: float = 0.0
-    rows: int = 0
-
-    def count(self, dt: float, floor: int = 1, cap: int = ROW_CAP) -> int:
-        n = self.rows if self.rows else math.ceil(self.seconds / dt - 1e-9)
-        return min(max(n, floor), cap)
-
-
-def _span(v: Span | int) -> Span:
-    return v if isinstance(v, Span) else Span(rows=int(v))
 
 
 class _Interval:
@@ -303,75 +287,6 @@ def _binom_tail(n: int, k: int, q: float) -> float:
 
 def _bin(avg: float) -> int:
     return min(int(avg / _HIST_WIDTH), _HIST_BINS - 1)
-
-
-@dataclass(slots=True)
-class Params:
-    """Numbers the series need (a plain copy of the config's, so the core has no pydantic)."""
-
-    min_effect: float = 0.3  # log scale: relative change of the median
-    # raw scale (series with zeros or negatives, `detect` only): robust sigmas of the median
-    raw_min_effect: float = 3.0
-    design_effect: float = 0.5  # the shift the CUSUM is tuned to catch fastest (same units)
-    # windows (a Span, or a bare row count): turned into rows at the measured interval
-    recent: Span | int = Span(300.0)  # whose median is the recent level (steps)
-    quarantine: Span | int = Span(600.0)  # a value waits this long before joining the baseline
-    short_baseline: Span | int = Span(7200.0)  # the newest healthy values, for steps
-    baseline_size: Span | int = Span(43200.0)  # every healthy value kept, for creeps
-    baseline_min: Span | int = Span(3600.0)  # warm-up: no verdict with less baseline
-    slow_window: Span | int = Span(1800.0)  # the creep test's recent window
-    baseline_max_age: float = 86400.0
-    exit_fraction: float = 0.5
-    z_cap: float = 3.0  # robust z-scores are clipped to +-z_cap: one probe weighs at most that
-    sigma_floor: float = 0.02  # oriented-scale floor for the robust spread
-    # score values beyond the baseline's range by a robust z instead of the top rank: reacts
-    # to huge jumps a probe earlier but lets heavy tails inflate false alarms (off for latency)
-    extrapolate: bool = False
-    # errors
-    min_error_effect: float = 0.01
-    error_windows: tuple[int, ...] = (10, 30, 120)
-    error_baseline_size: int = 1440
-    error_prior_rate: float = 0.005
-    error_prior_weight: float = 200.0
-    exit_alpha: float = 0.01
-    # after this many probes in one anomaly, its level becomes the new normal (0: never)
-    relearn_after: int = 0
-    # ...or after this long (seconds; 0: never): the anomaly resolves, the baseline is rebuilt
-    # from its newest values
-    relearn_time: float = 0.0
-    # seasonal model: period (seconds, 0: off), phase bins per period, periods remembered,
-    # periods of history before it may be used, and how much better than the plain short
-    # baseline (mean absolute deviation ratio) its residuals must be to be used
-    season: float = 0.0
-    season_bins: int = 288
-    season_periods: int = 7
-    season_min_periods: float = 1.0
-    season_gain: float = 0.9
-    # an anomaly ends once its effect has stayed small for this long (seconds): one page
-    # per incident, not one per wobble
-    exit_hold: float = 300.0
-    # novelty quantile (0: off): the recent median must also lie beyond this quantile of
-    # the baseline (below 1 - q for a fall), so a level the baseline often holds never pages
-    novelty: float = 0.0
-    # record test (0: off): one value beyond the range of the last `record_window` values
-    # (all of them, anomalous or not) by record_margin x (that range's edge - its median)
-    # is an anomaly on its own. Off in the daemon, where one slow probe must never page.
-    record_margin: float = 0.0
-    record_window: int = 4032
-    # likelihood gate (seconds, 0: off): the recent surprise must be one the series itself
-    # shows by chance less than once in this long (a normal upper tail against its own
-    # history, see _Surprise, at most row interval / likelihood per row), remembered this long
-    likelihood: float = 0.0
-    likelihood_memory: float = 7 * 86400.0
-
-    def __post_init__(self) -> None:
-        # a bare number is a row count (how tests and the old config spell windows)
-        self.recent = _span(self.recent)
-        self.quarantine = _span(self.quarantine)
-        self.short_baseline = _span(self.short_baseline)
-        self.baseline_size = _span(self.baseline_size)
-        self.baseline_min = _span(self.baseline_min)
-        self.slow_window = _span(self.slow_window)
 
 
 @dataclass(slots=True)

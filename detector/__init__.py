@@ -1,0 +1,1 @@
+"""Anomaly detection: config (cheap to import), statistics (detector.core), the per-series service and replay."""
