@@ -17,7 +17,7 @@ Metric = Literal["ttft", "ttft_content", "e2e", "itl", "tpot", "output_tps"]
 Stat = Literal["p50", "p90", "p95", "p99", "mean", "max", "min"]
 
 
-# The longest window the daemon's in-memory distributions keep (daemon/aggregator.py WINDOWS).
+# The longest window the daemon's in-memory distributions keep (core/aggregator.py WINDOWS).
 MAX_THRESHOLD_WINDOW = 3600
 
 

@@ -28,16 +28,22 @@ import structlog
 from alerts import rules as rule_eval
 from alerts.config import AlertsConfig, Route
 from alerts.history import BUCKET, HIGHER_IS_BETTER, MAX_AGE, TargetHistory, objective_field
-from alerts.model import Alert, Event, Finding, Notification, fingerprint
+from alerts.model import (
+    Alert,
+    AlertMetrics,
+    AlertTransition,
+    Event,
+    Finding,
+    Notification,
+    fingerprint,
+)
 from alerts.notifiers import DeliveryError, Notifier, build
 from alerts.routing import in_maintenance, inhibited, route_for
+from core.aggregator import Aggregator
 from core.durations import format_duration, parse_duration
 from core.loopslice import SLICE, LoopSlice
 from core.result import ProbeResult
 from core.store import Store
-from daemon.aggregator import Aggregator
-from daemon.metrics import Metrics
-from daemon.sinks.base import AlertTransition
 
 log = structlog.get_logger("llm_vitals.alerts")
 
@@ -71,7 +77,7 @@ class Group:
 
 
 class AlertEngine:
-    def __init__(self, cfg: AlertsConfig, *, store: Store, stats: Aggregator, metrics: Metrics | None = None,
+    def __init__(self, cfg: AlertsConfig, *, store: Store, stats: Aggregator, metrics: AlertMetrics | None = None,
                  region: str = "local", clock: Callable[[], float] = time.time,
                  on_transition: Callable[[AlertTransition], None] | None = None, queue_size: int = QUEUE_SIZE) -> None:
         self.cfg = cfg
@@ -108,7 +114,7 @@ class AlertEngine:
         h = self.histories.get(r.target)
         if h is None:
             h = self.histories[r.target] = TargetHistory(
-                {"provider": r.provider, "model": r.model, "probe": r.probe, "region": r.region},
+                r.labels,
                 objectives=self._objectives)
         h.observe(r, self.clock())
 

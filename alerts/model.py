@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter, Gauge
 
 
 def fingerprint(rule: str, labels: dict[str, str]) -> str:
@@ -139,3 +143,26 @@ def _human(seconds: float | None) -> str:
     if s < 7200:
         return f"{s // 60}m{s % 60:02d}s"
     return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTransition:
+    """An alert changing state; written to InfluxDB measurement `alert` and the store."""
+
+    at: datetime  # UTC
+    rule: str
+    fingerprint: str
+    state: str  # pending · firing · resolved
+    severity: str
+    labels: dict[str, str] = field(default_factory=dict)
+    value: float | None = None
+    summary: str = ""
+
+
+class AlertMetrics(Protocol):
+    """The series the engine keeps up to date (the daemon's Metrics has them): the alerts
+    room depends on this shape, not on the daemon that exports it."""
+
+    alerts_firing: Gauge
+    notifications: Counter
+    queue_depth: Gauge

@@ -98,7 +98,7 @@ def series_per_target() -> dict[str, int]:
     try:
         for detail in DETAIL_LEVELS:
             m = Metrics(detail=detail)
-            from daemon.aggregator import Aggregator
+            from core.aggregator import Aggregator
 
             agg = Aggregator()
             if exported("quantiles", detail):

@@ -142,6 +142,11 @@ class ProbeResult:
         return self.outcome is Outcome.OK
 
     @property
+    def labels(self) -> dict[str, str]:
+        """The target's labels, the same in every room's series (a fresh dict: callers keep it)."""
+        return {"provider": self.provider, "model": self.model, "probe": self.probe, "region": self.region}
+
+    @property
     def target(self) -> str:
         return f"{self.provider}/{self.model}/{self.probe}"
 

@@ -8,7 +8,8 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from daemon.config import ConfigError, MissingSecret, Settings, load_settings, require_targets
+from core.secrets import MissingSecret
+from daemon.config import ConfigError, Settings, load_settings, require_targets
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -193,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     det.set_defaults(func=cmd_detect)
 
     try:
-        from alerts.cli import add_commands
+        from daemon.alerts_command import add_commands
     except ImportError:
         pass
     else:

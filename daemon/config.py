@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from alerts.config import AlertsConfig
 from core.durations import Duration, Fraction
 from core.redact import SECRETS
+from core.secrets import MissingSecret, read_secret
 from core.strict import Strict
 from detector.config import DetectorConfig
 from probes.images import ImageError, load_image
@@ -29,49 +30,16 @@ from probes.target import (
     ProbeSpec,
     ProbeTarget,
     ProviderSpec,
-    Secret,
     ToolSpec,
 )
 
 ENV_PREFIX = "LLM_VITALS_"
-MAX_SECRET_FILE = 4096  # bytes; API keys, tokens and PEM-less passwords are far smaller
-
-
 class ConfigError(Exception):
     """A config that must not start. Each line names the file, the key and the reason."""
 
     def __init__(self, lines: list[str]) -> None:
         super().__init__("\n".join(lines))
         self.lines = lines
-
-
-class MissingSecret(ValueError):
-    pass
-
-
-def read_secret(env: str | None, file: str | None, what: str) -> Secret | None:
-    """A secret from an environment variable or a file; never from the config itself."""
-    if env:
-        value = os.environ.get(env)
-        if value is None or value == "":
-            raise MissingSecret(f"{what}: environment variable {env} is not set")
-        SECRETS.add(value.strip())
-        return Secret(value.strip())
-    if file:
-        try:
-            with open(file, "rb") as f:
-                raw = f.read(MAX_SECRET_FILE + 1)  # /dev/zero or a log file by mistake: never unbounded
-        except OSError as exc:
-            raise MissingSecret(f"{what}: cannot read secret file {file}: {exc.strerror}") from None
-        if len(raw) > MAX_SECRET_FILE:
-            raise MissingSecret(f"{what}: secret file {file} is larger than {MAX_SECRET_FILE} bytes (not a secret?)")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise MissingSecret(f"{what}: secret file {file} is not UTF-8 text (byte {exc.start})") from None
-        SECRETS.add(text.strip())
-        return Secret(text.strip())
-    return None
 
 
 def _register_url_secrets(settings: Settings) -> None:

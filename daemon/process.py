@@ -17,13 +17,15 @@ import structlog
 from aiohttp import web
 from prometheus_client import disable_created_metrics
 
+from alerts.model import AlertTransition
+from core.aggregator import WINDOWS, Aggregator
 from core.result import ProbeResult
+from core.secrets import read_secret
 from core.store import Store, storage_problem
 from daemon import logs
-from daemon.aggregator import WINDOWS, Aggregator
 from daemon.budget import BudgetTracker, probe_cost
 from daemon.collector import Collector
-from daemon.config import ConfigError, Settings, load_settings, read_secret, require_targets
+from daemon.config import ConfigError, Settings, load_settings, require_targets
 from daemon.gcpolicy import GcPolicy
 from daemon.http_api import build_app
 from daemon.metrics import Metrics, QuantileCollector, exported
@@ -31,7 +33,7 @@ from daemon.scheduler import ProbeScheduler, Scheduled
 from daemon.sdnotify import Notifier
 from daemon.selfmon import LoopMonitor
 from daemon.simulator_process import SimulatorStartError, simulator_process
-from daemon.sinks.base import AlertTransition, Sink
+from daemon.sinks.base import Sink
 from daemon.sinks.sqlite_results import SQLiteResultSink
 from probes.clients import ClientPool
 from probes.target import ProbeTarget
@@ -187,7 +189,7 @@ class Daemon:
         cfg = settings.otlp
         if cfg is None:
             return None
-        from daemon.config import read_secret
+        from core.secrets import read_secret
         from daemon.sinks.otlp import OtlpSink, parse_headers
 
         secret = read_secret(cfg.headers_env, cfg.headers_file, "otlp.headers")

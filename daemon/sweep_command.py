@@ -14,7 +14,8 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 from core.durations import parse_duration
-from daemon.config import ConfigError, MissingSecret
+from core.secrets import MissingSecret
+from daemon.config import ConfigError
 from daemon.sweep import (
     DEFAULT_CONCURRENCY,
     Allowance,

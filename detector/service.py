@@ -98,12 +98,7 @@ class Detector:
         if not self.cfg.enabled:
             return
         target = result.target
-        self.labels[target] = {
-            "provider": result.provider,
-            "model": result.model,
-            "probe": result.probe,
-            "region": result.region,
-        }
+        self.labels[target] = result.labels
         t = result.started_at.timestamp()
         for metric in self.cfg.metrics:
             if metric == "error":

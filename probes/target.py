@@ -12,31 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-
-class Secret:
-    """A secret value that never prints itself (repr/str/format are masked)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __bool__(self) -> bool:
-        return bool(self._value)
+from core.secrets import Secret
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ import random
 import numpy as np
 import pytest
 
+from core.aggregator import PROMOTE, Aggregator, WindowedDistribution
 from core.result import Outcome
-from daemon.aggregator import PROMOTE, Aggregator, WindowedDistribution
 from tests.factories import result
 
 

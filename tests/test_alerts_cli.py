@@ -16,9 +16,9 @@ import pytest
 
 from alerts import http_routes
 from alerts.engine import AlertEngine
+from core.aggregator import Aggregator
 from core.result import Outcome
 from core.store import Store
-from daemon.aggregator import Aggregator
 from daemon.cli import main
 from daemon.metrics import Metrics
 from tests.factories import result

@@ -438,7 +438,7 @@ async def test_a_retried_page_is_not_delivered_after_its_resolve(tmp_path: Path)
     import asyncio
 
     from alerts.notifiers import DeliveryError
-    from daemon.aggregator import Aggregator
+    from core.aggregator import Aggregator
     from tests.test_alerts_engine import Recorder
 
     class Flaky(Recorder):
@@ -564,7 +564,7 @@ def test_silences_added_at_once_by_the_cli_and_the_daemon_are_all_kept(tmp_path:
 ])
 def test_retry_after_in_seconds_or_as_an_http_date(header: object, seconds: float | None) -> None:
     """RFC 9110 allows an HTTP-date; Slack's webhook path raised ValueError on one (no retry)."""
-    from alerts.notifiers.base import retry_after_seconds
+    from core.retry_after import retry_after_seconds
 
     now = datetime(2026, 12, 2, 1, 0, 0, tzinfo=UTC).timestamp()
     assert retry_after_seconds(header, now) == seconds

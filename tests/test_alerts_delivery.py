@@ -19,9 +19,9 @@ from aiosmtpd.controller import Controller
 from alerts.config import AlertsConfig
 from alerts.engine import STATE_KEY, AlertEngine
 from alerts.model import Alert, Event, Notification
+from core.aggregator import Aggregator
 from core.result import Outcome
 from core.store import Store
-from daemon.aggregator import Aggregator
 from daemon.metrics import Metrics
 from tests.conftest import free_port
 from tests.factories import result

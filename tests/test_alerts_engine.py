@@ -12,9 +12,9 @@ import alerts.engine as engine_mod
 from alerts.config import AlertsConfig
 from alerts.engine import AlertEngine
 from alerts.model import Notification
+from core.aggregator import Aggregator
 from core.result import Outcome
 from core.store import Store
-from daemon.aggregator import Aggregator
 from daemon.metrics import Metrics
 from tests.factories import LoopTicker, result
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
+from core.aggregator import Aggregator
 from core.result import Outcome
-from daemon.aggregator import Aggregator
 from daemon.exposition import render
 from daemon.metrics import Metrics, QuantileCollector
 from tests.factories import result

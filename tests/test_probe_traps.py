@@ -8,8 +8,9 @@ import json
 import pytest
 
 from core.result import Outcome, TokensSource
+from core.secrets import Secret
 from probes.runner import new_client, run_probe
-from probes.target import Expectation, ProbeSpec, ProbeTarget, ProviderSpec, Secret
+from probes.target import Expectation, ProbeSpec, ProbeTarget, ProviderSpec
 from tests.replay import ReplayServer, Script
 
 TOL = 0.06  # scheduling slack on a shared 2-core VM; offsets below are >= 0.1 s apart

@@ -14,10 +14,11 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from core.result import Outcome
+from core.secrets import Secret
 from probes.runner import new_client, run_probe
 from probes.simulator import Scenario, Simulator
 from probes.simulator.scenario import Degradation, ModelScript, Script
-from probes.target import ProbeSpec, ProbeTarget, ProviderSpec, Secret
+from probes.target import ProbeSpec, ProbeTarget, ProviderSpec
 
 TOL = 0.06
 KINDS = {  # kind -> base path

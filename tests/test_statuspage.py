@@ -20,7 +20,7 @@ from tests.conftest import REPO, DaemonProcess
 
 DEGRADING = "sim-openai/sim-degrading/short"
 
-# Threshold rules judge windows of at least a minute (daemon/aggregator.py): a resolve would
+# Threshold rules judge windows of at least a minute (core/aggregator.py): a resolve would
 # take a minute. Failures resolve at the first good probe, so the degradation is an outage.
 SCENARIO = """
 defaults: {ttft: 120ms, itl: 10ms, jitter: 10%, tokens: 8}

@@ -6,9 +6,8 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from alerts.model import Notification
-from core.retry_after import retry_after_seconds
 
-__all__ = ["DeliveryError", "Notifier", "retry_after_seconds"]
+__all__ = ["DeliveryError", "Notifier"]
 
 
 class DeliveryError(Exception):

@@ -11,7 +11,7 @@ import aiosmtplib
 from alerts.model import Notification
 from alerts.notifiers.base import DeliveryError, Notifier
 from core.redact import SECRETS
-from daemon.config import read_secret
+from core.secrets import read_secret
 
 
 class EmailNotifier(Notifier):

@@ -10,9 +10,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from alerts.model import Notification
-from alerts.notifiers.base import DeliveryError, Notifier, retry_after_seconds
+from alerts.notifiers.base import DeliveryError, Notifier
+from core.http_retry import HttpFailure, classify
 from core.redact import SECRETS
-from daemon.config import read_secret
+from core.secrets import read_secret
 
 
 def blocks(n: Notification) -> list[dict[str, Any]]:
@@ -76,17 +77,17 @@ class SlackNotifier(Notifier):
             hook = read_secret(c.webhook_url_env, c.webhook_url_file, "slack.webhook_url")
             assert hook is not None
             wresp = await AsyncWebhookClient(hook.get(), timeout=int(c.timeout)).send(text=n.title(), blocks=blocks(n))
-            if wresp.status_code == 429 or wresp.status_code >= 500:
-                ra = wresp.headers.get("retry-after") if wresp.headers else None
-                raise DeliveryError(f"Slack webhook HTTP {wresp.status_code}", retry_after_seconds(ra))
-            if wresp.status_code >= 400:
+            failure = classify(wresp.status_code, wresp.headers)
+            if failure is not None and failure.retry:
+                raise DeliveryError(f"Slack webhook HTTP {wresp.status_code}", failure.retry_after)
+            if failure is not None:
                 raise DeliveryError(f"Slack webhook HTTP {wresp.status_code}: {SECRETS.clip(str(wresp.body), 100)}", permanent=True)
         except SlackApiError as exc:
             status = exc.response.status_code
-            ra = exc.response.headers.get("retry-after") or exc.response.headers.get("Retry-After")
+            failure = classify(status, exc.response.headers) or HttpFailure(status, False, None)
             err = exc.response.get("error") if hasattr(exc.response, "get") else None
-            raise DeliveryError(f"Slack API {status}: {err}", retry_after_seconds(ra),
-                                permanent=status < 500 and status != 429) from None
+            raise DeliveryError(f"Slack API {status}: {err}", failure.retry_after,
+                                permanent=not failure.retry) from None
         except DeliveryError:
             raise
         except Exception as exc:  # connection errors from aiohttp

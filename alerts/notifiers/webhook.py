@@ -10,9 +10,10 @@ from typing import Any
 import httpx
 
 from alerts.model import Notification
-from alerts.notifiers.base import DeliveryError, Notifier, retry_after_seconds
+from alerts.notifiers.base import DeliveryError, Notifier
+from core.http_retry import classify
 from core.redact import SECRETS
-from daemon.config import read_secret
+from core.secrets import read_secret
 
 SIGNATURE_HEADER = "X-LLM-Vitals-Signature"
 
@@ -41,12 +42,12 @@ async def post_json(url: str, body: bytes, headers: dict[str, str], timeout: flo
             resp = await client.post(url, content=body, headers={"content-type": "application/json", **headers})
     except httpx.HTTPError as exc:
         raise DeliveryError(SECRETS.clip(f"{type(exc).__name__}: {exc}", 200)) from None
-    if resp.status_code == 429 or resp.status_code >= 500:
-        ra = resp.headers.get("retry-after")
-        raise DeliveryError(f"HTTP {resp.status_code}", retry_after_seconds(ra))
-    if resp.status_code >= 400:
-        raise DeliveryError(f"HTTP {resp.status_code}: {SECRETS.clip(resp.text, 200)}", permanent=True)
-    return resp
+    failure = classify(resp.status_code, resp.headers)
+    if failure is None:
+        return resp
+    if failure.retry:
+        raise DeliveryError(f"HTTP {resp.status_code}", failure.retry_after)
+    raise DeliveryError(f"HTTP {resp.status_code}: {SECRETS.clip(resp.text, 200)}", permanent=True)
 
 
 class WebhookNotifier(Notifier):

@@ -6,25 +6,10 @@ its own bounded queue and measures itself, it never holds up the probe path (DES
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from alerts.model import AlertTransition
 from core.result import ProbeResult
-
-
-@dataclass(frozen=True, slots=True)
-class AlertTransition:
-    """An alert changing state; written to InfluxDB measurement `alert` and the store."""
-
-    at: datetime  # UTC
-    rule: str
-    fingerprint: str
-    state: str  # pending · firing · resolved
-    severity: str
-    labels: dict[str, str] = field(default_factory=dict)
-    value: float | None = None
-    summary: str = ""
 
 
 @runtime_checkable

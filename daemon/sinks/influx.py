@@ -27,13 +27,14 @@ from typing import Any
 import httpx
 import structlog
 
+from alerts.model import AlertTransition
+from core.http_retry import classify
 from core.redact import SECRETS
 from core.result import ProbeResult
-from core.retry_after import retry_after_seconds
+from core.secrets import read_secret
 from core.store import Store
-from daemon.config import InfluxConfig, read_secret
+from daemon.config import InfluxConfig
 from daemon.metrics import Metrics
-from daemon.sinks.base import AlertTransition
 from daemon.sinks.influx_points import alert_line, probe_line
 from daemon.sinks.influx_spool import Spool
 from daemon.tasks import cancel_and_wait
@@ -44,7 +45,7 @@ MAX_BACKOFF = 60.0
 DROP_DEGRADED_SECONDS = 600.0
 # Not the points' fault: the database or bucket is missing (being created, restored) or
 # the credentials are refused (being rotated). Dropping would lose every point meanwhile.
-RETRYABLE_4XX = frozenset({401, 403, 404, 408, 409, 425})
+RETRYABLE_4XX = frozenset({401, 403, 404, 409})  # beside 408, 425 and 429 (core.http_retry)
 
 
 class WriteRejected(Exception):
@@ -273,10 +274,10 @@ class InfluxSink:
             raise WriteFailed(SECRETS.clip(f"{type(exc).__name__}: {exc}", 200)) from None
         finally:
             self._metrics.sink_write.labels(self.name).observe(time.perf_counter() - t0)
-        if resp.status_code < 300:
+        failure = classify(resp.status_code, resp.headers, also_transient=RETRYABLE_4XX)
+        if failure is None:
             return
         text = SECRETS.clip(resp.text, 300)  # a proxy may echo the credentials
-        code = resp.status_code
-        if code == 429 or code >= 500 or code in RETRYABLE_4XX:
-            raise WriteFailed(f"HTTP {code}: {text}", retry_after_seconds(resp.headers.get("retry-after")))
-        raise WriteRejected(f"HTTP {code}: {text}")
+        if failure.retry:
+            raise WriteFailed(f"HTTP {failure.status}: {text}", failure.retry_after)
+        raise WriteRejected(f"HTTP {failure.status}: {text}")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from influxdb_client import Point, WritePrecision
 
+from alerts.model import AlertTransition
 from core.result import ProbeResult
-from daemon.sinks.base import AlertTransition
 
 FLOAT_FIELDS = ("connect", "tls", "ttfb", "ttft", "ttft_content", "e2e", "tpot", "itl_mean", "itl_p50",
                 "itl_p95", "itl_max", "output_tps")

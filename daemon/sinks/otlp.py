@@ -38,9 +38,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.util.re import parse_env_headers
 
+from alerts.model import AlertTransition
 from core.result import Outcome, ProbeResult
 from daemon.metrics import Metrics, phases_of
-from daemon.sinks.base import AlertTransition
 
 log = structlog.get_logger("llm_vitals.otlp")
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import structlog
 
+from alerts.model import AlertTransition
 from core.result import ProbeResult
 from core.store import Store
 from daemon.metrics import Metrics
-from daemon.sinks.base import AlertTransition
 from daemon.tasks import cancel_and_wait
 
 log = structlog.get_logger("llm_vitals.sqlite")

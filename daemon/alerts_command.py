@@ -25,8 +25,8 @@ def _settings(path: str | None) -> Any:
 
 def cmd_alert_test(args: argparse.Namespace) -> int:
     from alerts.engine import AlertEngine
+    from core.aggregator import Aggregator
     from core.store import Store
-    from daemon.aggregator import Aggregator
 
     s = _settings(args.config)
     if s is None:

@@ -186,12 +186,7 @@ class Aggregator:
 
     def _observe(self, result: ProbeResult, at: float | None) -> None:
         key = result.target
-        self.labels[key] = {
-            "provider": result.provider,
-            "model": result.model,
-            "probe": result.probe,
-            "region": result.region,
-        }
+        self.labels[key] = result.labels
         now = self._clock() if at is None else at
         for metric in METRICS:
             vals = values_of(result, metric)
