@@ -44,6 +44,7 @@ from core.durations import format_duration, parse_duration
 from core.loopslice import SLICE, LoopSlice
 from core.result import ProbeResult
 from core.store import Store
+from detector.verdict import AnomalyVerdict
 
 log = structlog.get_logger("llm_vitals.alerts")
 
@@ -90,7 +91,7 @@ class AlertEngine:
         self.histories: dict[str, TargetHistory] = {}
         self.alerts: dict[str, Alert] = {}
         self.groups: dict[str, Group] = {}
-        self.verdicts: Mapping[tuple[str, str], Any] = {}
+        self.verdicts: Mapping[tuple[str, str], AnomalyVerdict] = {}
         self.notifiers: dict[str, Notifier] = {r.name: build(r) for r in cfg.receivers}
         self.rules = list(cfg.rules) or (list(rule_eval.DEFAULT_RULES) if cfg.use_default_rules else [])
         self._objectives = frozenset(
@@ -118,7 +119,7 @@ class AlertEngine:
                 objectives=self._objectives)
         h.observe(r, self.clock())
 
-    def set_verdicts(self, verdicts: Mapping[tuple[str, str], Any]) -> None:
+    def set_verdicts(self, verdicts: Mapping[tuple[str, str], AnomalyVerdict]) -> None:
         self.verdicts = verdicts
 
     def targets_known(self, keys: set[str]) -> None:

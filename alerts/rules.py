@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Protocol
 
 from alerts.config import Rule
 from alerts.history import TargetHistory
 from alerts.model import Finding
+from detector.config import METRICS as DETECTOR_METRICS
+from detector.verdict import AnomalyVerdict
 
 OPS: dict[str, Callable[[float, float], bool]] = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
@@ -36,14 +38,6 @@ class StatsSource(Protocol):
     def count(self, target: str, metric: str, window_seconds: float) -> int: ...
 
 
-class Verdict(Protocol):
-    anomalous: bool
-    score: float
-    effect: float
-    baseline: float
-    recent: float
-
-
 def _fmt(metric: str | None, v: float | None) -> str:
     if v is None:
         return "n/a"
@@ -52,18 +46,9 @@ def _fmt(metric: str | None, v: float | None) -> str:
     return f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s"
 
 
-def baseline_ready(v: Any) -> bool:
-    """Whether a verdict's baseline is a learnt, healthy one. During its warm-up (the first
-    `baseline_min` probes) the detector reports the median of the few probes seen so far and
-    `recent` = NaN: quoting that as "the baseline" would mislead. A verdict with a `ready`
-    attribute says it directly."""
-    ready = getattr(v, "ready", None)
-    if ready is not None:
-        return bool(ready)
-    try:
-        return math.isfinite(float(v.baseline)) and math.isfinite(float(v.recent))
-    except (AttributeError, TypeError, ValueError):
-        return False
+def baseline_ready(v: AnomalyVerdict) -> bool:
+    """Whether a verdict's baseline is a learnt, healthy one (see AnomalyVerdict.ready)."""
+    return v.ready and math.isfinite(v.baseline) and math.isfinite(v.recent)
 
 
 def matches(labels: Mapping[str, str], match: Mapping[str, str]) -> bool:
@@ -71,7 +56,7 @@ def matches(labels: Mapping[str, str], match: Mapping[str, str]) -> bool:
 
 
 def evaluate(rule: Rule, key: str, h: TargetHistory, stats: StatsSource,
-             verdicts: Mapping[tuple[str, str], Any], now: float) -> Finding | None:
+             verdicts: Mapping[tuple[str, str], AnomalyVerdict], now: float) -> Finding | None:
     if not matches(h.labels, rule.match):
         return None
     labels = {**h.labels, **rule.labels}
@@ -110,15 +95,15 @@ def evaluate(rule: Rule, key: str, h: TargetHistory, stats: StatsSource,
         age = now - h.last_seen
         return finding(age > rule.window, age, f"no probe result for {int(age)}s")
     if kind == "anomaly":
-        metrics = [rule.metric] if rule.metric else ["ttft", "e2e", "itl", "output_tps", "error"]
+        metrics = [rule.metric] if rule.metric else list(DETECTOR_METRICS)
         hits = [(m, verdicts[(key, m)]) for m in metrics if (key, m) in verdicts]
         hot = [(m, v) for m, v in hits if v.anomalous]
         if not hot:
             return finding(False, max((v.score for _, v in hits), default=0.0), "normal", reason="")
-        m, v = max(hot, key=lambda mv: mv[1].score)
-        summary = (f"{m} anomalous: {_fmt(m, v.recent)} vs baseline {_fmt(m, v.baseline)} "
-                   f"({v.effect:+.0%}, score {v.score:.1f})")
-        return finding(True, v.score, summary, reason="")
+        m, top = max(hot, key=lambda mv: mv[1].score)
+        summary = (f"{m} anomalous: {_fmt(m, top.recent)} vs baseline {_fmt(m, top.baseline)} "
+                   f"({top.effect:+.0%}, score {top.score:.1f})")
+        return finding(True, top.score, summary, reason="")
     if kind == "burn_rate":
         return _burn(rule, h, now, finding)
     raise ValueError(f"unknown rule kind {kind}")

@@ -61,7 +61,7 @@ async def run(args: argparse.Namespace) -> int:
         await sink.start()
         t0 = time.monotonic()
         for i in range(args.sustained):
-            sink.submit(result(0.3, model=f"m{i % 100}", started_at=start + timedelta(microseconds=i * 10)))
+            sink.observe(result(0.3, model=f"m{i % 100}", started_at=start + timedelta(microseconds=i * 10)))
             if i % 2000 == 0:
                 await asyncio.sleep(0)
         took = await wait_count(db, args.sustained, 300) + 0
@@ -77,7 +77,7 @@ async def run(args: argparse.Namespace) -> int:
         await sink.start()
         base = start + timedelta(days=1)
         for i in range(args.replay):
-            sink.submit(result(0.3, model=f"r{i % 100}", started_at=base + timedelta(microseconds=i * 10)))
+            sink.observe(result(0.3, model=f"r{i % 100}", started_at=base + timedelta(microseconds=i * 10)))
             if i % 5000 == 0:
                 await asyncio.sleep(0)
         while sink.health()["spooled"] < args.replay:
@@ -95,7 +95,7 @@ async def run(args: argparse.Namespace) -> int:
                 await asyncio.sleep(0.01)
                 lags.append(time.perf_counter() - t - 0.01)
                 s = time.perf_counter()
-                sink.submit(result(0.3, model="live", started_at=base + timedelta(days=1, seconds=i)))
+                sink.observe(result(0.3, model="live", started_at=base + timedelta(days=1, seconds=i)))
                 submits.append(time.perf_counter() - s)
                 i += 1
 

@@ -180,6 +180,10 @@ class Store:
         with self.transaction() as c:
             c.execute(_PUT_STATE, (key, json.dumps(value), time.time()))
 
+    def delete_states(self, keys: Sequence[str]) -> None:
+        with self.transaction() as c:
+            c.executemany("DELETE FROM kv WHERE key = ?", [(k,) for k in keys])
+
     def update_state(self, key: str, default: Any, change: Callable[[Any], tuple[Any, _T]]) -> _T:
         """Read, change and write one value in one write transaction: the CLI and the daemon
         both edit the silences, and a plain read-then-write lost one of two concurrent edits.

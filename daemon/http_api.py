@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.openmetrics.exposition import CONTENT_TYPE_LATEST as OPENMETRICS_CONTENT_TYPE
 
+from daemon import status as daemon_status
 from daemon.exposition import render, render_openmetrics
 from daemon.request_guard import RequestGuard
 from daemon.statuspage import StatusPage
@@ -93,11 +94,11 @@ def build_app(daemon: Daemon) -> web.Application:
         return web.Response(body=body, headers=headers)
 
     async def healthz(_: web.Request) -> web.Response:
-        ok, detail = daemon.health()
+        ok, detail = daemon_status.health(daemon)
         return _json(200 if ok else 503, {"status": "ok" if ok else "unhealthy", **detail})
 
     async def readyz(_: web.Request) -> web.Response:
-        ok, detail = daemon.readiness()
+        ok, detail = daemon_status.readiness(daemon)
         return _json(200 if ok else 503, {"status": "ready" if ok else "not ready", **detail})
 
     page = StatusPage(daemon)

@@ -7,34 +7,36 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
 from aiohttp import web
 from prometheus_client import disable_created_metrics
 
-from alerts.model import AlertTransition
-from core.aggregator import WINDOWS, Aggregator
-from core.result import ProbeResult
+from alerts.engine import AlertEngine
+from core.aggregator import Aggregator
 from core.secrets import read_secret
 from core.store import Store, storage_problem
-from daemon import logs
+from daemon import logs, status
 from daemon.budget import BudgetTracker, probe_cost
 from daemon.collector import Collector
 from daemon.config import ConfigError, Settings, load_settings, require_targets
 from daemon.gcpolicy import GcPolicy
 from daemon.http_api import build_app
 from daemon.metrics import Metrics, QuantileCollector, exported
+from daemon.pipeline import Bookkeeping, Pipeline
 from daemon.scheduler import ProbeScheduler, Scheduled
 from daemon.sdnotify import Notifier
 from daemon.selfmon import LoopMonitor
 from daemon.simulator_process import SimulatorStartError, simulator_process
 from daemon.sinks.base import Sink
+from daemon.sinks.influx import InfluxSink
+from daemon.sinks.otlp import OtlpSink, parse_headers
 from daemon.sinks.sqlite_results import SQLiteResultSink
+from detector.service import Detector
+from detector.verdict import AnomalyVerdict
 from probes.clients import ClientPool
 from probes.target import ProbeTarget
 
@@ -43,30 +45,6 @@ log = structlog.get_logger("llm_vitals.daemon")
 RESTORE_SECONDS = 3600.0
 SAVE_EVERY = 30.0
 SHUTDOWN_DEADLINE = 20.0
-
-
-def _detector_factory() -> Any:
-    try:
-        from detector import service as detector
-    except ImportError:
-        return None
-    return detector
-
-
-def _alerts_factory() -> Any:
-    try:
-        from alerts import engine
-    except ImportError:
-        return None
-    return engine
-
-
-def _influx_factory() -> Any:
-    try:
-        from daemon.sinks import influx
-    except ImportError:
-        return None
-    return influx
 
 
 class Daemon:
@@ -86,11 +64,13 @@ class Daemon:
         self.budget = BudgetTracker(settings.budgets, self.metrics, settings.provider_budgets())
         self.loop_monitor = LoopMonitor(self.metrics)
         self.gc_policy = GcPolicy()
-        self.last: dict[str, ProbeResult] = {}
+        self.bookkeeping = Bookkeeping(self.metrics, self.budget, self.aggregator,
+                                       lambda r: probe_cost(self.settings, r))
+        self.pipeline = Pipeline(self.collector, lambda key: key in self._target_keys)
         self.sinks: dict[str, Sink] = {}
-        self.detector: Any = None
-        self.alerts: Any = None
-        self.verdicts: dict[tuple[str, str], Any] = {}
+        self.detector: Detector | None = None
+        self.alerts: AlertEngine | None = None
+        self.verdicts: dict[tuple[str, str], AnomalyVerdict] = {}
         self.auth_token: str | None = None
         self.simulator_url: str | None = None
         self.started_at = datetime.now(UTC)
@@ -100,104 +80,52 @@ class Daemon:
         self._stop = asyncio.Event()
         self._reload = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._targets: list[ProbeTarget] = []
+        self.targets: list[ProbeTarget] = []
         self._target_keys: set[str] = set()
 
-    # -- wiring --------------------------------------------------------------------
-    def _consume(self, r: ProbeResult) -> None:
-        if r.target not in self._target_keys:
-            # In flight across a reload that removed its target: stored, but no series revived.
-            return
-        cost = probe_cost(self.settings, r)
-        self.metrics.observe(r, cost)
-        self.budget.add(r, cost)
-        self.aggregator.observe(r)
-        self.last[r.target] = r
-        if not r.ok:
-            log.warning("probe_failed", target=r.target, outcome=r.outcome.value, error=r.error,
-                        status_code=r.status_code, request_id=r.request_id)
-        else:
-            log.debug("probe_ok", target=r.target, ttft=r.ttft, e2e=r.e2e)
-        if r.usage_clamped:
-            log.warning("probe_usage_clamped", target=r.target, input_tokens=r.input_tokens,
-                        output_tokens=r.output_tokens, request_id=r.request_id)
+    # -- wiring (daemon/pipeline.py draws the flow) ----------------------------------
+    def _wire(self) -> None:
+        self.pipeline.wire(self.bookkeeping, self.detector, self.alerts, self.sinks.values())
 
-    def _current_only(self, consume: Callable[[ProbeResult], None]) -> Callable[[ProbeResult], None]:
-        def consumer(r: ProbeResult) -> None:
-            if r.target in self._target_keys:
-                consume(r)
-
-        return consumer
-
-    def _on_transition(self, t: AlertTransition) -> None:
-        for sink in self.sinks.values():
-            try:
-                sink.submit_alert(t)
-            except Exception:
-                log.exception("sink_alert_submit_failed", sink=sink.name)
-
-    def _subscribe_all(self) -> None:
-        self.collector.clear()
-        self.collector.subscribe("core", self._consume)
-        if self.detector is not None:
-            self.collector.subscribe("detector", self._current_only(self.detector.observe))
-        if self.alerts is not None:
-            self.collector.subscribe("alerts", self._current_only(self.alerts.observe))
-        for name, sink in self.sinks.items():
-            self.collector.subscribe(name, sink.submit)
-
-    def _make_detector(self, settings: Settings) -> Any:
-        mod = _detector_factory()
-        if mod is None:
-            return None
+    def _make_detector(self, settings: Settings) -> Detector | None:
         if not settings.detector.enabled:
             return None
-        det = mod.Detector(settings.detector, store=self.store)
+        det = Detector(settings.detector, store=self.store)
         try:
             det.load()
         except Exception:
             log.exception("detector_restore_failed")
         return det
 
-    def _make_alerts(self, settings: Settings) -> Any:
-        mod = _alerts_factory()
-        if mod is None or not settings.alerts.enabled:
+    def _make_alerts(self, settings: Settings) -> AlertEngine | None:
+        if not settings.alerts.enabled:
             return None
         for rule in settings.alerts.rules:
             if rule.kind == "threshold" and rule.metric is not None:
                 self.aggregator.require(rule.metric, rule.window)
-        return mod.AlertEngine(
+        return AlertEngine(
             settings.alerts,
             store=self.store,
             stats=self.aggregator,
             metrics=self.metrics,
             region=settings.region,
-            on_transition=self._on_transition,
+            on_transition=self.pipeline.alert_transition,
         )
 
     def _make_influx(self, settings: Settings) -> Sink | None:
         if settings.influxdb is None:
             return None
-        mod = _influx_factory()
-        if mod is None:
-            log.error("influxdb_sink_unavailable")
-            return None
-        sink: Sink = mod.InfluxSink(settings.influxdb, self.store, self.metrics)
-        return sink
+        return InfluxSink(settings.influxdb, self.store, self.metrics)
 
     def _make_otlp(self, settings: Settings) -> Sink | None:
         cfg = settings.otlp
         if cfg is None:
             return None
-        from core.secrets import read_secret
-        from daemon.sinks.otlp import OtlpSink, parse_headers
-
         secret = read_secret(cfg.headers_env, cfg.headers_file, "otlp.headers")
         headers = parse_headers(secret.get()) if secret is not None else None
         sim = self.simulator_url or ""
         providers = {p.name: (p.kind, p.base_url.replace("{simulator}", sim)) for p in settings.providers}
-        sink: Sink = OtlpSink(cfg, providers, self.metrics, settings.region, headers)
-        return sink
+        return OtlpSink(cfg, providers, self.metrics, settings.region, headers)
 
     def _jobs(self, settings: Settings, targets: list[ProbeTarget]) -> list[Scheduled]:
         rates = {p.name: p.rate_limit_per_minute for p in settings.providers}
@@ -215,11 +143,11 @@ class Daemon:
     def _restore(self) -> None:
         now = time.time()
         results = self.store.results_since(now - RESTORE_SECONDS)
-        keys = {t.key for t in self._targets}
+        keys = {t.key for t in self.targets}
         for r in results:
             if r.target in keys:
                 self.aggregator.observe(r, at=r.started_at.timestamp() + (r.e2e or 0.0))
-                self.last[r.target] = r
+                self.bookkeeping.last[r.target] = r
         self.budget.restore(self.store.get_state("budget"))
         if results:
             log.info("state_restored", results=len(results), targets=len({r.target for r in results}))
@@ -248,15 +176,9 @@ class Daemon:
     async def _evaluate_once(self) -> None:
         if self.detector is not None:
             self.verdicts = await self.detector.evaluate_async()
-            # 5,000 series at 1,000 targets: row keys straight, no label children
-            anomaly, labels = self.metrics.anomaly, self.aggregator.labels
-            for (target, metric), v in self.verdicts.items():
-                lab = labels.get(target)
-                if lab is not None:
-                    anomaly.set_key((lab["provider"], lab["model"], lab["probe"], lab["region"], metric), v.score)
+            self.detector.export_scores(self.verdicts, self.metrics.anomaly)
         if self.alerts is not None:
-            if hasattr(self.alerts, "set_verdicts"):
-                self.alerts.set_verdicts(self.verdicts)
+            self.alerts.set_verdicts(self.verdicts)
             await self.alerts.evaluate()
 
     async def _gc_loop(self) -> None:
@@ -264,7 +186,7 @@ class Daemon:
         try:
             while True:
                 await asyncio.sleep(5.0)
-                self.gc_policy.tick(self.readiness()[0])
+                self.gc_policy.tick(status.readiness(self)[0])
         finally:
             self.gc_policy.uninstall()
 
@@ -279,108 +201,11 @@ class Daemon:
     def refresh_gauges(self) -> None:
         self.metrics.queue_depth.labels("collector").set(self.collector.depth())
         for name, sink in self.sinks.items():
-            depth = getattr(sink, "depth", None)
-            if callable(depth):
-                self.metrics.queue_depth.labels(name).set(depth())
+            self.metrics.queue_depth.labels(name).set(sink.depth())
 
-    # -- endpoints -----------------------------------------------------------------
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        alive = self.loop_monitor.alive()
-        return alive, {"event_loop_lag_seconds": round(self.loop_monitor.lag, 6)}
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        sched = self.scheduler
-        running = sched is not None and sched.running
-        total = len(self._targets)
-        done = len(sched.completed) if sched else 0
-        sinks = {name: s.health() for name, s in self.sinks.items()}
-        degraded = sorted(n for n, h in sinks.items() if not h.get("ok", True))
-        ready = running and done >= total
-        return ready, {
-            "config": self.source,
-            "scheduler_running": running,
-            "first_cycle_done": done >= total,
-            "targets_probed": done,
-            "targets": total,
-            "sinks": sinks,
-            "degraded_sinks": degraded,
-        }
-
+    # -- endpoints (daemon/status.py builds health, readiness and status) ------------
     def target_keys(self) -> list[str]:
-        return [t.key for t in self._targets]
-
-    def _state_of(self, key: str, alerts: list[dict[str, Any]] | None = None, now: float | None = None,
-                  timeout: float = 0.0) -> str:
-        """One word per target that agrees with the alerts: an alert firing on it (told, or
-        all muted: silenced), pending, then what the probes say. `stale`: no result for 3
-        intervals past the last probe's deadline (its timeout)."""
-        alerts = alerts or []
-        firing = [a for a in alerts if a.get("state") == "firing"]
-        if any(not a.get("muted") for a in firing):
-            return "firing"
-        if firing:
-            return "silenced"
-        if any(a.get("state") == "pending" for a in alerts):
-            return "pending"
-        last = self.last.get(key)
-        if last is None:
-            return "pending-first-probe"
-        if now is not None:
-            interval = self.settings.interval_for(last.provider, last.model)
-            deadline = last.started_at.timestamp() + timeout
-            if now - deadline > 3 * interval:
-                return "stale"
-        if not last.ok:
-            return "failing"
-        if any(v.anomalous for (t, _m), v in self.verdicts.items() if t == key):
-            return "anomalous"
-        return "ok"
-
-    def status(self) -> dict[str, Any]:
-        ready, detail = self.readiness()
-        now = time.time()
-        alerts = self.alerts.firing() if self.alerts is not None else []
-        by_target: dict[str, list[dict[str, Any]]] = {}
-        for a in alerts:
-            lab = a.get("labels", {})
-            by_target.setdefault("/".join(lab.get(k, "") for k in ("provider", "model", "probe")), []).append(a)
-        targets = []
-        for t in self._targets:
-            key = t.key
-            quant: dict[str, dict[str, dict[str, float]]] = {}
-            for metric in ("ttft", "ttft_content", "e2e", "itl", "tpot", "output_tps"):
-                for window in WINDOWS:
-                    qs = self.aggregator.quantiles(key, metric, window, (0.5, 0.95, 0.99))
-                    if qs:
-                        quant.setdefault(metric, {})[window] = {f"{q:g}": v for q, v in qs.items()}
-            last = self.last.get(key)
-            anomalies = [
-                {k: getattr(v, k, None) for k in ("metric", "score", "anomalous", "effect", "baseline", "recent")}
-                for (tk, _m), v in self.verdicts.items() if tk == key
-            ]
-            targets.append({
-                "target": key,
-                "labels": t.labels,
-                "kind": t.provider.kind,
-                "interval": self.settings.interval_for(t.provider.name, t.model),
-                "state": self._state_of(key, by_target.get(key), now, t.timeout),
-                "last": None if last is None else last.to_json_dict(),
-                "last_probe_age": None if last is None else round(now - last.started_at.timestamp(), 3),
-                "alerts": by_target.get(key, []),
-                "quantiles": quant,
-                "anomalies": anomalies,
-            })
-        return {
-            "region": self.settings.region,
-            "shard": {"shard": self.settings.sharding.index, "shards": self.settings.sharding.shards},
-            "started_at": self.started_at.isoformat(),
-            "ready": ready,
-            "readiness": detail,
-            "event_loop_lag_seconds": self.loop_monitor.lag,
-            "budget": {**self.budget.state(), "paused": self.budget.exhausted()},
-            "targets": targets,
-            "alerts": alerts,
-        }
+        return [t.key for t in self.targets]
 
     # -- lifecycle -----------------------------------------------------------------
     async def run(self) -> int:
@@ -400,8 +225,8 @@ class Daemon:
                     log.error("simulator_start_failed", error=str(exc))
                     return 1
                 log.info("simulator_started", url=self.simulator_url)
-            self._targets = s.owned_targets(self.simulator_url)
-            self._target_keys = {t.key for t in self._targets}
+            self.targets = s.owned_targets(self.simulator_url)
+            self._target_keys = {t.key for t in self.targets}
             clients = ClientPool()
             stack.push_async_callback(clients.aclose)
             self.clients = clients
@@ -420,7 +245,7 @@ class Daemon:
                 await sink.start()
             if self.alerts is not None:
                 await self.alerts.start()
-            self._subscribe_all()
+            self._wire()
             self.collector.start()
 
             runner = web.AppRunner(build_app(self), access_log=None)
@@ -437,7 +262,7 @@ class Daemon:
                 clients, self.metrics, self.collector.put, self.budget,
                 s.scheduler.max_concurrency, s.scheduler.degraded_interval,
             )
-            self.scheduler.set_jobs(self._jobs(s, self._targets))
+            self.scheduler.set_jobs(self._jobs(s, self.targets))
             self.scheduler.start()
             self._tasks = [
                 asyncio.create_task(self._evaluate_loop(), name="evaluate"),
@@ -445,10 +270,10 @@ class Daemon:
                 asyncio.create_task(self._gc_loop(), name="gc-policy"),
                 asyncio.create_task(self.systemd.watchdog(), name="systemd-watchdog"),
             ]
-            log.info("daemon_started", config=self.source, listen=s.http.listen, targets=len(self._targets),
+            log.info("daemon_started", config=self.source, listen=s.http.listen, targets=len(self.targets),
                      region=s.region, url=f"http://{s.http.listen}/")
             # State restored, sinks started, HTTP listening, probes scheduled: Type=notify's READY.
-            self.systemd.ready(f"probing {len(self._targets)} targets")
+            self.systemd.ready(f"probing {len(self.targets)} targets")
             while not self._stop.is_set():
                 reload_wait = asyncio.create_task(self._reload.wait())
                 stop_wait = asyncio.create_task(self._stop.wait())
@@ -459,7 +284,7 @@ class Daemon:
                     self._reload.clear()
                     self.systemd.reloading()
                     await self.reload()
-                    self.systemd.ready(f"probing {len(self._targets)} targets")
+                    self.systemd.ready(f"probing {len(self.targets)} targets")
             await self._shutdown(runner)
         return 0
 
@@ -484,19 +309,15 @@ class Daemon:
         if new.http != old.http or new.storage != old.storage or new.simulator != old.simulator:
             log.warning("config_reload_needs_restart", keys="http/storage/simulator changes take effect on restart")
         self.settings = new
-        self._targets = targets
+        self.targets = targets
         self._target_keys = {t.key for t in targets}
         assert self.scheduler is not None
         diff = self.scheduler.set_jobs(self._jobs(new, targets))
         keep = {t.key for t in targets}
-        for key in diff["removed"]:
-            lab = self.aggregator.labels.get(key)
-            if lab is not None:
-                self.metrics.forget(lab)
-            self.last.pop(key, None)
+        self.bookkeeping.forget(diff["removed"])
         self.aggregator.forget(keep)
         await self.clients.retain(keep)
-        if self.detector is not None and hasattr(self.detector, "forget"):
+        if self.detector is not None:
             self.detector.forget(keep)
         self.budget.configure(new.budgets, new.provider_budgets())
         if new.metrics != old.metrics:
@@ -511,7 +332,7 @@ class Daemon:
             self.alerts = self._make_alerts(new)
             if self.alerts is not None:
                 await self.alerts.start()
-        elif self.alerts is not None and hasattr(self.alerts, "targets_known"):
+        elif self.alerts is not None:
             self.alerts.targets_known(keep)
         if new.influxdb != old.influxdb:
             old_sink = self.sinks.pop("influxdb", None)
@@ -529,7 +350,7 @@ class Daemon:
             if otlp is not None:
                 self.sinks["otlp"] = otlp
                 await otlp.start()
-        self._subscribe_all()
+        self._wire()
         self.gc_policy.targets_changed()
         self.metrics.config_reloads.labels("applied").inc()
         log.info("config_reloaded", **{k: len(v) for k, v in diff.items()}, targets=len(targets))

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from core.durations import parse_duration
-from daemon import history
+from daemon import history, status
 from daemon.htmldoc import asset, document
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class StatusPage:
         hit = self._cache.get(("status",), now)
         if hit is not None:
             return dict(hit)
-        st = self.daemon.status()
+        st = status.status(self.daemon)
         avail = await self._read(("availability",), AVAILABILITY_TTL, self._availability, now)
         settings = self.daemon.settings
         grafana = settings.http.grafana_url

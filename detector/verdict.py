@@ -19,3 +19,6 @@ class AnomalyVerdict:
     n_baseline: int
     n_recent: int
     since: float | None  # unix time the current anomaly started
+    # the baseline is a learnt one (False during warm-up, when `baseline` is the median of
+    # the few probes seen so far and quoting it as "the baseline" would mislead)
+    ready: bool = True

@@ -5,7 +5,6 @@ rates, maintenance windows in a time zone, and config validation of `alerts:`.""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,21 +15,15 @@ from pydantic import ValidationError
 from alerts.config import AlertsConfig
 from alerts.routing import in_maintenance
 from core.result import Outcome
+from detector.verdict import AnomalyVerdict
 from tests.factories import result
 from tests.test_alerts_engine import Clock, config, drain, engine, step
 
 
-@dataclass
-class Verdict:  # the detector's AnomalyVerdict shape, without importing it
-    target: str
-    metric: str
-    anomalous: bool
-    score: float
-    p_value: float
-    effect: float
-    baseline: float
-    recent: float
-    since: float | None
+def Verdict(target: str, metric: str, anomalous: bool, score: float, p_value: float, effect: float,
+            baseline: float, recent: float, since: float | None) -> AnomalyVerdict:
+    return AnomalyVerdict(target, metric, anomalous, score, p_value, p_value, effect, baseline, recent,
+                          100, 5, since)
 
 
 def test_default_rules_apply_only_without_configured_rules(tmp_path: Path) -> None:
@@ -165,7 +158,8 @@ def test_config_silence_without_offset_is_utc() -> None:
 
 def detector_verdicts(latencies: list[float], t0: float) -> dict:  # type: ignore[type-arg]
     """The real detector fed one probe a minute, judged after the last one."""
-    from detector.service import Detector, DetectorConfig
+    from detector.config import DetectorConfig
+    from detector.service import Detector
 
     det = Detector(DetectorConfig())
     for i, v in enumerate(latencies):

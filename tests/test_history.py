@@ -14,6 +14,7 @@ from core.store import Store
 from daemon import history
 from daemon.config import load_settings
 from daemon.process import Daemon
+from daemon.status import state_of
 from tests.factories import result
 
 
@@ -111,21 +112,21 @@ providers: [{{name: p, kind: openai_compatible, base_url: "http://127.0.0.1:9/v1
     def firing(muted: str | None = None) -> dict[str, object]:
         return {"state": "firing", "muted": muted}
 
-    assert d._state_of(key, [], now, 5.0) == "pending-first-probe"
-    d.last[key] = result(provider="p", model="m", started_at=datetime.fromtimestamp(now - 2, UTC))
-    assert d._state_of(key, [], now, 5.0) == "ok"
-    assert d._state_of(key, [firing()], now, 5.0) == "firing"
-    assert d._state_of(key, [firing("silenced")], now, 5.0) == "silenced"
-    assert d._state_of(key, [firing("silenced"), firing()], now, 5.0) == "firing"
-    assert d._state_of(key, [{"state": "pending", "muted": None}], now, 5.0) == "pending"
-    d.last[key] = failed(datetime.fromtimestamp(now - 2, UTC))
-    assert d._state_of(key, [], now, 5.0) == "failing"
+    assert state_of(d, key, [], now, 5.0) == "pending-first-probe"
+    d.bookkeeping.last[key] = result(provider="p", model="m", started_at=datetime.fromtimestamp(now - 2, UTC))
+    assert state_of(d, key, [], now, 5.0) == "ok"
+    assert state_of(d, key, [firing()], now, 5.0) == "firing"
+    assert state_of(d, key, [firing("silenced")], now, 5.0) == "silenced"
+    assert state_of(d, key, [firing("silenced"), firing()], now, 5.0) == "firing"
+    assert state_of(d, key, [{"state": "pending", "muted": None}], now, 5.0) == "pending"
+    d.bookkeeping.last[key] = failed(datetime.fromtimestamp(now - 2, UTC))
+    assert state_of(d, key, [], now, 5.0) == "failing"
     # 3 intervals (30 s) past the last probe's deadline (start + 5 s timeout): stale
-    d.last[key] = result(provider="p", model="m", started_at=datetime.fromtimestamp(now - 34, UTC))
-    assert d._state_of(key, [], now, 5.0) == "ok"
-    d.last[key] = result(provider="p", model="m", started_at=datetime.fromtimestamp(now - 36, UTC))
-    assert d._state_of(key, [], now, 5.0) == "stale"
-    assert d._state_of(key, [firing()], now, 5.0) == "firing"
+    d.bookkeeping.last[key] = result(provider="p", model="m", started_at=datetime.fromtimestamp(now - 34, UTC))
+    assert state_of(d, key, [], now, 5.0) == "ok"
+    d.bookkeeping.last[key] = result(provider="p", model="m", started_at=datetime.fromtimestamp(now - 36, UTC))
+    assert state_of(d, key, [], now, 5.0) == "stale"
+    assert state_of(d, key, [firing()], now, 5.0) == "firing"
     d.store.close()
 
 
@@ -141,7 +142,9 @@ def test_readonly_store_refuses_what_is_not_a_store(tmp_path: Path) -> None:
 
 def test_quantile_cache_reads_only_new_buckets(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.db")
-    now = datetime.now(UTC).timestamp()
+    # mid-bucket, so the probe added at now + 1 lands in the last bucket both reads share
+    # (at a wall clock within a second of a bucket edge it opened a bucket of its own)
+    now = datetime.now(UTC).timestamp() // 900 * 900 + 450
     rs = [result(0.1 + (i % 9) * 0.02, model=m, started_at=datetime.fromtimestamp(now - i * 60, UTC))
           for i in range(24 * 60) for m in ("a", "b")]
     store.add_results(rs)

@@ -52,7 +52,7 @@ async def test_points_read_back_with_influxql(influx: InfluxDB1, tmp_path: Path)
     start = datetime(2026, 11, 20, 12, 0, 0, 123456, tzinfo=UTC)
     rs = results(20, start)
     for r in rs:
-        sink.submit(r)
+        sink.observe(r)
     await wait_for(lambda: len(influx.query("SELECT * FROM probe")) == 20)
     await sink.stop(5)
     rows = influx.query('SELECT ttft, e2e, output_tokens, status_code FROM probe WHERE "outcome" = \'ok\' GROUP BY *')
@@ -72,16 +72,16 @@ async def test_outage_loses_nothing_and_duplicates_nothing(influx: InfluxDB1, tm
     start = datetime(2026, 11, 20, 13, 0, tzinfo=UTC)
     batch = results(90, start)
     for r in batch[:30]:
-        sink.submit(r)
+        sink.observe(r)
     await wait_for(lambda: len(influx.query("SELECT ttft FROM probe")) == 30)
     influx.stop()
     for r in batch[30:60]:
-        sink.submit(r)
+        sink.observe(r)
     await asyncio.sleep(1.5)
     assert sink.health()["ok"] is False and sink.health()["spooled"] == 30
     influx.start()
     for r in batch[60:]:
-        sink.submit(r)
+        sink.observe(r)
     await wait_for(lambda: len(influx.query("SELECT ttft FROM probe")) == 90, timeout=30)
     await sink.stop(5)
     times = [row["time"] for row in influx.query("SELECT ttft FROM probe")]
@@ -97,7 +97,7 @@ async def test_spooled_points_survive_a_restart(tmp_path: Path) -> None:
     sink = InfluxSink(v1(f"http://127.0.0.1:{port}"), Store(store_path), Metrics())
     await sink.start()
     for r in results(25, datetime(2026, 11, 20, 14, 0, tzinfo=UTC)):
-        sink.submit(r)
+        sink.observe(r)
     await asyncio.sleep(0.8)
     await sink.stop(1)  # the database was never there: everything stays spooled
     influx = InfluxDB1(tmp_path / "influx", port=port)
@@ -135,7 +135,7 @@ async def test_a_missing_database_is_retried_not_dropped(influx: InfluxDB1, tmp_
     sink = InfluxSink(v1(influx.url).model_copy(update={"database": "created_later"}), Store(tmp_path / "s.db"), m)
     await sink.start()
     for r in results(60, datetime(2026, 11, 20, 15, 0, tzinfo=UTC)):
-        sink.submit(r)
+        sink.observe(r)
     await wait_for(lambda: points(m, "retried") >= 60)
     h = sink.health()
     assert h["ok"] is False and "404" in h["error"] and "database not found" in h["error"]
@@ -172,7 +172,7 @@ async def test_a_full_store_loses_no_point_to_a_healthy_database(influx: InfluxD
     await sink.start()
     rs = results(732, datetime(2026, 11, 20, 16, 0, tzinfo=UTC))
     for i, r in enumerate(rs):
-        sink.submit(r)
+        sink.observe(r)
         if i % 100 == 0:
             await asyncio.sleep(0.05)
     await wait_for(lambda: len(influx.query("SELECT ttft FROM probe")) == 732, timeout=30)
@@ -194,7 +194,7 @@ async def test_what_must_be_dropped_is_counted_logged_and_degrades_health(tmp_pa
     with capture_logs() as logs:
         await sink.start()
         for r in results(250, datetime(2026, 11, 20, 17, 0, tzinfo=UTC)):
-            sink.submit(r)
+            sink.observe(r)
         await asyncio.sleep(1.0)
         h = sink.health()
         await sink.stop(1)
@@ -214,7 +214,7 @@ async def test_v2_write_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         await sink.start()
         now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
         for r in results(12, now, model="v2model"):
-            sink.submit(r)
+            sink.observe(r)
         await asyncio.sleep(1.0)
         await sink.stop(5)
         series = []

@@ -242,7 +242,7 @@ async def test_span_queue_is_bounded_and_its_drops_counted() -> None:
                      max_queued_spans=5)
     sink = OtlpSink(cfg, {"p": ("openai", "https://api.example.com/v1")}, metrics, "r1")
     for i in range(50):
-        sink.submit(ProbeResult("p", "m", "short", "r1", datetime.now(UTC), Outcome.OK, ttfb=0.1, ttft=0.2,
+        sink.observe(ProbeResult("p", "m", "short", "r1", datetime.now(UTC), Outcome.OK, ttfb=0.1, ttft=0.2,
                                 e2e=0.5 + i / 1000, output_tokens=3, input_tokens=9))
     h = sink._health
     queued = h.spans_ended - h.spans_taken

@@ -1,6 +1,6 @@
 """The seam between the collector and every sink (Prometheus, SQLite, InfluxDB, alerts).
 
-A sink receives results through `submit`, which must return at once: a slow sink keeps
+A sink receives results through `observe` (daemon/pipeline.py's Consumer), which must return at once: a slow sink keeps
 its own bounded queue and measures itself, it never holds up the probe path (DESIGN §1).
 """
 
@@ -18,7 +18,7 @@ class Sink(Protocol):
 
     async def start(self) -> None: ...
 
-    def submit(self, result: ProbeResult) -> None:
+    def observe(self, result: ProbeResult) -> None:
         """Accept one result without blocking (enqueue; drop-oldest when full, counted)."""
         ...
 
@@ -26,6 +26,10 @@ class Sink(Protocol):
 
     async def stop(self, deadline: float) -> None:
         """Flush what can be flushed within `deadline` seconds, persist the rest."""
+        ...
+
+    def depth(self) -> int:
+        """Results or points waiting in the sink's own queue (llm_vitals_queue_depth)."""
         ...
 
     def health(self) -> dict[str, Any]:

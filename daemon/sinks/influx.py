@@ -1,7 +1,7 @@
 """InfluxDB sink that loses nothing: batches to the v2 (/api/v2/write) or v1 (/write)
 endpoint through httpx, with a write-ahead durable spool in the SQLite store.
 
-submit() only appends to memory. A background task moves points into the spool and
+observe() only appends to memory. A background task moves points into the spool and
 sends the spool oldest-first. Down, slow, 5xx, 429, or a database/bucket that is missing
 or refuses the credentials (401/403/404: the server's state, not the points'): the
 points stay spooled and are replayed with backoff (Retry-After honoured). Any other 4xx:
@@ -113,7 +113,7 @@ class InfluxSink:
         if self._spooled:
             log.info("influxdb_spool_replay_pending", points=self._spooled)
 
-    def submit(self, result: ProbeResult) -> None:
+    def observe(self, result: ProbeResult) -> None:
         self._push(probe_line(result))
 
     def submit_alert(self, transition: AlertTransition) -> None:

@@ -12,7 +12,7 @@ Our own extras carry the `llm_vitals.` prefix.
 
 The OpenTelemetry SDK does the work (aggregation, protobuf, HTTP, retries); its exporters
 run in the SDK's own threads, so a slow or dead collector never touches the event loop:
-`submit` only records into in-memory instruments (cumulative state, one data point set per
+`observe` only records into in-memory instruments (cumulative state, one data point set per
 target: bounded) or queues a finished span (bounded queue, counted when full).
 """
 
@@ -228,7 +228,7 @@ class OtlpSink:
     async def start(self) -> None:
         return None
 
-    def submit(self, r: ProbeResult) -> None:
+    def observe(self, r: ProbeResult) -> None:
         try:
             attrs = self._attributes(r)
             self._record(r, attrs)
@@ -237,6 +237,9 @@ class OtlpSink:
         except Exception as exc:  # a result the SDK refuses must not stop the collector
             self._metrics.sink_errors.labels(self.name).inc()
             log.warning("otlp_record_failed", error=type(exc).__name__, target=r.target)
+
+    def depth(self) -> int:
+        return 0  # cumulative instruments, read by the exporter: nothing queues per result
 
     def submit_alert(self, transition: AlertTransition) -> None:
         return None

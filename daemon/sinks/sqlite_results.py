@@ -36,7 +36,7 @@ class SQLiteResultSink:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="sqlite-sink")
 
-    def submit(self, result: ProbeResult) -> None:
+    def observe(self, result: ProbeResult) -> None:
         if len(self._buf) >= self._maxlen:
             self._buf.popleft()
             self._metrics.queue_dropped.labels("sqlite").inc()
