@@ -9,10 +9,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    PrivateAttr,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from alerts.config import AlertsConfig
@@ -22,7 +29,8 @@ from core.secrets import MissingSecret, read_secret
 from core.strict import Strict
 from detector.config import DetectorConfig
 from probes.images import ImageError, load_image
-from probes.registry import PROTOCOLS
+from probes.protocol import ProviderOption
+from probes.registry import PROTOCOLS, protocol_class, provider_options
 from probes.target import (
     Expectation,
     ImageSpec,
@@ -310,19 +318,17 @@ class Price(Strict):
     output_per_mtok: float = Field(0.0, ge=0)
 
 
-class ProviderConfig(Strict):
+class _ProviderFields(Strict):
+    """One provider (an API endpoint and its key) and the models probed on it. Options only
+    some kinds read (e.g. Bedrock's aws_region) are declared by their protocol
+    (Protocol.provider_options)."""
+
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
     kind: str
     base_url: str
     api_key_env: str | None = None
     api_key_file: str | None = None
     headers: dict[str, str] = {}
-    api_version: str | None = None  # azure_openai
-    aws_region: str | None = None  # bedrock
-    aws_access_key_id_env: str | None = None
-    aws_secret_access_key_env: str | None = None
-    aws_session_token_env: str | None = None
-    max_completion_tokens: bool = False  # openai reasoning models
     models: list[str | ModelEntry] = Field(min_length=1)
     prices: dict[str, Price] = {}
     interval: Duration | None = None
@@ -354,17 +360,17 @@ class ProviderConfig(Strict):
         where = f"providers.{self.name}"
         key = read_secret(self.api_key_env, self.api_key_file, f"{where}.api_key")
         options: dict[str, Any] = {}
-        if self.api_version:
-            options["api_version"] = self.api_version
-        if self.max_completion_tokens:
-            options["max_completion_tokens"] = True
-        if self.kind == "bedrock":
-            options["region"] = self.aws_region or "us-east-1"
-            for opt in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
-                env = getattr(self, f"{opt}_env")
-                secret = read_secret(env, None, f"{where}.{opt}") if env else None
+        for opt in protocol_class(self.kind).provider_options:
+            value = getattr(self, opt.key, None)
+            if opt.type == "flag":
+                if value:
+                    options[opt.name] = True
+            elif opt.type == "secret_env":
+                secret = read_secret(value, None, f"{where}.{opt.name}") if value else None
                 if secret is not None:
-                    options[opt] = secret
+                    options[opt.name] = secret
+            elif (value or opt.default) is not None:
+                options[opt.name] = value or opt.default
         base = self.base_url
         if "{simulator}" in base:
             if simulator_url is None:
@@ -378,6 +384,26 @@ class ProviderConfig(Strict):
             headers=tuple(self.headers.items()),
             options=options,
         )
+
+
+    def foreign_options(self) -> list[str]:
+        """Options set here that this provider's kind does not read."""
+        own = {o.key for o in protocol_class(self.kind).provider_options}
+        return [k for k in provider_options() if k not in own and k in self.model_fields_set]
+
+
+def _option_field(opt: ProviderOption) -> Any:
+    if opt.type == "flag":
+        return (bool, Field(False, description=opt.doc))
+    return (str | None, Field(None, description=opt.doc if opt.default is None else f"{opt.doc} (default {opt.default})"))
+
+
+if TYPE_CHECKING:
+    ProviderConfig = _ProviderFields
+else:
+    # the provider model: its common fields plus every option a protocol declares
+    ProviderConfig = create_model("ProviderConfig", __base__=_ProviderFields, __doc__=_ProviderFields.__doc__,
+                                  **{k: _option_field(o) for k, o in provider_options().items()})
 
 
 class Budgets(Strict):
@@ -588,6 +614,8 @@ class Settings(BaseSettings):
                     out.append(f"providers[{i}] ({prov.name}).models[{j}] ({m.name}): timeout {timeout:g}s is "
                                f"longer than the interval {interval:g}s: a slow probe makes the next one skip "
                                "(llm_vitals_probes_skipped_total{reason=\"overlap\"})")
+            for key in prov.foreign_options():
+                out.append(f"providers[{i}] ({prov.name}).{key}: not read by kind {prov.kind} (ignored)")
         return out
 
     def provider_budgets(self) -> dict[str, ProviderBudget]:

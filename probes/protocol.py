@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from probes.framing import Frame, SSEEvent
 from probes.target import ProbeTarget
@@ -67,11 +67,32 @@ class StreamProtocolError(Exception):
     """The stream is malformed for its protocol (bad JSON, impossible event)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderOption:
+    """A provider setting only some protocols read, declared by the protocol that reads it:
+    the config key (its type, default and docs) and the ProviderSpec option follow from the
+    declaration, so a new provider is its module and one registry line."""
+
+    key: str  # under providers[] in the config
+    doc: str
+    option: str = ""  # its name in ProviderSpec.options; "" = the key
+    # text: a string; flag: a boolean, passed on when true; secret_env: the key names an
+    # environment variable whose value is passed on as a Secret (never the value itself)
+    type: Literal["text", "flag", "secret_env"] = "text"
+    default: str | None = None  # for text: the value passed on when the key is unset
+
+    @property
+    def name(self) -> str:
+        return self.option or self.key
+
+
 class Protocol(ABC):
     """One wire protocol. Stateless across probes; `new_state` holds per-stream state."""
 
     kind: ClassVar[str]
     framing: ClassVar[str]  # "sse" | "ndjson" | "eventstream"
+    # the provider settings this protocol reads (ProviderSpec.options)
+    provider_options: ClassVar[tuple[ProviderOption, ...]] = ()
 
     @abstractmethod
     def build_request(self, target: ProbeTarget, prompt: str) -> HttpRequest:

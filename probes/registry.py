@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from functools import cache
 
-from probes.protocol import Protocol
+from probes.protocol import Protocol, ProviderOption
 
 # module:Class, imported on first use so a broken optional protocol can't stop the others.
 PROTOCOLS: dict[str, str] = {
@@ -26,10 +26,28 @@ def kinds() -> list[str]:
 
 
 @cache
-def protocol_for(kind: str) -> Protocol:
+def protocol_class(kind: str) -> type[Protocol]:
     try:
         ref = PROTOCOLS[kind]
     except KeyError:
         raise ValueError(f"unknown provider kind {kind!r} (known: {', '.join(kinds())})") from None
     module, _, cls = ref.partition(":")
-    return getattr(importlib.import_module(module), cls)()  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+@cache
+def protocol_for(kind: str) -> Protocol:
+    return protocol_class(kind)()
+
+
+@cache
+def provider_options() -> dict[str, ProviderOption]:
+    """Every provider option any protocol declares, by config key (the config's provider
+    model is built from these). Two protocols may share a key only with one meaning."""
+    found: dict[str, ProviderOption] = {}
+    for kind in kinds():
+        for opt in protocol_class(kind).provider_options:
+            seen = found.setdefault(opt.key, opt)
+            if seen != opt:
+                raise TypeError(f"provider option {opt.key!r} is declared twice with different meanings")
+    return found

@@ -22,6 +22,7 @@ import structlog
 from core.redact import SECRETS, clip, redact, url_secrets
 from core.result import Outcome, ProbeResult
 from core.retry_after import retry_after_seconds
+from core.secrets import Secret
 from probes import expect
 from probes.framing import FramingError, new_decoder
 from probes.httpclient import HEADERS, parsed_url, probe_client
@@ -335,14 +336,7 @@ def _secrets_of(target: ProbeTarget) -> list[str]:
     vals = [*url_secrets(target.provider.base_url), *SECRETS.values()]
     if target.provider.api_key:
         vals.append(target.provider.api_key.get())
-    for v in target.provider.options.values():
-        if hasattr(v, "get") and not isinstance(v, dict):
-            try:
-                s = v.get()
-            except TypeError:
-                continue
-            if isinstance(s, str) and s:
-                vals.append(s)
+    vals += [v.get() for v in target.provider.options.values() if isinstance(v, Secret) and v.get()]
     return vals
 
 

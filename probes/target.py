@@ -63,8 +63,8 @@ class ProviderSpec:
     base_url: str
     api_key: Secret | None = None
     headers: tuple[tuple[str, str], ...] = ()  # extra static request headers
-    # Protocol-specific settings: azure `api_version`; bedrock `region`, `aws_access_key_id`
-    # (Secret), `aws_secret_access_key` (Secret), `aws_session_token` (Secret).
+    # Protocol-specific settings, as each protocol declares them (Protocol.provider_options):
+    # e.g. azure `api_version`; bedrock `region` and its credentials (Secrets).
     options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 

@@ -193,3 +193,20 @@ def test_check_offline_and_warnings(tmp_path: Path) -> None:
     assert offline.returncode == 0, offline.stderr
     assert "offline" in offline.stdout and "1 provider," in offline.stdout
     assert "warning:" in offline.stderr and "timeout 30s is longer than the interval 10s" in offline.stderr
+
+
+def test_provider_options_come_from_the_protocol_that_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("T_AWS_ID", "AKIDEXAMPLE")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("""
+providers:
+  - {name: b, kind: bedrock, base_url: "http://127.0.0.1:9", models: [m], aws_access_key_id_env: T_AWS_ID}
+  - {name: o, kind: openai, base_url: "http://127.0.0.1:9/v1", models: [m], aws_region: eu-west-1,
+     max_completion_tokens: true}
+""")
+    s = load_settings(cfg)
+    bedrock, openai = (p.spec() for p in s.providers)
+    assert bedrock.options["region"] == "us-east-1"  # the protocol's default
+    assert bedrock.options["aws_access_key_id"].get() == "AKIDEXAMPLE"
+    assert openai.options == {"max_completion_tokens": True}  # aws_region is not the openai protocol's
+    assert s.warnings() == ["providers[1] (o).aws_region: not read by kind openai (ignored)"]

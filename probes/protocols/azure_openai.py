@@ -3,8 +3,9 @@ v1 route; `api-key` header; prompt-filter and annotation chunks are not tokens."
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
+from probes.protocol import ProviderOption
 from probes.protocols.openai_chat import OpenAIChat
 from probes.target import ProbeTarget
 
@@ -13,6 +14,11 @@ DEFAULT_API_VERSION = "2024-10-21"
 
 class AzureOpenAIChat(OpenAIChat):
     kind = "azure_openai"
+    provider_options: ClassVar[tuple[ProviderOption, ...]] = (
+        *OpenAIChat.provider_options,
+        ProviderOption("api_version", f"api-version of the deployment route (default {DEFAULT_API_VERSION}; "
+                                      "unused on the /openai/v1 route)"),
+    )
 
     def _v1(self, target: ProbeTarget) -> bool:
         return target.provider.base_url.endswith("/openai/v1")

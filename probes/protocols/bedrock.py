@@ -4,18 +4,20 @@ CRC-checked by botocore), SigV4 via botocore's signer or a Bedrock API key (Bear
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from core.secrets import Secret
 from probes import shapes
 from probes.framing import EventStreamFrame, Frame
 from probes.protocol import (
     HttpRequest,
     Protocol,
+    ProviderOption,
     StreamEvent,
     StreamProtocolError,
     ToolDelta,
@@ -29,12 +31,22 @@ SIGNING_NAME = "bedrock"  # not "bedrock-runtime": the service model's signingNa
 
 def _secret(options: dict[str, Any], name: str) -> str | None:
     v = options.get(name)
-    return v.get() if v is not None and hasattr(v, "get") else None
+    return v.get() if isinstance(v, Secret) else None
 
 
 class BedrockConverseStream(Protocol):
     kind = "bedrock"
     framing = "eventstream"
+    provider_options: ClassVar[tuple[ProviderOption, ...]] = (
+        ProviderOption("aws_region", "AWS region of the endpoint and of the SigV4 signature", option="region",
+                       default="us-east-1"),
+        ProviderOption("aws_access_key_id_env", "environment variable holding the AWS access key id (SigV4)",
+                       option="aws_access_key_id", type="secret_env"),
+        ProviderOption("aws_secret_access_key_env", "environment variable holding the AWS secret access key",
+                       option="aws_secret_access_key", type="secret_env"),
+        ProviderOption("aws_session_token_env", "environment variable holding an AWS session token (temporary "
+                       "credentials)", option="aws_session_token", type="secret_env"),
+    )
 
     def build_request(self, target: ProbeTarget, prompt: str) -> HttpRequest:
         p = target.probe

@@ -7,13 +7,14 @@ Mistral, DeepSeek, ...) and, through a subclass, `openrouter`.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 from probes import shapes
 from probes.framing import Frame, SSEEvent
 from probes.protocol import (
     HttpRequest,
     Protocol,
+    ProviderOption,
     StreamEvent,
     StreamProtocolError,
     ToolDelta,
@@ -67,6 +68,10 @@ def error_text(err: Any) -> str:
 class OpenAIChat(Protocol):
     kind = "openai"
     framing = "sse"
+    provider_options: ClassVar[tuple[ProviderOption, ...]] = (
+        ProviderOption("max_completion_tokens", "send max_completion_tokens instead of max_tokens (OpenAI "
+                       "reasoning models refuse max_tokens)", type="flag"),
+    )
 
     def url(self, target: ProbeTarget) -> str:
         return f"{target.provider.base_url}/chat/completions"
