@@ -100,7 +100,7 @@ def render_openmetrics(registry: CollectorRegistry) -> bytes:
 
     Without `_created` samples (the daemon exports none) the two formats differ only in a
     counter family's HELP/TYPE name (without `_total`) and the `# EOF` line, so the fast
-    text is converted instead of rendered twice as slowly (tests/test_exposition.py)."""
+    text is converted instead of rendered twice as slowly (tests/sinks/test_exposition.py)."""
     if _use_created():
         from prometheus_client.openmetrics.exposition import generate_latest as om_latest
 

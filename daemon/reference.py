@@ -1,7 +1,7 @@
 """The generated reference in docs/: configuration keys, JSON Schema, metrics.
 
 Generated from the code itself (the pydantic settings models, the metric registry) so the
-reference cannot drift from what the daemon accepts and exports; `tests/test_reference.py`
+reference cannot drift from what the daemon accepts and exports; `tests/daemon/test_reference.py`
 fails when the committed files differ from what this module writes.
 
     python -m daemon.reference          # rewrite docs/configuration.md, config.schema.json, metrics.md

@@ -3,7 +3,7 @@
 Rendezvous (highest-random-weight) hashing: a target belongs to the shard whose hash of
 (shard, target) is highest. Every replica computes the same answer from the config alone,
 with no coordination, and going from N to N+1 shards moves only the targets the new shard
-wins: 1/(N+1) of them on average (tests/test_sharding.py measures it). The way Prometheus
+wins: 1/(N+1) of them on average (tests/daemon/test_sharding.py measures it). The way Prometheus
 splits scrape targets with `hashmod`, but stable across a change of N.
 """
 

@@ -4,7 +4,7 @@ Plain dicts, no dependency: the dashboards use Prometheus and InfluxQL targets, 
 InfluxQL half has no builder in grafana-foundation-sdk. `--check` exits 1 when a
 committed file differs from what this script builds (tests run it).
 
-Conventions every panel follows (tests/test_dashboards*.py rely on them):
+Conventions every panel follows (tests/deploy/test_dashboards*.py rely on them):
   - data source by variable: ${datasource} (Prometheus) or ${influxdb} (InfluxDB 1.x/InfluxQL)
   - target filters use the multi-value variables with regex matchers: provider=~"$provider"
   - $window is the latency/ratio window (probes run every 10 s .. minutes, so a rate over

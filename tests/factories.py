@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from core.result import Outcome, ProbeResult, TokensSource
+
+REPO = Path(__file__).resolve().parent.parent  # the checkout
 
 
 def result(
