@@ -1,4 +1,4 @@
-"""Config models for `alerts:` (DESIGN §8): rules, receivers, routing, silences, maintenance."""
+"""Config models for `alerts:` (docs/architecture.md §8): rules, receivers, routing, silences, maintenance."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Rule evaluation: each rule x each target → a Finding (condition true or not, how bad).
 
-Kinds (DESIGN §5): threshold on a windowed statistic, error_rate, consecutive_failures,
+Kinds (docs/architecture.md §5): threshold on a windowed statistic, error_rate, consecutive_failures,
 content_mismatch, burn_rate (multiwindow, multi-burn-rate), anomaly (detector verdict),
 no_data. Built-in defaults apply when no rules are configured (see DEFAULT_RULES).
 """

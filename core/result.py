@@ -1,4 +1,4 @@
-"""ProbeResult: the immutable record of one timed probe (DESIGN §3).
+"""ProbeResult: the immutable record of one timed probe (docs/architecture.md §3).
 
 Everything downstream (aggregator, detector, sinks, alerts, CLI) consumes this and
 nothing else from the probe path.

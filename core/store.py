@@ -95,17 +95,6 @@ class Store:
         q += " ORDER BY started_at_ns"
         return [ProbeResult.from_record(json.loads(row[0])) for row in self.execute(q, tuple(params))]
 
-    def last_results(self) -> dict[str, ProbeResult]:
-        rows = self.execute(
-            "SELECT r.record FROM results r JOIN (SELECT target, MAX(id) AS id FROM results GROUP BY target) m "
-            "ON r.id = m.id"
-        )
-        out = {}
-        for (rec,) in rows:
-            res = ProbeResult.from_record(json.loads(rec))
-            out[res.target] = res
-        return out
-
     def read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """A long read on its own connection (WAL: it neither waits for nor blocks the
         writers, and leaves the shared connection's lock free); :memory: uses the shared one."""

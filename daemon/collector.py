@@ -1,7 +1,7 @@
 """The collector: a bounded queue between the probes and everything downstream.
 
 `put` never blocks and never fails: when the queue is full the oldest result is dropped
-and counted, so a stuck consumer can cost data but never a probe (DESIGN §1).
+and counted, so a stuck consumer can cost data but never a probe (docs/architecture.md §1).
 """
 
 from __future__ import annotations
@@ -37,9 +37,6 @@ class Collector:
 
     def clear(self) -> None:
         self._consumers = []
-
-    def unsubscribe(self, name: str) -> None:
-        self._consumers = [(n, c) for n, c in self._consumers if n != name]
 
     def put(self, result: ProbeResult) -> None:
         if len(self._queue) >= self._maxlen:

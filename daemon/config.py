@@ -1,4 +1,4 @@
-"""Settings (DESIGN §8): one YAML file + LLM_VITALS_* environment overrides.
+"""Settings (docs/architecture.md §8): one YAML file + LLM_VITALS_* environment overrides.
 
 `load_settings` is the only way in: it rejects a broken file with the file, the key and
 the reason (ConfigError), and `Settings.targets()` expands providers x models x probes.

@@ -1,4 +1,4 @@
-"""Every Prometheus metric of DESIGN §4, on a registry of our own (one per daemon).
+"""Every Prometheus metric of docs/architecture.md §4, on a registry of our own (one per daemon).
 
 Names and labels are a contract (Grafana dashboards, recording rules, runbooks): add,
 never rename. Labels are bounded: target labels come from config, never from responses.

@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from core.durations import parse_duration
 from daemon import history, status
@@ -201,10 +201,6 @@ class StatusPage:
         }
         title = f"{target} · llm-vitals" if target else f"llm-vitals · {s.region}"
         return document(title, boot, asset("statuspage.js"))
-
-
-def target_path(key: str) -> str:
-    return "/target/" + quote(key, safe="/")
 
 
 def _duration(query: Mapping[str, str], name: str, default: float) -> float:

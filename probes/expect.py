@@ -1,4 +1,4 @@
-"""Probe expectations: the provider answered, but did it answer right? (DESIGN §3)."""
+"""Probe expectations: the provider answered, but did it answer right? (docs/architecture.md §3)."""
 
 from __future__ import annotations
 

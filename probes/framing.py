@@ -2,7 +2,7 @@
 
 Each decoder is fed raw network chunks in arrival order and returns the frames those
 bytes completed. Splitting happens on bytes, never with str.splitlines() (which also
-splits on U+2028 inside JSON strings; wire-formats §0.1/§0.2).
+splits on U+2028 inside JSON strings; docs/wire-formats.md §0.1/§0.2).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class _LineSplitter:
 
 
 class SSEDecoder:
-    """WHATWG text/event-stream, as the providers actually send it (wire-formats §0.1)."""
+    """WHATWG text/event-stream, as the providers actually send it (docs/wire-formats.md §0.1)."""
 
     __slots__ = ("_data", "_event", "_extra", "_first", "_id", "_lines", "_max", "_size")
 

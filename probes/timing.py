@@ -1,4 +1,4 @@
-"""The timing core: arrival-stamped stream events → the numbers of DESIGN §3.
+"""The timing core: arrival-stamped stream events → the numbers of docs/architecture.md §3.
 
 All stamps are `time.perf_counter_ns()` taken when a network chunk arrived; the zero is
 the instant the probe began its request (before DNS/connect).

@@ -1,7 +1,7 @@
 """The seam between the collector and every sink (Prometheus, SQLite, InfluxDB, alerts).
 
 A sink receives results through `observe` (daemon/pipeline.py's Consumer), which must return at once: a slow sink keeps
-its own bounded queue and measures itself, it never holds up the probe path (DESIGN §1).
+its own bounded queue and measures itself, it never holds up the probe path (docs/architecture.md §1).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""ProbeResults and alert transitions as InfluxDB line protocol (DESIGN §4), serialised by
+"""ProbeResults and alert transitions as InfluxDB line protocol (docs/architecture.md §4), serialised by
 influxdb-client's Point so the v1 and v2 write paths emit identical lines."""
 
 from __future__ import annotations

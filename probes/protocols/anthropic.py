@@ -1,4 +1,4 @@
-"""Anthropic Messages streaming (wire-formats §4): typed events, pings, padded JSON,
+"""Anthropic Messages streaming (docs/wire-formats.md §4): typed events, pings, padded JSON,
 usage split between message_start (input) and message_delta (cumulative output)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Azure OpenAI Chat Completions (wire-formats §3): deployment URL + api-version, or the
+"""Azure OpenAI Chat Completions (docs/wire-formats.md §3): deployment URL + api-version, or the
 v1 route; `api-key` header; prompt-filter and annotation chunks are not tokens."""
 
 from __future__ import annotations

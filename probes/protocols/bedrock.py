@@ -1,4 +1,4 @@
-"""AWS Bedrock ConverseStream (wire-formats §6): binary event-stream frames (decoded and
+"""AWS Bedrock ConverseStream (docs/wire-formats.md §6): binary event-stream frames (decoded and
 CRC-checked by botocore), SigV4 via botocore's signer or a Bedrock API key (Bearer)."""
 
 from __future__ import annotations

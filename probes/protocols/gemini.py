@@ -1,4 +1,4 @@
-"""Gemini streamGenerateContent?alt=sse (wire-formats §5): CRLF SSE, no end marker (the
+"""Gemini streamGenerateContent?alt=sse (docs/wire-formats.md §5): CRLF SSE, no end marker (the
 stream closes after the event with finishReason), cumulative usageMetadata."""
 
 from __future__ import annotations

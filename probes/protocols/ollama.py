@@ -1,4 +1,4 @@
-"""Ollama native /api/chat (wire-formats §8.1): NDJSON, `done: true` ends the stream and
+"""Ollama native /api/chat (docs/wire-formats.md §8.1): NDJSON, `done: true` ends the stream and
 carries token counts and server-side durations (ns)."""
 
 from __future__ import annotations

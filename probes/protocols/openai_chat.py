@@ -1,4 +1,4 @@
-"""OpenAI Chat Completions streaming, and every server that speaks it (wire-formats §1, §7, §8).
+"""OpenAI Chat Completions streaming, and every server that speaks it (docs/wire-formats.md §1, §7, §8).
 
 Serves kinds `openai` and `openai_compatible` (vLLM, llama.cpp, Ollama /v1, Groq, Together,
 Mistral, DeepSeek, ...) and, through a subclass, `openrouter`.

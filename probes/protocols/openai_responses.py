@@ -1,4 +1,4 @@
-"""OpenAI Responses API streaming (wire-formats §2): typed events, no [DONE]; the stream
+"""OpenAI Responses API streaming (docs/wire-formats.md §2): typed events, no [DONE]; the stream
 ends after response.completed / response.incomplete / response.failed."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Byte-exact stream encoders, one per wire protocol, shaped like the real providers'
-streams in wire-formats.md (role-only first chunk, usage-only last chunk, pings, CRLF...)."""
+streams in docs/wire-formats.md (role-only first chunk, usage-only last chunk, pings, CRLF...)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import fnmatch
 import functools
 import itertools
 import json
@@ -357,6 +356,3 @@ def _call_args(raw: str | None) -> dict[str, Any]:
             return value
     return tool_arguments(1)[0]
 
-
-def model_matches(model: str, pattern: str) -> bool:
-    return fnmatch.fnmatchcase(model, pattern)

@@ -4,6 +4,7 @@ cycle. A test, so a shortcut that breaks them fails here instead of growing quie
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tests.factories import REPO
@@ -75,3 +76,14 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     (tmp_path / "probes").mkdir()
     (tmp_path / "probes" / "x.py").write_text("def f():\n    from daemon.config import Settings\n")
     assert _upward(tmp_path) == ["probes.x -> daemon.config", "probes.x -> daemon.config.Settings"]
+
+
+def test_sources_cite_only_the_repos_own_docs() -> None:
+    """Comments point to docs/ (in the checkout), never to planning files a user lacks."""
+    bad = []
+    for room in (*ROOMS, "bench", "grafana", "deploy", "tests"):
+        for p in (ROOT / room).rglob("*.py"):
+            for n, line in enumerate(p.read_text().splitlines(), 1):
+                if re.search(r"\.\./shared|(?<!docs/)\b(DESIGN|wire-formats)(\.md)? ?§", line):
+                    bad.append(f"{p.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not bad, "\n".join(bad)

@@ -1,4 +1,4 @@
-"""Config contract (DESIGN §8): bad files are rejected with file, key and reason, exit 2."""
+"""Config contract (docs/architecture.md §8): bad files are rejected with file, key and reason, exit 2."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every stream trap of wire-formats.md, replayed over a real loopback socket through
+"""Every stream trap of docs/wire-formats.md, replayed over a real loopback socket through
 run_probe: the timing and the single outcome must come out right."""
 
 from __future__ import annotations

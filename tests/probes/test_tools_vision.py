@@ -266,7 +266,7 @@ def test_config_expected_tool_must_be_offered(tmp_path: Path) -> None:
         in "\n".join(err.value.lines)
 
 
-# -- real captured shapes (wire-formats.md), replayed over a socket ---------------------
+# -- real captured shapes (docs/wire-formats.md), replayed over a socket ---------------------
 
 ANTHROPIC_TOOL = [  # Claude thinking + tool use: padded JSON, an empty first input_json_delta
     (0, b'event: message_start\ndata: {"type":"message_start","message":{"id":"msg_1","type":"message",'
