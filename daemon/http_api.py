@@ -18,6 +18,7 @@ import asyncio
 import gzip
 import hmac
 import json
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,20 @@ def _wants_openmetrics(accept: str) -> bool:
 
 
 def _json(status: int, body: Any) -> web.Response:
-    return web.Response(status=status, text=json.dumps(body, default=str), content_type="application/json")
+    # strict JSON: a NaN (a detector series still warming up has no recent median) or an
+    # infinity is null, since browsers' JSON.parse and most clients reject the bare words
+    text = json.dumps(_finite(body), default=str, allow_nan=False)
+    return web.Response(status=status, text=text, content_type="application/json")
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_finite(x) for x in v]
+    return v
 
 
 def build_app(daemon: Daemon) -> web.Application:

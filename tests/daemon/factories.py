@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import httpx
 
 from tests.conftest import DaemonProcess
@@ -29,6 +32,13 @@ def status(d: DaemonProcess, token: str | None = None) -> dict:  # type: ignore[
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     r = httpx.get(d.url + "/api/v1/status", headers=headers, timeout=5)
     assert r.status_code == 200, r.text
-    return r.json()  # type: ignore[no-any-return]
+    return strict_json(r.text)  # type: ignore[no-any-return]
+
+
+def strict_json(text: str) -> Any:
+    """JSON as a browser's JSON.parse reads it: NaN and Infinity are errors, not numbers."""
+    def refuse(word: str) -> None:
+        raise ValueError(f"not JSON: {word}")
+    return json.loads(text, parse_constant=refuse)
 
 

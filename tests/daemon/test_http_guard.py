@@ -66,3 +66,11 @@ def test_host_names_and_ports() -> None:
     off = RequestGuard(HttpConfig(listen="0.0.0.0:9464", auth_token_env="X"))
     assert off.refuse("GET", {"Host": "vitals.svc.cluster.local:9464"}) is None
     assert off.refuse("POST", {"Host": "x", "Content-Type": "text/plain"}) is not None
+
+
+def test_api_json_is_strict_where_a_value_is_not_finite() -> None:
+    from daemon.http_api import _json
+    from tests.daemon.factories import strict_json
+
+    body = _json(200, {"baseline": float("nan"), "recent": [1.5, float("inf")], "n": 3}).text
+    assert body is not None and strict_json(body) == {"baseline": None, "recent": [1.5, None], "n": 3}
