@@ -186,3 +186,34 @@ async def test_one_providers_budget_pauses_that_provider_only(fake_probe: dict[s
     again = BudgetTracker(Budgets(), m, {"greedy": ProviderBudget(daily_tokens=50)})
     again.restore(budget.state())
     assert again.exhausted("greedy") == "provider_tokens" and again.exhausted("other") is None
+
+
+async def test_library_log_lines_are_json_and_skips_are_ours_alone(fake_probe: dict[str, float],
+                                                                    capfd: pytest.CaptureFixture[str]) -> None:
+    import json
+    import logging
+
+    import structlog
+
+    from daemon import logs
+
+    logs.configure(json=True)
+    try:
+        m = Metrics()
+        fake_probe["slow"] = 0.7
+        s = ProbeScheduler(ClientPool(), m, lambda r: None, BudgetTracker(Budgets(), m), max_concurrency=10)  # type: ignore[arg-type]
+        s.set_jobs([Scheduled(target("slow"), interval=0.2, jitter=0)])
+        s.start()
+        await asyncio.sleep(1.0)
+        s.pause()
+        await s.drain(2)
+        logging.getLogger("httpx").warning("a library says %s", "hello")
+        err = capfd.readouterr().err
+    finally:  # the process-wide logging of the rest of the session stays pytest's
+        root = logging.getLogger()
+        root.handlers = [h for h in root.handlers if not isinstance(h, logs._StdlibHandler)]
+        structlog.reset_defaults()
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]  # every line is JSON
+    assert any(e["event"] == "probe_skipped" and e["reason"] == "overlap" for e in lines)
+    assert not any("Execution of job" in e["event"] for e in lines)  # apscheduler's own words: gone
+    assert any(e["event"] == "a library says hello" and e["level"] == "warning" for e in lines)
