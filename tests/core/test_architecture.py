@@ -87,3 +87,14 @@ def test_sources_cite_only_the_repos_own_docs() -> None:
                 if re.search(r"\.\./shared|(?<!docs/)\b(DESIGN|wire-formats)(\.md)? ?§", line):
                     bad.append(f"{p.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not bad, "\n".join(bad)
+
+
+def test_loading_the_config_imports_no_numerics() -> None:
+    """`llm-vitals check` reads the config only: the detector's statistics (numpy, scipy)
+    stay out of it (detector.config and detector.params are plain)."""
+    import subprocess
+    import sys
+
+    code = "import sys, daemon.config; print(sorted(m for m in ('numpy', 'scipy', 'detector.core') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
