@@ -33,6 +33,8 @@ from daemon.selfmon import LoopMonitor
 from daemon.simulator_process import SimulatorStartError, simulator_process
 from daemon.sinks.base import AlertTransition, Sink
 from daemon.sinks.sqlite_results import SQLiteResultSink
+from daemon.sweep_runner import SweepRunner
+from daemon.sweep_store import SweepRun, SweepStore
 from probes.clients import ClientPool
 from probes.target import ProbeTarget
 
@@ -80,9 +82,12 @@ class Daemon:
         if exported("quantiles", settings.metrics.detail):
             self.metrics.registry.register(QuantileCollector(self.aggregator.snapshot, self.aggregator.labels.get))
         self.store = Store(settings.storage.path)
+        self.sweep_store = SweepStore(self.store)
         self.collector = Collector(self.metrics, settings.scheduler.collector_queue)
         self.budget = BudgetTracker(settings.budgets, self.metrics, settings.provider_budgets())
         self.loop_monitor = LoopMonitor(self.metrics)
+        self.sweeps = SweepRunner(self.sweep_store, self.metrics, self.budget, self._publish_sweep)
+        self._sweeps_pruned = float("-inf")
         self.gc_policy = GcPolicy()
         self.last: dict[str, ProbeResult] = {}
         self.sinks: dict[str, Sink] = {}
@@ -133,6 +138,15 @@ class Daemon:
                 sink.submit_alert(t)
             except Exception:
                 log.exception("sink_alert_submit_failed", sink=sink.name)
+
+    def _publish_sweep(self, run: SweepRun) -> None:
+        """A sweep run to the sinks that take one (InfluxDB measurement `sweep`)."""
+        rep = run.report
+        for sink in self.sinks.values():
+            submit = getattr(sink, "submit_sweep", None)
+            if submit is not None and rep.get("levels"):
+                submit(run.name, run.target, self.settings.region, run.started_at, run.outcome,
+                       rep["levels"], rep.get("saturation"))
 
     def _subscribe_all(self) -> None:
         self.collector.clear()
@@ -231,6 +245,9 @@ class Daemon:
     async def _save_state_async(self) -> None:
         """While running: state is taken on the loop, SQLite written in a thread."""
         await asyncio.to_thread(self.store.put_state, "budget", self.budget.state())
+        if time.monotonic() - self._sweeps_pruned > 3600:
+            self._sweeps_pruned = time.monotonic()
+            await asyncio.to_thread(self.sweep_store.prune, self.settings.storage.sweep_retention)
         if self.detector is not None:
             await self.detector.save_async()
 
@@ -376,6 +393,7 @@ class Daemon:
             "readiness": detail,
             "event_loop_lag_seconds": self.loop_monitor.lag,
             "budget": {**self.budget.state(), "paused": self.budget.exhausted()},
+            "sweeps": self.sweeps.state(),
             "targets": targets,
             "alerts": alerts,
         }
@@ -437,6 +455,8 @@ class Daemon:
             )
             self.scheduler.set_jobs(self._jobs(s, self._targets))
             self.scheduler.start()
+            self.sweeps.configure(s, self._targets)
+            self.sweeps.start()
             self._tasks = [
                 asyncio.create_task(self._evaluate_loop(), name="evaluate"),
                 asyncio.create_task(self._save_loop(), name="save-state"),
@@ -486,6 +506,7 @@ class Daemon:
         self._target_keys = {t.key for t in targets}
         assert self.scheduler is not None
         diff = self.scheduler.set_jobs(self._jobs(new, targets))
+        self.sweeps.configure(new, targets)
         keep = {t.key for t in targets}
         for key in diff["removed"]:
             lab = self.aggregator.labels.get(key)
@@ -536,6 +557,7 @@ class Daemon:
         self.systemd.stopping()
         log.info("daemon_stopping", in_flight=self.scheduler.in_flight() if self.scheduler else 0)
         deadline = time.monotonic() + SHUTDOWN_DEADLINE
+        await self.sweeps.stop()  # first: its streams are cancelled, not drained (what it measured is kept)
         if self.scheduler is not None:
             self.scheduler.pause()
             cancelled = await self.scheduler.drain(min(self.settings.defaults.timeout, SHUTDOWN_DEADLINE / 2))
