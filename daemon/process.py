@@ -455,6 +455,7 @@ class Daemon:
             )
             self.scheduler.set_jobs(self._jobs(s, self._targets))
             self.scheduler.start()
+            self.sweeps.simulator_url = self.simulator_url
             self.sweeps.configure(s, self._targets)
             self.sweeps.start()
             self._tasks = [
