@@ -213,7 +213,7 @@ sweeps:
     assert len(rows) == 4, rows
     by_c = {int(r["concurrency"]): r for r in rows}
     assert set(by_c) == {1, 2, 4, 8}
-    assert {r["time"] for r in rows} == {int(last["started_at"] * 1e6) * 1000}
+    assert {r["time"] for r in rows} == {round(last["started_at"] * 1e6) * 1000}
     one = by_c[8]
     assert (one["sweep"], one["target"], one["provider"], one["model"], one["probe"], one["prompt_tokens"]) == \
         ("knee", "sim/m/short", "sim", "m", "short", "default")
