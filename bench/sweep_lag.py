@@ -6,7 +6,8 @@ The daemon runs in-process with `--targets` probes at `--interval`; two simulato
 their own processes: one answers the probes, the other is the swept server (it serves
 `--max-streams` streams at once and queues the rest, like a vLLM batch limit). Phases:
 a baseline, then `--rounds` times a sweep (levels `--levels`, `--level-seconds` each) and
-a baseline; the baselines say what noise is. Exits 1 when the probes' lag p50 during the
+a baseline; the baselines say what noise is. `--in-loop` runs the same sweep on the daemon's own event
+loop instead of its worker process (the reference the worker is measured against). Exits 1 when the probes' lag p50 during the
 sweeps passes the baselines' by more than `--margin-ms`, or when more probes were skipped
 during the sweeps than in the baselines.
 
@@ -40,10 +41,12 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
 
 
-def start_simulator(scenario: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_simulator(scenario: Path, nice: int = 0) -> tuple[subprocess.Popen[bytes], str]:
+    import os
+
     proc = subprocess.Popen(
         [sys.executable, "-m", "probes.simulator", "--port", "0", "--scenario", str(scenario), "--exit-with-parent"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=REPO, preexec_fn=(lambda: os.nice(nice)) if nice else None,
     )
     assert proc.stdout is not None
     return proc, "http://" + json.loads(proc.stdout.readline())["listening"]
@@ -66,13 +69,14 @@ class Phase:
 
 async def measure(targets: int = 40, interval: float = 1.0, levels: tuple[int, ...] = (8, 16, 32, 64),
                   level_seconds: float = 4.0, baseline: float = 10.0, max_streams: int = 16,
-                  verbose: bool = True, rounds: int = 2) -> tuple[list[Phase], list[Phase], dict[str, object]]:
+                  verbose: bool = True, rounds: int = 2, in_loop: bool = False, swept_nice: int = 0) -> tuple[list[Phase], list[Phase], dict[str, object]]:
     tmp = Path(tempfile.mkdtemp(prefix="llm-vitals-sweep-lag-"))
     (tmp / "probes.yaml").write_text("defaults: {ttft: 60ms, itl: 10ms, jitter: 10%, tokens: 16}\n")
     (tmp / "swept.yaml").write_text(f"defaults: {{ttft: 50ms, itl: 5ms, jitter: 10%, tokens: 64}}\n"
                                     f"max_streams: {max_streams}\n")
     p_sim, p_url = start_simulator(tmp / "probes.yaml")
-    s_sim, s_url = start_simulator(tmp / "swept.yaml")
+    # the swept server stands for another machine: niced (`--swept-nice`), its CPU is not the daemon's
+    s_sim, s_url = start_simulator(tmp / "swept.yaml", swept_nice)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -91,28 +95,46 @@ async def measure(targets: int = 40, interval: float = 1.0, levels: tuple[int, .
         alerts={"enabled": False},
     )
     daemon = Daemon(settings, None, "bench")
+    if in_loop:  # the reference: the sweep's streams on the daemon's own event loop
+        from daemon.budget import probe_cost
+        from daemon.sweep import Allowance, run_sweep
+        from daemon.sweep_worker import plan_of
+
+        async def on_the_loop(job: dict, levels: list, settings: Settings) -> int:  # type: ignore[type-arg]
+            a = job["allowance"]
+            await run_sweep(settings, plan_of(settings, job["sweep"], None), levels=levels,
+                            allowance=Allowance(a["tokens"], a["cost_usd"], a["where"]),
+                            on_result=lambda r: daemon.budget.add(r, probe_cost(settings, r)))
+            return 0
+
+        daemon.sweeps._in_child = on_the_loop  # type: ignore[method-assign]
     task = asyncio.create_task(daemon.run())
     worst = [0.0]
+    stalls: list[tuple[float, float]] = []  # (when, how long) of every loop stall over 100 ms
 
     async def ticker() -> None:
         while True:
             t = time.perf_counter()
             await asyncio.sleep(0.005)
-            worst[0] = max(worst[0], time.perf_counter() - t - 0.005)
+            late = time.perf_counter() - t - 0.005
+            worst[0] = max(worst[0], late)
+            if late > 0.1:
+                stalls.append((time.perf_counter(), late))
 
     tick = asyncio.create_task(ticker())
 
     def skipped() -> float:
-        fam = daemon.metrics.registry.get_sample_value
-        return sum(fam("llm_vitals_probes_skipped_total", {"provider": "fleet", "model": f"m{i}", "probe": "short",
-                                                          "region": "local", "reason": r}) or 0
-                   for i in range(targets) for r in ("overlap", "missed"))
+        # straight from the family's rows: get_sample_value collects the whole registry per call
+        # (40 calls stalled the loop ~400 ms at every phase start)
+        rows = daemon.metrics.skipped._series
+        return sum(row[0] for key, row in list(rows.items()) if key[0] == "fleet" and key[4] in ("overlap", "missed"))
 
     async def phase(name: str, seconds: float | None) -> Phase:
         assert daemon.scheduler is not None
         daemon.scheduler.lag_samples.clear()
         worst[0] = 0.0
         s0 = skipped()
+        t0 = time.perf_counter()
         if seconds is None:  # the sweep: until it has finished
             assert daemon.sweeps.request("capacity") == "queued"
             while daemon.sweeps._queue:
@@ -122,7 +144,8 @@ async def measure(targets: int = 40, interval: float = 1.0, levels: tuple[int, .
         lags = list(daemon.scheduler.lag_samples)
         p = Phase(name, lags, worst[0], len(lags), skipped() - s0)
         if verbose:
-            print(p.line(), flush=True)
+            mine = [d for w, d in stalls if w >= t0]
+            print(p.line() + f"  loop stalls >100 ms: {len(mine)}", flush=True)
         return p
 
     try:
@@ -161,6 +184,10 @@ def main() -> int:
     ap.add_argument("--max-streams", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2, help="sweeps, each followed by a baseline")
     ap.add_argument("--margin-ms", type=float, default=5.0)
+    ap.add_argument("--swept-nice", type=int, default=0,
+                    help="run the swept simulator at this niceness (it stands for another machine)")
+    ap.add_argument("--in-loop", action="store_true",
+                    help="the reference: run the sweep on the daemon's event loop instead of its worker process")
     args = ap.parse_args()
     import logging
 
@@ -169,7 +196,8 @@ def main() -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     quiet, busy, info = asyncio.run(measure(
         args.targets, args.interval, tuple(int(x) for x in args.levels.split(",")), args.level_seconds,
-        args.baseline, args.max_streams, rounds=args.rounds))
+        args.baseline, args.max_streams, rounds=args.rounds, in_loop=args.in_loop,
+        swept_nice=args.swept_nice))
     print(f"last sweep: {info['outcome']}, {info['streams']} streams, saturation {info['saturation']}")
     for c, ttft, agg in info["levels"]:  # type: ignore[attr-defined]
         print(f"  c={c:<3} ttft p50 {ttft * 1000:6.1f} ms  aggregate {agg:7.1f} tokens/s")

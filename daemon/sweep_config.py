@@ -69,7 +69,8 @@ class SweepConfig(Strict):
     target: str = Field(pattern=r"^[^/\s]+/[^/\s]+(/[^/\s]+)?$")
     """PROVIDER/MODEL[/PROBE] of a configured target (PROVIDER/MODEL: its first probe profile)."""
     schedule: str
-    """When it runs, a 5-field crontab expression: `0 3 * * *` is nightly at 03:00."""
+    """When it runs, a 5-field crontab expression: `0 3 * * *` is nightly at 03:00 (weekday 0 and 7
+    are Sunday, as in crontab; restrict the day of month or the day of week, not both)."""
     timezone: str = "UTC"
     """The IANA time zone `schedule` is read in (e.g. `Europe/Paris`)."""
     concurrency: list[int] = Field([1, 2, 4, 8, 16, 32], min_length=1, max_length=MAX_LEVELS)

@@ -176,7 +176,9 @@ class SweepRunner:
                         max_delay=cfg.max_delay, detail="it waited behind other sweeps past its max_delay")
             return
         key = settings.sweep_key(cfg)
-        target = next(t for t in self._targets if t.key == key)
+        target = next((t for t in self._targets if t.key == key), None)
+        if target is None:
+            return  # its target left this replica (a reload) while it waited
         plan = Plan(target=target, concurrency=tuple(cfg.concurrency),
                     prompt_tokens=tuple(cfg.prompt_tokens) if cfg.prompt_tokens else (None,),
                     requests=cfg.requests, duration=cfg.duration)

@@ -24,11 +24,16 @@ import signal
 import sys
 from typing import Any, TextIO
 
+import structlog
+
 from core.result import ProbeResult
-from daemon.config import Settings
+from daemon import logs
+from daemon.config import Settings, _register_url_secrets
 from daemon.sweep import Allowance, Level, Plan, run_sweep
 
 NICE = 10
+
+log = structlog.get_logger("llm_vitals.sweep_worker")
 
 
 def plan_of(settings: Settings, sweep_name: str, simulator_url: str | None) -> Plan:
@@ -61,6 +66,7 @@ class _Levels(list[Level]):
 
 async def work(job: dict[str, Any], out: TextIO) -> None:
     settings = Settings(**job["settings"])
+    _register_url_secrets(settings)  # as load_settings does: user:password@ in a URL is redacted too
     plan = plan_of(settings, job["sweep"], job.get("simulator_url"))
     a = job["allowance"]
     allowance = Allowance(a["tokens"], a["cost_usd"], a["where"])
@@ -94,10 +100,14 @@ def main() -> int:
     out = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    logs.configure()  # the daemon's format, secrets redacted (the settings name them)
     try:
         asyncio.run(work(job, out))
     except asyncio.CancelledError:
         return 0
+    except Exception:
+        log.exception("sweep_worker_failed", sweep=job.get("sweep"))
+        return 1
     return 0
 
 
