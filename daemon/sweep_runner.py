@@ -9,7 +9,7 @@
   (`skipped_late`), so a night's sweep does not spill into the day.
 - Never starving the probes: a sweep's streams run in a child process at a lower CPU
   priority (daemon/sweep_worker.py; on the daemon's loop they pushed the probes' schedule
-  lag p50 from 1 ms to 80 ms), with their own connections and none of the probes'
+  lag p50 from 1.4 ms to 86 ms), with their own connections and none of the probes'
   `scheduler.max_concurrency` slots; its results go to the sweep's record only (the
   target's own series, detector and alerts see only its regular probes).
 - Budgets: a sweep may spend what the daily budgets leave after today's spending *and* the
