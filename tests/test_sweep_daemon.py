@@ -236,7 +236,8 @@ sweeps:
         await asyncio.sleep(0.2)
         again = await run.run("a")  # the same sweep while it runs: skipped, counted
         assert again.status_code == 409
-        assert (await run.run("b")).status_code == 202  # another: waits its turn
+        job = run.d.sweeps._sched.get_job("b")  # another, fired by its cron trigger: waits its turn
+        await job.func(*job.args)
         assert (await run.run("c")).status_code == 202  # would start too late: skipped then
         assert (await run.run("nope")).status_code == 404
         state = {w["name"]: w for w in (await run.get("/api/v1/sweeps"))["sweeps"]}
@@ -381,3 +382,28 @@ sweeps:
     assert "runs in range: ok 1" in page.dom
     assert "### Capacity sweep `knee` of `sim/m/short`" in md.stdout
     assert md.stdout.count("| 8 | 400 | 8 / 8 |") == 1 and md.stdout.count("| 1 | 50 | 8 / 8 |") == 1
+
+
+async def test_reload_reschedules_sweeps_and_forgets_removed_ones(daemon: Start, tmp_path: Path) -> None:
+    run = await daemon("http://127.0.0.1:9", """
+sweeps:
+  - {name: a, target: sim/m, schedule: "0 3 * * *"}
+  - {name: gone, target: sim/other, schedule: "0 4 * * *"}
+""")
+    run.d.metrics.sweep_done("gone", "sim/other/short", 1.0, "ok", [], None)
+    assert run.sample("llm_vitals_sweeps_total", {"sweep": "gone", "outcome": "ok"}) == 1
+    f = Path(run.d.config_path or "")
+    f.write_text(f.read_text().replace('{name: gone, target: sim/other, schedule: "0 4 * * *"}',
+                                       '{name: new, target: sim/other, schedule: "15 5 * * SUN"}')
+                 .replace('{name: a, target: sim/m, schedule: "0 3 * * *"}',
+                          '{name: a, target: sim/m, schedule: "30 1 * * *"}'))
+    await run.d.reload()
+    state = {w["name"]: w for w in (await run.get("/api/v1/sweeps"))["sweeps"]}
+    assert set(state) == {"a", "new"}
+    a, new = (datetime.fromtimestamp(state[n]["next_run"], UTC) for n in ("a", "new"))
+    assert (a.hour, a.minute) == (1, 30) and (new.weekday(), new.hour, new.minute) == (6, 5, 15)
+    assert run.sample("llm_vitals_sweeps_total", {"sweep": "gone", "outcome": "ok"}) is None
+    f.write_text(f.read_text().replace("target: sim/other", "target: sim/nope"))
+    await run.d.reload()  # a broken sweep is rejected like any broken config: the old one stays
+    assert {w["name"] for w in (await run.get("/api/v1/sweeps"))["sweeps"]} == {"a", "new"}
+    assert run.sample("llm_vitals_config_reloads_total", {"outcome": "rejected"}) == 1
