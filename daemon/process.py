@@ -606,7 +606,9 @@ def run_daemon(config_path: str | None, demo_path: Path) -> int:
         for p in problems:
             print(f"error: {source}: {p}", file=sys.stderr)
         return 2
-    for w in settings.warnings():
+    from daemon.sweep import sweep_warnings
+
+    for w in settings.warnings() + sweep_warnings(settings):
         print(f"warning: {source}: {w}", file=sys.stderr)
     if config_path is None:
         print(

@@ -425,3 +425,42 @@ def ask(question: str, stdin: TextIO = sys.stdin, out: TextIO = sys.stderr) -> b
     out.write(question)
     out.flush()
     return stdin.readline().strip().lower() in ("y", "yes")
+
+
+def plan_targets(settings: Settings) -> list[ProbeTarget]:
+    """Every target as far as spending goes (probe and interval), without resolving any
+    secret: `check --offline` estimates with these."""
+    from probes.target import ProviderSpec
+
+    return [ProbeTarget(ProviderSpec(prov.name, prov.kind, prov.base_url), m.name, profile.spec(),
+                        region=settings.region)
+            for prov, m, profile in settings.target_entries()]
+
+
+def sweep_warnings(settings: Settings) -> list[str]:
+    """Scheduled sweeps the budgets will always refuse: 'key: reason' lines for `check` and `run`."""
+    from daemon.sweep_runner import probe_reserve
+
+    out: list[str] = []
+    targets = plan_targets(settings)
+    by_key = {t.key: t for t in targets}
+    none: dict[str, Any] = {"tokens": 0, "cost": 0.0, "providers": {}}
+    for i, w in enumerate(settings.sweeps):
+        target = by_key[settings.sweep_key(w)]
+        plan = Plan(target=target, concurrency=tuple(w.concurrency),
+                    prompt_tokens=tuple(w.prompt_tokens) if w.prompt_tokens else (None,),
+                    requests=w.requests, duration=w.duration)
+        est = estimate(settings, plan)
+        where = f"sweeps[{i}] ({w.name})"
+        why = Allowance.left(settings, target.provider.name, none).refuses(est)
+        if why is not None:
+            out.append(f"{where}: every run will be refused: {why}")
+            continue
+        # the probes' share of a whole day: what a run just after midnight leaves the sweep
+        day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        reserve = probe_reserve(settings, targets, target.provider.name, now=day)
+        why = Allowance.left(settings, target.provider.name, none, reserve,
+                             note=", less the regular probes' spending for a whole day").refuses(est)
+        if why is not None:
+            out.append(f"{where}: may be refused (it runs only on what the probes leave of the budgets): {why}")
+    return out

@@ -407,3 +407,26 @@ sweeps:
     await run.d.reload()  # a broken sweep is rejected like any broken config: the old one stays
     assert {w["name"] for w in (await run.get("/api/v1/sweeps"))["sweeps"]} == {"a", "new"}
     assert run.sample("llm_vitals_config_reloads_total", {"outcome": "rejected"}) == 1
+
+
+def test_check_warns_of_a_sweep_the_budgets_always_refuse(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    f = write(tmp_path, BASE.format(port=9, tmp=tmp_path, url="http://127.0.0.1:9") + """
+budgets: {daily_tokens: 20000}
+sweeps:
+  - {name: huge, target: sim/m, schedule: "0 3 * * *", concurrency: [1, 2, 4, 8, 16, 32], requests: 100}
+  - {name: tight, target: sim/other, schedule: "0 4 * * *", concurrency: [1, 2], requests: 120}
+  - {name: fine, target: sim/other, schedule: "0 5 * * *", concurrency: [1, 2], requests: 10}
+""")
+    p = subprocess.run([sys.executable, "-m", "daemon.cli", "check", "--offline", "-c", str(f)],
+                       capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("warning:")]
+    # 600 requests of ~40 tokens: past the budget itself; 240: past what a day of 2 targets
+    # probed every 10 minutes (288 probes) leaves of it
+    assert [ln.split(": ")[2] for ln in lines] == ["sweeps[0] (huge)", "sweeps[1] (tight)"], lines
+    assert "every run will be refused" in lines[0] and "may be refused" in lines[1]
