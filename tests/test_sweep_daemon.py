@@ -164,11 +164,12 @@ async def test_scheduled_sweep_is_stored_exported_and_metered(daemon: Start, tmp
     influx = InfluxDB1(tmp_path / "influx")
     influx.create_db()
     try:
-        async with sim() as s:
+        # ttft 200 ms: a loaded CI machine's tens of ms stay well under the knee's 1.5x
+        async with sim(ttft=0.2) as s:
             run = await daemon(s.url, f"""
 influxdb: {{url: "{influx.url}", api_version: 1, database: llm_vitals, flush_interval: 200ms}}
 sweeps:
-  - {{name: knee, target: sim/m, schedule: "0 3 * * *", concurrency: [1, 2, 4, 8], requests: 12}}
+  - {{name: knee, target: sim/m, schedule: "0 3 * * *", concurrency: [1, 2, 4, 8], requests: 8}}
 """)
             state = (await run.get("/api/v1/sweeps"))["sweeps"][0]
             assert state["runs"] == [] and state["last"] is None and not state["running"]
@@ -181,11 +182,11 @@ sweeps:
             last = w["last"]
             assert last["outcome"] == "ok" and last["target"] == "sim/m/short"
             assert [lv["concurrency"] for lv in last["levels"]] == [1, 2, 4, 8]
-            assert all(lv["ok"] == 12 for lv in last["levels"])
+            assert all(lv["ok"] == 8 for lv in last["levels"])
             assert last["saturation"] is not None and last["saturation"]["concurrency"] in (N, 2 * N)
             # its spending is the daemon's spending (budgets hold across probes and sweeps)
-            assert run.d.budget.tokens - tokens_before >= 48 * 10
-            # the target's own series saw none of the sweep's 48 streams
+            assert run.d.budget.tokens - tokens_before >= 32 * 10
+            # the target's own series saw none of the sweep's 32 streams
             own = run.sample("llm_vitals_probes_total", {"provider": "sim", "model": "m", "probe": "short",
                                                          "region": "local", "outcome": "ok"}) or 0
             assert own <= 2
@@ -219,7 +220,7 @@ sweeps:
         ("knee", "sim/m/short", "sim", "m", "short", "default")
     lv8 = last["levels"][3]
     assert one["ttft_p50"] == pytest.approx(lv8["ttft_p50"]) and one["ttft_p95"] == pytest.approx(lv8["ttft_p95"])
-    assert one["requests"] == 12 and one["ok"] == 12 and one["errors"] == 0
+    assert one["requests"] == 8 and one["ok"] == 8 and one["errors"] == 0
     assert one["aggregate_output_tps"] == pytest.approx(lv8["aggregate_output_tps"])
     assert sum(r["saturated"] for r in rows) == 1
 
