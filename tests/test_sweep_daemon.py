@@ -184,6 +184,13 @@ sweeps:
             assert [lv["concurrency"] for lv in last["levels"]] == [1, 2, 4, 8]
             assert all(lv["ok"] == 8 for lv in last["levels"])
             assert last["saturation"] is not None and last["saturation"]["concurrency"] in (N, 2 * N)
+            # the worker's timings are the server's: ttft p50 within 10% of when it wrote the first token
+            from probes.timing import quantile
+            from tests.test_sweep import server_ttft
+
+            for level in run.d.sweeps.levels:
+                truth = quantile([server_ttft(s, r) for r in level.results], 0.5)
+                assert truth is not None and level.summary()["ttft_p50"] == pytest.approx(truth, rel=0.10)
             # its spending is the daemon's spending (budgets hold across probes and sweeps)
             assert run.d.budget.tokens - tokens_before >= 32 * 10
             # the target's own series saw none of the sweep's 32 streams
