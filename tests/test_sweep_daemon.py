@@ -438,3 +438,31 @@ sweeps:
     # probed every 10 minutes (288 probes) leaves of it
     assert [ln.split(": ")[2] for ln in lines] == ["sweeps[0] (huge)", "sweeps[1] (tight)"], lines
     assert "every run will be refused" in lines[0] and "may be refused" in lines[1]
+
+
+async def test_worker_stops_when_the_daemon_is_gone(tmp_path: Path) -> None:
+    """A daemon killed outright (no SIGTERM to pass on) leaves no worker sweeping on: its next
+    write finds the pipe closed."""
+    import json
+    import sys
+
+    async with sim(max_streams=None) as s:
+        settings = load_settings(write(tmp_path, BASE.format(port=9, tmp=tmp_path, url=s.url) + """
+sweeps: [{name: x, target: sim/m, schedule: "0 3 * * *", concurrency: [4], duration: 60s}]
+"""))
+        job = {"settings": settings.model_dump(mode="json", by_alias=True), "simulator_url": None, "sweep": "x",
+               "allowance": {"tokens": None, "cost_usd": None, "where": "-"}}
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "daemon.sweep_worker",
+                                                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(job).encode())
+        await proc.stdin.drain()
+        proc.stdin.close()
+        lines = [json.loads(await proc.stdout.readline()) for _ in range(5)]
+        assert "level" in lines[0] and all("result" in m for m in lines[1:])
+        sent = len(s.requests)
+        proc._transport.get_pipe_transport(1).close()  # type: ignore[attr-defined]  # the reader is gone
+        t0 = time.monotonic()
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+        stopped, after = time.monotonic() - t0, len(s.requests) - sent
+    assert stopped < 3 and after <= 8, (stopped, after)  # at most the 4 in flight and their successors
