@@ -156,6 +156,12 @@ async def daemon(tmp_path: Path) -> AsyncIterator[Start]:
         await asyncio.wait_for(task, 30)
 
 
+def server_ttft(s: Simulator, r: Any) -> float:
+    """ttft by the server's clock: when it wrote the first token, from our request's start."""
+    first = next(rec for rec in s.truth.records if rec["request_id"] == r.request_id and rec["index"] == 0)
+    return float(first["t_ns"] - r.started_at.timestamp() * 1e9) / 1e9
+
+
 def sim(ttft: float = 0.05, itl: float = 0.005, tokens: int = 6, max_streams: int | None = N) -> Simulator:
     return Simulator(Scenario(defaults=Script(ttft=ttft, itl=itl, jitter=0, tokens=tokens), max_streams=max_streams))
 
@@ -186,7 +192,6 @@ sweeps:
             assert last["saturation"] is not None and last["saturation"]["concurrency"] in (N, 2 * N)
             # the worker's timings are the server's: ttft p50 within 10% of when it wrote the first token
             from probes.timing import quantile
-            from tests.test_sweep import server_ttft
 
             for level in run.d.sweeps.levels:
                 truth = quantile([server_ttft(s, r) for r in level.results], 0.5)
