@@ -71,7 +71,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"error: {source}: {p}", file=sys.stderr)
     if problems:
         return EXIT_CONFIG
-    for w in settings.warnings():
+    from daemon.sweep import sweep_warnings
+
+    for w in settings.warnings() + sweep_warnings(settings):
         print(f"warning: {source}: {w}", file=sys.stderr)
     n = len(settings.target_entries())
     counts = ", ".join(_plural(k, w) for k, w in ((len(settings.providers), "provider"), (n, "target"),

@@ -27,6 +27,7 @@ from core.durations import Duration, Fraction
 from core.redact import SECRETS
 from core.secrets import MissingSecret, read_secret
 from core.strict import Strict
+from daemon.sweep_config import SweepConfig
 from detector.config import DetectorConfig
 from probes.images import ImageError, load_image
 from probes.protocol import ProviderOption
@@ -124,6 +125,8 @@ class StorageConfig(Strict):
     or ~/.local/state/llm-vitals), `~` the home directory."""
     retention: Duration = 14 * 86400
     """How long probe results are kept."""
+    sweep_retention: Duration = 90 * 86400
+    """How long scheduled sweeps' results are kept (a few rows a night: months of capacity trend)."""
 
     @field_validator("path")
     @classmethod
@@ -508,6 +511,8 @@ class Settings(BaseSettings):
     """Providers to probe; each model of each provider, times each probe profile, is a target."""
     budgets: Budgets = Budgets()
     """Daily limits on the tokens and money probing may spend: globally, and per provider."""
+    sweeps: list[SweepConfig] = []
+    """Capacity sweeps run on a cron schedule (one at a time, within the budgets)."""
     limits: LimitsConfig = LimitsConfig()
     """What one response may cost: line, stream and reply-text sizes."""
     scheduler: SchedulerConfig = SchedulerConfig()
@@ -559,6 +564,14 @@ class Settings(BaseSettings):
                     if key in seen:
                         raise ValueError(f"providers[{i}].models[{j}]: duplicate target {key}")
                     seen.add(key)
+        names = [w.name for w in self.sweeps]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"sweeps: duplicate sweep name(s): {', '.join(dup)}")
+        for i, w in enumerate(self.sweeps):
+            if self.sweep_entry(w) is None:
+                raise ValueError(f"sweeps[{i}] ({w.name}).target: no such target {w.target!r} "
+                                 f"(configured: {', '.join(sorted(seen)) or 'none'})")
         if not self.http.is_loopback and not (self.http.auth_token_env or self.http.auth_token_file):
             raise ValueError(
                 f"http.listen: {self.http.listen} is not loopback, so http.auth_token_env or "
@@ -577,6 +590,19 @@ class Settings(BaseSettings):
             for m in prov.model_entries()
             for probe in self._probe_names(m)
         ]
+
+    def sweep_entry(self, sweep: SweepConfig) -> tuple[ProviderConfig, ModelEntry, ProbeProfile] | None:
+        """The target a sweep sweeps: PROVIDER/MODEL/PROBE, or PROVIDER/MODEL's first probe profile."""
+        parts = sweep.target.split("/")
+        for prov, m, profile in self.target_entries():
+            if prov.name == parts[0] and m.name == parts[1] and (len(parts) == 2 or profile.name == parts[2]):
+                return prov, m, profile
+        return None
+
+    def sweep_key(self, sweep: SweepConfig) -> str:
+        entry = self.sweep_entry(sweep)
+        assert entry is not None  # checked at load
+        return f"{entry[0].name}/{entry[1].name}/{entry[2].name}"
 
     def owned_targets(self, simulator_url: str | None = None) -> list[ProbeTarget]:
         """The targets of this replica's shard (all of them without sharding)."""

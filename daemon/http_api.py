@@ -124,6 +124,21 @@ def build_app(daemon: Daemon) -> web.Application:
         code, body = await page.history(request.query)
         return _json(code, body)
 
+    async def sweeps(request: web.Request) -> web.Response:
+        code, body = await page.sweeps(request.query)
+        return _json(code, body)
+
+    async def sweep_run(request: web.Request) -> web.Response:
+        """Run a scheduled sweep now (after a deploy, say): queued like a cron run, one sweep
+        at a time, within the same budgets; recorded like the scheduled runs."""
+        name = request.match_info["name"]
+        got = daemon.sweeps.request(name)
+        if got == "unknown":
+            return _json(404, {"error": f"no scheduled sweep named {name!r}"})
+        if got == "skipped_overlap":
+            return _json(409, {"error": f"sweep {name!r} is already running or waiting", "state": got})
+        return _json(202, {"state": got})
+
     def _html(text: str, code: int = 200) -> web.Response:
         return web.Response(status=code, text=text, content_type="text/html",
                             headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
@@ -145,6 +160,8 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/status", status)
     app.router.add_get("/api/v1/history", history)
+    app.router.add_get("/api/v1/sweeps", sweeps)
+    app.router.add_post("/api/v1/sweeps/{name}/run", sweep_run)
     app.router.add_get("/", index)
     app.router.add_get("/compare", compare)
     app.router.add_get("/target/{key:.+}", target_page)

@@ -46,7 +46,14 @@ FAMILY_LEVEL = {
     "skipped": "standard", "usage_clamped": "standard",
     "ttft_content": "full", "itl": "full", "tpot": "full", "phase": "full", "tps": "full",
     "rate_limit_remaining": "full", "quantiles": "full",
+    # Per sweep (labelled by sweep, not by target, so they are not in a target's count):
+    # 3 series per level and prompt size, plus 1 + 1 + 5 + the outcomes seen per sweep.
+    "sweep_ttft_p50": "standard", "sweep_ttft_p95": "standard", "sweep_aggregate_tps": "standard",
+    "sweep_saturation": "minimal", "sweep_last": "minimal", "sweep_last_outcome": "minimal", "sweeps": "minimal",
 }
+SWEEP = ("sweep", "target")
+SWEEP_LEVEL = (*SWEEP, "concurrency", "prompt_tokens")
+SWEEP_OUTCOMES = ("ok", "partial", "failed", "cancelled", "refused")
 
 
 def exported(family: str, detail: str) -> bool:
@@ -414,6 +421,14 @@ class Metrics:
         self.sink_points = Counter("llm_vitals_sink_points_total", "Points handled by a sink, by state (written, spooled, replayed, dropped, rejected).", ("sink", "state"), registry=r)
         self.sink_spool = Gauge("llm_vitals_sink_spool_points", "Points waiting in a sink's durable spool.", ("sink",), registry=r)
         self.sink_write = Histogram("llm_vitals_sink_write_seconds", "Duration of one batch write to a sink.", ("sink",), buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
+        self.sweep_ttft_p50 = Gauge("llm_vitals_sweep_ttft_p50_seconds", "Capacity sweep: ttft p50 at each level of the sweep's last run (prompt_tokens `default`: the probe's own prompt).", SWEEP_LEVEL, registry=reg("sweep_ttft_p50"))
+        self.sweep_ttft_p95 = Gauge("llm_vitals_sweep_ttft_p95_seconds", "Capacity sweep: ttft p95 at each level of the sweep's last run.", SWEEP_LEVEL, registry=reg("sweep_ttft_p95"))
+        self.sweep_aggregate_tps = Gauge("llm_vitals_sweep_aggregate_output_tokens_per_second", "Capacity sweep: output tokens per second of all streams together at each level of the last run.", SWEEP_LEVEL, registry=reg("sweep_aggregate_tps"))
+        self.sweep_saturation = Gauge("llm_vitals_sweep_saturation_concurrency", "Capacity sweep: the first level of the last run where the target saturates (+Inf: none of the levels swept).", SWEEP, registry=reg("sweep_saturation"))
+        self.sweep_last = Gauge("llm_vitals_sweep_last_timestamp_seconds", "Capacity sweep: unix time the sweep's last run started.", SWEEP, registry=reg("sweep_last"))
+        self.sweep_last_outcome = Gauge("llm_vitals_sweep_last_outcome", "Capacity sweep: 1 for the outcome of the last run (ok, partial, failed, cancelled, refused), 0 for the others.", (*SWEEP, "outcome"), registry=reg("sweep_last_outcome"))
+        self.sweeps = Counter("llm_vitals_sweeps_total", "Scheduled sweep runs by outcome (ok, partial, failed, cancelled, refused, skipped_overlap, skipped_late).", ("sweep", "outcome"), registry=reg("sweeps"))
+        self.sweep_running = Gauge("llm_vitals_sweep_running", "1 while a scheduled sweep runs (its streams load the target the regular probes measure).", registry=r)
         self.build_info = Gauge("llm_vitals_build_info", "Build information.", ("version",), registry=r)
         self.build_info.labels(version="0.1.0").set(1)
         # Pre-create outcome series so rate() works from the first scrape.
@@ -470,6 +485,39 @@ class Metrics:
             self.tps.observe_key(lv, r.output_tps)
         if r.itls:
             self.itl.observe_many(lv, r.itls)
+
+    def sweep_done(self, name: str, target: str, started_at: float, outcome: str,
+                   levels: Sequence[dict[str, Any]], saturation: dict[str, Any] | None) -> None:
+        """A sweep run's result: its levels replace the previous run's (a level no longer
+        swept leaves no stale series), outcome and time are set, the run is counted. A refused
+        run measured nothing: the previous run's levels and knee stand."""
+        if outcome != "refused":
+            self._forget_levels(name)
+        for lv in levels:
+            key = (name, target, str(lv["concurrency"]),
+                   "default" if lv["prompt_tokens"] is None else str(lv["prompt_tokens"]))
+            for gauge, field in ((self.sweep_ttft_p50, "ttft_p50"), (self.sweep_ttft_p95, "ttft_p95"),
+                                 (self.sweep_aggregate_tps, "aggregate_output_tps")):
+                if lv.get(field) is not None:
+                    gauge.labels(*key).set(lv[field])
+        if outcome != "refused":
+            self.sweep_saturation.labels(name, target).set(INF if saturation is None else saturation["concurrency"])
+        self.sweep_last.labels(name, target).set(started_at)
+        for o in SWEEP_OUTCOMES:
+            self.sweep_last_outcome.labels(name, target, o).set(1 if o == outcome else 0)
+        self.sweeps.labels(name, outcome).inc()
+
+    def _forget_levels(self, name: str) -> None:
+        for gauge in (self.sweep_ttft_p50, self.sweep_ttft_p95, self.sweep_aggregate_tps):
+            for key in [k for k in list(gauge._metrics) if k[0] == name]:
+                gauge.remove(*key)
+
+    def forget_sweep(self, name: str) -> None:
+        """A sweep removed from the config (reload): its series go."""
+        self._forget_levels(name)
+        for gauge in (self.sweep_saturation, self.sweep_last, self.sweep_last_outcome, self.sweeps):
+            for key in [k for k in list(gauge._metrics) if k[0] == name]:
+                gauge.remove(*key)
 
     def forget(self, labels: dict[str, str]) -> None:
         """Remove a deleted target's series (reload), so dashboards don't show ghosts."""

@@ -28,6 +28,7 @@ from daemon.metrics import Metrics
 
 if TYPE_CHECKING:
     from daemon.sinks.base import Sink
+    from daemon.sweep_store import SweepRun
 
 log = structlog.get_logger("llm_vitals.daemon")
 
@@ -105,6 +106,18 @@ class Pipeline:
         self._sinks = list(sinks)
         for sink in self._sinks:
             c.subscribe(sink.name, sink.observe)
+
+    def publish_sweep(self, run: SweepRun, region: str) -> None:
+        """A finished scheduled sweep, to every sink (InfluxDB writes measurement `sweep`)."""
+        levels = run.report.get("levels")
+        if not levels:
+            return
+        for sink in self._sinks:
+            try:
+                sink.submit_sweep(run.name, run.target, region, run.started_at, run.outcome, levels,
+                                  run.report.get("saturation"))
+            except Exception:
+                log.exception("sink_sweep_submit_failed", sink=sink.name)
 
     def alert_transition(self, t: AlertTransition) -> None:
         """The alert engine's transitions, to every sink (one failing sink spoils none other)."""

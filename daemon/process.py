@@ -35,6 +35,8 @@ from daemon.sinks.base import Sink
 from daemon.sinks.influx import InfluxSink
 from daemon.sinks.otlp import OtlpSink, parse_headers
 from daemon.sinks.sqlite_results import SQLiteResultSink
+from daemon.sweep_runner import SweepRunner
+from daemon.sweep_store import SweepRun, SweepStore
 from detector.service import Detector
 from detector.verdict import AnomalyVerdict
 from probes.clients import ClientPool
@@ -60,9 +62,12 @@ class Daemon:
         if exported("quantiles", settings.metrics.detail):
             self.metrics.registry.register(QuantileCollector(self.aggregator.snapshot, self.aggregator.labels.get))
         self.store = Store(settings.storage.path)
+        self.sweep_store = SweepStore(self.store)
         self.collector = Collector(self.metrics, settings.scheduler.collector_queue)
         self.budget = BudgetTracker(settings.budgets, self.metrics, settings.provider_budgets())
         self.loop_monitor = LoopMonitor(self.metrics)
+        self.sweeps = SweepRunner(self.sweep_store, self.metrics, self.budget, self._publish_sweep)
+        self._sweeps_pruned = float("-inf")
         self.gc_policy = GcPolicy()
         self.bookkeeping = Bookkeeping(self.metrics, self.budget, self.aggregator,
                                        lambda r: probe_cost(self.settings, r))
@@ -86,6 +91,10 @@ class Daemon:
     # -- wiring (daemon/pipeline.py draws the flow) ----------------------------------
     def _wire(self) -> None:
         self.pipeline.wire(self.bookkeeping, self.detector, self.alerts, self.sinks.values())
+
+    def _publish_sweep(self, run: SweepRun) -> None:
+        """A sweep run to the sinks (InfluxDB measurement `sweep`)."""
+        self.pipeline.publish_sweep(run, self.settings.region)
 
     def _make_detector(self, settings: Settings) -> Detector | None:
         if not settings.detector.enabled:
@@ -161,6 +170,9 @@ class Daemon:
     async def _save_state_async(self) -> None:
         """While running: state is taken on the loop, SQLite written in a thread."""
         await asyncio.to_thread(self.store.put_state, "budget", self.budget.state())
+        if time.monotonic() - self._sweeps_pruned > 3600:
+            self._sweeps_pruned = time.monotonic()
+            await asyncio.to_thread(self.sweep_store.prune, self.settings.storage.sweep_retention)
         if self.detector is not None:
             await self.detector.save_async()
 
@@ -264,6 +276,9 @@ class Daemon:
             )
             self.scheduler.set_jobs(self._jobs(s, self.targets))
             self.scheduler.start()
+            self.sweeps.simulator_url = self.simulator_url
+            self.sweeps.configure(s, self.targets)
+            self.sweeps.start()
             self._tasks = [
                 asyncio.create_task(self._evaluate_loop(), name="evaluate"),
                 asyncio.create_task(self._save_loop(), name="save-state"),
@@ -313,6 +328,7 @@ class Daemon:
         self._target_keys = {t.key for t in targets}
         assert self.scheduler is not None
         diff = self.scheduler.set_jobs(self._jobs(new, targets))
+        self.sweeps.configure(new, targets)
         keep = {t.key for t in targets}
         self.bookkeeping.forget(diff["removed"])
         self.aggregator.forget(keep)
@@ -359,6 +375,7 @@ class Daemon:
         self.systemd.stopping()
         log.info("daemon_stopping", in_flight=self.scheduler.in_flight() if self.scheduler else 0)
         deadline = time.monotonic() + SHUTDOWN_DEADLINE
+        await self.sweeps.stop()  # first: its streams are cancelled, not drained (what it measured is kept)
         if self.scheduler is not None:
             self.scheduler.pause()
             cancelled = await self.scheduler.drain(min(self.settings.defaults.timeout, SHUTDOWN_DEADLINE / 2))
@@ -406,7 +423,9 @@ def run_daemon(config_path: str | None, demo_path: Path) -> int:
         for p in problems:
             print(f"error: {source}: {p}", file=sys.stderr)
         return 2
-    for w in settings.warnings():
+    from daemon.sweep import sweep_warnings
+
+    for w in settings.warnings() + sweep_warnings(settings):
         print(f"warning: {source}: {w}", file=sys.stderr)
     if config_path is None:
         print(

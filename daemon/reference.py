@@ -208,6 +208,11 @@ def metrics_md() -> str:
         "`full` about 360 (18-bucket latency histograms, phase, ITL, TPOT and tokens/s",
         "histograms, HDR quantiles, rate-limit headroom). Self-monitoring metrics are always on.",
         "",
+        "Scheduled sweeps (`sweeps:`) are labelled by `sweep` (and `target`, one key string), not by a",
+        "target's labels: they are per sweep, outside the per-target count. Per sweep: 3 series per",
+        "level and prompt size of its last run (`standard` and up), plus its saturation level, last run",
+        "time, 5 outcome states and one `llm_vitals_sweeps_total` series per outcome seen (`minimal`).",
+        "",
         "| name | type | labels | detail | meaning |",
         "| --- | --- | --- | --- | --- |",
     ]

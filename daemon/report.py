@@ -19,13 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from daemon import history
+from daemon import history, sweep_store
 from daemon.htmldoc import asset, document
 
 TIMELINE_BUCKETS = 200
 HIST_BINS = 40
-CONCURRENCY_NOTE = ("No capacity sweep has been recorded in this store, so there is no concurrency plot: "
-                    "it appears here once capacity sweeps are run and stored.")
+CONCURRENCY_NOTE = ("No scheduled capacity sweep ran in this range, so there is no concurrency plot: "
+                    "configure `sweeps:` for the daemon to run them (`llm-vitals sweep` runs one by hand).")
+SWEEP_RUNS = 200  # per report: the newest runs in the range
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Report:
     source: str
     region: str
     targets: list[TargetReport] = field(default_factory=list)
+    sweeps: list[dict[str, Any]] = field(default_factory=list)  # per sweep: its last measured run, its runs
 
     @property
     def probes(self) -> int:
@@ -82,7 +84,27 @@ def build(conn: sqlite3.Connection, since: float, until: float, targets: Sequenc
         report.targets.append(TargetReport(
             history.summarize(rows, price(key)), timeline(rows, start, until),
             history.histogram(rows.ttft[rows.ok], HIST_BINS)))
+    report.sweeps = sweeps(conn, since, until, targets)
     return report
+
+
+def sweeps(conn: sqlite3.Connection, since: float, until: float, targets: Sequence[str] | None) -> list[dict[str, Any]]:
+    """Each sweep that ran in the range (of the chosen targets): its newest measured run (the
+    concurrency plot) and every run's time, outcome and knee (oldest first)."""
+    by_name: dict[str, list[sweep_store.SweepRun]] = {}
+    for run in sweep_store.runs(conn, since, until, limit=SWEEP_RUNS):
+        if targets and not any(run.target == t or run.target.startswith(t + "/") for t in targets):
+            continue
+        by_name.setdefault(run.name, []).append(run)
+    out = []
+    for name in sorted(by_name):
+        runs = by_name[name]
+        last = next((r for r in runs if r.outcome != "refused"), None)
+        out.append({"name": name, "target": runs[0].target, "last": None if last is None else last.to_dict(),
+                    "runs": [{"started_at": r.started_at, "outcome": r.outcome, "reason": r.report.get("reason"),
+                              "saturation": (r.report.get("saturation") or {}).get("concurrency")}
+                             for r in reversed(runs)]})
+    return out
 
 
 def _utc(t: float) -> str:
@@ -95,6 +117,7 @@ def html(report: Report) -> str:
         "since": report.since, "until": report.until, "source": report.source, "region": report.region,
         "generated_at": time.time(),
         "concurrency_note": CONCURRENCY_NOTE,
+        "sweeps": report.sweeps,
         "targets": [{"summary": t.summary.to_dict(), "timeline": t.timeline, "hist": t.ttft_hist}
                     for t in report.targets],
     }
@@ -125,4 +148,35 @@ def markdown(report: Report) -> str:
                      f"{_ms(s.ttft['p99'])} | {_ms(s.e2e['p50'])} | {_ms(s.e2e['p95'])} | {tps} | {errs} | {cost} |")
     lines += ["", f"{report.probes} probes from {len(report.targets)} targets; latencies of ok probes only. "
               f"Source: `{report.source}`.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + sweeps_markdown(report.sweeps))
+
+
+def sweeps_markdown(sweeps: list[dict[str, Any]]) -> list[str]:
+    """Each sweep's last measured run, level by level (where the target saturates)."""
+    lines: list[str] = []
+    for w in sweeps:
+        last = w["last"]
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(_count(r["outcome"] for r in w["runs"]).items()))
+        lines += [f"### Capacity sweep `{w['name']}` of `{w['target']}`", "", f"Runs in range: {outcomes}.", ""]
+        if last is None:
+            lines += ["No measured run in this range.", ""]
+            continue
+        sat = last.get("saturation")
+        knee = "none within the levels swept" if sat is None else f"{sat['concurrency']} streams ({sat['reason']})"
+        lines += [f"Last run {_utc(last['started_at'])}, {last['outcome']}; saturation: {knee}.", "",
+                  "| Streams | Prompt tokens | ok / requests | TTFT p50 | TTFT p95 | e2e p50 | Tokens/s p50 | "
+                  "Aggregate tokens/s |", "|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for lv in last["levels"]:
+            tps = "–" if lv["output_tps_p50"] is None else f"{lv['output_tps_p50']:.1f}"
+            agg = "–" if lv["aggregate_output_tps"] is None else f"{lv['aggregate_output_tps']:.1f}"
+            lines.append(f"| {lv['concurrency']} | {lv['prompt_tokens'] or '–'} | {lv['ok']} / {lv['requests']} | "
+                         f"{_ms(lv['ttft_p50'])} | {_ms(lv['ttft_p95'])} | {_ms(lv['e2e_p50'])} | {tps} | {agg} |")
+        lines.append("")
+    return lines
+
+
+def _count(items: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for x in items:
+        out[x] = out.get(x, 0) + 1
+    return out

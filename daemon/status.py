@@ -105,6 +105,7 @@ def status(d: Daemon) -> dict[str, Any]:
         "readiness": detail,
         "event_loop_lag_seconds": d.loop_monitor.lag,
         "budget": {**d.budget.state(), "paused": d.budget.exhausted()},
+        "sweeps": d.sweeps.state(),
         "targets": targets,
         "alerts": alerts,
     }

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from core.durations import parse_duration
-from daemon import history, status
+from daemon import history, status, sweep_store
 from daemon.htmldoc import asset, document
 
 if TYPE_CHECKING:
@@ -179,6 +179,31 @@ class StatusPage:
         known = ", ".join(["probes", "errors", "availability", "summary", *sorted(history.QUANTILE_FIELDS)])
         raise BadQuery(f"metric {metric!r}: expected one of {known}")
 
+    # -- /api/v1/sweeps -------------------------------------------------------------
+    async def sweeps(self, query: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
+        """Each scheduled sweep: its config and state, its last run (every level) and its
+        recent runs (time, outcome, knee); `name=` narrows to one sweep."""
+        state = self.daemon.sweeps.state()
+        name = query.get("name") or None
+        if name is not None:
+            state = [w for w in state if w["name"] == name]
+            if not state:
+                return 404, {"error": f"no scheduled sweep named {name!r}"}
+        try:
+            since_s = _duration(query, "since", 30 * 86400.0)
+        except BadQuery as exc:
+            return 400, {"error": str(exc)}
+        now = self.clock()
+        names = [w["name"] for w in state]
+        recent = await self._read(("sweeps", tuple(names), since_s, round(now / 5)), HISTORY_TTL,
+                                  _sweep_runs, names, now - since_s, now)
+        out = []
+        for w in state:
+            runs = recent.get(w["name"], [])
+            last = next((r for r in runs if r["outcome"] != "refused"), None)
+            out.append({**w, "last": last, "runs": [_run_summary(r) for r in runs]})
+        return 200, finite({"now": now, "sweeps": out})
+
     def _target_keys(self) -> list[str]:
         return self.daemon.target_keys()
 
@@ -201,6 +226,22 @@ class StatusPage:
         }
         title = f"{target} · llm-vitals" if target else f"llm-vitals · {s.region}"
         return document(title, boot, asset("statuspage.js"))
+
+
+def _sweep_runs(conn: Any, names: list[str], since: float, until: float) -> dict[str, list[dict[str, Any]]]:
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in names:
+        out[name] = [r.to_dict() for r in sweep_store.runs(conn, since, until, name, limit=100)]
+        if not any(r["outcome"] != "refused" for r in out[name]):  # the last measured run, however old
+            older = [r.to_dict() for r in sweep_store.runs(conn, 0.0, since, name, limit=50)]
+            out[name] += [r for r in older if r["outcome"] != "refused"][:1]
+    return out
+
+
+def _run_summary(r: dict[str, Any]) -> dict[str, Any]:
+    sat = r.get("saturation")
+    return {"started_at": r["started_at"], "finished_at": r["finished_at"], "outcome": r["outcome"],
+            "saturation": None if sat is None else sat["concurrency"], "reason": r.get("reason")}
 
 
 def _duration(query: Mapping[str, str], name: str, default: float) -> float:

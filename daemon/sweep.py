@@ -127,15 +127,16 @@ def padded(target: ProbeTarget, tokens: int | None) -> ProbeTarget:
     return dataclasses.replace(target, probe=dataclasses.replace(target.probe, prompt=prompt))
 
 
+def request_tokens(target: ProbeTarget) -> tuple[int, int]:
+    """(input, output) tokens one request of `target` spends at most, by estimate."""
+    p = target.probe
+    inp = math.ceil(len(p.prompt) / CHARS_PER_TOKEN) + 16  # nonce, role markup
+    return inp, p.max_tokens + ((p.reasoning_budget or 0) if p.reasoning else 0)
+
+
 def estimate(settings: Settings, plan: Plan) -> Estimate:
     """What the sweep will spend at most: every request's prompt, and its max_tokens."""
-    p = plan.target.probe
-    per_size = []
-    for size in plan.prompt_tokens:
-        prompt = padded(plan.target, size).probe.prompt
-        inp = math.ceil(len(prompt) / CHARS_PER_TOKEN) + 16  # nonce, role markup
-        out = p.max_tokens + ((p.reasoning_budget or 0) if p.reasoning else 0)
-        per_size.append((inp, out))
+    per_size = [request_tokens(padded(plan.target, size)) for size in plan.prompt_tokens]
     per_request = max(i + o for i, o in per_size)
     counts = [plan.requests_for(c) for c in plan.concurrency]
     if any(n is None for n in counts):
@@ -160,16 +161,24 @@ class Allowance:
     @classmethod
     def of(cls, settings: Settings, provider: str) -> Allowance:
         """The budgets, less what the daemon already spent today (its stored state)."""
+        return cls.left(settings, provider, spent_today(settings.storage.path))
+
+    @classmethod
+    def left(cls, settings: Settings, provider: str, spent: dict[str, Any],
+             reserve: tuple[int, float, int, float] = (0, 0.0, 0, 0.0), note: str = "") -> Allowance:
+        """The budgets less `spent` ({"tokens", "cost", "providers": {name: (tokens, cost)}})
+        and less `reserve` (global tokens, cost, this provider's tokens, cost) kept for others."""
         own = settings.provider_budgets().get(provider)
-        spent = spent_today(settings.storage.path)
         p_tokens, p_cost = spent["providers"].get(provider, (0, 0.0))
-        tokens = [v - t for v, t in ((settings.budgets.daily_tokens, spent["tokens"]),
-                                     (own.daily_tokens if own else None, p_tokens)) if v is not None]
-        costs = [v - c for v, c in ((settings.budgets.daily_cost_usd, spent["cost"]),
-                                    (own.daily_cost_usd if own else None, p_cost)) if v is not None]
+        g_tok, g_cost, r_tok, r_cost = reserve
+        tokens = [v - t for v, t in ((settings.budgets.daily_tokens, spent["tokens"] + g_tok),
+                                     (own.daily_tokens if own else None, p_tokens + r_tok)) if v is not None]
+        costs = [v - c for v, c in ((settings.budgets.daily_cost_usd, spent["cost"] + g_cost),
+                                    (own.daily_cost_usd if own else None, p_cost + r_cost)) if v is not None]
         where = f"budgets / providers[{provider}].budget"
         if spent["tokens"]:
             where += f", less {spent['tokens']} tokens the daemon spent today"
+        where += note
         return cls(max(0, min(tokens)) if tokens else None, max(0.0, min(costs)) if costs else None, where)
 
     def refuses(self, est: Estimate) -> str | None:
@@ -240,10 +249,12 @@ class _Spend:
 
 
 async def run_level(client: Any, target: ProbeTarget, c: int, requests: int | None, duration: float | None,
-                    spend: _Spend, progress: Progress | None = None, prompt_tokens: int | None = None) -> Level:
-    """One level: `c` workers, each starting its next stream when the last one ends."""
+                    spend: _Spend, progress: Progress | None = None, prompt_tokens: int | None = None,
+                    level: Level | None = None, on_result: Callable[[ProbeResult], None] | None = None) -> Level:
+    """One level: `c` workers, each starting its next stream when the last one ends. `level`
+    (when given) fills as streams finish, so a cancelled level still holds what it measured."""
     loop = asyncio.get_running_loop()
-    level = Level(c, prompt_tokens)
+    level = level if level is not None else Level(c, prompt_tokens)
     start = loop.time()
     deadline = start + duration if duration is not None else None
     started = 0
@@ -287,28 +298,39 @@ async def run_level(client: Any, target: ProbeTarget, c: int, requests: int | No
             last_end = loop.time()
             level.results.append(r)
             spend.add(r)
+            if on_result is not None:
+                on_result(r)
             if r.outcome is Outcome.RATE_LIMITED:
                 hold(r)
             if progress is not None:
                 total = f"/{requests}" if requests is not None else f" in {loop.time() - start:.0f}/{duration:g}s"
                 progress(f"sweep c={c} prompt={prompt_tokens or '-'}: {len(level.results)}{total} requests")
 
-    await asyncio.gather(*(worker() for _ in range(c)))
-    level.wall = last_end - start
+    try:
+        await asyncio.gather(*(worker() for _ in range(c)))
+    finally:
+        level.wall = last_end - start
     return level
 
 
-async def run_sweep(settings: Settings, plan: Plan, progress: Progress | None = None) -> list[Level]:
+async def run_sweep(settings: Settings, plan: Plan, progress: Progress | None = None, *,
+                    levels: list[Level] | None = None, allowance: Allowance | None = None,
+                    on_result: Callable[[ProbeResult], None] | None = None) -> list[Level]:
+    """Every level, one after the other. `levels` (when given) is filled as the sweep goes,
+    so a cancelled sweep leaves its finished levels and the measured part of the last one."""
     est = estimate(settings, plan)
-    spend = _Spend(Allowance.of(settings, plan.target.provider.name), settings, plan.target, est.tokens_per_request)
-    levels: list[Level] = []
+    if allowance is None:
+        allowance = Allowance.of(settings, plan.target.provider.name)
+    spend = _Spend(allowance, settings, plan.target, est.tokens_per_request)
+    levels = levels if levels is not None else []
     async with new_client(max_connections=max(plan.concurrency) + 8) as client:
         for size in plan.prompt_tokens:
             target = padded(plan.target, size)
             for c in plan.concurrency:
-                level = await run_level(client, target, c, plan.requests_for(c), plan.duration, spend,
-                                        progress, size)
+                level = Level(c, size)
                 levels.append(level)
+                await run_level(client, target, c, plan.requests_for(c), plan.duration, spend,
+                                progress, size, level, on_result)
                 if level.stopped == "budget":
                     return levels
     return levels
@@ -403,3 +425,42 @@ def ask(question: str, stdin: TextIO = sys.stdin, out: TextIO = sys.stderr) -> b
     out.write(question)
     out.flush()
     return stdin.readline().strip().lower() in ("y", "yes")
+
+
+def plan_targets(settings: Settings) -> list[ProbeTarget]:
+    """Every target as far as spending goes (probe and interval), without resolving any
+    secret: `check --offline` estimates with these."""
+    from probes.target import ProviderSpec
+
+    return [ProbeTarget(ProviderSpec(prov.name, prov.kind, prov.base_url), m.name, profile.spec(),
+                        region=settings.region)
+            for prov, m, profile in settings.target_entries()]
+
+
+def sweep_warnings(settings: Settings) -> list[str]:
+    """Scheduled sweeps the budgets will always refuse: 'key: reason' lines for `check` and `run`."""
+    from daemon.sweep_runner import probe_reserve
+
+    out: list[str] = []
+    targets = plan_targets(settings)
+    by_key = {t.key: t for t in targets}
+    none: dict[str, Any] = {"tokens": 0, "cost": 0.0, "providers": {}}
+    for i, w in enumerate(settings.sweeps):
+        target = by_key[settings.sweep_key(w)]
+        plan = Plan(target=target, concurrency=tuple(w.concurrency),
+                    prompt_tokens=tuple(w.prompt_tokens) if w.prompt_tokens else (None,),
+                    requests=w.requests, duration=w.duration)
+        est = estimate(settings, plan)
+        where = f"sweeps[{i}] ({w.name})"
+        why = Allowance.left(settings, target.provider.name, none).refuses(est)
+        if why is not None:
+            out.append(f"{where}: every run will be refused: {why}")
+            continue
+        # the probes' share of a whole day: what a run just after midnight leaves the sweep
+        day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        reserve = probe_reserve(settings, targets, target.provider.name, now=day)
+        why = Allowance.left(settings, target.provider.name, none, reserve,
+                             note=", less the regular probes' spending for a whole day").refuses(est)
+        if why is not None:
+            out.append(f"{where}: may be refused (it runs only on what the probes leave of the budgets): {why}")
+    return out

@@ -24,6 +24,11 @@ class Sink(Protocol):
 
     def submit_alert(self, transition: AlertTransition) -> None: ...
 
+    def submit_sweep(self, name: str, target: str, region: str, started_at: float, outcome: str,
+                     levels: list[dict[str, Any]], saturation: dict[str, Any] | None) -> None:
+        """A scheduled sweep's levels (sinks without a place for them ignore it)."""
+        ...
+
     async def stop(self, deadline: float) -> None:
         """Flush what can be flushed within `deadline` seconds, persist the rest."""
         ...

@@ -35,7 +35,7 @@ from core.secrets import read_secret
 from core.store import Store
 from daemon.config import InfluxConfig
 from daemon.metrics import Metrics
-from daemon.sinks.influx_points import alert_line, probe_line
+from daemon.sinks.influx_points import alert_line, probe_line, sweep_lines
 from daemon.sinks.influx_spool import Spool
 from daemon.tasks import cancel_and_wait
 
@@ -118,6 +118,13 @@ class InfluxSink:
 
     def submit_alert(self, transition: AlertTransition) -> None:
         self._push(alert_line(transition))
+
+    def submit_sweep(self, name: str, target: str, region: str, started_at: float, outcome: str,
+                     levels: list[dict[str, Any]], saturation: dict[str, Any] | None) -> None:
+        """A scheduled sweep's levels, measurement `sweep` (spooled like every point)."""
+        for line in sweep_lines(name, target, region, started_at, outcome, levels, saturation):
+            self._push(line)
+        self._wake.set()
 
     def _push(self, line: str) -> None:
         if len(self._mem) >= self._memory_max:

@@ -3,6 +3,8 @@ influxdb-client's Point so the v1 and v2 write paths emit identical lines."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from influxdb_client import Point, WritePrecision
 
 from alerts.model import AlertTransition
@@ -49,3 +51,32 @@ def alert_line(t: AlertTransition) -> str:
         p.field("value", float(t.value))
     p.time(_ns(t.at.timestamp()), WritePrecision.NS)
     return str(p.to_line_protocol())
+
+
+SWEEP_FLOAT_FIELDS = ("ttft_p50", "ttft_p95", "e2e_p50", "output_tps_p50", "aggregate_output_tps")
+
+
+def sweep_lines(name: str, target: str, region: str, started_at: float, outcome: str,
+                levels: list[dict[str, Any]], saturation: dict[str, Any] | None) -> list[str]:
+    """One point per level of a sweep run, all at the run's start: the levels differ by their
+    tags (concurrency, prompt_tokens), so one run reads back as one plot against concurrency."""
+    provider, model, probe = target.split("/", 2)
+    out = []
+    for lv in levels:
+        p = Point("sweep").tag("sweep", name).tag("target", target).tag("provider", provider)
+        p.tag("model", model).tag("probe", probe).tag("region", region)
+        p.tag("concurrency", str(lv["concurrency"]))
+        p.tag("prompt_tokens", "default" if lv["prompt_tokens"] is None else str(lv["prompt_tokens"]))
+        for f in SWEEP_FLOAT_FIELDS:
+            if lv.get(f) is not None:
+                p.field(f, float(lv[f]))
+        p.field("requests", int(lv["requests"]))
+        p.field("ok", int(lv["ok"]))
+        p.field("errors", int(lv["requests"]) - int(lv["ok"]))
+        knee = saturation is not None and saturation["concurrency"] == lv["concurrency"] \
+            and saturation["prompt_tokens"] == lv["prompt_tokens"]
+        p.field("saturated", 1 if knee else 0)
+        p.field("outcome", outcome)
+        p.time(_ns(started_at), WritePrecision.NS)
+        out.append(str(p.to_line_protocol()))
+    return out

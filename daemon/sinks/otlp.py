@@ -241,6 +241,10 @@ class OtlpSink:
     def depth(self) -> int:
         return 0  # cumulative instruments, read by the exporter: nothing queues per result
 
+    def submit_sweep(self, name: str, target: str, region: str, started_at: float, outcome: str,
+                     levels: list[dict[str, Any]], saturation: dict[str, Any] | None) -> None:
+        pass  # the GenAI semantic conventions have no capacity-sweep signal to map it to
+
     def submit_alert(self, transition: AlertTransition) -> None:
         return None
 

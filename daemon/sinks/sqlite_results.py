@@ -42,6 +42,10 @@ class SQLiteResultSink:
             self._metrics.queue_dropped.labels("sqlite").inc()
         self._buf.append(result)
 
+    def submit_sweep(self, name: str, target: str, region: str, started_at: float, outcome: str,
+                     levels: list[dict[str, Any]], saturation: dict[str, Any] | None) -> None:
+        pass  # the daemon keeps sweeps in their own table (daemon/sweep_store.py)
+
     def submit_alert(self, transition: AlertTransition) -> None:
         return None  # alert state lives in the alert engine's own tables
 

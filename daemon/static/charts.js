@@ -289,11 +289,82 @@
     }, data, container);
   }
 
+  /* A capacity sweep at one prompt size: ttft p50/p95 (left axis) and aggregate output
+     tokens/s (right axis) against concurrency (log2 axis); the saturation level ringed. */
+  function concurrency(container, levels, knee, h) {
+    var rows = levels.filter(function (l) { return l.ttft_p50 !== null || l.aggregate_output_tps !== null; });
+    if (!rows.length) { empty(container, "no successful stream in this sweep"); return null; }
+    var x = rows.map(function (l) { return l.concurrency; });
+    var kneeY = rows.map(function (l) { return knee !== null && knee !== undefined && l.concurrency === knee ? l.ttft_p50 : null; });
+    var u = make({
+      width: widthOf(container, 440), height: h || 240,
+      scales: { x: { time: false, distr: x.length > 1 && x[0] > 0 ? 3 : 1, log: 2 }, y: { range: zeroRange },
+        tps: { range: zeroRange } },
+      axes: [{ stroke: "#57606a", grid: { stroke: "#eaeef2" }, label: "concurrent streams", labelSize: 16,
+        values: function (u, s) { return s.map(function (v) { return x.indexOf(v) >= 0 ? String(v) : ""; }); } },
+        durAxis("ttft"),
+        { scale: "tps", side: 1, stroke: "#8250df", size: 56, grid: { show: false }, label: "tokens/s", labelSize: 16,
+          values: function (u, s) { return s.map(function (v) { return fmtNum(v, 0); }); } }],
+      series: [{ label: "concurrency", value: function (u, v) { return v === null ? "–" : String(v); } },
+        { label: "ttft p50", stroke: "#0969da", width: 1.5, points: { show: true, size: 5 }, value: function (u, v) { return fmtDur(v); } },
+        { label: "ttft p95", stroke: "#fb8f44", width: 1, dash: [4, 2], points: { show: true, size: 4 }, value: function (u, v) { return fmtDur(v); } },
+        { label: "aggregate tokens/s", scale: "tps", stroke: "#8250df", width: 1.5, points: { show: true, size: 5 },
+          value: function (u, v) { return fmtNum(v); } },
+        { label: "saturation", stroke: "#cf222e", width: 0, paths: function () { return null; },
+          points: { show: true, size: 13, width: 2, stroke: "#cf222e", fill: "#cf222e22" },
+          value: function (u, v) { return v === null ? "–" : "here"; } }]
+    }, [x, rows.map(function (l) { return l.ttft_p50; }), rows.map(function (l) { return l.ttft_p95; }),
+      rows.map(function (l) { return l.aggregate_output_tps; }), kneeY], container);
+    container.setAttribute("data-levels", String(rows.length));
+    return u;
+  }
+
+  /* Plots (one per prompt size) and the levels' table of one sweep run: the status page and
+     the report draw the same thing. */
+  function sweepRun(box, run, h) {
+    var sizes = [], charts = [];
+    run.levels.forEach(function (l) {
+      var k = l.prompt_tokens === null ? "default" : String(l.prompt_tokens);
+      if (sizes.indexOf(k) < 0) sizes.push(k);
+    });
+    var sat = run.saturation;
+    var grid = el("div", { class: sizes.length > 1 ? "grid2" : null });
+    box.appendChild(grid);
+    sizes.forEach(function (k) {
+      var levels = run.levels.filter(function (l) { return (l.prompt_tokens === null ? "default" : String(l.prompt_tokens)) === k; });
+      var knee = sat && (sat.prompt_tokens === null ? "default" : String(sat.prompt_tokens)) === k ? sat.concurrency : null;
+      var c = el("div", { class: "chart concurrency", "data-prompt-tokens": k });
+      grid.appendChild(el("div", null, [el("div", { class: "note", text: k === "default" ? "the probe's own prompt" : "prompt of " + k + " tokens" }), c]));
+      charts.push({ c: c, levels: levels, knee: knee });
+    });
+    var tb = el("tbody");
+    run.levels.forEach(function (l) {
+      var errs = Object.keys(l.errors || {}).map(function (e) { return e + " " + l.errors[e]; }).join(", ");
+      if (l.stopped) errs += (errs ? "; " : "") + "stopped: " + l.stopped;
+      if (l.backoff_seconds) errs += (errs ? "; " : "") + "backed off " + fmtNum(l.backoff_seconds) + " s on 429";
+      var knee = sat && sat.concurrency === l.concurrency && sat.prompt_tokens === l.prompt_tokens;
+      tb.appendChild(el("tr", { class: knee ? "knee" : null }, [el("td", { class: "num", text: String(l.concurrency) }),
+        el("td", { class: "num", text: l.prompt_tokens === null ? "–" : String(l.prompt_tokens) }),
+        el("td", { class: "num", text: l.ok + " / " + l.requests }), el("td", { class: "num", text: fmtDur(l.ttft_p50) }),
+        el("td", { class: "num", text: fmtDur(l.ttft_p95) }), el("td", { class: "num", text: fmtDur(l.e2e_p50) }),
+        el("td", { class: "num", text: fmtNum(l.output_tps_p50) }), el("td", { class: "num", text: fmtNum(l.aggregate_output_tps) }),
+        el("td", { text: errs || "none" })]));
+    });
+    box.appendChild(el("details", { class: "levels" }, [el("summary", { text: "every level" }),
+      el("table", { class: "compare" }, [el("thead", null, [el("tr", null, ["Streams", "Prompt", "ok", "TTFT p50",
+        "TTFT p95", "e2e p50", "Tokens/s p50", "Aggregate tokens/s", "Errors"].map(function (t) { return el("th", { text: t }); }))]), tb])]));
+    box.appendChild(el("p", { class: "quiet", text: sat ? "Saturates at " + sat.concurrency + " streams" +
+      (sat.prompt_tokens ? " (prompt " + sat.prompt_tokens + " tokens)" : "") + ": " + sat.reason
+      : "No saturation within the levels swept." }));
+    // drawn once in the document (uPlot measures its container)
+    return charts.map(function (p) { return concurrency(p.c, p.levels, p.knee, h); });
+  }
+
   function shorten(s, n) { return s.length > n ? "…" + s.slice(s.length - n + 1) : s; }
 
   window.LV = {
     fmtDur: fmtDur, fmtAge: fmtAge, fmtPct: fmtPct, fmtNum: fmtNum, fmtUsd: fmtUsd, fmtTime: fmtTime, el: el,
     sparkline: sparkline, timeline: timeline, histogram: histogram, binCounts: binCounts, phases: phases,
-    line: line, bars: bars, OUTCOME_COLORS: OUTCOME_COLORS
+    line: line, bars: bars, concurrency: concurrency, sweepRun: sweepRun, OUTCOME_COLORS: OUTCOME_COLORS
   };
 })();

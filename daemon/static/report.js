@@ -71,8 +71,19 @@
         el("div", null, [el("div", { class: "note", text: "TTFT distribution" }), hist])])]));
   });
 
-  app.appendChild(el("section", { class: "card", id: "concurrency" }, [el("h2", { text: "Concurrency" }),
-    el("p", { class: "quiet", text: boot.concurrency_note })]));
+  var sweepCard = el("section", { class: "card", id: "concurrency" }, [el("h2", { text: "Concurrency" })]);
+  app.appendChild(sweepCard);
+  if (!boot.sweeps.length) sweepCard.appendChild(el("p", { class: "quiet", text: boot.concurrency_note }));
+  var sweepBoxes = boot.sweeps.map(function (w) {
+    var outcomes = {};
+    w.runs.forEach(function (r) { outcomes[r.outcome] = (outcomes[r.outcome] || 0) + 1; });
+    var box = el("div", { class: "sweep", "data-sweep": w.name }, [el("div", { class: "sweep-head" }, [
+      el("span", { class: "name", text: w.name }), el("span", { text: w.target }),
+      el("span", { class: "quiet", text: "runs in range: " + Object.keys(outcomes).map(function (k) { return k + " " + outcomes[k]; }).join(", ") }),
+      w.last ? el("span", { class: "quiet", text: "plot: the run of " + LV.fmtTime(w.last.started_at) + " (" + w.last.outcome + ")" }) : null])]);
+    sweepCard.appendChild(box);
+    return { box: box, w: w };
+  });
 
   function timeline(container, d) {
     if (!d.p50.some(function (v) { return v !== null; }) && !d.failed.some(function (v) { return v; })) {
@@ -111,6 +122,10 @@
     per.forEach(function (p) {
       timeline(p.tl, p.t.timeline);
       LV.histogram(p.hist, p.t.hist.edges, p.t.hist.counts, "probes", 200);
+    });
+    sweepBoxes.forEach(function (b) {
+      if (b.w.last) LV.sweepRun(b.box, b.w.last, 220);
+      else b.box.appendChild(el("p", { class: "quiet", text: "No measured run in this range." }));
     });
     document.documentElement.setAttribute("data-ready", "1");
   }

@@ -82,6 +82,7 @@
     app.appendChild(el("section", { class: "toolbar" }, [chips, filter]));
     var alertsBox = el("section", { class: "card" }, [el("h2", { text: "Alerts" }), el("div", { id: "alerts" })]);
     app.appendChild(alertsBox);
+    var sweepsBox = sweepsCard(null);
     var thead = el("thead", null, [el("tr", null, ["State", "Target", "Last probe", "Last TTFT",
       "TTFT p50 · p95 (5m)", "Avail. 24h", "Avail. 7d", "TTFT 24h (p50 — · p95 ┄)", "Alerts", ""].map(function (h) {
       return el("th", { text: h });
@@ -198,9 +199,53 @@
       return api("/api/v1/history?metric=ttft&since=24h&bucket=15m").then(function (s) { spark = s; drawSparks(); })
         .catch(banner);
     }
-    Promise.all([refresh(), refreshSpark()]).then(ready);
+    Promise.all([refresh(), refreshSpark(), sweepsBox.refresh()]).then(ready);
     setInterval(refresh, boot.refresh_seconds * 1000);
     setInterval(refreshSpark, 60000);
+    setInterval(sweepsBox.refresh, 30000);
+  }
+
+  // -- scheduled capacity sweeps (overview: all of them; a target's page: its own) ------------
+  function sweepsCard(target) {
+    var box = el("div", { id: "sweeps" });
+    var card = el("section", { class: "card", id: "sweeps-card", hidden: "" }, [
+      el("h2", { text: "Capacity sweeps: latency and throughput against concurrency" }), box]);
+    app.appendChild(card);
+    var shown = null;
+
+    function head(w) {
+      var last = w.last, st = w.running ? "running" : w.queued ? "waiting for another sweep" : null;
+      var runs = w.runs || [];
+      var latest = runs[0];
+      return el("div", { class: "sweep-head" }, [el("span", { class: "name", text: w.name }), targetLink(w.target),
+        el("span", { class: "quiet", text: "schedule " + w.schedule + (w.timezone !== "UTC" ? " (" + w.timezone + ")" : " UTC") }),
+        st ? el("span", { class: "state state-pending", text: st }) : null,
+        latest ? el("span", { class: "outcome " + (latest.outcome === "ok" ? "" : "bad"), "data-outcome": latest.outcome,
+          title: latest.reason || "", text: "last run " + latest.outcome + ", " + LV.fmtAge(Date.now() / 1000 - latest.started_at) + " ago" })
+          : el("span", { class: "quiet", text: "not run yet" }),
+        w.next_run ? el("span", { class: "quiet", text: "next " + LV.fmtTime(w.next_run) }) : null,
+        last && latest !== last ? el("span", { class: "quiet", text: "plot: the run of " + LV.fmtTime(last.started_at) }) : null]);
+    }
+
+    function render(data) {
+      var list = data.sweeps.filter(function (w) { return !target || w.target === target; });
+      card.hidden = !list.length;
+      // redraw only when a run finished or the state changed (the plots are not live)
+      var sig = JSON.stringify(list.map(function (w) { return [w.name, w.running, w.queued, (w.runs[0] || {}).started_at]; }));
+      if (sig === shown) return;
+      shown = sig;
+      box.textContent = "";
+      list.forEach(function (w) {
+        var one = el("div", { class: "sweep", "data-sweep": w.name });
+        box.appendChild(one);
+        one.appendChild(head(w));
+        if (w.last) LV.sweepRun(one, w.last, 220);
+        else one.appendChild(el("p", { class: "quiet", text: "No measured run yet." }));
+      });
+    }
+    return { refresh: function () {
+      return api("/api/v1/sweeps").then(render).catch(banner);
+    } };
   }
 
   function availClass(r) {
@@ -275,6 +320,7 @@
     app.appendChild(card("tps", "Output tokens per second"));
     var errBox = el("div", { id: "errors" });
     app.appendChild(el("section", { class: "card" }, [el("h2", { text: "Recent errors" }), errBox]));
+    var sweepsBox = sweepsCard(key);
     var charts = [];
 
     function renderStatus(st) {
@@ -341,9 +387,10 @@
       return Promise.all([api("/api/v1/history?metric=probes&since=" + range + "&" + q).then(renderHistory),
         api("/api/v1/history?metric=errors&since=" + range + "&" + q).then(renderErrors)]).catch(banner);
     }
-    Promise.all([refreshStatus(), refreshHistory()]).then(ready);
+    Promise.all([refreshStatus(), refreshHistory(), sweepsBox.refresh()]).then(ready);
     setInterval(refreshStatus, boot.refresh_seconds * 1000);
     setInterval(refreshHistory, 30000);
+    setInterval(sweepsBox.refresh, 30000);
     window.addEventListener("resize", function () { refreshHistory(); });
   }
 

@@ -92,7 +92,7 @@ def test_report_is_one_offline_file_that_draws_in_a_browser(seeded, tmp_path: Pa
     for key, rs in stored.items():
         assert f'<tr data-target="{key}"><td><a href="#t-{key.replace("/", "_")}">{key}</a></td><td class="num">{len(rs)}</td>' \
             in page.dom, key
-    assert "No capacity sweep has been recorded" in page.dom
+    assert "No scheduled capacity sweep ran in this range" in page.dom
     assert (tmp_path / "report.png").stat().st_size > 10_000
 
 

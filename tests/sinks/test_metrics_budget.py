@@ -49,3 +49,33 @@ def test_levels_are_nested_and_standard_is_the_default(monkeypatch: pytest.Monke
     counts = [series_of_one_target(d) for d in DETAIL_LEVELS]
     assert counts == sorted(counts) and counts[0] >= 10
     assert Metrics().detail == "standard"
+
+
+def sweep_levels(concurrency: tuple[int, ...], sizes: tuple[int | None, ...] = (None,)) -> list[dict[str, object]]:
+    return [{"concurrency": c, "prompt_tokens": p, "ttft_p50": 0.1 * c, "ttft_p95": 0.2 * c,
+             "aggregate_output_tps": 50.0 * c} for p in sizes for c in concurrency]
+
+
+@pytest.mark.parametrize("detail", DETAIL_LEVELS)
+def test_sweep_series_are_per_sweep_and_counted(detail: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sweep's series carry `sweep`, not a target's labels (they are not in a target's
+    count): 3 per level and prompt size (standard and up), plus its knee, last run time, 5
+    outcome states and one counter per outcome seen. A later run with fewer levels leaves
+    no stale level behind."""
+    monkeypatch.setattr(pm, "_use_created", False)
+    m = Metrics(detail=detail)
+    sat = {"concurrency": 8, "prompt_tokens": None, "reason": "x"}
+    m.sweep_done("nightly", "p/m/short", 1e9, "ok", sweep_levels((1, 2, 4, 8, 16, 32), (None, 1000)), sat)
+
+    def lines() -> list[str]:
+        text = render(m.registry).decode()
+        return [ln for ln in text.splitlines() if not ln.startswith("#") and 'sweep="nightly"' in ln]
+
+    per_level = 3 if detail != "minimal" else 0
+    assert len(lines()) == per_level * 12 + 1 + 1 + 5 + 1, lines()
+    assert not [ln for ln in lines() if 'provider="' in ln]
+    m.sweep_done("nightly", "p/m/short", 2e9, "partial", sweep_levels((1, 2)), None)
+    assert len(lines()) == per_level * 2 + 1 + 1 + 5 + 2
+    assert 'llm_vitals_sweep_saturation_concurrency{sweep="nightly",target="p/m/short"} +Inf' in lines()
+    m.forget_sweep("nightly")
+    assert lines() == []
