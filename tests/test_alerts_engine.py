@@ -82,10 +82,10 @@ async def step(e: AlertEngine, clock: Clock, ok: bool, models: tuple[str, ...] =
 
 async def drain(e: AlertEngine) -> None:
     """Deliver what the engine queued, in this task (the tests' stand-in for the delivery workers)."""
-    for q in e._queues.values():
+    for q in e.delivery.queues.values():
         while not q.empty():
             n, attempt = q.get_nowait()
-            await e._deliver(n, attempt)
+            await e.delivery.deliver(n, attempt)
             q.task_done()
 
 
