@@ -170,9 +170,8 @@ class Grouping:
                 g.reminders += 1
                 g.last_sent = now
             notifier = self._notifier(g.receiver)
-            resend = getattr(notifier, "resends_while_firing", False)
-            if (resend and notifier is not None and active and g.last_sent is not None
-                    and now - g.last_sent >= notifier.cfg.resend_interval):
+            if (notifier is not None and notifier.resends_while_firing and active and g.last_sent is not None
+                    and now - g.last_sent >= notifier.resend_interval):
                 # e.g. Alertmanager forgets an alert whose endsAt passes: keep telling it while firing.
                 self._send(Notification(g.receiver, g.labels, [Event("firing", a, now) for a in active], g.thread_key))
                 g.last_sent = now

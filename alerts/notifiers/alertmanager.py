@@ -21,6 +21,10 @@ class AlertmanagerNotifier(Notifier):
     kind = "alertmanager"
     resends_while_firing = True
 
+    @property
+    def resend_interval(self) -> float:
+        return float(self.cfg.resend_interval)
+
     async def send(self, n: Notification) -> None:
         alerts = []
         for e in n.events:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, ClassVar
 
 from alerts.model import Notification
 
@@ -21,6 +22,9 @@ class DeliveryError(Exception):
 
 class Notifier(ABC):
     kind: str
+    # A channel that forgets a firing alert unless told again (Alertmanager drops one whose
+    # endsAt passes) re-sends every firing alert of a group each `resend_interval` seconds.
+    resends_while_firing: ClassVar[bool] = False
 
     def __init__(self, name: str, cfg: Any) -> None:
         self.name = name
@@ -29,6 +33,11 @@ class Notifier(ABC):
     @abstractmethod
     async def send(self, n: Notification) -> None:
         """Deliver or raise DeliveryError. Must respect cfg.timeout."""
+
+    @property
+    def resend_interval(self) -> float:
+        """Seconds between re-sends while firing; read only when `resends_while_firing`."""
+        return math.inf
 
     def validate(self) -> None:
         """Raise ValueError (secrets resolved now) when the receiver cannot work."""
