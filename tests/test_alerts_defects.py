@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from alerts.config import AlertmanagerReceiver
 from alerts.engine import AlertEngine
 from alerts.model import Notification
-from alerts.notifiers.alertmanager import AlertmanagerNotifier
+from alerts.notifiers.alertmanager import AlertmanagerNotifier, AlertmanagerReceiver
 from core.result import Outcome
 from core.store import Store
 from daemon.cli import main
