@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
+from alerts.notifiers import Receiver
 from core.durations import Duration
 from core.strict import Strict
 
@@ -67,60 +68,6 @@ class Rule(Strict):
             raise ValueError("an error_rate rule needs `value` (a fraction, e.g. 0.2)")
         if self.kind == "burn_rate" and self.objective is None:
             raise ValueError("a burn_rate rule needs `objective`")
-        return self
-
-
-class SlackReceiver(Strict):
-    token_env: str | None = None
-    token_file: str | None = None
-    channel: str | None = None
-    webhook_url_env: str | None = None
-    webhook_url_file: str | None = None
-    api_url: str = "https://slack.com/api/"
-    timeout: Duration = 10
-
-
-class EmailReceiver(Strict):
-    host: str
-    port: int = 587
-    starttls: bool = True
-    tls: bool = False  # implicit TLS (port 465)
-    username_env: str | None = None
-    username_file: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
-    from_: str = Field(alias="from")
-    to: list[str] = Field(min_length=1)
-    timeout: Duration = 15
-    ca_file: str | None = None  # trust this CA (self-signed relays)
-
-
-class WebhookReceiver(Strict):
-    url: str
-    hmac_secret_env: str | None = None
-    hmac_secret_file: str | None = None
-    headers: dict[str, str] = {}
-    timeout: Duration = 10
-
-
-class AlertmanagerReceiver(Strict):
-    urls: list[str] = Field(min_length=1)
-    timeout: Duration = 10
-    resend_interval: Duration = 60
-
-
-class Receiver(Strict):
-    name: str = Field(min_length=1)
-    slack: SlackReceiver | None = None
-    email: EmailReceiver | None = None
-    webhook: WebhookReceiver | None = None
-    alertmanager: AlertmanagerReceiver | None = None
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Receiver:
-        kinds = [k for k in ("slack", "email", "webhook", "alertmanager") if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            raise ValueError(f"a receiver needs exactly one of slack, email, webhook, alertmanager (got {kinds or 'none'})")
         return self
 
 
@@ -203,7 +150,7 @@ class AlertsConfig(Strict):
     enabled: bool = True
     evaluation_interval: Duration = 15
     rules: list[Rule] = []
-    receivers: list[Receiver] = []
+    receivers: list[Receiver] = []  # its model: the notifier registry's (alerts/notifiers/__init__.py)
     route: Route | None = None
     silences: list[Silence] = []
     maintenance: list[Maintenance] = []

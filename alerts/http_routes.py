@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from alerts.engine import AlertEngine, silence_duration
+from alerts.engine import AlertEngine
+from alerts.silences import silence_duration
 
 Reply = tuple[int, Any]
 

@@ -44,7 +44,7 @@ def cmd_alert_test(args: argparse.Namespace) -> int:
 
 
 def cmd_silence(args: argparse.Namespace) -> int:
-    from alerts.engine import (
+    from alerts.silences import (
         MAX_SILENCE_SECONDS,
         SILENCES_KEY,
         add_silence,

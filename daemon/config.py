@@ -58,12 +58,7 @@ def _register_url_secrets(settings: Settings) -> None:
     if settings.influxdb is not None:
         urls.append(settings.influxdb.url)
     for rc in settings.alerts.receivers:
-        if rc.webhook is not None:
-            urls.append(rc.webhook.url)
-        if rc.alertmanager is not None:
-            urls.extend(rc.alertmanager.urls)
-        if rc.slack is not None:
-            urls.append(rc.slack.api_url)
+        urls.extend(rc.channel.secret_urls())
     for url in urls:
         SECRETS.add_url(url)
 
@@ -689,18 +684,7 @@ class Settings(BaseSettings):
             except MissingSecret as exc:
                 problems.append(str(exc))
         for rc in self.alerts.receivers:
-            for kind in ("slack", "email", "webhook"):
-                sub = getattr(rc, kind)
-                if sub is None:
-                    continue
-                for field in sorted(type(sub).model_fields):
-                    if field.endswith("_env"):
-                        base = field[: -len("_env")]
-                        try:
-                            read_secret(getattr(sub, field), getattr(sub, f"{base}_file", None),
-                                        f"alerts.receivers.{rc.name}.{kind}.{base}")
-                        except MissingSecret as exc:
-                            problems.append(str(exc))
+            problems.extend(rc.missing_secrets())
         return problems
 
 

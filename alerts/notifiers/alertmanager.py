@@ -7,9 +7,12 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
+from pydantic import Field
+
 from alerts.model import Notification
-from alerts.notifiers.base import DeliveryError, Notifier
+from alerts.notifiers.base import DeliveryError, Notifier, ReceiverConfig
 from alerts.notifiers.webhook import post_json
+from core.durations import Duration
 from core.redact import strip_userinfo
 
 
@@ -17,9 +20,23 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
+class AlertmanagerReceiver(ReceiverConfig):
+    urls: list[str] = Field(min_length=1)
+    timeout: Duration = 10
+    resend_interval: Duration = 60
+
+    def secret_urls(self) -> list[str]:
+        return list(self.urls)
+
+
 class AlertmanagerNotifier(Notifier):
     kind = "alertmanager"
+    config = AlertmanagerReceiver
     resends_while_firing = True
+
+    @property
+    def resend_interval(self) -> float:
+        return float(self.cfg.resend_interval)
 
     async def send(self, n: Notification) -> None:
         alerts = []

@@ -6,16 +6,35 @@ import html
 import ssl
 from email.message import EmailMessage
 
-import aiosmtplib
+from pydantic import Field
 
 from alerts.model import Notification
-from alerts.notifiers.base import DeliveryError, Notifier
+from alerts.notifiers.base import DeliveryError, Notifier, ReceiverConfig
+from core.durations import Duration
 from core.redact import SECRETS
 from core.secrets import read_secret
 
 
+class EmailReceiver(ReceiverConfig):
+    secrets = ("password", "username")
+
+    host: str
+    port: int = 587
+    starttls: bool = True
+    tls: bool = False  # implicit TLS (port 465)
+    username_env: str | None = None
+    username_file: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    from_: str = Field(alias="from")
+    to: list[str] = Field(min_length=1)
+    timeout: Duration = 15
+    ca_file: str | None = None  # trust this CA (self-signed relays)
+
+
 class EmailNotifier(Notifier):
     kind = "email"
+    config = EmailReceiver
 
     def validate(self) -> None:
         self._creds()
@@ -39,6 +58,8 @@ class EmailNotifier(Notifier):
         return msg
 
     async def send(self, n: Notification) -> None:
+        import aiosmtplib  # here, not at the top: loading the config (which reads this module) stays light
+
         c = self.cfg
         user, pw = self._creds()
         context = ssl.create_default_context(cafile=c.ca_file) if c.ca_file else None

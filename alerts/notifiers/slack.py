@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
-from slack_sdk.webhook.async_client import AsyncWebhookClient
-
 from alerts.model import Notification
-from alerts.notifiers.base import DeliveryError, Notifier
+from alerts.notifiers.base import DeliveryError, Notifier, ReceiverConfig
+from core.durations import Duration
 from core.http_retry import HttpFailure, classify
 from core.redact import SECRETS
 from core.secrets import read_secret
@@ -29,8 +26,24 @@ def blocks(n: Notification) -> list[dict[str, Any]]:
 MAX_THREADS = 1000  # open incident threads remembered (oldest forgotten first)
 
 
+class SlackReceiver(ReceiverConfig):
+    secrets = ("token", "webhook_url")
+
+    token_env: str | None = None
+    token_file: str | None = None
+    channel: str | None = None
+    webhook_url_env: str | None = None
+    webhook_url_file: str | None = None
+    api_url: str = "https://slack.com/api/"
+    timeout: Duration = 10
+
+    def secret_urls(self) -> list[str]:
+        return [self.api_url]
+
+
 class SlackNotifier(Notifier):
     kind = "slack"
+    config = SlackReceiver
 
     def __init__(self, name: str, cfg: Any) -> None:
         super().__init__(name, cfg)
@@ -60,6 +73,12 @@ class SlackNotifier(Notifier):
             raise ValueError(f"receivers.{self.name}.slack: a bot token needs `channel`")
 
     async def send(self, n: Notification) -> None:
+        # here, not at the top: slack-sdk's clients (and aiohttp) take ~0.5 s to import, which
+        # loading the config (`llm-vitals check` reads this module's SlackReceiver) would pay
+        from slack_sdk.errors import SlackApiError
+        from slack_sdk.web.async_client import AsyncWebClient
+        from slack_sdk.webhook.async_client import AsyncWebhookClient
+
         c = self.cfg
         token = read_secret(c.token_env, c.token_file, "slack.token")
         try:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from alerts.model import Notification
-from alerts.notifiers.base import DeliveryError, Notifier
+from alerts.notifiers.base import DeliveryError, Notifier, ReceiverConfig
+from core.durations import Duration
 from core.http_retry import classify
 from core.redact import SECRETS
 from core.secrets import read_secret
+
+if TYPE_CHECKING:
+    import httpx
 
 SIGNATURE_HEADER = "X-LLM-Vitals-Signature"
 
@@ -37,6 +39,8 @@ def payload(n: Notification) -> dict[str, Any]:
 
 
 async def post_json(url: str, body: bytes, headers: dict[str, str], timeout: float) -> httpx.Response:
+    import httpx  # here, not at the top: loading the config (which reads this module) stays light
+
     try:
         async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
             resp = await client.post(url, content=body, headers={"content-type": "application/json", **headers})
@@ -50,8 +54,22 @@ async def post_json(url: str, body: bytes, headers: dict[str, str], timeout: flo
     raise DeliveryError(f"HTTP {resp.status_code}: {SECRETS.clip(resp.text, 200)}", permanent=True)
 
 
+class WebhookReceiver(ReceiverConfig):
+    secrets = ("hmac_secret",)
+
+    url: str
+    hmac_secret_env: str | None = None
+    hmac_secret_file: str | None = None
+    headers: dict[str, str] = {}
+    timeout: Duration = 10
+
+    def secret_urls(self) -> list[str]:
+        return [self.url]
+
+
 class WebhookNotifier(Notifier):
     kind = "webhook"
+    config = WebhookReceiver
 
     def validate(self) -> None:
         read_secret(self.cfg.hmac_secret_env, self.cfg.hmac_secret_file, f"receivers.{self.name}.webhook.hmac_secret")

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from alerts.config import AlertmanagerReceiver
 from alerts.engine import AlertEngine
 from alerts.model import Notification
-from alerts.notifiers.alertmanager import AlertmanagerNotifier
+from alerts.notifiers.alertmanager import AlertmanagerNotifier, AlertmanagerReceiver
 from core.result import Outcome
 from core.store import Store
 from daemon.cli import main
@@ -508,7 +507,7 @@ async def test_a_huge_retry_after_does_not_hold_the_receiver_for_hours(tmp_path:
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # Retries wait in the receiver's worker (in order): a Retry-After of a day would stop
     # every later message of that receiver for a day.
-    import alerts.engine as engine_mod
+    import alerts.delivery as delivery_mod
     from alerts.notifiers import DeliveryError
     from tests.alerts.test_alerts_engine import Recorder
 
@@ -529,9 +528,9 @@ async def test_a_huge_retry_after_does_not_hold_the_receiver_for_hours(tmp_path:
     clock = Clock()
     e, _ = engine(tmp_path, config(), clock)
     e.notifiers["pager"] = Limited(e.notifiers["pager"].cfg)  # type: ignore[assignment]
-    monkeypatch.setattr(engine_mod.asyncio, "sleep", sleep)
-    assert await e._deliver(Notification("pager", {}, [], "", test=False), 0)
-    assert waits and max(waits) <= engine_mod.MAX_BACKOFF
+    monkeypatch.setattr(delivery_mod.asyncio, "sleep", sleep)
+    assert await e.delivery.deliver(Notification("pager", {}, [], "", test=False), 0)
+    assert waits and max(waits) <= delivery_mod.MAX_BACKOFF
 
 
 def test_silences_added_at_once_by_the_cli_and_the_daemon_are_all_kept(tmp_path: Path) -> None:
@@ -539,7 +538,7 @@ def test_silences_added_at_once_by_the_cli_and_the_daemon_are_all_kept(tmp_path:
     then write lost one of two edits made at the same moment (measured: 50-69 of 100 kept)."""
     import threading
 
-    from alerts.engine import SILENCES_KEY, add_silence, expire_silence
+    from alerts.silences import SILENCES_KEY, add_silence, expire_silence
 
     path = tmp_path / "s.db"
     daemon_store, cli_store = Store(path), Store(path)

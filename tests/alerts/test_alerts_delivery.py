@@ -17,8 +17,9 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 
 from alerts.config import AlertsConfig
-from alerts.engine import STATE_KEY, AlertEngine
+from alerts.engine import AlertEngine
 from alerts.model import Alert, Event, Notification
+from alerts.persistence import STATE_KEY
 from core.aggregator import Aggregator
 from core.result import Outcome
 from core.store import Store
@@ -118,8 +119,8 @@ async def test_a_full_receiver_queue_drops_its_oldest_and_counts_it(tmp_path: Pa
                     queue_size=3)
     a = Alert("down", {"provider": "p", "severity": "page"}, state="firing", firing_since=clock.t)
     for i in range(5):
-        e._send(Notification("slack", {"provider": "p"}, [Event("reminder", a, clock.t + i)], "t"))
-    q = e._queues["slack"]
+        e.delivery.send(Notification("slack", {"provider": "p"}, [Event("reminder", a, clock.t + i)], "t"))
+    q = e.delivery.queues["slack"]
     assert q.qsize() == 3 and q.get_nowait()[0].events[0].at == clock.t + 2  # the newest three are kept
     assert count(metrics, "slack", "dropped") == 2
     assert metrics.registry.get_sample_value("llm_vitals_queue_depth", {"queue": "notify_slack"}) == 3

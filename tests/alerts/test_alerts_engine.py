@@ -12,6 +12,7 @@ import alerts.engine as engine_mod
 from alerts.config import AlertsConfig
 from alerts.engine import AlertEngine
 from alerts.model import Notification
+from alerts.notifiers import Notifier
 from core.aggregator import Aggregator
 from core.result import Outcome
 from core.store import Store
@@ -27,9 +28,11 @@ class Clock:
         return self.t
 
 
-class Recorder:
+class Recorder(Notifier):
+    kind = "recorder"
+
     def __init__(self, cfg: object) -> None:
-        self.cfg = cfg
+        super().__init__("recorder", cfg)
         self.sent: list[Notification] = []
 
     async def send(self, n: Notification) -> None:
@@ -82,10 +85,10 @@ async def step(e: AlertEngine, clock: Clock, ok: bool, models: tuple[str, ...] =
 
 async def drain(e: AlertEngine) -> None:
     """Deliver what the engine queued, in this task (the tests' stand-in for the delivery workers)."""
-    for q in e._queues.values():
+    for q in e.delivery.queues.values():
         while not q.empty():
             n, attempt = q.get_nowait()
-            await e._deliver(n, attempt)
+            await e.delivery.deliver(n, attempt)
             q.task_done()
 
 
@@ -294,3 +297,34 @@ async def test_a_silence_and_its_end_show_wherever_the_alert_does(tmp_path: Path
     assert s["id"] == sid and s["comment"] == "known incident" and s["ends_at"].endswith("Z")
     (listed,) = e.silences()
     assert listed["ends"] == s["ends_at"]
+
+
+async def test_a_notifier_that_resends_while_firing_is_told_again_each_resend_interval(tmp_path: Path) -> None:
+    """The Notifier contract (resends_while_firing, resend_interval), as Alertmanager uses
+    it: a channel that forgets a firing alert is told it again while it fires; any other
+    channel hears the page once (reminders aside) and the resolve."""
+    from alerts.notifiers.alertmanager import AlertmanagerNotifier
+
+    class Resending(Recorder):
+        resends_while_firing = True
+
+        @property
+        def resend_interval(self) -> float:
+            return 60.0
+
+    statuses = {}
+    for cls in (Recorder, Resending):
+        clock = Clock()
+        e, _ = engine(tmp_path / cls.__name__, config(), clock)
+        rec = e.notifiers["pager"] = cls(e.notifiers["pager"].cfg)
+        # fires at the 2nd step, 180 s of firing, then resolves (told within group_interval)
+        for ok in [False] * 14 + [True] * 6:
+            await step(e, clock, ok)
+        statuses[cls.__name__] = [n.status for n in rec.sent]
+    assert statuses["Recorder"] == ["firing", "resolved"]
+    assert statuses["Resending"] == ["firing"] * 4 + ["resolved"]
+    am_cfg = AlertsConfig(receivers=[{"name": "am", "alertmanager": {"urls": ["http://127.0.0.1:9"],
+                                                                     "resend_interval": "2m"}}]).receivers[0].alertmanager
+    am = AlertmanagerNotifier("am", am_cfg)
+    assert am.resends_while_firing and am.resend_interval == 120
+    assert not Recorder(None).resends_while_firing

@@ -17,13 +17,12 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from alerts.config import AlertmanagerReceiver, EmailReceiver, SlackReceiver, WebhookReceiver
 from alerts.model import Alert, Event, Notification
 from alerts.notifiers import DeliveryError
-from alerts.notifiers.alertmanager import AlertmanagerNotifier
-from alerts.notifiers.email import EmailNotifier
-from alerts.notifiers.slack import SlackNotifier
-from alerts.notifiers.webhook import SIGNATURE_HEADER, WebhookNotifier
+from alerts.notifiers.alertmanager import AlertmanagerNotifier, AlertmanagerReceiver
+from alerts.notifiers.email import EmailNotifier, EmailReceiver
+from alerts.notifiers.slack import SlackNotifier, SlackReceiver
+from alerts.notifiers.webhook import SIGNATURE_HEADER, WebhookNotifier, WebhookReceiver
 from tests.conftest import free_port, wait_http
 from tests.servers import need
 

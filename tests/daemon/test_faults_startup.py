@@ -123,7 +123,7 @@ def test_silence_durations_are_bounded_over_http(daemon_factory) -> None:  # typ
 
 
 def test_silence_cli_bounds_durations_and_lists_an_old_unbounded_silence(tmp_path: Path) -> None:
-    from alerts.engine import SILENCES_KEY
+    from alerts.silences import SILENCES_KEY
     from core.store import Store
 
     f = config_file(tmp_path, ALERTS)
