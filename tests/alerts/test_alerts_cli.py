@@ -21,7 +21,7 @@ from core.result import Outcome
 from core.store import Store
 from daemon.cli import main
 from daemon.metrics import Metrics
-from tests.alerts.test_alerts_engine import Clock
+from tests.alerts.factories import Clock
 from tests.factories import result
 
 SECRET = "hmac-s3cret-value"

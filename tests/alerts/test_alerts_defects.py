@@ -15,7 +15,7 @@ from alerts.notifiers.alertmanager import AlertmanagerNotifier, AlertmanagerRece
 from core.result import Outcome
 from core.store import Store
 from daemon.cli import main
-from tests.alerts.test_alerts_engine import Clock, config, drain, engine, step
+from tests.alerts.factories import Clock, config, drain, engine, step
 from tests.factories import result
 
 
@@ -391,7 +391,7 @@ async def test_alertmanager_instances_are_posted_to_side_by_side() -> None:
 
     from aiohttp import web
 
-    from tests.alerts.test_alerts_notifiers import note, serve
+    from tests.alerts.factories import note, serve
 
     done = asyncio.Event()
 
@@ -421,7 +421,7 @@ async def test_alertmanager_instances_are_posted_to_side_by_side() -> None:
 
 async def test_alertmanager_error_does_not_carry_the_url_credentials() -> None:
     from alerts.notifiers import DeliveryError
-    from tests.alerts.test_alerts_notifiers import note
+    from tests.alerts.factories import note
     from tests.conftest import free_port
 
     url = f"http://canary:s3cret-pw@127.0.0.1:{free_port()}"
@@ -438,7 +438,7 @@ async def test_a_retried_page_is_not_delivered_after_its_resolve(tmp_path: Path)
 
     from alerts.notifiers import DeliveryError
     from core.aggregator import Aggregator
-    from tests.alerts.test_alerts_engine import Recorder
+    from tests.alerts.factories import Recorder
 
     class Flaky(Recorder):
         calls = 0
@@ -509,7 +509,7 @@ async def test_a_huge_retry_after_does_not_hold_the_receiver_for_hours(tmp_path:
     # every later message of that receiver for a day.
     import alerts.delivery as delivery_mod
     from alerts.notifiers import DeliveryError
-    from tests.alerts.test_alerts_engine import Recorder
+    from tests.alerts.factories import Recorder
 
     waits: list[float] = []
 
@@ -577,7 +577,7 @@ async def test_notifications_undelivered_at_stop_are_sent_after_the_restart(tmp_
     clock = Clock()
     e, _ = engine(tmp_path, config(), clock)
 
-    from tests.alerts.test_alerts_engine import Recorder
+    from tests.alerts.factories import Recorder
 
     class Hanging(Recorder):
         started = asyncio.Event()

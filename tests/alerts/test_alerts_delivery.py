@@ -24,8 +24,7 @@ from core.aggregator import Aggregator
 from core.result import Outcome
 from core.store import Store
 from daemon.metrics import Metrics
-from tests.alerts.test_alerts_engine import Clock
-from tests.alerts.test_alerts_notifiers import serve
+from tests.alerts.factories import Clock, serve
 from tests.conftest import free_port
 from tests.factories import result
 

@@ -17,23 +17,14 @@ from aiohttp import web
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from alerts.model import Alert, Event, Notification
 from alerts.notifiers import DeliveryError
 from alerts.notifiers.alertmanager import AlertmanagerNotifier, AlertmanagerReceiver
 from alerts.notifiers.email import EmailNotifier, EmailReceiver
 from alerts.notifiers.slack import SlackNotifier, SlackReceiver
 from alerts.notifiers.webhook import SIGNATURE_HEADER, WebhookNotifier, WebhookReceiver
+from tests.alerts.factories import note, serve
 from tests.conftest import free_port, wait_http
 from tests.servers import need
-
-
-def note(status: str = "firing", thread: str = "t1") -> Notification:
-    now = time.time()
-    a = Alert("target-down", {"provider": "openai", "model": "gpt-x", "probe": "short", "region": "eu", "severity": "page"},
-              state="firing", firing_since=now - 300, summary="3 probes in a row failed",
-              reason="http_error: HTTP 503: overloaded")
-    ev = Event(status if status == "resolved" else "firing", a, now, duration=300.0 if status == "resolved" else None)
-    return Notification("r", {"provider": "openai"}, [ev], thread)
 
 
 class Sink:
@@ -92,14 +83,6 @@ async def test_email_plain_and_starttls_with_auth(tmp_path: Path, monkeypatch: p
         tls.stop()
 
 
-async def serve(handler) -> tuple[web.AppRunner, str]:  # type: ignore[no-untyped-def]
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    return runner, f"http://127.0.0.1:{port}"
 
 
 async def test_slack_bot_token_threads_updates_and_resolve(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,7 +16,7 @@ from alerts.config import AlertsConfig
 from alerts.routing import in_maintenance
 from core.result import Outcome
 from detector.verdict import AnomalyVerdict
-from tests.alerts.test_alerts_engine import Clock, config, drain, engine, step
+from tests.alerts.factories import Clock, config, drain, engine, step
 from tests.factories import result
 
 
