@@ -78,9 +78,19 @@ class Store:
 
     # -- probe results -------------------------------------------------------------
     def add_results(self, results: list[ProbeResult]) -> None:
-        if not results:
+        self.add_rows(self.result_rows(results))
+
+    @staticmethod
+    def result_rows(results: list[ProbeResult]) -> list[tuple[str, int, str, str]]:
+        """The rows add_rows writes. Encoding is Python work: a caller that writes from a
+        worker thread encodes on its own thread first, so that the worker holds the GIL
+        only between SQLite calls (a CPU-bound worker makes the event loop wait up to a
+        switch interval, 5 ms, after every socket call it makes)."""
+        return [(r.target, _ns(r), r.outcome.value, json.dumps(r.to_record())) for r in results]
+
+    def add_rows(self, rows: list[tuple[str, int, str, str]]) -> None:
+        if not rows:
             return
-        rows = [(r.target, _ns(r), r.outcome.value, json.dumps(r.to_record())) for r in results]
         with self.transaction() as c:
             c.executemany(
                 "INSERT INTO results(target, started_at_ns, outcome, record) VALUES (?,?,?,?)", rows
