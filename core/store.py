@@ -190,6 +190,12 @@ class Store:
         with self.transaction() as c:
             c.execute(_PUT_STATE, (key, json.dumps(value), time.time()))
 
+    def put_states_json(self, rows: list[tuple[str, str]]) -> None:
+        """put_state of values already encoded as JSON text (key, text), in one transaction."""
+        now = time.time()
+        with self.transaction() as c:
+            c.executemany(_PUT_STATE, [(key, text, now) for key, text in rows])
+
     def update_state(self, key: str, default: Any, change: Callable[[Any], tuple[Any, _T]]) -> _T:
         """Read, change and write one value in one write transaction: the CLI and the daemon
         both edit the silences, and a plain read-then-write lost one of two concurrent edits.
