@@ -332,7 +332,8 @@ async def test_save_async_writes_what_save_writes_within_its_budget(tmp_path) ->
         for _ in range(40):
             probes.append(f.probe(model=m))
             f.i += 1
-    sync, det = (Detector(DetectorConfig(), store=Store(tmp_path / f"{name}.db")) for name in ("sync", "async"))
+    stores = [Store(tmp_path / f"{name}.db") for name in ("sync", "async")]
+    sync, det = (Detector(DetectorConfig(), store=st) for st in stores)
     for d in (sync, det):
         for r in probes:
             d.observe(r)
@@ -348,4 +349,4 @@ async def test_save_async_writes_what_save_writes_within_its_budget(tmp_path) ->
     assert len(keys) == 13
     for key in keys:
         sql = "SELECT value FROM kv WHERE key = ?"
-        assert det.store.read(sql, (key,)) == sync.store.read(sql, (key,)), key
+        assert stores[1].read(sql, (key,)) == stores[0].read(sql, (key,)), key
