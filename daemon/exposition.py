@@ -11,8 +11,10 @@ outside the legacy charset, an OpenMetrics-only type) goes through generate_late
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import re
+import time
 import zlib
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -20,10 +22,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.utils import floatToGoString
 
-from core.loopslice import LoopSlice
-
 # Work per loop step while /metrics renders (the scrape is not latency-sensitive; probes are).
 RENDER_SLICE = 0.002
+RENDER_SLICE_MAX = 0.02  # the loop-lag budget of a scrape (issue 15)
 # Rows of a family per chunk: about a millisecond of formatting.
 CHUNK_LINES = 1000
 
@@ -149,19 +150,29 @@ async def render_body(registry: CollectorRegistry, openmetrics: bool, gzipped: b
 
     A worker thread does not keep the loop free: it holds the GIL for ~5 ms switch
     intervals at a time, and the GC collections its allocations trigger stop every
-    thread. Here the loop is never held longer than one slice (a piece of chunks(), plus
-    deflating it), and a gzipped scrape never holds the whole plain text in memory."""
+    thread. Here the loop is held for one slice at a time (2 ms, up to 20 ms when the
+    scrape has taken seconds) plus one piece of chunks() and its deflating, and a gzipped
+    scrape never holds the whole plain text in memory."""
     if openmetrics and _use_created():  # only the slow path writes OpenMetrics `_created`
         body = render_openmetrics(registry)
         return gzip.compress(body, compresslevel=1) if gzipped else body
     # level 1: a fifth of the CPU of level 9 for ~10% more bytes on this text
     deflate = zlib.compressobj(1, zlib.DEFLATED, 31) if gzipped else None  # wbits 31: gzip framing
     out: list[bytes] = []
-    pause = LoopSlice(slice_s).pause
+    # On a starved host (the loop waits for a CPU) every hand-back can cost a whole round
+    # of the loop: the slice grows with the time the scrape has taken, to RENDER_SLICE_MAX
+    # after 10 s, so that a scrape still ends inside Prometheus' default 10 s timeout.
+    begun = time.monotonic()
+    budget = slice_s
+    deadline = time.perf_counter() + budget
     for chunk in chunks(registry):
         data = (_om_headers(chunk) if openmetrics else chunk).encode("utf-8")
         out.append(deflate.compress(data) if deflate is not None else data)
-        await pause()
+        if time.perf_counter() >= deadline:
+            await asyncio.sleep(0)
+            taken = time.monotonic() - begun
+            budget = min(RENDER_SLICE_MAX, max(slice_s, slice_s + (RENDER_SLICE_MAX - slice_s) * taken / 10.0))
+            deadline = time.perf_counter() + budget
     if openmetrics:
         out.append(deflate.compress(b"# EOF\n") if deflate is not None else b"# EOF\n")
     if deflate is not None:
