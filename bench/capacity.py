@@ -220,6 +220,9 @@ async def run(args: argparse.Namespace) -> int:
     scrape_rss: list[float] = []
     in_scrape = False
     worst = 0.0
+    bursting = False  # the 200-stream burst in flight: a scrape then measures the burst
+    burst_marks = 0  # its start and end, counted: a scrape that saw either overlapped it
+    scrape_in_burst: list[bool] = []
 
     async def ticker() -> None:
         # The loop's lateness every 5 ms (the probes share this loop with /metrics).
@@ -240,6 +243,7 @@ async def run(args: argparse.Namespace) -> int:
             while True:
                 t = time.monotonic()
                 in_scrape, worst = True, 0.0
+                marks = burst_marks
                 # the 5 ms ticker runs only while a scrape is in flight: its own CPU is not
                 # the daemon's, and is counted in the CPU per probe
                 tick_task = asyncio.create_task(ticker())
@@ -249,6 +253,7 @@ async def run(args: argparse.Namespace) -> int:
                 r.raise_for_status()
                 scrapes.append(time.monotonic() - t)
                 scrape_lag.append(worst)
+                scrape_in_burst.append(bursting or marks != burst_marks)
                 scrape_bytes.append((len(r.content), int(r.headers.get("Content-Length", len(r.content)))))
                 scrape_rss.append(rss_now_mb())
                 await asyncio.sleep(max(0.0, args.scrape_interval - (time.monotonic() - t)))
@@ -281,7 +286,9 @@ async def run(args: argparse.Namespace) -> int:
     from probes.runner import run_probe
 
     burst_targets = daemon._targets[:args.burst]
+    bursting, burst_marks = True, burst_marks + 1
     burst = await asyncio.gather(*(run_probe(daemon.clients.client_for(f"burst/{t.key}"), t) for t in burst_targets))
+    bursting, burst_marks = False, burst_marks + 1
     await asyncio.sleep(max(0.0, args.duration - (time.monotonic() - t0)))
     cpu = time.process_time() - cpu0
     wall = time.monotonic() - t0
@@ -316,13 +323,17 @@ async def run(args: argparse.Namespace) -> int:
     render_ms = pct(render_cpu, 0.5) * 1000
     print(f"render         detail={args.detail}: {render_ms:.0f} ms CPU (median of 5), {render_bytes / 1e6:.2f} MB "
           f"(targets <= 150 ms, <= 3 MB at 1,000 targets on standard)")
-    lag_scrape = max(scrape_lag or [0.0]) * 1000
+    lag_scrape_all = max(scrape_lag or [0.0]) * 1000
+    # A scrape that overlapped the burst measures the burst (the scheduler-lag target's
+    # business); the scrape's own cost is judged on the others.
+    lag_scrape = max([lag for lag, b in zip(scrape_lag, scrape_in_burst, strict=True) if not b] or [0.0]) * 1000
     rss_growth = (scrape_rss[-1] - scrape_rss[0]) if len(scrape_rss) > 1 else 0.0
     if scrapes:
         plain, gz = scrape_bytes[-1]
         print(f"/metrics       {len(scrapes)} scrapes every {args.scrape_interval:g}s, "
               f"p50 {pct(scrapes, 0.5):.2f}s max {max(scrapes):.2f}s, {plain / 1e6:.2f} MB plain / {gz / 1e6:.2f} MB gzip; "
-              f"loop lag during a scrape max {lag_scrape:.1f} ms (target <= 20 ms); "
+              f"loop lag during a scrape max {lag_scrape:.1f} ms (target <= 20 ms; {lag_scrape_all:.1f} ms counting "
+              f"scrapes during the burst; each: {', '.join(f'{x * 1000:.0f}' for x in scrape_lag)} ms); "
               f"RSS {scrape_rss[0]:.0f} -> {scrape_rss[-1]:.0f} MB over the scrapes (target growth <= 10 MB)")
 
     all_results = results + list(burst)
