@@ -78,9 +78,19 @@ class Store:
 
     # -- probe results -------------------------------------------------------------
     def add_results(self, results: list[ProbeResult]) -> None:
-        if not results:
+        self.add_rows(self.result_rows(results))
+
+    @staticmethod
+    def result_rows(results: list[ProbeResult]) -> list[tuple[str, int, str, str]]:
+        """The rows add_rows writes. Encoding is Python work: a caller that writes from a
+        worker thread encodes on its own thread first, so that the worker holds the GIL
+        only between SQLite calls (a CPU-bound worker makes the event loop wait up to a
+        switch interval, 5 ms, after every socket call it makes)."""
+        return [(r.target, _ns(r), r.outcome.value, json.dumps(r.to_record())) for r in results]
+
+    def add_rows(self, rows: list[tuple[str, int, str, str]]) -> None:
+        if not rows:
             return
-        rows = [(r.target, _ns(r), r.outcome.value, json.dumps(r.to_record())) for r in results]
         with self.transaction() as c:
             c.executemany(
                 "INSERT INTO results(target, started_at_ns, outcome, record) VALUES (?,?,?,?)", rows
@@ -172,6 +182,12 @@ class Store:
     def delete_states(self, keys: Sequence[str]) -> None:
         with self.transaction() as c:
             c.executemany("DELETE FROM kv WHERE key = ?", [(k,) for k in keys])
+
+    def put_states_json(self, rows: list[tuple[str, str]]) -> None:
+        """put_state of values already encoded as JSON text (key, text), in one transaction."""
+        now = time.time()
+        with self.transaction() as c:
+            c.executemany(_PUT_STATE, [(key, text, now) for key, text in rows])
 
     def update_state(self, key: str, default: Any, change: Callable[[Any], tuple[Any, _T]]) -> _T:
         """Read, change and write one value in one write transaction: the CLI and the daemon

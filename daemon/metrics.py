@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import INF, floatToGoString
 
 from core.result import Outcome, ProbeResult
-from daemon.exposition import created_section, escape_value, header, label_string
+from daemon.exposition import CHUNK_LINES, created_section, escape_value, header, label_string
 
 TARGET = ("provider", "model", "probe", "region")
 
@@ -217,37 +217,47 @@ class CompactHistogram(_Family):
     def text(self) -> str:
         """This family's exposition, exactly as generate_latest writes collect()'s output
         (daemon/exposition.py): lines straight from the rows, no sample objects."""
+        return "".join(self.text_chunks())
+
+    def text_chunks(self) -> Iterator[str]:
+        """text() in pieces: the header, then a few hundred rows at a time (each row read
+        whole: observations land between pieces, never inside a row)."""
         with self._lock:
-            snap = [(k, r.tolist()) for k, r in self._series.items()]
+            rows = list(self._series.items())
         name, n, les = self._name, self._n, self._les
         names = self._labelnames
         # generate_latest sorts label names: find where `le` falls among ours
         order = sorted((*names, "le"))
         le_at = order.index("le")
-        out = [header(name, self._doc, "histogram")]
+        yield header(name, self._doc, "histogram")
         created: list[str] = []
         cache = self._text_cache
-        for key, vals in snap:
-            parts = cache.get(key)
-            if parts is None:
-                pairs = sorted(zip(names, key, strict=True))
-                labs = [f'{k}="{escape_value(v)}"' for k, v in pairs]
-                before, after = ",".join(labs[:le_at]), ",".join(labs[le_at:])
-                bucket = [f"{name}_bucket{{{before}{',' if before else ''}le=\"{le}\"{',' if after else ''}{after}}} "
-                          for le in les]
-                plain = "{" + ",".join(labs) + "}" if labs else ""
-                parts = cache[key] = (bucket, f"{name}_count{plain} ", f"{name}_sum{plain} ", f"{name}_created{plain} ")
-            bucket, count, total, made = parts
-            acc = 0.0
-            for i in range(n):
-                acc += vals[i]
-                out.append(f"{bucket[i]}{floatToGoString(acc)}\n")
-            out.append(f"{count}{floatToGoString(acc)}\n")
-            out.append(f"{total}{floatToGoString(vals[n])}\n")
-            created.append(f"{made}{floatToGoString(vals[n + 1])}\n")
+        per = max(1, CHUNK_LINES // (n + 2))
+        for start in range(0, len(rows), per):
+            with self._lock:
+                snap = [(k, r.tolist()) for k, r in rows[start:start + per]]
+            out: list[str] = []
+            for key, vals in snap:
+                parts = cache.get(key)
+                if parts is None:
+                    pairs = sorted(zip(names, key, strict=True))
+                    labs = [f'{k}="{escape_value(v)}"' for k, v in pairs]
+                    before, after = ",".join(labs[:le_at]), ",".join(labs[le_at:])
+                    bucket = [f"{name}_bucket{{{before}{',' if before else ''}le=\"{le}\"{',' if after else ''}{after}}} "
+                              for le in les]
+                    plain = "{" + ",".join(labs) + "}" if labs else ""
+                    parts = cache[key] = (bucket, f"{name}_count{plain} ", f"{name}_sum{plain} ", f"{name}_created{plain} ")
+                bucket, count, total, made = parts
+                acc = 0.0
+                for i in range(n):
+                    acc += vals[i]
+                    out.append(f"{bucket[i]}{floatToGoString(acc)}\n")
+                out.append(f"{count}{floatToGoString(acc)}\n")
+                out.append(f"{total}{floatToGoString(vals[n])}\n")
+                created.append(f"{made}{floatToGoString(vals[n + 1])}\n")
+            yield "".join(out)
         if _use_created():
-            out.append(created_section(name, self._doc, created))
-        return "".join(out)
+            yield created_section(name, self._doc, created)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -303,18 +313,25 @@ class CompactCounter(_Family):
 
     def text(self) -> str:
         """Exactly what generate_latest writes for collect() (daemon/exposition.py), faster."""
+        return "".join(self.text_chunks())
+
+    def text_chunks(self) -> Iterator[str]:
         with self._lock:
-            snap = [(k, r[0], r[1]) for k, r in self._series.items()]
+            rows = list(self._series.items())
         name = self._name
-        out = [header(name + "_total", self._doc, "counter")]
+        yield header(name + "_total", self._doc, "counter")
         created = []
-        for key, value, ts in snap:
-            lab = self._labelstr(key)
-            out.append(f"{name}_total{lab} {floatToGoString(value)}\n")
-            created.append(f"{name}_created{lab} {floatToGoString(ts)}\n")
+        for start in range(0, len(rows), CHUNK_LINES):
+            with self._lock:
+                snap = [(k, r[0], r[1]) for k, r in rows[start:start + CHUNK_LINES]]
+            out = []
+            for key, value, ts in snap:
+                lab = self._labelstr(key)
+                out.append(f"{name}_total{lab} {floatToGoString(value)}\n")
+                created.append(f"{name}_created{lab} {floatToGoString(ts)}\n")
+            yield "".join(out)
         if _use_created():
-            out.append(created_section(name, self._doc, created))
-        return "".join(out)
+            yield created_section(name, self._doc, created)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -356,12 +373,15 @@ class CompactGauge(_Family):
 
     def text(self) -> str:
         """Exactly what generate_latest writes for collect() (daemon/exposition.py), faster."""
+        return "".join(self.text_chunks())
+
+    def text_chunks(self) -> Iterator[str]:
         with self._lock:
             snap = list(self._series.items())
-        name = self._name
-        out = [header(name, self._doc, "gauge")]
-        out.extend(f"{name}{self._labelstr(key)} {floatToGoString(value)}\n" for key, value in snap)
-        return "".join(out)
+        name, lab = self._name, self._labelstr
+        yield header(name, self._doc, "gauge")
+        for start in range(0, len(snap), CHUNK_LINES):
+            yield "".join(f"{name}{lab(key)} {floatToGoString(value)}\n" for key, value in snap[start:start + CHUNK_LINES])
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -573,7 +593,7 @@ class QuantileCollector(Collector):
 
     NAME = "llm_vitals_latency_quantile_seconds"
 
-    def __init__(self, snapshot: Callable[[], list[Any]], labels_of: Callable[[str], dict[str, str] | None]) -> None:
+    def __init__(self, snapshot: Callable[[], Iterable[Any]], labels_of: Callable[[str], dict[str, str] | None]) -> None:
         self._snapshot = snapshot
         self._labels_of = labels_of
         self._labcache: dict[tuple[str, ...], tuple[str, str]] = {}
@@ -581,12 +601,18 @@ class QuantileCollector(Collector):
     DOC = "Latency quantiles over sliding windows (HDR), per metric (output_tps in tokens/s); _count/_sum cover the window."
 
     def text(self) -> str:
+        return "".join(self.text_chunks())
+
+    def text_chunks(self) -> Iterator[str]:
         """Exactly what generate_latest writes for collect() (daemon/exposition.py), faster:
         generate_latest sorts label names, and ours are fixed, so the order is known:
-        metric, model, probe, provider, quantile, region, window."""
+        metric, model, probe, provider, quantile, region, window. The snapshot is read
+        lazily when it is an iterator (the aggregator's: a series at a time)."""
         assert TARGET == ("provider", "model", "probe", "region")
         name, cache = self.NAME, self._labcache
-        out = [header(name, self.DOC, "summary")]
+        yield header(name, self.DOC, "summary")
+        out: list[str] = []
+        lines = 0
         for target, metric, window, qs, summ in self._snapshot():
             lab = self._labels_of(target)
             if lab is None:
@@ -603,9 +629,15 @@ class QuantileCollector(Collector):
             plain = f'{{metric="{me}",{mpp},{reg},window="{we}"}}'
             out.append(f"{name}_count{plain} {floatToGoString(float(summ.count))}\n")
             out.append(f"{name}_sum{plain} {floatToGoString(summ.mean * summ.count)}\n")
-        if len(cache) > 4 * max(1, len(out)):
+            if len(out) >= CHUNK_LINES:
+                lines += len(out)
+                yield "".join(out)
+                out = []
+        lines += len(out)
+        if out:
+            yield "".join(out)
+        if len(cache) > 4 * max(1, lines):
             cache.clear()  # targets come and go with reloads: keep the cache bounded
-        return "".join(out)
 
     def collect(self) -> Iterator[Metric]:
         fam = Metric(self.NAME, self.DOC, "summary")

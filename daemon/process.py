@@ -60,7 +60,7 @@ class Daemon:
         self.metrics = Metrics(detail=settings.metrics.detail)
         self.aggregator = Aggregator()
         if exported("quantiles", settings.metrics.detail):
-            self.metrics.registry.register(QuantileCollector(self.aggregator.snapshot, self.aggregator.labels.get))
+            self.metrics.registry.register(QuantileCollector(self.aggregator.iter_snapshot, self.aggregator.labels.get))
         self.store = Store(settings.storage.path)
         self.sweep_store = SweepStore(self.store)
         self.collector = Collector(self.metrics, settings.scheduler.collector_queue)

@@ -85,7 +85,6 @@ from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from scipy.special import bdtrc
 
 from detector.params import ROW_CAP, Params, Span
 
@@ -283,6 +282,35 @@ def _binom_tail(n: int, k: int, q: float) -> float:
     if q >= 1.0:
         return 1.0
     return sum(math.comb(n, j) * q ** j * (1.0 - q) ** (n - j) for j in range(k, n + 1))
+
+
+def binom_sf(k: int, n: int, q: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, q), what scipy.special.bdtrc(k - 1, n, q) gives
+    (tests/detector/test_detector.py), so that the daemon does not load scipy (17 MB of RSS) for
+    one function. The smaller tail is summed from its largest term outwards (terms only
+    shrink there, all positive: no cancellation); above the mean that is the answer,
+    below it the answer is 1 minus the lower tail."""
+    if k <= 0 or q >= 1.0:
+        return 1.0
+    if k > n or q <= 0.0:
+        return 0.0
+    upper = k > n * q
+    j = k if upper else k - 1
+    term = math.exp(math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1)
+                    + j * math.log(q) + (n - j) * math.log1p(-q))
+    odds = q / (1.0 - q)
+    total = 0.0
+    while term > 0.0 and 0 <= j <= n:
+        total += term
+        if term < total * 1e-17:
+            break
+        if upper:
+            term *= (n - j) / (j + 1) * odds
+            j += 1
+        else:
+            term *= j / (n - j + 1) / odds
+            j -= 1
+    return min(1.0, total) if upper else max(0.0, 1.0 - total)
 
 
 def _bin(avg: float) -> int:
@@ -1145,7 +1173,7 @@ class ErrorSeries:
         exit_ok = True
         for w in windows:
             x = sum(rec[-w:])
-            pv = float(bdtrc(x - 1, w, p0)) if x > 0 else 1.0  # P(X >= x)
+            pv = binom_sf(x, w, p0) if x > 0 else 1.0  # P(X >= x)
             diff = x / w - p0
             if pv < best[0]:
                 best = (pv, diff, w)

@@ -68,7 +68,8 @@ class SQLiteResultSink:
         batch = list(self._buf)
         self._buf.clear()
         try:
-            await asyncio.to_thread(self._store.add_results, batch)
+            rows = self._store.result_rows(batch)  # on the loop: the thread only runs SQLite
+            await asyncio.to_thread(self._store.add_rows, rows)
             self._last_error = None
         except Exception as exc:
             self._metrics.sink_errors.labels(self.name).inc()

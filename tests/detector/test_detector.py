@@ -13,7 +13,7 @@ from scipy.stats import false_discovery_control
 from core.store import Store
 from detector.config import DetectorConfig
 from detector.core import benjamini_hochberg
-from detector.service import Detector
+from detector.service import STATE_INDEX, STATE_PREFIX, Detector
 from detector.verdict import AnomalyVerdict
 from tests.detector.factories import T0, TTFT, Feed, first_anomalous
 from tests.factories import LoopTicker
@@ -265,3 +265,47 @@ def test_windows_are_durations_or_as_before_probe_counts() -> None:
     # the rows follow each series' measured interval: 10 minutes = 10 probes at 1/min, 2 at 5 min
     p = cfg.params()
     assert p.recent.count(60.0) == 10 and p.recent.count(300.0) == 2 and p.recent.count(3600.0) == 1
+
+
+async def test_save_async_writes_what_save_writes_within_its_budget(tmp_path) -> None:
+    # The running daemon's save spends at most its CPU budget a call, least recently saved
+    # targets first; the rest stay dirty and are written by the next calls, byte for byte
+    # what the shutdown save() writes.
+
+    probes = []
+    for i, m in enumerate(f"m{i}" for i in range(12)):
+        f = Feed(seed=i)
+        for _ in range(40):
+            probes.append(f.probe(model=m))
+            f.i += 1
+    stores = [Store(tmp_path / f"{name}.db") for name in ("sync", "async")]
+    sync, det = (Detector(DetectorConfig(), store=st) for st in stores)
+    for d in (sync, det):
+        for r in probes:
+            d.observe(r)
+    sync.save()
+    await det.save_async(slice_s=0.0, budget_s=0.0)  # one target, then the budget is spent
+    assert len(det._dirty) == 11
+    calls = 1
+    while det._dirty:
+        await det.save_async(slice_s=0.0, budget_s=0.0)
+        calls += 1
+    assert calls == 12
+    keys = [STATE_INDEX] + [STATE_PREFIX + t for t in sync.labels]
+    assert len(keys) == 13
+    for key in keys:
+        sql = "SELECT value FROM kv WHERE key = ?"
+        assert stores[1].read(sql, (key,)) == stores[0].read(sql, (key,)), key
+
+
+def test_binomial_tail_is_scipys() -> None:
+    # The error series' p-value without scipy in the daemon (17 MB of RSS for one function).
+    from scipy.special import bdtrc
+
+    from detector.core import binom_sf
+
+    for n in (1, 2, 5, 10, 30, 120, 500, 2000):
+        for k in range(0, n + 2, max(1, n // 60)):
+            for q in (1e-9, 1e-6, 0.001, 0.005, 0.05, 0.2, 0.5, 0.9, 0.999999):
+                want = float(bdtrc(k - 1, n, q)) if k > 0 else 1.0
+                assert binom_sf(k, n, q) == pytest.approx(want, rel=1e-10, abs=1e-300), (n, k, q)

@@ -60,3 +60,33 @@ def test_invalid_utf8_is_a_framing_error_on_both_paths() -> None:
         d.feed(b"data: \xff\xfe\n\n")
     with pytest.raises(FramingError):
         SSEDecoder().feed(b"data: \xff\n\n")
+
+
+def test_openai_plain_token_chunks_parse_as_the_general_path_does(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """OpenAI chat's fast path for plain text deltas gives the general parser's event, and
+    leaves every other shape to it."""
+    from probes.protocol import StreamProtocolError
+    from probes.protocols import openai_chat
+
+    chunks: list[dict] = [  # type: ignore[type-arg]
+        {"choices": [{"index": 0, "delta": {"content": "po"}}], "id": "x", "object": "chat.completion.chunk"},
+        {"choices": [{"delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
+        {"choices": [{"delta": {"content": "ng"}, "finish_reason": "stop"}]},
+        {"choices": [{"delta": {"content": "a", "refusal": "no"}}]},
+        {"choices": [{"delta": {"content": "a", "reasoning_content": "hm"}}]},
+        {"choices": [{"delta": {"content": None}}]},
+        {"choices": [{"delta": {"content": "a"}}, {"delta": {"content": "b"}}]},
+        {"choices": [{"delta": {"content": "a"}}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}},
+        {"choices": [{"delta": {"content": "a"}}], "timings": {"prompt_ms": 12.0}},
+        {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 2}},
+        {"choices": [{"delta": {"tool_calls": [{"index": 0, "function": {"name": "f", "arguments": ""}}]}}]},
+    ]
+    proto = openai_chat.OpenAIChat()
+    fast = [proto.chunk(c) for c in chunks]
+    taken = [openai_chat._plain_token(c) is not None for c in chunks]
+    for bad in ({"choices": [{"delta": {"content": 7}}]}, {"choices": [{"delta": "x"}]}):
+        with pytest.raises(StreamProtocolError):
+            proto.chunk(bad)  # a wrong shape is still refused, naming the field
+    monkeypatch.setattr(openai_chat, "_plain_token", lambda obj: None)
+    assert fast == [proto.chunk(c) for c in chunks]
+    assert taken == [True, True] + [False] * (len(chunks) - 2)

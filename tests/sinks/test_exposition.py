@@ -56,3 +56,29 @@ def test_openmetrics_is_what_prometheus_client_writes(monkeypatch) -> None:  # t
         monkeypatch.setattr(pm, "_use_created", created)
         m = _filled()
         assert render_openmetrics(m.registry) == om_latest(m.registry)
+
+
+def test_render_body_is_the_same_text_gzipped_or_not_and_hands_the_loop_back() -> None:
+    """/metrics renders on the event loop in slices: the bytes are render()'s (and
+    render_openmetrics()'s), gzip framing when asked, and other tasks run in between."""
+    import asyncio
+    import gzip
+
+    from daemon.exposition import render_body, render_openmetrics
+    from tests.factories import LoopTicker
+
+    m = _filled()
+    for i in range(300):  # enough rows for several chunks per family
+        m.observe(result(0.3, model=f"many-{i}", provider="bulk"), cost_usd=0.001)
+
+    async def go() -> list[bytes]:
+        async with LoopTicker() as ticker:
+            out = [await render_body(m.registry, om, gz, slice_s=0.0) for om in (False, True) for gz in (False, True)]
+        assert ticker.ticks > 10  # every piece handed the loop back (slice 0)
+        return out
+
+    plain, gz, om, om_gz = asyncio.run(go())
+    assert plain == render(m.registry)
+    assert gzip.decompress(gz) == plain
+    assert om == render_openmetrics(m.registry) and om.endswith(b"# EOF\n")
+    assert gzip.decompress(om_gz) == om
