@@ -121,7 +121,7 @@ _GAPS = 31  # recent gaps the row interval is the median of
 _DEFAULT_DT = 60.0  # assumed interval until the series has shown one gap
 PROBE_INTERVAL = 60.0  # the daemon's probe cadence: a row this long or shorter is one probe
 _HIST_WIDTH = 0.05  # surprise histogram: bins of log(1 + z) ...
-_HIST_BINS = 80  # ...up to 4 (z ~ 54), the last one open
+_HIST_BINS = 140  # ...up to 7 (z ~ 1100), the last one open
 _SURPRISE_SD_FLOOR = 0.05  # log(1 + z) units: a perfectly regular series still needs a clear change
 _SURPRISE_MIN = 20
 _SCAN_MIN = 5  # rows the likelihood scan looks back over, at least  # rows of a series' own history before it is judged against it
@@ -553,8 +553,7 @@ class LatencySeries:
         "record_ratio",
         "res",
         "res_base",
-        "res_raw",
-        "res_raw_q",
+        "fit",
         "season",
         "seasonal",
         "short",
@@ -591,8 +590,9 @@ class LatencySeries:
         self.season = _Season(p.season, p.season_bins, p.season_periods) if p.season > 0 else None
         self.res = _Ranked()  # standardised residuals (t's phase: minus median, over spread)
         self.res_base: deque[tuple[float, float]] = deque()
-        self.res_raw = _Ranked()  # the same residuals unscaled, to choose the mode
-        self.res_raw_q: deque[float] = deque()
+        # to choose the mode: healthy rows' absolute error from the season's expectation
+        # and from the short baseline's median, each decayed over a period (the same rows)
+        self.fit = [0.0, 0.0]
         self.recent_r: deque[float] = deque(maxlen=1)
         self.seasonal = False
         self._season_ready = False
@@ -684,7 +684,7 @@ class LatencySeries:
         want = (
             s is not None and s.t0 is not None and len(self.res.values) >= self._n_min
             and self.last_t - s.t0 >= self.p.season_min_periods * self.p.season
-            and self.res_raw.l1() < self.p.season_gain * self.long.l1()
+            and self.fit[0] < self.p.season_gain * self.fit[1]
         )
         if want != self.seasonal:
             self.seasonal = want
@@ -709,6 +709,18 @@ class LatencySeries:
                 self._last_e = es[0]
                 self._last_s = max(_MAD_TO_SIGMA * es[1], self._floor())
                 r = (y - es[0]) / self._last_s
+                if self.ready() and (not self.anomalous
+                                     or abs(r - self.res.med) <= self.p.z_cap * self.res.sigma):
+                    # which reference explains the series better over the last period or so,
+                    # on the same rows: the healthy ones, and during an anomaly those the
+                    # season explains (the edges of a square wave page on a flat baseline, so
+                    # in its terms they are never healthy, and the proof that the season
+                    # explains them would never be seen; a missing peak, which the season
+                    # does not explain, says nothing about which model is right)
+                    keep = math.exp(-self.dt.value / self.p.season)
+                    fit = self.fit
+                    fit[0] = keep * fit[0] + abs(y - es[0])
+                    fit[1] = keep * fit[1] + abs(y - self.short.med)
         if self.ready():
             cap = self._cap()
             if self.seasonal and r is not None:
@@ -717,14 +729,27 @@ class LatencySeries:
             else:
                 z = (y - self.short.med) / self.short.sigma
                 self.slow.append(self.long.score(y, cap, self.p.extrapolate))
-            z = min(max(z, -cap), cap)
             if self.p.likelihood > 0:
-                self.surprise.see(t, abs(z) if not self.direction else z)
+                # a probe's surprise is clipped like its CUSUM step (one probe is not an
+                # incident, and a heavy tail's probes sit at the clip); a row that is the
+                # whole `recent` window on its own (5-minute or hourly aggregates) is not:
+                # on a series whose rows often sit at the clip (quantised, 2x apart), a row
+                # 17x off must still be rarer than those
+                zs = z if self._n_recent == 1 else min(max(z, -cap), cap)
+                self.surprise.see(t, abs(zs) if not self.direction else zs)
+            z = min(max(z, -cap), cap)
             # bounded, so that the statistic recovers within a few dozen probes
             self.cusum = min(max(0.0, self.cusum + z - self._k), 60.0 / self._k)
             if not self.direction:
                 self.cusum_lo = min(max(0.0, self.cusum_lo - z - self._k), 60.0 / self._k)
         self.recent.append(y)
+        if self.season is not None:
+            # every value, healthy or not, without waiting for the quarantine: an expectation
+            # reads only values older than half a period, and a median over the days at a
+            # phase resists one day's incident, while what recurs at the same time every
+            # day (a nightly batch, a load step) is the season's to learn, not an incident
+            # that pages daily because it never joined the history
+            self.season.add(t, y)
         if self.p.record_margin > 0:
             self._record(y)
         if self.season is not None:
@@ -746,8 +771,8 @@ class LatencySeries:
                 self._admit(ts, ys)
             elif warming:
                 # before the season has seen a period it cannot tell a daily cycle from an
-                # anomaly: the season (not the baseline) learns from everything meanwhile
-                self._learn_season(ts, ys)
+                # anomaly: its residuals (not the baseline) learn from everything meanwhile
+                self._learn_residual(ts, ys)
 
     def _record(self, y: float) -> None:
         """Judge y against the range of the last record_window values, then remember it."""
@@ -808,8 +833,6 @@ class LatencySeries:
         self.short = _Ranked()
         self.res = _Ranked()
         self.res_base.clear()
-        self.res_raw = _Ranked()
-        self.res_raw_q.clear()
         self.leave()
         for t, y in held:
             self._admit(t, y)
@@ -831,26 +854,22 @@ class LatencySeries:
             self.long.remove(old)
             if len(short.values) > len(base):  # aged out of the short baseline too
                 short.remove(old)
-        self._learn_season(t, y)
+        self._learn_residual(t, y)
         self._admits += 1
         self._refresh(full=self._admits % 10 == 0 or len(self.base) < self._n_short)
 
-    def _learn_season(self, t: float, y: float) -> None:
+    def _learn_residual(self, t: float, y: float) -> None:
         if self.season is not None:
             es = self.season.expect(t, self.dt.value)
             if es is not None:
-                self._admit_residual(t, (y - es[0]) / max(_MAD_TO_SIGMA * es[1], self._floor()), y - es[0])
-            self.season.add(t, y)
+                self._admit_residual(t, (y - es[0]) / max(_MAD_TO_SIGMA * es[1], self._floor()))
 
-    def _admit_residual(self, t: float, r: float, raw: float) -> None:
+    def _admit_residual(self, t: float, r: float) -> None:
         self.res_base.append((t, r))
         self.res.add(r)
-        self.res_raw_q.append(raw)
-        self.res_raw.add(raw)
         while len(self.res_base) > self._n_short:
             _, old = self.res_base.popleft()
             self.res.remove(old)
-            self.res_raw.remove(self.res_raw_q.popleft())
 
     # -- judging ---------------------------------------------------------------------
     def _effect(self, n: int, ref: _Ranked, resid: bool = False) -> tuple[float, float]:
@@ -984,7 +1003,7 @@ class LatencySeries:
         if self.season is not None:
             st["season"] = _pack(self.season.entries())
             st["res"] = _pack(self.res_base)
-            st["res_raw"] = [round(r, 5) for r in self.res_raw_q]
+            st["fit"] = list(self.fit)
             st["recent_r"] = [round(r, 5) for r in self.recent_r]
             st["seasonal"] = self.seasonal
             st["season_ready"] = self._season_ready
@@ -1021,20 +1040,18 @@ class LatencySeries:
             self.record_q.append(float(y))
         self.res = _Ranked()
         self.res_base = deque()
-        self.res_raw = _Ranked()
-        self.res_raw_q = deque()
+        self.fit = [0.0, 0.0]
         self.recent_r = deque(maxlen=self.recent_r.maxlen)
         self.seasonal = False
         if self.season is not None:
             self.season = _Season(self.p.season, self.p.season_bins, self.p.season_periods)
             for t, y in _unpack(st.get("season")):
                 self.season.add(t, y)
-            res = _unpack(st.get("res"))
-            raws = [float(r) for r in st.get("res_raw", [])]
-            if len(raws) != len(res):
-                res, raws = [], []
-            for (t, r), raw in zip(res, raws, strict=True):
-                self._admit_residual(t, r, raw)
+            for t, r in _unpack(st.get("res")):
+                self._admit_residual(t, r)
+            fit = st.get("fit")
+            if isinstance(fit, list) and len(fit) == 2:
+                self.fit = [float(fit[0]), float(fit[1])]
             self.recent_r.extend(float(r) for r in st.get("recent_r", []))
             if len(self.recent_r) < len(self.recent):  # state saved with the season off
                 self.recent_r = deque([self.res.med] * len(self.recent), maxlen=self.recent_r.maxlen)
