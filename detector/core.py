@@ -186,7 +186,7 @@ class _Surprise:
     (The idea of the anomaly likelihood HTM and CAD OSE put after their raw scores on NAB:
     a score judged against the series' own history of scores, done our own way.)"""
 
-    __slots__ = ("_suffix", "hist", "inc", "kmin", "mean", "p", "pending", "recent", "total", "var", "weight")
+    __slots__ = ("_pot", "_suffix", "hist", "inc", "kmin", "mean", "p", "pending", "recent", "total", "var", "weight")
 
     def __init__(self) -> None:
         self.recent: deque[float] = deque(maxlen=_SCAN_MIN)
@@ -200,6 +200,7 @@ class _Surprise:
         self.mean = 0.0  # exponentially weighted mean and variance of the same rows
         self.var = 0.0
         self._suffix: list[float] | None = None  # mass at or above each bin (cached)
+        self._pot: tuple[float, float] = (0.0, 0.0)  # (top decile's edge, mean excess) (cached)
 
     def resize(self, n: int) -> None:
         self.kmin = (n + 1) // 2
@@ -219,17 +220,32 @@ class _Surprise:
         sd = max(math.sqrt(self.var), _SURPRISE_SD_FLOOR)
         best = 1.0
         for k in ks:
-            # beyond what the history has seen, a normal fit says how rare (it can certify
-            # rarities a short history cannot); within it, the history's own frequency
-            q = max(self._tail(r[k - 1]), _ND.cdf(-(r[k - 1] - self.mean) / sd))
-            best = min(best, _binom_tail(n, k, q))
+            # within what the history has seen, its own frequency; beyond it, a fit says
+            # how rare (it can certify rarities a short history cannot): the smaller of a
+            # normal fit and the top decile's own exponential decay (a normal fit of a
+            # two-humped history, a quantised series' usual dips, would call a row 17x
+            # off routine)
+            s_k = r[k - 1]
+            tail = self._tail(s_k)
+            edge, excess = self._pot
+            fit = _ND.cdf(-(s_k - self.mean) / sd)
+            if s_k > edge:
+                fit = min(fit, 0.1 * math.exp(-(s_k - edge) / max(excess, _HIST_WIDTH)))
+            best = min(best, _binom_tail(n, k, max(tail, fit)))
         self.p = min(1.0, best * len(ks))
 
     def _tail(self, s: float) -> float:
         if self.total <= 0:
             return 1.0
         if self._suffix is None:
-            self._suffix = list(itertools.accumulate(reversed(self.hist)))[::-1]
+            suffix = self._suffix = list(itertools.accumulate(reversed(self.hist)))[::-1]
+            # peaks over the top decile: its lower edge and mean excess (bin centres)
+            top = 0.1 * self.total
+            b = next((i for i in range(_HIST_BINS - 1, -1, -1) if suffix[i] >= top), 0)
+            edge = b * _HIST_WIDTH
+            above = suffix[b]
+            excess = sum(self.hist[i] * ((i + 0.5) * _HIST_WIDTH - edge) for i in range(b, _HIST_BINS))
+            self._pot = (edge, excess / above if above > 0 else 0.0)
         return self._suffix[_bin(s)] / self.total
 
     def settle(self, t: float, learn: bool, decay: float) -> None:
