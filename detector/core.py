@@ -124,6 +124,7 @@ _HIST_WIDTH = 0.05  # surprise histogram: bins of log(1 + z) ...
 _HIST_BINS = 140  # ...up to 7 (z ~ 1100), the last one open
 _SURPRISE_SD_FLOOR = 0.05  # log(1 + z) units: a perfectly regular series still needs a clear change
 _SURPRISE_MIN = 20
+_HIST_REFRESH = 1  # learnt rows between refreshes of the surprise histogram's tail sums
 _SCAN_MIN = 5  # rows the likelihood scan looks back over, at least  # rows of a series' own history before it is judged against it
 
 
@@ -186,14 +187,16 @@ class _Surprise:
     (The idea of the anomaly likelihood HTM and CAD OSE put after their raw scores on NAB:
     a score judged against the series' own history of scores, done our own way.)"""
 
-    __slots__ = ("_pot", "_suffix", "hist", "inc", "kmin", "mean", "p", "pending", "recent", "total", "var", "weight")
+    __slots__ = ("_fresh", "_p", "_pot", "_stale", "_suffix", "hist", "inc", "kmin", "mean", "pending", "recent", "total", "var", "weight")
 
     def __init__(self) -> None:
         self.recent: deque[float] = deque(maxlen=_SCAN_MIN)
         self.kmin = 1  # a majority of the `recent` window
         self.pending: deque[tuple[float, float]] = deque()  # (t, surprise) not yet learnt
         self.weight = 0.0  # effective number of rows in the histogram
-        self.p: float | None = None  # None until the histogram has _SURPRISE_MIN rows
+        self._p: float | None = None  # None until the histogram has _SURPRISE_MIN rows
+        self._fresh = True  # _p is up to date with `recent` and the histogram
+        self._stale = 0  # rows learnt since the cached tail sums were made
         self.hist = [0.0] * _HIST_BINS  # decayed mass of learnt rows' surprise by bin
         self.total = 0.0
         self.inc = 1.0  # the newest row's mass (grows instead of decaying all the others)
@@ -212,8 +215,21 @@ class _Surprise:
         s = math.log1p(max(z, 0.0))
         self.recent.append(s)
         self.pending.append((t, s))
-        if self.weight < _SURPRISE_MIN:
-            return
+        self._fresh = False
+
+    def ready(self) -> bool:
+        return self.weight >= _SURPRISE_MIN or self._p is not None
+
+    @property
+    def p(self) -> float | None:
+        """The scan's p-value (None before _SURPRISE_MIN rows of history), computed when
+        asked: a calm row's verdict never needs it."""
+        if not self._fresh:
+            self._fresh = True
+            self._p = self._scan() if self.weight >= _SURPRISE_MIN else self._p
+        return self._p
+
+    def _scan(self) -> float:
         r = sorted(self.recent, reverse=True)
         n = len(r)
         ks = range(min(self.kmin, n), n + 1)
@@ -232,12 +248,14 @@ class _Surprise:
             if s_k > edge:
                 fit = min(fit, 0.1 * math.exp(-(s_k - edge) / max(excess, _HIST_WIDTH)))
             best = min(best, _binom_tail(n, k, max(tail, fit)))
-        self.p = min(1.0, best * len(ks))
+        return min(1.0, best * len(ks))
 
     def _tail(self, s: float) -> float:
         if self.total <= 0:
             return 1.0
-        if self._suffix is None:
+        if self._suffix is None or self._stale >= _HIST_REFRESH:
+            # refreshed every few learnt rows: one row moves the tails by 1 / weight
+            self._stale = 0
             suffix = self._suffix = list(itertools.accumulate(reversed(self.hist)))[::-1]
             # peaks over the top decile: its lower edge and mean excess (bin centres)
             top = 0.1 * self.total
@@ -265,7 +283,8 @@ class _Surprise:
             self.inc = 1.0
         self.hist[_bin(s)] += self.inc
         self.total += self.inc
-        self._suffix = None
+        self._stale += 1
+        self._fresh = False
         self.weight = self.weight * decay + 1.0
         a = 1.0 / self.weight
         d = s - self.mean
@@ -286,7 +305,7 @@ class _Surprise:
         self.mean = float(st.get("mean", 0.0))
         self.var = float(st.get("var", 0.0))
         p = st.get("p")
-        self.p = None if p is None else float(p)
+        self._p = None if p is None else float(p)
         self.pending = deque((float(t), float(a)) for t, a in st.get("pending", []))
         hist = [float(h) for h in st.get("hist", [])]
         if len(hist) == _HIST_BINS:
@@ -899,6 +918,17 @@ class LatencySeries:
             diff *= self._last_s
         return diff, med_r
 
+    def _beyond(self, ref: _Ranked, med_r: float, side: int) -> float:
+        """Oriented distance of med_r beyond ref's top decile (bottom one for side -1),
+        in the units of _effect."""
+        vals = ref.values
+        m = len(vals)
+        if m == 0:
+            return -math.inf
+        edge = vals[int(0.9 * (m - 1))] if side > 0 else vals[int(0.1 * (m - 1) + 0.999)]
+        d = side * (med_r - edge)
+        return d if self.log_scale else d / ref.sigma
+
     def _novelty(self, ref: _Ranked, med_r: float, side: int) -> float:
         """How far the recent median is beyond the baseline's novelty quantile, as a ratio:
         1 at the quantile (on the side tested), 0 at the median. A level the baseline has
@@ -933,15 +963,20 @@ class LatencySeries:
         d_fast *= side_fast
         # slow: the mean rank score of the last slow_window probes
         p_slow, d_slow, med_slow, side_slow = 1.0, -math.inf, med_fast, 1
-        # a creep against the long baseline cannot be told from a daily cycle before the
-        # season has seen one: with the season on, the creep test waits for it
-        creeps = self.season is None or self._season_ready
-        if creeps and len(self.slow) >= self._n_slow:
+        if len(self.slow) >= self._n_slow:
             total = sum(self.slow)
             side_slow = -1 if not self.direction and total < 0 else 1
             p_slow = _ND.cdf(-side_slow * total / math.sqrt(len(self.slow)))
             d_slow, med_slow = self._effect(self._n_slow, long, seasonal)
             d_slow *= side_slow
+            if self.season is not None and not self._season_ready:
+                # before the season has seen a period, a creep cannot be told from a daily
+                # cycle by its size against the baseline's median: it must also leave the
+                # range the baseline has held (its top decile, by a third of the minimum
+                # effect). A cycle seen for half a period stays inside that range (its
+                # half-hour median at the crest is within 5% of the amplitude of the
+                # decile); a creep leaves it (the healthy tail is what the decile leaves out)
+                d_slow = min(d_slow, 3.0 * self._beyond(long, med_slow, side_slow))
         log_q = math.log(fdr_q)
 
         def strength(pv: float, d: float) -> float:
@@ -954,12 +989,17 @@ class LatencySeries:
         )
         ratio = diff / self._scale
         if self.p.likelihood > 0:
-            sp = self.surprise.p
-            if sp is None:  # not yet enough history to judge the series against itself
+            if not self.surprise.ready():  # not yet enough history to judge the series against itself
                 med = self._unorient(self.long.med)
                 return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base), n_recent, False)
-            level = min(0.5, self.dt.value / self.p.likelihood)  # per row: a rate in time
-            ratio = min(ratio, math.log(max(sp, _P_FLOOR)) / math.log(level))
+            # the gate is for bursts (the fast test): the creep test's window is a
+            # majority of half an hour of rows beyond the long baseline, never a burst,
+            # and a creep's rows are each unsurprising against the short baseline
+            if fast and ratio > 0:  # the gate (>= 0) can only lower a positive ratio
+                sp = self.surprise.p
+                assert sp is not None
+                level = min(0.5, self.dt.value / self.p.likelihood)  # per row: a rate in time
+                ratio = min(ratio, math.log(max(sp, _P_FLOOR)) / math.log(level))
         if self.p.novelty > 0:
             # against everything seen lately when the record test keeps that window (plain
             # mode: the same scale), else against the component's baseline
