@@ -79,7 +79,6 @@ import math
 from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -87,7 +86,7 @@ from typing import Any
 import numpy as np
 from scipy.special import bdtrc
 
-from detector.params import ROW_CAP, Params, Span
+from detector.params import Params, Span
 
 _ND = NormalDist()
 _MAD_TO_SIGMA = 1.4826
@@ -422,119 +421,193 @@ def _mad_sorted(s: list[float], med: float) -> float:
     return (_kth_deviation(s, cut, med, (n - 1) // 2) + _kth_deviation(s, cut, med, n // 2)) / 2
 
 
-class _Bin:
-    """One phase bin's (t, y) in time order, as two arrays of doubles: 16 bytes a value.
-
-    A week of 1-minute probes is 10,080 values per series; as a deque of (t, y) tuples that
-    was ~110 bytes each, 6.6 MB per target at 5 series (measured), 6.6 GB at 1,000 targets.
-    The oldest values are trimmed by moving `start`, and the arrays compacted once half of
-    them is dead."""
-
-    __slots__ = ("start", "t", "y")
-
-    def __init__(self) -> None:
-        self.t = array("d")
-        self.y = array("d")
-        self.start = 0
-
-    def append(self, t: float, y: float, cap: int) -> None:
-        self.t.append(t)
-        self.y.append(y)
-        if len(self.t) - self.start > cap:
-            self.start += 1  # the oldest leaves: a fast series keeps fewer days, not more memory
-
-    def trim(self, lb: float) -> None:
-        ts, i, n = self.t, self.start, len(self.t)
-        while i < n and ts[i] < lb:
-            i += 1
-        self.start = i
-        if i >= 32 and 2 * i >= n:
-            del self.t[:i]
-            del self.y[:i]
-            self.start = 0
-
-    def __iter__(self) -> Iterator[tuple[float, float]]:
-        s = self.start
-        return zip(self.t[s:], self.y[s:], strict=True)
-
-
 class _Season:
-    """Healthy values by phase of a period (a day): the value expected at this time of day.
+    """A profile by phase of a period (a day, a week): the value expected at this phase.
 
-    `bins` phase bins, each holding (t, y) of the last `periods` periods. The expectation
-    at t is the median of the values in t's bin and its two neighbours from earlier passes
-    (older than half a period, so today's values never explain themselves); cached per bin
-    until one of the three bins changes or the day does."""
+    Kept as summaries, not values: per period and phase bin the median and MAD of that
+    bin's values (two float32), filled from a buffer of the bin being observed. A week of
+    1-minute probes was 10,080 values of 16 bytes per series (1.3 MB per target); now a day
+    of 288 bins is 2.3 KB, whatever the row interval. The expectation at t is the median of
+    the bin medians in t's bin and its neighbours (as many as the row interval spans) from
+    earlier passes (older than half a period, so today's values never explain themselves),
+    its spread the root sum of squares of the typical within-bin MAD and the MAD of the bin
+    medians; cached per bin until a bin it reads is completed or the period turns."""
 
-    __slots__ = ("bins", "cache", "cap", "keep", "nbins", "period", "t0", "tmax", "version")
+    __slots__ = ("buf", "buf_key", "cache", "keep", "nbins", "period", "periods", "t0", "tmax", "version", "width")
 
     def __init__(self, period: float, nbins: int, periods: int) -> None:
         self.period = period
         self.nbins = nbins
-        self.keep = periods * period
-        # a bin is made on its first value: 288 empty bins are ~50 KB, x 4,000 series 200 MB
-        self.bins: list[_Bin | None] = [None] * nbins
-        # values per bin: the whole season holds at most ROW_CAP (a week of 1-minute probes)
-        self.cap = max(3, ROW_CAP // nbins)
+        self.width = period / nbins
+        self.keep = periods
+        # period index -> [median, MAD] x bins (nan: no value), at most periods + 1 of them
+        self.periods: dict[int, array[float]] = {}
+        self.buf: list[float] = []  # values of the bin being observed
+        self.buf_key: tuple[int, int] | None = None  # (period index, bin) of the buffer
         self.version = [0] * nbins
         self.cache: dict[int, tuple[tuple[int, ...], tuple[float, float] | None]] = {}
         self.t0: float | None = None
         self.tmax = -math.inf
 
-    def _oldest(self, t: float) -> float:
-        """Oldest value read during t's period: `periods` periods before its start."""
-        return (t // self.period) * self.period - self.keep
-
     def index(self, t: float) -> int:
-        return int((t % self.period) / self.period * self.nbins) % self.nbins
+        return int((t % self.period) / self.width) % self.nbins
 
     def add(self, t: float, y: float) -> None:
-        b = self.index(t)
-        q = self.bins[b]
-        if q is None:
-            q = self.bins[b] = _Bin()
-        q.append(t, y, self.cap)
-        # a value newer than half a period is in no expectation yet (expect reads earlier
-        # periods only), and what is trimmed is older than any expectation of this period
-        # reads: neither changes the bin's cached expectations
-        if t <= self.tmax - self.period / 2:
-            self.version[b] += 1
-        q.trim(self._oldest(t))
+        key = (int(t // self.period), self.index(t))
+        if key != self.buf_key:
+            self._close()
+            self.buf_key = key
+        self.buf.append(y)
         self.tmax = max(self.tmax, t)
         if self.t0 is None:
             self.t0 = t
 
+    def _close(self) -> None:
+        """Summarise the buffered bin (a late value for a bin already summarised is folded
+        in only when that bin had none)."""
+        if self.buf_key is None or not self.buf:
+            return
+        pi, b = self.buf_key
+        vals = sorted(self.buf)
+        self.buf = []
+        row = self.periods.get(pi)
+        if row is None:
+            if self.periods and pi < min(self.periods):
+                return  # older than anything kept
+            row = self.periods[pi] = array("f", [math.nan]) * (2 * self.nbins)
+            for old in sorted(self.periods)[: max(0, len(self.periods) - self.keep - 1)]:
+                del self.periods[old]
+        if not math.isnan(row[2 * b]) and len(vals) < 2:
+            return
+        med = _median_sorted(vals)
+        row[2 * b] = med
+        row[2 * b + 1] = _mad_sorted(vals, med)
+        self.version[b] += 1
+
     def expect(self, t: float, dt: float = 0.0) -> tuple[float, float] | None:
-        """(median, MAD) of the earlier values at t's phase (within a bin, or the row
-        interval dt when longer, either side), None while there are too few."""
+        """(median, MAD) at t's phase from earlier passes, None while there are too few."""
         n = self.nbins
         b = self.index(t)
+        k = max(1, math.ceil(dt / self.width - 1e-9))
+        near = range(b - k, b + k + 1) if 2 * k + 1 < n else range(n)
         v = self.version
-        k = max(1, math.ceil(dt / (self.period / n) - 1e-9))
-        near = [(b + d) % n for d in range(-k, k + 1)] if 2 * k + 1 < n else list(range(n))
-        key = (k, *(v[i] for i in near), int(t // self.period))
+        pi_now = int(t // self.period)
+        key = (k, pi_now, *(v[i % n] for i in near))
         hit = self.cache.get(b)
         if hit is not None and hit[0] == key:
             return hit[1]
         cut = t - self.period / 2
-        lb = self._oldest(t)
-        vals = sorted(y for i in near for te, y in (self.bins[i] or ()) if lb <= te <= cut)
+        meds: list[float] = []
+        mads: list[float] = []
+        for pi in range(pi_now - self.keep, pi_now + 1):
+            base = pi * self.period
+            for i in near:
+                # a neighbour across the period's edge is a bin of the previous or next one
+                te = base + (i + 1) * self.width  # the end of the bin's time
+                if te > cut:
+                    continue
+                row = self.periods.get(pi + i // n)
+                if row is None:
+                    continue
+                j = i % n
+                m = row[2 * j]
+                if m == m:  # not nan
+                    meds.append(m)
+                    mads.append(row[2 * j + 1])
         out = None
-        if len(vals) >= 3:
-            med = _median_sorted(vals)
-            out = (med, _mad_sorted(vals, med))
+        if len(meds) >= 3:
+            meds.sort()
+            mads.sort()
+            med = _median_sorted(meds)
+            out = (med, math.hypot(_median_sorted(mads), _mad_sorted(meds, med)))
         self.cache[b] = (key, out)
         return out
 
-    def entries(self) -> deque[tuple[float, float]]:
-        return deque(sorted(e for q in self.bins if q is not None for e in q))
+    def to_state(self) -> dict[str, Any]:
+        self._close()
+        self.buf_key = None
+        return {"v": 2, "t0": self.t0, "tmax": self.tmax if self.t0 is not None else None,
+                "periods": {str(pi): [None if x != x else round(x, 5) for x in row]
+                            for pi, row in self.periods.items()}}
 
-    def clear(self) -> None:
-        self.bins = [None] * self.nbins
+    def load(self, st: dict[str, Any] | None) -> None:
+        if not st:
+            return
+        if st.get("v") != 2:  # the old form: every value, (t, y)
+            for t, y in _unpack(st):
+                self.add(t, y)
+            self._close()
+            self.buf_key = None
+            return
+        self.t0 = None if st.get("t0") is None else float(st["t0"])
+        self.tmax = -math.inf if st.get("tmax") is None else float(st["tmax"])
+        for pi, row in (st.get("periods") or {}).items():
+            if len(row) == 2 * self.nbins:
+                self.periods[int(pi)] = array("f", [math.nan if x is None else float(x) for x in row])
         self.version = [x + 1 for x in self.version]
         self.cache.clear()
-        self.tmax = -math.inf
-        self.t0 = None
+
+
+class _Seasons:
+    """The daily profile, and the weekly one where it explains the series better.
+
+    Both learn every value; each row first scores how far it is from each profile's
+    expectation (decayed over a period, on the same rows), and the weekly profile is used
+    once it has a period of history and its error is below `gain` x the daily one's (a
+    series whose weekends differ: the daily profile calls every Saturday an incident)."""
+
+    __slots__ = ("day", "err", "gain", "period", "week")
+
+    def __init__(self, p: Params) -> None:
+        self.day = _Season(p.season, p.season_bins, p.season_periods)
+        self.week = _Season(p.season_week, p.season_week_bins, p.season_week_periods) if p.season_week > 0 else None
+        self.period = p.season
+        self.gain = p.season_gain
+        self.err = [0.0, 0.0]  # decayed absolute errors of the daily and the weekly profile
+
+    @property
+    def t0(self) -> float | None:
+        return self.day.t0
+
+    def _weekly(self, t: float) -> bool:
+        w = self.week
+        return (w is not None and w.t0 is not None and t - w.t0 >= w.period
+                and self.err[1] < self.gain * self.err[0])
+
+    def expect(self, t: float, dt: float = 0.0) -> tuple[float, float] | None:
+        if self.week is not None and self._weekly(t):
+            es = self.week.expect(t, dt)
+            if es is not None:
+                return es
+        return self.day.expect(t, dt)
+
+    def add(self, t: float, y: float, dt: float) -> None:
+        w = self.week
+        if w is not None:
+            ed, ew = self.day.expect(t, dt), w.expect(t, dt)
+            if ed is not None and ew is not None:
+                keep = math.exp(-dt / w.period)
+                self.err[0] = keep * self.err[0] + abs(y - ed[0])
+                self.err[1] = keep * self.err[1] + abs(y - ew[0])
+            w.add(t, y)
+        self.day.add(t, y)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"v": 2, "day": self.day.to_state(), "week": self.week.to_state() if self.week else None,
+                "err": list(self.err)}
+
+    def load(self, st: dict[str, Any] | None) -> None:
+        if not st:
+            return
+        if st.get("v") != 2:  # a daily season in the old form
+            self.day.load(st)
+            return
+        self.day.load(st.get("day"))
+        if self.week is not None:
+            self.week.load(st.get("week"))
+        err = st.get("err")
+        if isinstance(err, list) and len(err) == 2:
+            self.err = [float(err[0]), float(err[1])]
 
 
 class LatencySeries:
@@ -622,7 +695,7 @@ class LatencySeries:
         self._scale = 1.0
         self._admits = 0
         # seasonal model (None when off), its healthy residuals and the recent ones
-        self.season = _Season(p.season, p.season_bins, p.season_periods) if p.season > 0 else None
+        self.season = _Seasons(p) if p.season > 0 else None
         self.res = _Ranked()  # standardised residuals (t's phase: minus median, over spread)
         self.res_base: deque[tuple[float, float]] = deque()
         # to choose the mode: healthy rows' absolute error from the season's expectation
@@ -784,7 +857,7 @@ class LatencySeries:
             # phase resists one day's incident, while what recurs at the same time every
             # day (a nightly batch, a load step) is the season's to learn, not an incident
             # that pages daily because it never joined the history
-            self.season.add(t, y)
+            self.season.add(t, y, self.dt.value)
         if self.p.record_margin > 0:
             self._record(y)
         if self.season is not None:
@@ -1057,7 +1130,7 @@ class LatencySeries:
         if self.p.record_margin > 0:
             st["record"] = [round(y, 5) for y in self.record_q]
         if self.season is not None:
-            st["season"] = _pack(self.season.entries())
+            st["season"] = self.season.to_state()
             st["res"] = _pack(self.res_base)
             st["fit"] = list(self.fit)
             st["recent_r"] = [round(r, 5) for r in self.recent_r]
@@ -1100,9 +1173,8 @@ class LatencySeries:
         self.recent_r = deque(maxlen=self.recent_r.maxlen)
         self.seasonal = False
         if self.season is not None:
-            self.season = _Season(self.p.season, self.p.season_bins, self.p.season_periods)
-            for t, y in _unpack(st.get("season")):
-                self.season.add(t, y)
+            self.season = _Seasons(self.p)
+            self.season.load(st.get("season"))
             for t, r in _unpack(st.get("res")):
                 self._admit_residual(t, r)
             fit = st.get("fit")
