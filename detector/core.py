@@ -235,16 +235,16 @@ class _Surprise:
         sd = max(math.sqrt(self.var), _SURPRISE_SD_FLOOR)
         best = 1.0
         for k in ks:
-            # within what the history has seen, its own frequency; beyond it, a fit says
-            # how rare (it can certify rarities a short history cannot): the smaller of a
-            # normal fit and the top decile's own exponential decay (a normal fit of a
-            # two-humped history, a quantised series' usual dips, would call a row 17x
-            # off routine)
+            # within what the history has seen, its own frequency (or a normal fit's, when
+            # larger); beyond all of it, a fit says how rare (it can certify rarities a
+            # short history cannot): the smaller of a normal fit and the top decile's own
+            # exponential decay (a normal fit of a two-humped history, a quantised series'
+            # usual dips, would call a row 17x off routine)
             s_k = r[k - 1]
             tail = self._tail(s_k)
             edge, excess = self._pot
             fit = _ND.cdf(-(s_k - self.mean) / sd)
-            if s_k > edge:
+            if tail <= 0.0 and s_k > edge:  # beyond everything the history holds
                 fit = min(fit, 0.1 * math.exp(-(s_k - edge) / max(excess, _HIST_WIDTH)))
             best = min(best, _binom_tail(n, k, max(tail, fit)))
         return min(1.0, best * len(ks))
@@ -421,17 +421,22 @@ def _mad_sorted(s: list[float], med: float) -> float:
     return (_kth_deviation(s, cut, med, (n - 1) // 2) + _kth_deviation(s, cut, med, n // 2)) / 2
 
 
+# median(MAD of n normal values) x this = the population's MAD (simulated); 1 beyond
+_MAD_BIAS = (0.0, 0.0, 1.41, 1.87, 1.49, 1.34, 1.27, 1.21, 1.18, 1.15, 1.13, 1.12, 1.11, 1.1, 1.09, 1.08, 1.0)
+
+
 class _Season:
     """A profile by phase of a period (a day, a week): the value expected at this phase.
 
-    Kept as summaries, not values: per period and phase bin the median and MAD of that
-    bin's values (two float32), filled from a buffer of the bin being observed. A week of
+    Kept as summaries, not values: per period and phase bin the median, MAD and count of
+    that bin's values (three float32), filled from a buffer of the bin being observed. A week of
     1-minute probes was 10,080 values of 16 bytes per series (1.3 MB per target); now a day
-    of 288 bins is 2.3 KB, whatever the row interval. The expectation at t is the median of
+    of 288 bins is 3.5 KB, whatever the row interval. The expectation at t is the median of
     the bin medians in t's bin and its neighbours (as many as the row interval spans) from
     earlier passes (older than half a period, so today's values never explain themselves),
-    its spread the root sum of squares of the typical within-bin MAD and the MAD of the bin
-    medians; cached per bin until a bin it reads is completed or the period turns."""
+    its spread the root sum of squares of the typical within-bin MAD (corrected for the
+    few values a bin may hold) and the MAD of the bin medians (day-to-day variation; it
+    also holds some within-bin noise, so the spread errs large); cached per bin until a bin it reads is completed or the period turns."""
 
     __slots__ = ("buf", "buf_key", "cache", "keep", "nbins", "period", "periods", "t0", "tmax", "version", "width")
 
@@ -440,7 +445,7 @@ class _Season:
         self.nbins = nbins
         self.width = period / nbins
         self.keep = periods
-        # period index -> [median, MAD] x bins (nan: no value), at most periods + 1 of them
+        # period index -> [median, MAD, count] x bins (nan: no value), periods + 1 of them
         self.periods: dict[int, array[float]] = {}
         self.buf: list[float] = []  # values of the bin being observed
         self.buf_key: tuple[int, int] | None = None  # (period index, bin) of the buffer
@@ -474,14 +479,15 @@ class _Season:
         if row is None:
             if self.periods and pi < min(self.periods):
                 return  # older than anything kept
-            row = self.periods[pi] = array("f", [math.nan]) * (2 * self.nbins)
+            row = self.periods[pi] = array("f", [math.nan]) * (3 * self.nbins)
             for old in sorted(self.periods)[: max(0, len(self.periods) - self.keep - 1)]:
                 del self.periods[old]
-        if not math.isnan(row[2 * b]) and len(vals) < 2:
+        if not math.isnan(row[3 * b]) and len(vals) < 2:
             return
         med = _median_sorted(vals)
-        row[2 * b] = med
-        row[2 * b + 1] = _mad_sorted(vals, med)
+        row[3 * b] = med
+        row[3 * b + 1] = _mad_sorted(vals, med)
+        row[3 * b + 2] = len(vals)
         self.version[b] += 1
 
     def expect(self, t: float, dt: float = 0.0) -> tuple[float, float] | None:
@@ -509,11 +515,12 @@ class _Season:
                 row = self.periods.get(pi + i // n)
                 if row is None:
                     continue
-                j = i % n
-                m = row[2 * j]
+                j = 3 * (i % n)
+                m = row[j]
                 if m == m:  # not nan
                     meds.append(m)
-                    mads.append(row[2 * j + 1])
+                    # a bin's MAD from a few values is biased low (by half for three)
+                    mads.append(row[j + 1] * _MAD_BIAS[min(int(row[j + 2]), len(_MAD_BIAS) - 1)])
         out = None
         if len(meds) >= 3:
             meds.sort()
@@ -542,7 +549,7 @@ class _Season:
         self.t0 = None if st.get("t0") is None else float(st["t0"])
         self.tmax = -math.inf if st.get("tmax") is None else float(st["tmax"])
         for pi, row in (st.get("periods") or {}).items():
-            if len(row) == 2 * self.nbins:
+            if len(row) == 3 * self.nbins:
                 self.periods[int(pi)] = array("f", [math.nan if x is None else float(x) for x in row])
         self.version = [x + 1 for x in self.version]
         self.cache.clear()
@@ -991,17 +998,6 @@ class LatencySeries:
             diff *= self._last_s
         return diff, med_r
 
-    def _beyond(self, ref: _Ranked, med_r: float, side: int) -> float:
-        """Oriented distance of med_r beyond ref's top decile (bottom one for side -1),
-        in the units of _effect."""
-        vals = ref.values
-        m = len(vals)
-        if m == 0:
-            return -math.inf
-        edge = vals[int(0.9 * (m - 1))] if side > 0 else vals[int(0.1 * (m - 1) + 0.999)]
-        d = side * (med_r - edge)
-        return d if self.log_scale else d / ref.sigma
-
     def _novelty(self, ref: _Ranked, med_r: float, side: int) -> float:
         """How far the recent median is beyond the baseline's novelty quantile, as a ratio:
         1 at the quantile (on the side tested), 0 at the median. A level the baseline has
@@ -1036,20 +1032,15 @@ class LatencySeries:
         d_fast *= side_fast
         # slow: the mean rank score of the last slow_window probes
         p_slow, d_slow, med_slow, side_slow = 1.0, -math.inf, med_fast, 1
-        if len(self.slow) >= self._n_slow:
+        # a creep against the long baseline cannot be told from a daily cycle before the
+        # season has seen one: with the season on, the creep test waits for it
+        creeps = self.season is None or self._season_ready
+        if creeps and len(self.slow) >= self._n_slow:
             total = sum(self.slow)
             side_slow = -1 if not self.direction and total < 0 else 1
             p_slow = _ND.cdf(-side_slow * total / math.sqrt(len(self.slow)))
             d_slow, med_slow = self._effect(self._n_slow, long, seasonal)
             d_slow *= side_slow
-            if self.season is not None and not self._season_ready:
-                # before the season has seen a period, a creep cannot be told from a daily
-                # cycle by its size against the baseline's median: it must also leave the
-                # range the baseline has held (its top decile, by a third of the minimum
-                # effect). A cycle seen for half a period stays inside that range (its
-                # half-hour median at the crest is within 5% of the amplitude of the
-                # decile); a creep leaves it (the healthy tail is what the decile leaves out)
-                d_slow = min(d_slow, 3.0 * self._beyond(long, med_slow, side_slow))
         log_q = math.log(fdr_q)
 
         def strength(pv: float, d: float) -> float:
