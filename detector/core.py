@@ -834,7 +834,10 @@ class LatencySeries:
                     # does not explain, says nothing about which model is right)
                     keep = math.exp(-self.dt.value / self.p.season)
                     fit = self.fit
-                    fit[0] = keep * fit[0] + abs(y - es[0])
+                    # around the residuals' own level, as the flat one is around its median:
+                    # after a lasting shift is relearnt the season lags by days at every
+                    # phase, but by the same amount, and still explains the shape
+                    fit[0] = keep * fit[0] + abs(y - es[0] - self.res.med * self._last_s)
                     fit[1] = keep * fit[1] + abs(y - self.short.med)
         if self.ready():
             cap = self._cap()
