@@ -527,6 +527,8 @@ class _Season:
             mads.sort()
             med = _median_sorted(meds)
             out = (med, math.hypot(_median_sorted(mads), _mad_sorted(meds, med)))
+        if len(self.cache) >= 4:  # rows come in time order: a few bins are ever asked again
+            self.cache.clear()  # (a cache of every bin was ~60 KB a series)
         self.cache[b] = (key, out)
         return out
 
