@@ -57,7 +57,7 @@ def main() -> int:
     ok = mb <= args.max_mb_per_target
     print(f"detector, {args.days:g} days of 1-minute probes, {series} series a target (CPU under tracemalloc):")
     print(f"  without the season (reference): {ref_mb:.2f} MB per target, {ref_cpu:.2f} ms CPU per probe")
-    print(f"  defaults (daily + weekly season):{mb:.2f} MB per target ({mb:.1f} GB at 1,000 targets), "
+    print(f"  defaults (daily + weekly season): {mb:.2f} MB per target ({mb:.1f} GB at 1,000 targets), "
           f"{cpu_ms:.2f} ms CPU per probe; target <= {args.max_mb_per_target:g} MB: {'ok' if ok else 'MISSED'}")
     return 0 if ok else 1
 

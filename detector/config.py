@@ -106,9 +106,9 @@ class DetectorConfig(Strict):
     # from its own reference, averaged over `recent`) must be one the series shows by
     # chance less than once in this long, judged against its own history of surprise
     # (remembered for likelihood_memory): a bursty series does not page on its usual
-    # bursts, a calm one is not held to a bursty one's bar (0 = off). A quarter: the bar
-    # is per row, so "once a month" let a 3x-swing series page about monthly on chance
-    likelihood: Duration = Field(90 * 86400.0, ge=0)
+    # bursts, a calm one is not held to a bursty one's bar (0 = off). 90 days made a +50%
+    # step wait a sixth probe in 3 of 20 runs (bench/detection.py)
+    likelihood: Duration = Field(30 * 86400.0, ge=0)
     likelihood_memory: Duration = Field(7 * 86400.0, gt=0)
 
     @model_validator(mode="after")

@@ -202,7 +202,7 @@ class _Surprise:
         self.mean = 0.0  # exponentially weighted mean and variance of the same rows
         self.var = 0.0
         self._suffix: list[float] | None = None  # mass at or above each bin (cached)
-        self._pot: tuple[float, float] = (0.0, 0.0)  # (top decile's edge, mean excess) (cached)
+        self._pot: tuple[float, float] | None = None  # (top decile's edge, mean excess) (cached)
 
     def resize(self, n: int) -> None:
         self.kmin = (n + 1) // 2
@@ -242,10 +242,11 @@ class _Surprise:
             # usual dips, would call a row 17x off routine)
             s_k = r[k - 1]
             tail = self._tail(s_k)
-            edge, excess = self._pot
             fit = _ND.cdf(-(s_k - self.mean) / sd)
-            if tail <= 0.0 and s_k > edge:  # beyond everything the history holds
-                fit = min(fit, 0.1 * math.exp(-(s_k - edge) / max(excess, _HIST_WIDTH)))
+            if tail <= 0.0:  # beyond everything the history holds
+                edge, excess = self._peaks()
+                if s_k > edge:
+                    fit = min(fit, 0.1 * math.exp(-(s_k - edge) / max(excess, _HIST_WIDTH)))
             best = min(best, _binom_tail(n, k, max(tail, fit)))
         return min(1.0, best * len(ks))
 
@@ -255,15 +256,22 @@ class _Surprise:
         if self._suffix is None or self._stale >= _HIST_REFRESH:
             # refreshed every few learnt rows: one row moves the tails by 1 / weight
             self._stale = 0
-            suffix = self._suffix = list(itertools.accumulate(reversed(self.hist)))[::-1]
-            # peaks over the top decile: its lower edge and mean excess (bin centres)
+            self._suffix = list(itertools.accumulate(reversed(self.hist)))[::-1]
+            self._pot = None
+        return self._suffix[_bin(s)] / self.total
+
+    def _peaks(self) -> tuple[float, float]:
+        """Peaks over the top decile (after _tail): its lower edge and mean excess."""
+        if self._pot is None:
+            suffix = self._suffix
+            assert suffix is not None
             top = 0.1 * self.total
             b = next((i for i in range(_HIST_BINS - 1, -1, -1) if suffix[i] >= top), 0)
             edge = b * _HIST_WIDTH
             above = suffix[b]
             excess = sum(self.hist[i] * ((i + 0.5) * _HIST_WIDTH - edge) for i in range(b, _HIST_BINS))
             self._pot = (edge, excess / above if above > 0 else 0.0)
-        return self._suffix[_bin(s)] / self.total
+        return self._pot
 
     def settle(self, t: float, learn: bool, decay: float) -> None:
         """The row at t left the quarantine: learn the rows up to it (when they joined the
@@ -421,6 +429,7 @@ def _mad_sorted(s: list[float], med: float) -> float:
     return (_kth_deviation(s, cut, med, (n - 1) // 2) + _kth_deviation(s, cut, med, n // 2)) / 2
 
 
+_SPREAD_BINS = 6  # bins either side the season's spread is taken over, at least
 # median(MAD of n normal values) x this = the population's MAD (simulated); 1 beyond
 _MAD_BIAS = (0.0, 0.0, 1.41, 1.87, 1.49, 1.34, 1.27, 1.21, 1.18, 1.15, 1.13, 1.12, 1.11, 1.1, 1.09, 1.08, 1.0)
 
@@ -503,32 +512,45 @@ class _Season:
         if hit is not None and hit[0] == key:
             return hit[1]
         cut = t - self.period / 2
-        meds: list[float] = []
-        mads: list[float] = []
-        for pi in range(pi_now - self.keep, pi_now + 1):
-            base = pi * self.period
-            for i in near:
+        meds: list[float] = []  # the near bins' medians (the expectation)
+        mads: list[float] = []  # within-bin spreads, over the wide bins
+        devs: list[float] = []  # a bin median's distance from its bin's own typical level
+        w = max(k, _SPREAD_BINS)
+        wide = range(b - w, b + w + 1) if 2 * w + 1 < n else range(n)
+        for i in wide:
+            ms: list[float] = []
+            j = 3 * (i % n)
+            for pi in range(pi_now - self.keep, pi_now + 1):
                 # a neighbour across the period's edge is a bin of the previous or next one
-                te = base + (i + 1) * self.width  # the end of the bin's time
-                if te > cut:
+                if pi * self.period + (i + 1) * self.width > cut:  # the end of the bin's time
                     continue
                 row = self.periods.get(pi + i // n)
                 if row is None:
                     continue
-                j = 3 * (i % n)
                 m = row[j]
                 if m == m:  # not nan
-                    meds.append(m)
+                    ms.append(m)
                     # a bin's MAD from a few values is biased low (by half for three)
                     mads.append(row[j + 1] * _MAD_BIAS[min(int(row[j + 2]), len(_MAD_BIAS) - 1)])
+            if ms:
+                if 2 * k + 1 >= n or (i - b + k) % n <= 2 * k:  # a near bin
+                    meds.extend(ms)
+                ms.sort()
+                centre = _median_sorted(ms)
+                devs.extend(abs(m - centre) for m in ms)
         out = None
         if len(meds) >= 3:
             meds.sort()
             mads.sort()
-            med = _median_sorted(meds)
-            out = (med, math.hypot(_median_sorted(mads), _mad_sorted(meds, med)))
-        if len(self.cache) >= 4:  # rows come in time order: a few bins are ever asked again
-            self.cache.clear()  # (a cache of every bin was ~60 KB a series)
+            devs.sort()
+            # the spread: typical within-bin MAD and day-to-day MAD of a bin's median around
+            # its own level, both over a wider phase than the expectation (half an hour
+            # either side at 5-minute bins): a per-bin spread from a few bins' medians
+            # jumped by a quarter from bin to bin, and after a relearnt shift (residuals
+            # several spreads off) that jump alone paged
+            out = (_median_sorted(meds), math.hypot(_median_sorted(mads), _median_sorted(devs)))
+        if len(self.cache) >= 8:  # rows come in time order: a few bins are ever asked again
+            del self.cache[next(iter(self.cache))]  # (a cache of every bin was ~60 KB a series)
         self.cache[b] = (key, out)
         return out
 
@@ -776,6 +798,14 @@ class LatencySeries:
         if self.season is not None:
             # the residuals' spread, like the long baseline's, moves slowly
             self.res.refresh(_RES_FLOOR, spread=full or len(self.res.values) < self._n_short)
+            if full and self.fit[0] > 0 and self._last_s > 0:
+                # at least the spread the residuals show over the last period or so (their
+                # mean absolute deviation, x 1.2533 for a normal's sigma): two hours of
+                # residuals are a noisy estimate, and a calm stretch must not make an
+                # ordinary hour of the daily swing look like a step
+                keep = math.exp(-self.dt.value / self.p.season)
+                usual = 1.2533 * self.fit[0] * (1.0 - keep) / self._last_s
+                self.res.sigma = max(self.res.sigma, usual)
             if full and choose:
                 self._choose_mode()
         sigma = self.res.sigma * self._last_s if self.seasonal and self.log_scale else (
