@@ -555,11 +555,10 @@ class _Season:
         return out
 
     def to_state(self) -> dict[str, Any]:
-        self._close()
-        self.buf_key = None
         return {"v": 2, "t0": self.t0, "tmax": self.tmax if self.t0 is not None else None,
-                "periods": {str(pi): [None if x != x else round(x, 5) for x in row]
-                            for pi, row in self.periods.items()}}
+                "periods": {str(pi): [None if x != x else float(x) for x in row]
+                            for pi, row in self.periods.items()},
+                "buf": list(self.buf), "buf_key": list(self.buf_key) if self.buf_key else None}
 
     def load(self, st: dict[str, Any] | None) -> None:
         if not st:
@@ -575,6 +574,10 @@ class _Season:
         for pi, row in (st.get("periods") or {}).items():
             if len(row) == 3 * self.nbins:
                 self.periods[int(pi)] = array("f", [math.nan if x is None else float(x) for x in row])
+        key = st.get("buf_key")
+        if isinstance(key, list) and len(key) == 2:
+            self.buf_key = (int(key[0]), int(key[1]))
+            self.buf = [float(y) for y in st.get("buf", [])]
         self.version = [x + 1 for x in self.version]
         self.cache.clear()
 
@@ -664,6 +667,7 @@ class LatencySeries:
         "_k",
         "_last_e",
         "_last_s",
+        "_last_s_set",
         "_n_base",
         "_n_min",
         "_n_quar",
@@ -741,6 +745,7 @@ class LatencySeries:
         self.record_ratio = 0.0
         self._last_e = math.nan
         self._last_s = 1.0
+        self._last_s_set = False
         # values seen during the current anomaly (for relearning)
         self._held: deque[tuple[float, float]] = deque(maxlen=1)
         self.surprise = _Surprise()
@@ -854,7 +859,7 @@ class LatencySeries:
             es = self.season.expect(t, self.dt.value)
             if es is not None:
                 self._last_e = es[0]
-                self._last_s = max(_MAD_TO_SIGMA * es[1], self._floor())
+                self._last_s = self._smooth_spread(es[1])
                 r = (y - es[0]) / self._last_s
                 if self.ready() and (not self.anomalous
                                      or abs(r - self.res.med) <= self.p.z_cap * self.res.sigma):
@@ -1012,7 +1017,20 @@ class LatencySeries:
         if self.season is not None:
             es = self.season.expect(t, self.dt.value)
             if es is not None:
-                self._admit_residual(t, (y - es[0]) / max(_MAD_TO_SIGMA * es[1], self._floor()))
+                self._admit_residual(t, (y - es[0]) / self._last_s)
+
+    def _smooth_spread(self, mad: float) -> float:
+        """The season's spread, smoothed over the short baseline's span: a bin's own
+        spread, from a few days' bins, jumps by a third from bin to bin, and residuals
+        several spreads off (after a relearnt shift) would page on the jump alone."""
+        s = max(_MAD_TO_SIGMA * mad, self._floor())
+        if not self._last_s_set:
+            self._last_s_set = True
+            return s
+        assert isinstance(self.p.short_baseline, Span)
+        span = self.p.short_baseline.seconds or self._n_short * self.dt.value
+        a = 1.0 - math.exp(-self.dt.value / max(span, self.dt.value))
+        return self._last_s + a * (s - self._last_s)
 
     def _admit_residual(self, t: float, r: float) -> None:
         self.res_base.append((t, r))
@@ -1150,6 +1168,8 @@ class LatencySeries:
             "last_t": self.last_t,
             "held": _pack(self._held),
             "gaps": self.dt.to_state(),
+            # the spreads as last refreshed (every tenth admission), and that cadence
+            "sig": [self.short.sigma, self.long.sigma, self.res.sigma, self._admits],
         }
         if self.p.likelihood > 0:
             st["surprise"] = self.surprise.to_state()
@@ -1159,6 +1179,7 @@ class LatencySeries:
             st["season"] = self.season.to_state()
             st["res"] = _pack(self.res_base)
             st["fit"] = list(self.fit)
+            st["last_s"] = self._last_s if self._last_s_set else None
             st["recent_r"] = [round(r, 5) for r in self.recent_r]
             st["seasonal"] = self.seasonal
             st["season_ready"] = self._season_ready
@@ -1213,9 +1234,18 @@ class LatencySeries:
             if es is not None:
                 self._last_e = es[0]
                 self._last_s = max(_MAD_TO_SIGMA * es[1], self._floor())
+                self._last_s_set = True
+            if st.get("last_s") is not None:  # the smoothed spread, as it was
+                self._last_s = float(st["last_s"])
+                self._last_s_set = True
         self.seasonal = bool(st.get("seasonal", False)) and self.season is not None
         self._season_ready = bool(st.get("season_ready", False)) and self.season is not None
         self._refresh(choose=False)
+        sig = st.get("sig")
+        if isinstance(sig, list) and len(sig) == 4:  # as the saved series had them
+            self.short.sigma, self.long.sigma, self.res.sigma = (float(x) for x in sig[:3])
+            self._admits = int(sig[3])
+            self._refresh(full=False, choose=False)  # k and the scale from them
 
 
 def _pack(samples: deque[tuple[float, float]]) -> dict[str, Any]:
