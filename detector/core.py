@@ -447,7 +447,8 @@ class _Season:
     few values a bin may hold) and the MAD of the bin medians (day-to-day variation; it
     also holds some within-bin noise, so the spread errs large); cached per bin until a bin it reads is completed or the period turns."""
 
-    __slots__ = ("buf", "buf_key", "cache", "keep", "nbins", "period", "periods", "t0", "tmax", "version", "width")
+    __slots__ = ("buf", "buf_key", "cache", "keep", "nbins", "period", "periods", "stats", "t0", "tmax", "version",
+                 "width")
 
     def __init__(self, period: float, nbins: int, periods: int) -> None:
         self.period = period
@@ -460,6 +461,8 @@ class _Season:
         self.buf_key: tuple[int, int] | None = None  # (period index, bin) of the buffer
         self.version = [0] * nbins
         self.cache: dict[int, tuple[tuple[int, ...], tuple[float, float] | None]] = {}
+        # per bin (index, period, version): its medians, MADs and distances (see expect)
+        self.stats: dict[tuple[int, int, int, bool], tuple[list[float], list[float], list[float]]] = {}
         self.t0: float | None = None
         self.tmax = -math.inf
 
@@ -518,26 +521,21 @@ class _Season:
         w = max(k, _SPREAD_BINS)
         wide = range(b - w, b + w + 1) if 2 * w + 1 < n else range(n)
         for i in wide:
-            ms: list[float] = []
-            j = 3 * (i % n)
-            for pi in range(pi_now - self.keep, pi_now + 1):
-                # a neighbour across the period's edge is a bin of the previous or next one
-                if pi * self.period + (i + 1) * self.width > cut:  # the end of the bin's time
-                    continue
-                row = self.periods.get(pi + i // n)
-                if row is None:
-                    continue
-                m = row[j]
-                if m == m:  # not nan
-                    ms.append(m)
-                    # a bin's MAD from a few values is biased low (by half for three)
-                    mads.append(row[j + 1] * _MAD_BIAS[min(int(row[j + 2]), len(_MAD_BIAS) - 1)])
+            # a bin's own lists change only when it is completed or the period turns
+            # (and, for wide rows, whether this period's own bin is old enough yet)
+            bkey = (i, pi_now, v[i % n], pi_now * self.period + (i + 1) * self.width <= cut)
+            got = self.stats.get(bkey)
+            if got is None:
+                got = self._bin_stats(i, pi_now, cut)
+                if len(self.stats) >= 64:
+                    del self.stats[next(iter(self.stats))]
+                self.stats[bkey] = got
+            ms, bm, bd = got
             if ms:
                 if 2 * k + 1 >= n or (i - b + k) % n <= 2 * k:  # a near bin
                     meds.extend(ms)
-                ms.sort()
-                centre = _median_sorted(ms)
-                devs.extend(abs(m - centre) for m in ms)
+                mads.extend(bm)
+                devs.extend(bd)
         out = None
         if len(meds) >= 3:
             meds.sort()
@@ -553,6 +551,30 @@ class _Season:
             del self.cache[next(iter(self.cache))]  # (a cache of every bin was ~60 KB a series)
         self.cache[b] = (key, out)
         return out
+
+    def _bin_stats(self, i: int, pi_now: float, cut: float) -> tuple[list[float], list[float], list[float]]:
+        """Bin i (may lie across the period's edge) in the periods before cut: its medians,
+        its within-bin MADs (bias-corrected) and its medians' distances from their median."""
+        n = self.nbins
+        j = 3 * (i % n)
+        ms: list[float] = []
+        mads: list[float] = []
+        for pi in range(int(pi_now) - self.keep, int(pi_now) + 1):
+            # a neighbour across the period's edge is a bin of the previous or next one
+            if pi * self.period + (i + 1) * self.width > cut:  # the end of the bin's time
+                continue
+            row = self.periods.get(pi + i // n)
+            if row is None:
+                continue
+            m = row[j]
+            if m == m:  # not nan
+                ms.append(m)
+                # a bin's MAD from a few values is biased low (by half for three)
+                mads.append(row[j + 1] * _MAD_BIAS[min(int(row[j + 2]), len(_MAD_BIAS) - 1)])
+        if not ms:
+            return ms, mads, []
+        centre = _median_sorted(sorted(ms))
+        return ms, mads, [abs(m - centre) for m in ms]
 
     def to_state(self) -> dict[str, Any]:
         return {"v": 2, "t0": self.t0, "tmax": self.tmax if self.t0 is not None else None,
