@@ -462,7 +462,7 @@ class _Season:
         self.version = [0] * nbins
         self.cache: dict[int, tuple[tuple[int, ...], tuple[float, float] | None]] = {}
         # per bin (index, period, version): its medians, MADs and distances (see expect)
-        self.stats: dict[tuple[int, int, int, bool], tuple[list[float], list[float], list[float]]] = {}
+        self.stats: dict[tuple[int, int, int, bool], tuple[tuple[float, ...], ...]] = {}
         self.closes = 0  # bins completed so far (the last answer holds until one is)
         self.last: tuple[int, int, float, int, tuple[float, float] | None] | None = None
         self.t0: float | None = None
@@ -536,7 +536,7 @@ class _Season:
             got = self.stats.get(bkey)
             if got is None:
                 got = self._bin_stats(i, pi_now, cut)
-                if len(self.stats) >= 64:
+                if len(self.stats) >= 2 * w + 4:  # the wide window, and a little
                     del self.stats[next(iter(self.stats))]
                 self.stats[bkey] = got
             ms, bm, bd = got
@@ -562,7 +562,7 @@ class _Season:
         self.last = (b, pi_now, dt, self.closes, out)
         return out
 
-    def _bin_stats(self, i: int, pi_now: float, cut: float) -> tuple[list[float], list[float], list[float]]:
+    def _bin_stats(self, i: int, pi_now: float, cut: float) -> tuple[tuple[float, ...], ...]:
         """Bin i (may lie across the period's edge) in the periods before cut: its medians,
         its within-bin MADs (bias-corrected) and its medians' distances from their median."""
         n = self.nbins
@@ -582,9 +582,9 @@ class _Season:
                 # a bin's MAD from a few values is biased low (by half for three)
                 mads.append(row[j + 1] * _MAD_BIAS[min(int(row[j + 2]), len(_MAD_BIAS) - 1)])
         if not ms:
-            return ms, mads, []
+            return (), (), ()
         centre = _median_sorted(sorted(ms))
-        return ms, mads, [abs(m - centre) for m in ms]
+        return tuple(ms), tuple(mads), tuple(abs(m - centre) for m in ms)
 
     def to_state(self) -> dict[str, Any]:
         return {"v": 2, "t0": self.t0, "tmax": self.tmax if self.t0 is not None else None,
