@@ -9,6 +9,7 @@ of 1-minute probes with a daily swing (the season fills for 7 days), then memory
 from __future__ import annotations
 
 import argparse
+import gc
 import math
 import random
 import sys
@@ -48,6 +49,7 @@ def main() -> int:
         for r in results:
             d.observe(r)
         cpu_ms = (time.process_time() - c0) * 1000 / n
+        gc.collect()  # what the detector holds, not garbage a collection would free
         mb = tracemalloc.get_traced_memory()[0] / 1e6
         tracemalloc.stop()
         return mb, cpu_ms, len(d.series)
@@ -57,7 +59,7 @@ def main() -> int:
     ok = mb <= args.max_mb_per_target
     print(f"detector, {args.days:g} days of 1-minute probes, {series} series a target (CPU under tracemalloc):")
     print(f"  without the season (reference): {ref_mb:.2f} MB per target, {ref_cpu:.2f} ms CPU per probe")
-    print(f"  defaults (daily season):        {mb:.2f} MB per target ({mb:.1f} GB at 1,000 targets), "
+    print(f"  defaults (daily + weekly season): {mb:.2f} MB per target ({mb:.1f} GB at 1,000 targets), "
           f"{cpu_ms:.2f} ms CPU per probe; target <= {args.max_mb_per_target:g} MB: {'ok' if ok else 'MISSED'}")
     return 0 if ok else 1
 

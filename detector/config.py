@@ -90,6 +90,9 @@ class DetectorConfig(Strict):
     # seasonal baseline: period (0 = off, e.g. "1d"); used per series only where the
     # time-of-day profile explains the healthy probes better than the recent baseline
     season: Duration = Field(86400.0, ge=0)
+    # weekly profile (0 = off): learnt beside the daily one and used instead of it where it
+    # explains the series better (weekends unlike weekdays); needs a week of history
+    season_week: Duration = Field(7 * 86400.0, ge=0)
     z_cap: float = Field(3.0, gt=0)
     # off by default (0): the recent median must also be beyond this quantile of the
     # baseline (a level the baseline often holds never pages); the NAB harness uses 0.95
@@ -103,7 +106,8 @@ class DetectorConfig(Strict):
     # from its own reference, averaged over `recent`) must be one the series shows by
     # chance less than once in this long, judged against its own history of surprise
     # (remembered for likelihood_memory): a bursty series does not page on its usual
-    # bursts, a calm one is not held to a bursty one's bar (0 = off)
+    # bursts, a calm one is not held to a bursty one's bar (0 = off). 90 days made a +50%
+    # step wait a sixth probe in 3 of 20 runs (bench/detection.py)
     likelihood: Duration = Field(30 * 86400.0, ge=0)
     likelihood_memory: Duration = Field(7 * 86400.0, gt=0)
 
@@ -143,6 +147,7 @@ class DetectorConfig(Strict):
             relearn_after=self.relearn_after,
             relearn_time=self.relearn_time,
             season=self.season,
+            season_week=self.season_week,
             z_cap=self.z_cap,
             novelty=self.novelty,
             record_margin=self.record_margin,

@@ -79,14 +79,13 @@ import math
 from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
 import numpy as np
 
-from detector.params import ROW_CAP, Params, Span
+from detector.params import Params, Span
 
 _ND = NormalDist()
 _MAD_TO_SIGMA = 1.4826
@@ -120,9 +119,10 @@ _GAPS = 31  # recent gaps the row interval is the median of
 _DEFAULT_DT = 60.0  # assumed interval until the series has shown one gap
 PROBE_INTERVAL = 60.0  # the daemon's probe cadence: a row this long or shorter is one probe
 _HIST_WIDTH = 0.05  # surprise histogram: bins of log(1 + z) ...
-_HIST_BINS = 80  # ...up to 4 (z ~ 54), the last one open
+_HIST_BINS = 140  # ...up to 7 (z ~ 1100), the last one open
 _SURPRISE_SD_FLOOR = 0.05  # log(1 + z) units: a perfectly regular series still needs a clear change
 _SURPRISE_MIN = 20
+_HIST_REFRESH = 1  # learnt rows between refreshes of the surprise histogram's tail sums
 _SCAN_MIN = 5  # rows the likelihood scan looks back over, at least  # rows of a series' own history before it is judged against it
 
 
@@ -185,20 +185,23 @@ class _Surprise:
     (The idea of the anomaly likelihood HTM and CAD OSE put after their raw scores on NAB:
     a score judged against the series' own history of scores, done our own way.)"""
 
-    __slots__ = ("_suffix", "hist", "inc", "kmin", "mean", "p", "pending", "recent", "total", "var", "weight")
+    __slots__ = ("_fresh", "_p", "_pot", "_stale", "_suffix", "hist", "inc", "kmin", "mean", "pending", "recent", "total", "var", "weight")
 
     def __init__(self) -> None:
         self.recent: deque[float] = deque(maxlen=_SCAN_MIN)
         self.kmin = 1  # a majority of the `recent` window
         self.pending: deque[tuple[float, float]] = deque()  # (t, surprise) not yet learnt
         self.weight = 0.0  # effective number of rows in the histogram
-        self.p: float | None = None  # None until the histogram has _SURPRISE_MIN rows
+        self._p: float | None = None  # None until the histogram has _SURPRISE_MIN rows
+        self._fresh = True  # _p is up to date with `recent` and the histogram
+        self._stale = 0  # rows learnt since the cached tail sums were made
         self.hist = [0.0] * _HIST_BINS  # decayed mass of learnt rows' surprise by bin
         self.total = 0.0
         self.inc = 1.0  # the newest row's mass (grows instead of decaying all the others)
         self.mean = 0.0  # exponentially weighted mean and variance of the same rows
         self.var = 0.0
         self._suffix: list[float] | None = None  # mass at or above each bin (cached)
+        self._pot: tuple[float, float] | None = None  # (top decile's edge, mean excess) (cached)
 
     def resize(self, n: int) -> None:
         self.kmin = (n + 1) // 2
@@ -210,26 +213,64 @@ class _Surprise:
         s = math.log1p(max(z, 0.0))
         self.recent.append(s)
         self.pending.append((t, s))
-        if self.weight < _SURPRISE_MIN:
-            return
+        self._fresh = False
+
+    def ready(self) -> bool:
+        return self.weight >= _SURPRISE_MIN or self._p is not None
+
+    @property
+    def p(self) -> float | None:
+        """The scan's p-value (None before _SURPRISE_MIN rows of history), computed when
+        asked: a calm row's verdict never needs it."""
+        if not self._fresh:
+            self._fresh = True
+            self._p = self._scan() if self.weight >= _SURPRISE_MIN else self._p
+        return self._p
+
+    def _scan(self) -> float:
         r = sorted(self.recent, reverse=True)
         n = len(r)
         ks = range(min(self.kmin, n), n + 1)
         sd = max(math.sqrt(self.var), _SURPRISE_SD_FLOOR)
         best = 1.0
         for k in ks:
-            # beyond what the history has seen, a normal fit says how rare (it can certify
-            # rarities a short history cannot); within it, the history's own frequency
-            q = max(self._tail(r[k - 1]), _ND.cdf(-(r[k - 1] - self.mean) / sd))
-            best = min(best, _binom_tail(n, k, q))
-        self.p = min(1.0, best * len(ks))
+            # within what the history has seen, its own frequency (or a normal fit's, when
+            # larger); beyond all of it, a fit says how rare (it can certify rarities a
+            # short history cannot): the smaller of a normal fit and the top decile's own
+            # exponential decay (a normal fit of a two-humped history, a quantised series'
+            # usual dips, would call a row 17x off routine)
+            s_k = r[k - 1]
+            tail = self._tail(s_k)
+            fit = _ND.cdf(-(s_k - self.mean) / sd)
+            if tail <= 0.0:  # beyond everything the history holds
+                edge, excess = self._peaks()
+                if s_k > edge:
+                    fit = min(fit, 0.1 * math.exp(-(s_k - edge) / max(excess, _HIST_WIDTH)))
+            best = min(best, _binom_tail(n, k, max(tail, fit)))
+        return min(1.0, best * len(ks))
 
     def _tail(self, s: float) -> float:
         if self.total <= 0:
             return 1.0
-        if self._suffix is None:
+        if self._suffix is None or self._stale >= _HIST_REFRESH:
+            # refreshed every few learnt rows: one row moves the tails by 1 / weight
+            self._stale = 0
             self._suffix = list(itertools.accumulate(reversed(self.hist)))[::-1]
+            self._pot = None
         return self._suffix[_bin(s)] / self.total
+
+    def _peaks(self) -> tuple[float, float]:
+        """Peaks over the top decile (after _tail): its lower edge and mean excess."""
+        if self._pot is None:
+            suffix = self._suffix
+            assert suffix is not None
+            top = 0.1 * self.total
+            b = next((i for i in range(_HIST_BINS - 1, -1, -1) if suffix[i] >= top), 0)
+            edge = b * _HIST_WIDTH
+            above = suffix[b]
+            excess = sum(self.hist[i] * ((i + 0.5) * _HIST_WIDTH - edge) for i in range(b, _HIST_BINS))
+            self._pot = (edge, excess / above if above > 0 else 0.0)
+        return self._pot
 
     def settle(self, t: float, learn: bool, decay: float) -> None:
         """The row at t left the quarantine: learn the rows up to it (when they joined the
@@ -248,7 +289,8 @@ class _Surprise:
             self.inc = 1.0
         self.hist[_bin(s)] += self.inc
         self.total += self.inc
-        self._suffix = None
+        self._stale += 1
+        self._fresh = False
         self.weight = self.weight * decay + 1.0
         a = 1.0 / self.weight
         d = s - self.mean
@@ -269,7 +311,7 @@ class _Surprise:
         self.mean = float(st.get("mean", 0.0))
         self.var = float(st.get("var", 0.0))
         p = st.get("p")
-        self.p = None if p is None else float(p)
+        self._p = None if p is None else float(p)
         self.pending = deque((float(t), float(a)) for t, a in st.get("pending", []))
         hist = [float(h) for h in st.get("hist", [])]
         if len(hist) == _HIST_BINS:
@@ -415,119 +457,252 @@ def _mad_sorted(s: list[float], med: float) -> float:
     return (_kth_deviation(s, cut, med, (n - 1) // 2) + _kth_deviation(s, cut, med, n // 2)) / 2
 
 
-class _Bin:
-    """One phase bin's (t, y) in time order, as two arrays of doubles: 16 bytes a value.
-
-    A week of 1-minute probes is 10,080 values per series; as a deque of (t, y) tuples that
-    was ~110 bytes each, 6.6 MB per target at 5 series (measured), 6.6 GB at 1,000 targets.
-    The oldest values are trimmed by moving `start`, and the arrays compacted once half of
-    them is dead."""
-
-    __slots__ = ("start", "t", "y")
-
-    def __init__(self) -> None:
-        self.t = array("d")
-        self.y = array("d")
-        self.start = 0
-
-    def append(self, t: float, y: float, cap: int) -> None:
-        self.t.append(t)
-        self.y.append(y)
-        if len(self.t) - self.start > cap:
-            self.start += 1  # the oldest leaves: a fast series keeps fewer days, not more memory
-
-    def trim(self, lb: float) -> None:
-        ts, i, n = self.t, self.start, len(self.t)
-        while i < n and ts[i] < lb:
-            i += 1
-        self.start = i
-        if i >= 32 and 2 * i >= n:
-            del self.t[:i]
-            del self.y[:i]
-            self.start = 0
-
-    def __iter__(self) -> Iterator[tuple[float, float]]:
-        s = self.start
-        return zip(self.t[s:], self.y[s:], strict=True)
+_SPREAD_BINS = 6  # bins either side the season's spread is taken over, at least
+# median(MAD of n normal values) x this = the population's MAD (simulated); 1 beyond
+_MAD_BIAS = (0.0, 0.0, 1.41, 1.87, 1.49, 1.34, 1.27, 1.21, 1.18, 1.15, 1.13, 1.12, 1.11, 1.1, 1.09, 1.08, 1.0)
 
 
 class _Season:
-    """Healthy values by phase of a period (a day): the value expected at this time of day.
+    """A profile by phase of a period (a day, a week): the value expected at this phase.
 
-    `bins` phase bins, each holding (t, y) of the last `periods` periods. The expectation
-    at t is the median of the values in t's bin and its two neighbours from earlier passes
-    (older than half a period, so today's values never explain themselves); cached per bin
-    until one of the three bins changes or the day does."""
+    Kept as summaries, not values: per period and phase bin the median, MAD and count of
+    that bin's values (three float32), filled from a buffer of the bin being observed. A week of
+    1-minute probes was 10,080 values of 16 bytes per series (1.3 MB per target); now a day
+    of 288 bins is 3.5 KB, whatever the row interval. The expectation at t is the median of
+    the bin medians in t's bin and its neighbours (as many as the row interval spans) from
+    earlier passes (older than half a period, so today's values never explain themselves),
+    its spread the root sum of squares of the typical within-bin MAD (corrected for the
+    few values a bin may hold) and the MAD of the bin medians (day-to-day variation; it
+    also holds some within-bin noise, so the spread errs large); cached per bin until a bin it reads is completed or the period turns."""
 
-    __slots__ = ("bins", "cache", "cap", "keep", "nbins", "period", "t0", "tmax", "version")
+    __slots__ = ("buf", "buf_key", "cache", "closes", "keep", "last", "nbins", "period", "periods", "stats", "t0", "tmax", "version",
+                 "width")
 
     def __init__(self, period: float, nbins: int, periods: int) -> None:
         self.period = period
         self.nbins = nbins
-        self.keep = periods * period
-        # a bin is made on its first value: 288 empty bins are ~50 KB, x 4,000 series 200 MB
-        self.bins: list[_Bin | None] = [None] * nbins
-        # values per bin: the whole season holds at most ROW_CAP (a week of 1-minute probes)
-        self.cap = max(3, ROW_CAP // nbins)
+        self.width = period / nbins
+        self.keep = periods
+        # period index -> [median, MAD, count] x bins (nan: no value), periods + 1 of them
+        self.periods: dict[int, array[float]] = {}
+        self.buf: list[float] = []  # values of the bin being observed
+        self.buf_key: tuple[int, int] | None = None  # (period index, bin) of the buffer
         self.version = [0] * nbins
         self.cache: dict[int, tuple[tuple[int, ...], tuple[float, float] | None]] = {}
+        # per bin (index, period, version): its medians, MADs and distances (see expect)
+        self.stats: dict[tuple[int, int, int, bool], tuple[tuple[float, ...], ...]] = {}
+        self.closes = 0  # bins completed so far (the last answer holds until one is)
+        self.last: tuple[int, int, float, int, tuple[float, float] | None] | None = None
         self.t0: float | None = None
         self.tmax = -math.inf
 
-    def _oldest(self, t: float) -> float:
-        """Oldest value read during t's period: `periods` periods before its start."""
-        return (t // self.period) * self.period - self.keep
-
     def index(self, t: float) -> int:
-        return int((t % self.period) / self.period * self.nbins) % self.nbins
+        return int((t % self.period) / self.width) % self.nbins
 
     def add(self, t: float, y: float) -> None:
-        b = self.index(t)
-        q = self.bins[b]
-        if q is None:
-            q = self.bins[b] = _Bin()
-        q.append(t, y, self.cap)
-        # a value newer than half a period is in no expectation yet (expect reads earlier
-        # periods only), and what is trimmed is older than any expectation of this period
-        # reads: neither changes the bin's cached expectations
-        if t <= self.tmax - self.period / 2:
-            self.version[b] += 1
-        q.trim(self._oldest(t))
+        key = (int(t // self.period), self.index(t))
+        if key != self.buf_key:
+            self._close()
+            self.buf_key = key
+        self.buf.append(y)
         self.tmax = max(self.tmax, t)
         if self.t0 is None:
             self.t0 = t
 
+    def _close(self) -> None:
+        """Summarise the buffered bin (a late value for a bin already summarised is folded
+        in only when that bin had none)."""
+        if self.buf_key is None or not self.buf:
+            return
+        pi, b = self.buf_key
+        vals = sorted(self.buf)
+        self.buf = []
+        row = self.periods.get(pi)
+        if row is None:
+            if self.periods and pi < min(self.periods):
+                return  # older than anything kept
+            row = self.periods[pi] = array("f", [math.nan]) * (3 * self.nbins)
+            for old in sorted(self.periods)[: max(0, len(self.periods) - self.keep - 1)]:
+                del self.periods[old]
+        if not math.isnan(row[3 * b]) and len(vals) < 2:
+            return
+        med = _median_sorted(vals)
+        row[3 * b] = med
+        row[3 * b + 1] = _mad_sorted(vals, med)
+        row[3 * b + 2] = len(vals)
+        self.version[b] += 1
+        self.closes += 1
+
     def expect(self, t: float, dt: float = 0.0) -> tuple[float, float] | None:
-        """(median, MAD) of the earlier values at t's phase (within a bin, or the row
-        interval dt when longer, either side), None while there are too few."""
+        """(median, MAD) at t's phase from earlier passes, None while there are too few."""
         n = self.nbins
         b = self.index(t)
+        pi_now = int(t // self.period)
+        last = self.last
+        # the same bin, period and row interval as the last call, nothing completed since:
+        # the same answer (rows ask several times each: to judge, to learn, to choose)
+        if last is not None and last[0] == b and last[1] == pi_now and last[2] == dt and last[3] == self.closes:
+            return last[4]
+        k = max(1, math.ceil(dt / self.width - 1e-9))
+        near = range(b - k, b + k + 1) if 2 * k + 1 < n else range(n)
         v = self.version
-        k = max(1, math.ceil(dt / (self.period / n) - 1e-9))
-        near = [(b + d) % n for d in range(-k, k + 1)] if 2 * k + 1 < n else list(range(n))
-        key = (k, *(v[i] for i in near), int(t // self.period))
+        key = (k, pi_now, *(v[i % n] for i in near))
         hit = self.cache.get(b)
         if hit is not None and hit[0] == key:
+            self.last = (b, pi_now, dt, self.closes, hit[1])
             return hit[1]
         cut = t - self.period / 2
-        lb = self._oldest(t)
-        vals = sorted(y for i in near for te, y in (self.bins[i] or ()) if lb <= te <= cut)
+        meds: list[float] = []  # the near bins' medians (the expectation)
+        mads: list[float] = []  # within-bin spreads, over the wide bins
+        devs: list[float] = []  # a bin median's distance from its bin's own typical level
+        w = max(k, _SPREAD_BINS)
+        wide = range(b - w, b + w + 1) if 2 * w + 1 < n else range(n)
+        for i in wide:
+            # a bin's own lists change only when it is completed or the period turns
+            # (and, for wide rows, whether this period's own bin is old enough yet)
+            bkey = (i, pi_now, v[i % n], pi_now * self.period + (i + 1) * self.width <= cut)
+            got = self.stats.get(bkey)
+            if got is None:
+                got = self._bin_stats(i, pi_now, cut)
+                if len(self.stats) >= 2 * w + 4:  # the wide window, and a little
+                    del self.stats[next(iter(self.stats))]
+                self.stats[bkey] = got
+            ms, bm, bd = got
+            if ms:
+                if 2 * k + 1 >= n or (i - b + k) % n <= 2 * k:  # a near bin
+                    meds.extend(ms)
+                mads.extend(bm)
+                devs.extend(bd)
         out = None
-        if len(vals) >= 3:
-            med = _median_sorted(vals)
-            out = (med, _mad_sorted(vals, med))
+        if len(meds) >= 3:
+            meds.sort()
+            mads.sort()
+            devs.sort()
+            # the spread: typical within-bin MAD and day-to-day MAD of a bin's median around
+            # its own level, both over a wider phase than the expectation (half an hour
+            # either side at 5-minute bins): a per-bin spread from a few bins' medians
+            # jumped by a quarter from bin to bin, and after a relearnt shift (residuals
+            # several spreads off) that jump alone paged
+            out = (_median_sorted(meds), math.hypot(_median_sorted(mads), _median_sorted(devs)))
+        if len(self.cache) >= 8:  # rows come in time order: a few bins are ever asked again
+            del self.cache[next(iter(self.cache))]  # (a cache of every bin was ~60 KB a series)
         self.cache[b] = (key, out)
+        self.last = (b, pi_now, dt, self.closes, out)
         return out
 
-    def entries(self) -> deque[tuple[float, float]]:
-        return deque(sorted(e for q in self.bins if q is not None for e in q))
+    def _bin_stats(self, i: int, pi_now: float, cut: float) -> tuple[tuple[float, ...], ...]:
+        """Bin i (may lie across the period's edge) in the periods before cut: its medians,
+        its within-bin MADs (bias-corrected) and its medians' distances from their median."""
+        n = self.nbins
+        j = 3 * (i % n)
+        ms: list[float] = []
+        mads: list[float] = []
+        for pi in range(int(pi_now) - self.keep, int(pi_now) + 1):
+            # a neighbour across the period's edge is a bin of the previous or next one
+            if pi * self.period + (i + 1) * self.width > cut:  # the end of the bin's time
+                continue
+            row = self.periods.get(pi + i // n)
+            if row is None:
+                continue
+            m = row[j]
+            if m == m:  # not nan
+                ms.append(m)
+                # a bin's MAD from a few values is biased low (by half for three)
+                mads.append(row[j + 1] * _MAD_BIAS[min(int(row[j + 2]), len(_MAD_BIAS) - 1)])
+        if not ms:
+            return (), (), ()
+        centre = _median_sorted(sorted(ms))
+        return tuple(ms), tuple(mads), tuple(abs(m - centre) for m in ms)
 
-    def clear(self) -> None:
-        self.bins = [None] * self.nbins
+    def to_state(self) -> dict[str, Any]:
+        return {"v": 2, "t0": self.t0, "tmax": self.tmax if self.t0 is not None else None,
+                "periods": {str(pi): [None if x != x else float(x) for x in row]
+                            for pi, row in self.periods.items()},
+                "buf": list(self.buf), "buf_key": list(self.buf_key) if self.buf_key else None}
+
+    def load(self, st: dict[str, Any] | None) -> None:
+        if not st:
+            return
+        if st.get("v") != 2:  # the old form: every value, (t, y)
+            for t, y in _unpack(st):
+                self.add(t, y)
+            self._close()
+            self.buf_key = None
+            return
+        self.t0 = None if st.get("t0") is None else float(st["t0"])
+        self.tmax = -math.inf if st.get("tmax") is None else float(st["tmax"])
+        for pi, row in (st.get("periods") or {}).items():
+            if len(row) == 3 * self.nbins:
+                self.periods[int(pi)] = array("f", [math.nan if x is None else float(x) for x in row])
+        key = st.get("buf_key")
+        if isinstance(key, list) and len(key) == 2:
+            self.buf_key = (int(key[0]), int(key[1]))
+            self.buf = [float(y) for y in st.get("buf", [])]
         self.version = [x + 1 for x in self.version]
+        self.closes += 1
         self.cache.clear()
-        self.tmax = -math.inf
-        self.t0 = None
+
+
+class _Seasons:
+    """The daily profile, and the weekly one where it explains the series better.
+
+    Both learn every value; each row first scores how far it is from each profile's
+    expectation (decayed over a period, on the same rows), and the weekly profile is used
+    once it has a period of history and its error is below `gain` x the daily one's (a
+    series whose weekends differ: the daily profile calls every Saturday an incident)."""
+
+    __slots__ = ("day", "err", "gain", "period", "week")
+
+    def __init__(self, p: Params) -> None:
+        self.day = _Season(p.season, p.season_bins, p.season_periods)
+        self.week = _Season(p.season_week, p.season_week_bins, p.season_week_periods) if p.season_week > 0 else None
+        self.period = p.season
+        self.gain = p.season_gain
+        self.err = [0.0, 0.0]  # decayed absolute errors of the daily and the weekly profile
+
+    @property
+    def t0(self) -> float | None:
+        return self.day.t0
+
+    def _weekly(self, t: float) -> bool:
+        w = self.week
+        return (w is not None and w.t0 is not None and t - w.t0 >= w.period
+                and self.err[1] < self.gain * self.err[0])
+
+    def expect(self, t: float, dt: float = 0.0) -> tuple[float, float] | None:
+        if self.week is not None and self._weekly(t):
+            es = self.week.expect(t, dt)
+            if es is not None:
+                return es
+        return self.day.expect(t, dt)
+
+    def add(self, t: float, y: float, dt: float) -> None:
+        w = self.week
+        if w is not None:
+            ed, ew = self.day.expect(t, dt), w.expect(t, dt)
+            if ed is not None and ew is not None:
+                keep = math.exp(-dt / w.period)
+                self.err[0] = keep * self.err[0] + abs(y - ed[0])
+                self.err[1] = keep * self.err[1] + abs(y - ew[0])
+            w.add(t, y)
+        self.day.add(t, y)
+
+    def to_state(self) -> dict[str, Any]:
+        return {"v": 2, "day": self.day.to_state(), "week": self.week.to_state() if self.week else None,
+                "err": list(self.err)}
+
+    def load(self, st: dict[str, Any] | None) -> None:
+        if not st:
+            return
+        if st.get("v") != 2:  # a daily season in the old form
+            self.day.load(st)
+            return
+        self.day.load(st.get("day"))
+        if self.week is not None:
+            self.week.load(st.get("week"))
+        err = st.get("err")
+        if isinstance(err, list) and len(err) == 2:
+            self.err = [float(err[0]), float(err[1])]
 
 
 class LatencySeries:
@@ -553,6 +728,7 @@ class LatencySeries:
         "_k",
         "_last_e",
         "_last_s",
+        "_last_s_set",
         "_n_base",
         "_n_min",
         "_n_quar",
@@ -569,6 +745,7 @@ class LatencySeries:
         "cusum_lo",
         "direction",
         "dt",
+        "fit",
         "last_t",
         "log_scale",
         "long",
@@ -581,8 +758,6 @@ class LatencySeries:
         "record_ratio",
         "res",
         "res_base",
-        "res_raw",
-        "res_raw_q",
         "season",
         "seasonal",
         "short",
@@ -616,11 +791,12 @@ class LatencySeries:
         self._scale = 1.0
         self._admits = 0
         # seasonal model (None when off), its healthy residuals and the recent ones
-        self.season = _Season(p.season, p.season_bins, p.season_periods) if p.season > 0 else None
+        self.season = _Seasons(p) if p.season > 0 else None
         self.res = _Ranked()  # standardised residuals (t's phase: minus median, over spread)
         self.res_base: deque[tuple[float, float]] = deque()
-        self.res_raw = _Ranked()  # the same residuals unscaled, to choose the mode
-        self.res_raw_q: deque[float] = deque()
+        # to choose the mode: healthy rows' absolute error from the season's expectation
+        # and from the short baseline's median, each decayed over a period (the same rows)
+        self.fit = [0.0, 0.0]
         self.recent_r: deque[float] = deque(maxlen=1)
         self.seasonal = False
         self._season_ready = False
@@ -630,6 +806,7 @@ class LatencySeries:
         self.record_ratio = 0.0
         self._last_e = math.nan
         self._last_s = 1.0
+        self._last_s_set = False
         # values seen during the current anomaly (for relearning)
         self._held: deque[tuple[float, float]] = deque(maxlen=1)
         self.surprise = _Surprise()
@@ -687,6 +864,14 @@ class LatencySeries:
         if self.season is not None:
             # the residuals' spread, like the long baseline's, moves slowly
             self.res.refresh(_RES_FLOOR, spread=full or len(self.res.values) < self._n_short)
+            if full and self.fit[0] > 0 and self._last_s > 0:
+                # at least the spread the residuals show over the last period or so (their
+                # mean absolute deviation, x 1.2533 for a normal's sigma): two hours of
+                # residuals are a noisy estimate, and a calm stretch must not make an
+                # ordinary hour of the daily swing look like a step
+                keep = math.exp(-self.dt.value / self.p.season)
+                usual = 1.2533 * self.fit[0] * (1.0 - keep) / self._last_s
+                self.res.sigma = max(self.res.sigma, usual)
             if full and choose:
                 self._choose_mode()
         sigma = self.res.sigma * self._last_s if self.seasonal and self.log_scale else (
@@ -712,7 +897,7 @@ class LatencySeries:
         want = (
             s is not None and s.t0 is not None and len(self.res.values) >= self._n_min
             and self.last_t - s.t0 >= self.p.season_min_periods * self.p.season
-            and self.res_raw.l1() < self.p.season_gain * self.long.l1()
+            and self.fit[0] < self.p.season_gain * self.fit[1]
         )
         if want != self.seasonal:
             self.seasonal = want
@@ -735,8 +920,23 @@ class LatencySeries:
             es = self.season.expect(t, self.dt.value)
             if es is not None:
                 self._last_e = es[0]
-                self._last_s = max(_MAD_TO_SIGMA * es[1], self._floor())
+                self._last_s = self._smooth_spread(es[1])
                 r = (y - es[0]) / self._last_s
+                if self.ready() and (not self.anomalous
+                                     or abs(r - self.res.med) <= self.p.z_cap * self.res.sigma):
+                    # which reference explains the series better over the last period or so,
+                    # on the same rows: the healthy ones, and during an anomaly those the
+                    # season explains (the edges of a square wave page on a flat baseline, so
+                    # in its terms they are never healthy, and the proof that the season
+                    # explains them would never be seen; a missing peak, which the season
+                    # does not explain, says nothing about which model is right)
+                    keep = math.exp(-self.dt.value / self.p.season)
+                    fit = self.fit
+                    # around the residuals' own level, as the flat one is around its median:
+                    # after a lasting shift is relearnt the season lags by days at every
+                    # phase, but by the same amount, and still explains the shape
+                    fit[0] = keep * fit[0] + abs(y - es[0] - self.res.med * self._last_s)
+                    fit[1] = keep * fit[1] + abs(y - self.short.med)
         if self.ready():
             cap = self._cap()
             if self.seasonal and r is not None:
@@ -745,14 +945,27 @@ class LatencySeries:
             else:
                 z = (y - self.short.med) / self.short.sigma
                 self.slow.append(self.long.score(y, cap, self.p.extrapolate))
-            z = min(max(z, -cap), cap)
             if self.p.likelihood > 0:
-                self.surprise.see(t, abs(z) if not self.direction else z)
+                # a probe's surprise is clipped like its CUSUM step (one probe is not an
+                # incident, and a heavy tail's probes sit at the clip); a row that is the
+                # whole `recent` window on its own (5-minute or hourly aggregates) is not:
+                # on a series whose rows often sit at the clip (quantised, 2x apart), a row
+                # 17x off must still be rarer than those
+                zs = z if self._n_recent == 1 else min(max(z, -cap), cap)
+                self.surprise.see(t, abs(zs) if not self.direction else zs)
+            z = min(max(z, -cap), cap)
             # bounded, so that the statistic recovers within a few dozen probes
             self.cusum = min(max(0.0, self.cusum + z - self._k), 60.0 / self._k)
             if not self.direction:
                 self.cusum_lo = min(max(0.0, self.cusum_lo - z - self._k), 60.0 / self._k)
         self.recent.append(y)
+        if self.season is not None:
+            # every value, healthy or not, without waiting for the quarantine: an expectation
+            # reads only values older than half a period, and a median over the days at a
+            # phase resists one day's incident, while what recurs at the same time every
+            # day (a nightly batch, a load step) is the season's to learn, not an incident
+            # that pages daily because it never joined the history
+            self.season.add(t, y, self.dt.value)
         if self.p.record_margin > 0:
             self._record(y)
         if self.season is not None:
@@ -774,8 +987,8 @@ class LatencySeries:
                 self._admit(ts, ys)
             elif warming:
                 # before the season has seen a period it cannot tell a daily cycle from an
-                # anomaly: the season (not the baseline) learns from everything meanwhile
-                self._learn_season(ts, ys)
+                # anomaly: its residuals (not the baseline) learn from everything meanwhile
+                self._learn_residual(ts, ys)
 
     def _record(self, y: float) -> None:
         """Judge y against the range of the last record_window values, then remember it."""
@@ -836,8 +1049,6 @@ class LatencySeries:
         self.short = _Ranked()
         self.res = _Ranked()
         self.res_base.clear()
-        self.res_raw = _Ranked()
-        self.res_raw_q.clear()
         self.leave()
         for t, y in held:
             self._admit(t, y)
@@ -859,26 +1070,35 @@ class LatencySeries:
             self.long.remove(old)
             if len(short.values) > len(base):  # aged out of the short baseline too
                 short.remove(old)
-        self._learn_season(t, y)
+        self._learn_residual(t, y)
         self._admits += 1
         self._refresh(full=self._admits % 10 == 0 or len(self.base) < self._n_short)
 
-    def _learn_season(self, t: float, y: float) -> None:
+    def _learn_residual(self, t: float, y: float) -> None:
         if self.season is not None:
             es = self.season.expect(t, self.dt.value)
             if es is not None:
-                self._admit_residual(t, (y - es[0]) / max(_MAD_TO_SIGMA * es[1], self._floor()), y - es[0])
-            self.season.add(t, y)
+                self._admit_residual(t, (y - es[0]) / self._last_s)
 
-    def _admit_residual(self, t: float, r: float, raw: float) -> None:
+    def _smooth_spread(self, mad: float) -> float:
+        """The season's spread, smoothed over the short baseline's span: a bin's own
+        spread, from a few days' bins, jumps by a third from bin to bin, and residuals
+        several spreads off (after a relearnt shift) would page on the jump alone."""
+        s = max(_MAD_TO_SIGMA * mad, self._floor())
+        if not self._last_s_set:
+            self._last_s_set = True
+            return s
+        assert isinstance(self.p.short_baseline, Span)
+        span = self.p.short_baseline.seconds or self._n_short * self.dt.value
+        a = 1.0 - math.exp(-self.dt.value / max(span, self.dt.value))
+        return self._last_s + a * (s - self._last_s)
+
+    def _admit_residual(self, t: float, r: float) -> None:
         self.res_base.append((t, r))
         self.res.add(r)
-        self.res_raw_q.append(raw)
-        self.res_raw.add(raw)
         while len(self.res_base) > self._n_short:
             _, old = self.res_base.popleft()
             self.res.remove(old)
-            self.res_raw.remove(self.res_raw_q.popleft())
 
     # -- judging ---------------------------------------------------------------------
     def _effect(self, n: int, ref: _Ranked, resid: bool = False) -> tuple[float, float]:
@@ -947,12 +1167,17 @@ class LatencySeries:
         )
         ratio = diff / self._scale
         if self.p.likelihood > 0:
-            sp = self.surprise.p
-            if sp is None:  # not yet enough history to judge the series against itself
+            if not self.surprise.ready():  # not yet enough history to judge the series against itself
                 med = self._unorient(self.long.med)
                 return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base), n_recent, False)
-            level = min(0.5, self.dt.value / self.p.likelihood)  # per row: a rate in time
-            ratio = min(ratio, math.log(max(sp, _P_FLOOR)) / math.log(level))
+            # the gate is for bursts (the fast test): the creep test's window is a
+            # majority of half an hour of rows beyond the long baseline, never a burst,
+            # and a creep's rows are each unsurprising against the short baseline
+            if fast and ratio > 0:  # the gate (>= 0) can only lower a positive ratio
+                sp = self.surprise.p
+                assert sp is not None
+                level = min(0.5, self.dt.value / self.p.likelihood)  # per row: a rate in time
+                ratio = min(ratio, math.log(max(sp, _P_FLOOR)) / math.log(level))
         if self.p.novelty > 0:
             # against everything seen lately when the record test keeps that window (plain
             # mode: the same scale), else against the component's baseline
@@ -1004,15 +1229,18 @@ class LatencySeries:
             "last_t": self.last_t,
             "held": _pack(self._held),
             "gaps": self.dt.to_state(),
+            # the spreads as last refreshed (every tenth admission), and that cadence
+            "sig": [self.short.sigma, self.long.sigma, self.res.sigma, self._admits],
         }
         if self.p.likelihood > 0:
             st["surprise"] = self.surprise.to_state()
         if self.p.record_margin > 0:
             st["record"] = [round(y, 5) for y in self.record_q]
         if self.season is not None:
-            st["season"] = _pack(self.season.entries())
+            st["season"] = self.season.to_state()
             st["res"] = _pack(self.res_base)
-            st["res_raw"] = [round(r, 5) for r in self.res_raw_q]
+            st["fit"] = list(self.fit)
+            st["last_s"] = self._last_s if self._last_s_set else None
             st["recent_r"] = [round(r, 5) for r in self.recent_r]
             st["seasonal"] = self.seasonal
             st["season_ready"] = self._season_ready
@@ -1049,20 +1277,17 @@ class LatencySeries:
             self.record_q.append(float(y))
         self.res = _Ranked()
         self.res_base = deque()
-        self.res_raw = _Ranked()
-        self.res_raw_q = deque()
+        self.fit = [0.0, 0.0]
         self.recent_r = deque(maxlen=self.recent_r.maxlen)
         self.seasonal = False
         if self.season is not None:
-            self.season = _Season(self.p.season, self.p.season_bins, self.p.season_periods)
-            for t, y in _unpack(st.get("season")):
-                self.season.add(t, y)
-            res = _unpack(st.get("res"))
-            raws = [float(r) for r in st.get("res_raw", [])]
-            if len(raws) != len(res):
-                res, raws = [], []
-            for (t, r), raw in zip(res, raws, strict=True):
-                self._admit_residual(t, r, raw)
+            self.season = _Seasons(self.p)
+            self.season.load(st.get("season"))
+            for t, r in _unpack(st.get("res")):
+                self._admit_residual(t, r)
+            fit = st.get("fit")
+            if isinstance(fit, list) and len(fit) == 2:
+                self.fit = [float(fit[0]), float(fit[1])]
             self.recent_r.extend(float(r) for r in st.get("recent_r", []))
             if len(self.recent_r) < len(self.recent):  # state saved with the season off
                 self.recent_r = deque([self.res.med] * len(self.recent), maxlen=self.recent_r.maxlen)
@@ -1070,9 +1295,18 @@ class LatencySeries:
             if es is not None:
                 self._last_e = es[0]
                 self._last_s = max(_MAD_TO_SIGMA * es[1], self._floor())
+                self._last_s_set = True
+            if st.get("last_s") is not None:  # the smoothed spread, as it was
+                self._last_s = float(st["last_s"])
+                self._last_s_set = True
         self.seasonal = bool(st.get("seasonal", False)) and self.season is not None
         self._season_ready = bool(st.get("season_ready", False)) and self.season is not None
         self._refresh(choose=False)
+        sig = st.get("sig")
+        if isinstance(sig, list) and len(sig) == 4:  # as the saved series had them
+            self.short.sigma, self.long.sigma, self.res.sigma = (float(x) for x in sig[:3])
+            self._admits = int(sig[3])
+            self._refresh(full=False, choose=False)  # k and the scale from them
 
 
 def _pack(samples: deque[tuple[float, float]]) -> dict[str, Any]:

@@ -72,6 +72,11 @@ class Params:
     season_periods: int = 7
     season_min_periods: float = 1.0
     season_gain: float = 0.9
+    # weekly profile (period in seconds, 0: off; 30-minute bins, 4 weeks remembered), used
+    # instead of the daily one where it explains the series better by the same gain
+    season_week: float = 0.0
+    season_week_bins: int = 336
+    season_week_periods: int = 4
     # an anomaly ends once its effect has stayed small for this long (seconds): one page
     # per incident, not one per wobble
     exit_hold: float = 300.0

@@ -165,20 +165,22 @@ class Detector:
         for _, series in items:
             statuses.append(series.status(self.cfg.fdr_q))
             yield
-        keys = [k for k, _ in items]
         # Two BH families: latency-like series (approximate CUSUM tails, hence the small
         # level) and error series (exact binomial tails). FDR <= fdr_q + error_fdr_q.
-        qs = [1.0] * len(keys)
-        levels = [self.cfg.error_fdr_q if k[1] == "error" else self.cfg.fdr_q for k in keys]
-        for is_error in (False, True):
-            idx = [i for i, k in enumerate(keys) if (k[1] == "error") == is_error]
-            for i, q in zip(idx, benjamini_hochberg([statuses[i].p_value for i in idx]), strict=True):
-                qs[i] = q
+        qs = [1.0] * len(items)
+        is_error = [k[1] == "error" for k, _ in items]
+        for family in (False, True):
+            idx = [i for i, e in enumerate(is_error) if e is family]
+            if idx:
+                for i, q in zip(idx, benjamini_hochberg([statuses[i].p_value for i in idx]), strict=True):
+                    qs[i] = q
+        log_levels = {False: math.log(self.cfg.fdr_q), True: math.log(self.cfg.error_fdr_q)}
         out: dict[tuple[str, str], AnomalyVerdict] = {}
-        for (key, s), st, q, level in zip(items, statuses, qs, levels, strict=True):
+        for (key, s), st, q, err in zip(items, statuses, qs, is_error, strict=True):
             if self.series.get(key) is not s:
                 continue
-            sig = math.log(max(q, 1e-300)) / math.log(level)
+            level = self.cfg.error_fdr_q if err else self.cfg.fdr_q
+            sig = math.log(max(q, 1e-300)) / log_levels[err]
             raw = max(0.0, min(sig, st.effect_ratio), st.record_ratio) if st.ready else 0.0
             if decide(s, st, q, level, now, self.threshold):
                 self._dirty.add(key[0])
