@@ -13,8 +13,8 @@ from core.store import Store
 from detector.core import LatencySeries
 from detector.replay import replay
 from detector.service import Detector, DetectorConfig
+from tests.detector.factories import T0
 
-T0 = 1_700_000_000.0
 DAY = 86400.0
 
 

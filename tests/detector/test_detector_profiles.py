@@ -11,7 +11,7 @@ from detector.core import LatencySeries
 from detector.params import Params
 from detector.replay import replay
 from detector.service import DetectorConfig
-from tests.test_detector_time import T0
+from tests.detector.factories import T0
 
 DAY = 86400.0
 WEEK = 7 * DAY
