@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
 from alerts.notifiers import Receiver
-from core.durations import Duration
+from core.durations import Duration, check_timezone
 from core.strict import Strict
 
 Metric = Literal["ttft", "ttft_content", "e2e", "itl", "tpot", "output_tps"]
@@ -133,11 +132,7 @@ class Maintenance(Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {v!r} (an IANA name such as 'UTC' or 'Europe/Paris')") from None
-        return v
+        return check_timezone(v)
 
 
 class Inhibit(Strict):

@@ -62,16 +62,7 @@ class _Slice:
                 record(_clamp(v))
 
     def add(self, v: float) -> None:
-        if self.values is not None:
-            self.values.append(v)
-            if len(self.values) > PROMOTE:
-                self.hdr = _new_hdr()
-                for x in self.values:
-                    self.hdr.record_value(_clamp(x))
-                self.values = None
-        else:
-            assert self.hdr is not None
-            self.hdr.record_value(_clamp(v))
+        self.extend((v,))
 
 
 def _clamp(v: float) -> int:

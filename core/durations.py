@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
@@ -86,3 +87,12 @@ Duration = Annotated[
     float, BeforeValidator(parse_duration), PlainSerializer(format_duration), WithJsonSchema(_DURATION_SCHEMA)
 ]
 Fraction = Annotated[float, BeforeValidator(parse_fraction), WithJsonSchema(_FRACTION_SCHEMA)]
+
+
+def check_timezone(name: str) -> str:
+    """An IANA time zone name, or ValueError saying what is expected."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown timezone {name!r} (an IANA name such as 'UTC' or 'Europe/Paris')") from None
+    return name

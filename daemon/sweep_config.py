@@ -14,13 +14,13 @@ from __future__ import annotations
 from datetime import tzinfo
 from itertools import pairwise
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
-from core.durations import Duration
+from core.durations import Duration, check_timezone
 from core.strict import Strict
 
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -94,11 +94,7 @@ class SweepConfig(Strict):
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {v!r} (an IANA name such as 'UTC' or 'Europe/Paris')") from None
-        return v
+        return check_timezone(v)
 
     @field_validator("concurrency")
     @classmethod
