@@ -53,6 +53,10 @@ class DetectorConfig(Strict):
     metrics: tuple[str, ...] = METRICS
     # practical size: relative change of the median (0.3 = +30% latency, or tps / 1.3)
     min_effect: Fraction = Field(0.3, gt=0)
+    # ...or, for a calm series, this many of its own robust sigmas if that is less (0 = off):
+    # judged against itself, a series whose latency barely moves pages on a change that is
+    # large for it (a series with sigma 0.04 in log pages at +22%, one at 0.12 at +30%)
+    min_effect_sigmas: float = Field(5.0, ge=0)
     # practical size for a series with zeros or negatives (`detect` only, where a relative
     # change means nothing): robust sigmas of the baseline the median must move
     raw_min_effect: float = Field(3.0, gt=0)
@@ -133,6 +137,7 @@ class DetectorConfig(Strict):
     def params(self) -> Params:
         return Params(
             min_effect=self.min_effect,
+            min_effect_sigmas=self.min_effect_sigmas,
             raw_min_effect=self.raw_min_effect,
             design_effect=self.design_effect,
             recent=self.recent,

@@ -35,6 +35,9 @@ class Params:
     """Numbers the series need (a plain copy of the config's, so the core has no pydantic)."""
 
     min_effect: float = 0.3  # log scale: relative change of the median
+    # log scale: the practical size is at most this many of the series' own robust sigmas
+    # (0: off), so a calm series pages on a change that is large for it
+    min_effect_sigmas: float = 0.0
     # raw scale (series with zeros or negatives, `detect` only): robust sigmas of the median
     raw_min_effect: float = 3.0
     design_effect: float = 0.5  # the shift the CUSUM is tuned to catch fastest (same units)
