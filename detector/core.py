@@ -479,8 +479,8 @@ class _Season:
     few values a bin may hold) and the MAD of the bin medians (day-to-day variation; it
     also holds some within-bin noise, so the spread errs large); cached per bin until a bin it reads is completed or the period turns."""
 
-    __slots__ = ("buf", "buf_key", "cache", "closes", "keep", "last", "nbins", "period", "periods", "stats", "t0", "tmax", "version",
-                 "width")
+    __slots__ = ("buf", "buf_key", "cache", "keep", "last", "nbins", "old_closes", "period", "periods", "stats", "t0",
+                 "tmax", "version", "width")
 
     def __init__(self, period: float, nbins: int, periods: int) -> None:
         self.period = period
@@ -495,8 +495,14 @@ class _Season:
         self.cache: dict[int, tuple[tuple[int, ...], tuple[float, float] | None]] = {}
         # per bin (index, period, version): its medians, MADs and distances (see expect)
         self.stats: dict[tuple[int, int, int, bool], tuple[tuple[float, ...], ...]] = {}
-        self.closes = 0  # bins completed so far (the last answer holds until one is)
-        self.last: tuple[int, int, float, int, tuple[float, float] | None] | None = None
+        # changes an expectation can see: bins older than half a period when completed (a
+        # late value, a reload) and passes forgotten. It reads only the near bins of earlier
+        # passes, so the remembered answers hold until one of these or the period turns
+        self.old_closes = 0
+        # the last answers by (bin, period, row interval): (bins completed then, answer). Two
+        # are asked in turn: the newest row's phase (to judge) and the quarantined row's (to
+        # learn), ten minutes apart, so one remembered answer missed every other call
+        self.last: dict[tuple[int, int, float], tuple[int, tuple[float, float] | None]] = {}
         self.t0: float | None = None
         self.tmax = -math.inf
 
@@ -528,6 +534,10 @@ class _Season:
             row = self.periods[pi] = array("f", [math.nan]) * (3 * self.nbins)
             for old in sorted(self.periods)[: max(0, len(self.periods) - self.keep - 1)]:
                 del self.periods[old]
+                # a pass forgotten: every remembered answer may have read it
+                self.old_closes += 1
+                self.cache.clear()
+                self.stats.clear()
         if not math.isnan(row[3 * b]) and len(vals) < 2:
             return
         med = _median_sorted(vals)
@@ -535,31 +545,37 @@ class _Season:
         row[3 * b + 1] = _mad_sorted(vals, med)
         row[3 * b + 2] = len(vals)
         self.version[b] += 1
-        self.closes += 1
+        if pi * self.period + (b + 1) * self.width <= self.tmax - self.period / 2:
+            self.old_closes += 1
 
     def expect(self, t: float, dt: float = 0.0) -> tuple[float, float] | None:
         """(median, MAD) at t's phase from earlier passes, None while there are too few."""
         n = self.nbins
         b = self.index(t)
         pi_now = int(t // self.period)
-        last = self.last
-        # the same bin, period and row interval as the last call, nothing completed since:
-        # the same answer (rows ask several times each: to judge, to learn, to choose)
-        if last is not None and last[0] == b and last[1] == pi_now and last[2] == dt and last[3] == self.closes:
-            return last[4]
+        # the same bin, period and row interval as a recent call, no old bin completed since:
+        # the same answer (rows ask several times each: to judge, to learn, to choose). Not
+        # when the rows are so wide that the window spans the period (then it reads bins of
+        # this pass that age past half a period as t moves)
         k = max(1, math.ceil(dt / self.width - 1e-9))
+        w = max(k, _SPREAD_BINS)
+        lkey = (b, pi_now, dt)
+        last = self.last.get(lkey) if 2 * w + 1 < n else None
+        if last is not None and last[0] == self.old_closes:
+            return last[1]
+        if len(self.last) >= 4:
+            del self.last[next(iter(self.last))]
         near = range(b - k, b + k + 1) if 2 * k + 1 < n else range(n)
         v = self.version
         key = (k, pi_now, *(v[i % n] for i in near))
         hit = self.cache.get(b)
         if hit is not None and hit[0] == key:
-            self.last = (b, pi_now, dt, self.closes, hit[1])
+            self.last[lkey] = (self.old_closes, hit[1])
             return hit[1]
         cut = t - self.period / 2
         meds: list[float] = []  # the near bins' medians (the expectation)
         mads: list[float] = []  # within-bin spreads, over the wide bins
         devs: list[float] = []  # a bin median's distance from its bin's own typical level
-        w = max(k, _SPREAD_BINS)
         wide = range(b - w, b + w + 1) if 2 * w + 1 < n else range(n)
         for i in wide:
             # a bin's own lists change only when it is completed or the period turns
@@ -568,7 +584,7 @@ class _Season:
             got = self.stats.get(bkey)
             if got is None:
                 got = self._bin_stats(i, pi_now, cut)
-                if len(self.stats) >= 2 * w + 4:  # the wide window, and a little
+                if len(self.stats) >= 2 * w + 8:  # the wide windows of the judged and the learnt row
                     del self.stats[next(iter(self.stats))]
                 self.stats[bkey] = got
             ms, bm, bd = got
@@ -591,7 +607,7 @@ class _Season:
         if len(self.cache) >= 8:  # rows come in time order: a few bins are ever asked again
             del self.cache[next(iter(self.cache))]  # (a cache of every bin was ~60 KB a series)
         self.cache[b] = (key, out)
-        self.last = (b, pi_now, dt, self.closes, out)
+        self.last[lkey] = (self.old_closes, out)
         return out
 
     def _bin_stats(self, i: int, pi_now: float, cut: float) -> tuple[tuple[float, ...], ...]:
@@ -643,7 +659,7 @@ class _Season:
             self.buf_key = (int(key[0]), int(key[1]))
             self.buf = [float(y) for y in st.get("buf", [])]
         self.version = [x + 1 for x in self.version]
-        self.closes += 1
+        self.old_closes += 1
         self.cache.clear()
 
 
