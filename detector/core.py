@@ -37,7 +37,13 @@ Latency-like series (`LatencySeries`)
     measured interval (_Interval: the median of its recent gaps), with row floors where the
     statistics need them. The CUSUM clips each probe at z_cap (one slow probe is not an
     incident); a row that is the whole `recent` window on its own (5-minute or hourly rows)
-    may weigh the time it covers (_cap), so one hourly row far off is an hour of trouble.
+    may weigh the time it covers (_cap), so one hourly row far off is an hour of trouble;
+    a row spanning 30 probes' time or more is also judged alone, by the normal tail of its
+    z (a mean of that many probes is near normal; a 5-minute row is not). The level is a
+    false-alarm rate per probe interval: a row spanning k of them is one look where the
+    daemon takes k, so its p-values count 1/k (as many false pages a day at any row size).
+    Practical size: min_effect, or for a calm series min_effect_sigmas of its own robust
+    sigmas if that is less (a series that barely moves pages on a change large for it).
 
     Two older options, off by default:
     novelty (a quantile q): the recent median must also be beyond the q-quantile (below
