@@ -160,7 +160,11 @@ def downstream(events: list[StreamEvent]) -> None:
         finish_reason=tl.finish_reason, itls=d.itls, server_timing=dict(tl.server_timing), text=tl.text,
         usage_clamped=d.usage_clamped,
     )
-    assert r.output_tokens is None or 0 <= r.output_tokens <= 48 + len(tl.text_parts) * 64 + tl.reasoning_chars
+    # a usage report is believed up to the allowance or what was streamed (every char of it,
+    # kept or not: text_parts keeps only the first max_text_chars); an estimate never
+    # exceeds the token-bearing chunks or the chars
+    most = max(48, tl.text_chars + tl.reasoning_chars, tl.token_count)
+    assert r.output_tokens is None or 0 <= r.output_tokens <= most
     assert all(math.isfinite(v) for v in r.server_timing.values())
     Metrics().observe(r, 0.001)
     probe_line(r)
