@@ -11,6 +11,7 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 
 
 def parse_duration(value: Any) -> float:
@@ -26,6 +27,10 @@ def parse_duration(value: Any) -> float:
     if not isinstance(value, str):
         raise ValueError("expected a duration such as '30s'")
     text = value.strip().lower().replace(" ", "")
+    if _SECONDS.fullmatch(text):
+        # a bare number is seconds in a string too, as in YAML: environment variables are
+        # strings (LLM_VITALS_DETECTOR__SEASON=0 turns the season off)
+        return float(text)
     pos = 0
     total = 0.0
     for m in _PART.finditer(text):
