@@ -78,7 +78,7 @@ def parse_fraction(value: Any) -> float:
 # the model holds after parsing.
 _DURATION_SCHEMA = {
     "anyOf": [
-        {"type": "string", "pattern": r"^\s*(\d+(\.\d+)?(ms|s|m|h|d|w)\s*)+$"},
+        {"type": "string", "pattern": r"^\s*((\d+(\.\d+)?(ms|s|m|h|d|w)\s*)+|\d+(\.\d+)?\s*)$"},
         {"type": "number", "minimum": 0},
     ],
     "description": "a duration: '500ms', '30s', '5m', '1h30m', '14d', or seconds",
