@@ -97,6 +97,29 @@ def test_many_series_do_not_multiply_false_alarms() -> None:
     assert v.q_value >= v.p_value
 
 
+def test_shutdown_save_stops_at_its_deadline_stalest_first(tmp_path) -> None:
+    """At shutdown the daemon has seconds, and a week-old target takes ~0.1 s to encode:
+    past the deadline the rest keep their last saved state (and stay dirty)."""
+    import time
+
+    store = Store(tmp_path / "state.db")
+    det = Detector(DetectorConfig(), store=store)
+    feed = Feed(seed=3)
+    models = ("a", "b", "c")
+    feed.run(det, 30, models=models)
+    assert det.save() == 0  # no deadline: every target
+    feed.run(det, 5, models=models)
+    det._saved_at["p/b/short"] -= 100.0  # b was saved longest ago
+    assert det.save(deadline=time.monotonic() - 1.0) == 2  # past it: one target, the stalest
+    assert det._dirty == {"p/a/short", "p/c/short"}
+    assert det.save(deadline=time.monotonic() + 60.0) == 0
+    assert not det._dirty
+    store.close()
+    restored = Detector(DetectorConfig(), store=Store(tmp_path / "state.db"))
+    restored.load()
+    assert {t for t, _ in restored.series} == {"p/a/short", "p/b/short", "p/c/short"}
+
+
 def test_save_load_roundtrip_through_store(tmp_path) -> None:
     store = Store(tmp_path / "state.db")
     det = Detector(DetectorConfig(), store=store)

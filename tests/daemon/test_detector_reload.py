@@ -1,0 +1,71 @@
+"""Changing `detector:` on a running daemon: the new detector starts from every target's
+state, and saving it does not freeze the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from daemon.config import load_settings
+from daemon.process import Daemon
+from tests.conftest import free_port
+from tests.detector.factories import Feed
+
+CONFIG = """
+http: {{listen: "127.0.0.1:{port}"}}
+storage: {{path: "{tmp}/state.db"}}
+defaults: {{interval: 10m, timeout: 10s, jitter: 0}}
+probes: [{{name: short, prompt: "Reply with exactly one word: pong", max_tokens: 16, expect: {{contains: pong}}}}]
+providers:
+  - {{name: p, kind: openai, base_url: "http://127.0.0.1:9/v1", models: [{models}]}}
+detector: {{min_effect: {effect}}}
+"""
+MODELS = ", ".join(f"m{i}" for i in range(40))
+
+
+async def test_a_detector_change_carries_every_target_over_without_stalling_the_loop(tmp_path: Path) -> None:
+    port = free_port()
+    f = tmp_path / "c.yaml"
+    f.write_text(CONFIG.format(port=port, tmp=tmp_path, effect="30%", models=MODELS))
+    d = Daemon(load_settings(f), str(f), str(f))
+    task = asyncio.create_task(d.run())
+    try:
+        for _ in range(100):
+            if d.scheduler is not None:
+                break
+            await asyncio.sleep(0.05)
+        old = d.detector
+        assert old is not None
+        feed = Feed(seed=5)
+        models = tuple(f"m{i}" for i in range(40))
+        feed.run(old, 120, models=models)  # 40 targets with baselines, all of them unsaved
+        assert len(old._dirty) >= 40
+
+        worst = 0.0
+        ticking = True
+
+        async def tick() -> None:  # the loop's responsiveness while the reload saves
+            nonlocal worst
+            while ticking:
+                t = time.perf_counter()
+                await asyncio.sleep(0)
+                worst = max(worst, time.perf_counter() - t)
+
+        ticker = asyncio.create_task(tick())
+        f.write_text(CONFIG.format(port=port, tmp=tmp_path, effect="40%", models=MODELS))
+        t0 = time.perf_counter()
+        await d.reload()
+        took = time.perf_counter() - t0
+        ticking = False
+        await ticker
+        new = d.detector
+        assert new is not None and new is not old and new.cfg.min_effect == 0.4
+        assert {t for t, _ in new.series} >= {f"p/{m}/short" for m in models}
+        key = ("p/m7/short", "ttft")
+        assert len(new.series[key].base) == len(old.series[key].base) > 0  # baselines, not warm-ups
+        # the save took many loop turns, none of them the whole save
+        assert worst < took / 4, (worst, took)
+    finally:
+        d._stop.set()
+        await asyncio.wait_for(task, 30)
