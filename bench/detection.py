@@ -24,6 +24,9 @@ overrides it for exploring; the targets are for the defaults).
 Healthy month: a latency series whose median swings 3x a day, with the heavy tail above,
 one probe a minute for 30 days (SWING_SEEDS of them): no onset.
 
+Healthy hourly means (informational): 90 days of such probes (with weekends) averaged by
+the hour and replayed: onsets with the tail capped at 10x and 50x, and unbounded.
+
 detect throughput: `llm-vitals detect` (detector.replay) on a 100,000-row file.
 
 NAB: every file replayed by `llm-vitals detect --direction both`'s own code (the daemon's
@@ -512,6 +515,25 @@ def daily_swing_month(seed: int) -> int:
     return onsets
 
 
+def hourly_healthy(seed: int, days: int = 90, cap: float | None = None) -> int:
+    """Onsets on a healthy series of hourly means: one probe a minute as in the swing month
+    (3x daily swing, the heavy tail; weekends 26% faster), each hour's 60 probes averaged,
+    replayed through `detect`. Informational: with the Pareto(1.5) tail (infinite variance)
+    one slow probe can move an hourly mean by half, which nothing can tell from an incident
+    on the means alone; `cap` bounds a probe's slowdown (as a timeout would)."""
+    rng = np.random.default_rng(seed)
+    n = days * 1440
+    minute = np.arange(n)
+    swing = math.log(3.0) / 2 * np.sin(2 * np.pi * minute / 1440.0) - 0.3 * (((minute // 1440) % 7) >= 5)
+    ttft = 0.4 * np.exp(swing + rng.normal(0.0, NOISE["sigma"], n))
+    tail = rng.random(n) < NOISE["tail"]
+    slow = 1.5 * (1 + rng.pareto(1.5, tail.sum()))
+    ttft[tail] *= slow if cap is None else np.minimum(slow, cap)
+    hourly = ttft.reshape(-1, 60).mean(axis=1)
+    stamps = [T0 + 3600.0 * i for i in range(len(hourly))]
+    return sum(1 for _, _, o in replay(DetectorConfig(**OVERRIDES), stamps, list(hourly)) if o)
+
+
 def detect_throughput(seed: int, rows: int = 100_000) -> bool:
     """`llm-vitals detect` on one file of `rows` rows (parse, replay, write), in process."""
     rng = np.random.default_rng(seed)
@@ -582,6 +604,11 @@ def main() -> int:
         hit = onsets == 0
         ok &= hit
         print(f"healthy month: {onsets} onsets in {SWING_SEEDS} months  target 0: {'ok' if hit else 'MISSED'}")
+        seeds = range(args.seed, args.seed + 3)
+        cells = [(f"probes slowed at most {cap:g}x" if cap else "the unbounded tail",
+                  sum(hourly_healthy(k, cap=cap) for k in seeds)) for cap in (10.0, 50.0, None)]
+        print("healthy hourly means, 90 days x 3 seeds (informational): onsets with "
+              + ", ".join(f"{what} {n}" for what, n in cells))
     ok &= detect_throughput(args.seed)
     if not args.skip_nab and not args.nab_dir:
         print("NAB: skipped (give --nab-dir or set LLM_VITALS_NAB_DIR to the NAB dev subset)")
