@@ -71,3 +71,31 @@ async def test_a_reload_across_the_expiry_swaps_the_client() -> None:
             await pool.aclose()
     assert swapped is not keeping and again is swapped
     assert keeping.is_closed
+
+
+async def test_a_finished_probe_leaves_no_reference_cycle() -> None:
+    """A probe's response, streams and connection are freed by reference counting. The
+    daemon freezes its heap (daemon/gcpolicy.py): a cycle still in flight then was never
+    collected (17k objects after three minutes at 1,000 targets), and the young
+    collections that found the rest took 10-25 ms of the loop."""
+    import gc
+
+    pool = ClientPool(keepalive_expiry=5.0)
+    async with Simulator(SCENARIO) as sim:
+        try:
+            await run_probe(pool.client_for("t", interval=60.0), _target(sim))  # imports, caches
+            gc.collect()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                for i in range(5):
+                    r = await run_probe(pool.client_for(f"t{i}", interval=60.0), _target(sim))
+                    assert r.outcome is Outcome.OK, r.error
+                gc.collect()
+                ours = [type(o) for o in gc.garbage
+                        if type(o).__module__.split(".")[0] in ("httpx", "httpcore", "h11", "probes")]
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+        finally:
+            await pool.aclose()
+    assert ours == []
