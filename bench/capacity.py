@@ -306,6 +306,9 @@ async def run(args: argparse.Namespace) -> int:
     cpu = time.process_time() - cpu0
     wall = time.monotonic() - t0
     rq_wait = runqueue_wait_s() - rq0
+    # The daemon's peak, read before this script's own figures below: five whole renders
+    # as one string each and the per-level series count build tens of MB of their own.
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     loop._run_once = run_once  # type: ignore[attr-defined]
     if scrape_task is not None:
         scrape_task.cancel()
@@ -364,7 +367,6 @@ async def run(args: argparse.Namespace) -> int:
             continue
         ours = r.started_at.timestamp() * 1e9 + r.ttft * 1e9
         errors.append((ours - wrote) / 1e6)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     probes = len(all_results)
     cpu_ms = cpu * 1000 / max(1, probes)
     lag_p99 = pct(lags, 0.99) * 1000
