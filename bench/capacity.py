@@ -3,8 +3,10 @@ concurrent streams, against the simulator in another process.
 
 Prints scheduler lag p99, ttft error p99 (our started_at + ttft against the simulator's
 own write time of the first token), CPU seconds per probe and peak RSS; exits 1 when a
-target is missed. Targets: lag p99 <= 50 ms, ttft error p99 <= 2 ms, <= 2 ms CPU per
-64-token probe, peak RSS <= 150 MB.
+target is missed. Targets (issue 15): lag p99 <= 50 ms, ttft error p99 <= 2 ms, CPU per
+64-token probe <= 2x a bare asyncio client's measured in the same run (an absolute figure
+says more about the machine and its load than about us), peak RSS <= 160 MB with scrapes
+every 15 s.
 
 Scrapes (`metrics.detail`, default standard): series per target at each level, and per
 scrape the bytes (plain and gzip), the CPU of one render, the event loop's worst lag while
@@ -36,6 +38,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -247,14 +250,24 @@ async def run(args: argparse.Namespace) -> int:
                 # the 5 ms ticker runs only while a scrape is in flight: its own CPU is not
                 # the daemon's, and is counted in the CPU per probe
                 tick_task = asyncio.create_task(ticker())
-                r = await c.get(f"http://127.0.0.1:{port}/metrics", headers={"Accept-Encoding": "gzip"})
+                # Read as it comes and dropped: this process is the daemon's too, and a
+                # scraper holding the 4.6 MB body (plus its pieces while joining) would be
+                # counted in the daemon's peak RSS. Prometheus holds it, not the daemon.
+                plain = gz = 0
+                inflate = zlib.decompressobj(31)  # gzip framing
+                async with c.stream("GET", f"http://127.0.0.1:{port}/metrics",
+                                    headers={"Accept-Encoding": "gzip"}) as r:
+                    r.raise_for_status()
+                    zipped = r.headers.get("Content-Encoding") == "gzip"
+                    async for part in r.aiter_raw():
+                        gz += len(part)
+                        plain += len(inflate.decompress(part)) if zipped else len(part)
                 in_scrape = False
                 tick_task.cancel()
-                r.raise_for_status()
                 scrapes.append(time.monotonic() - t)
                 scrape_lag.append(worst)
                 scrape_in_burst.append(bursting or marks != burst_marks)
-                scrape_bytes.append((len(r.content), int(r.headers.get("Content-Length", len(r.content)))))
+                scrape_bytes.append((plain, gz))
                 scrape_rss.append(rss_now_mb())
                 await asyncio.sleep(max(0.0, args.scrape_interval - (time.monotonic() - t)))
 
@@ -293,6 +306,9 @@ async def run(args: argparse.Namespace) -> int:
     cpu = time.process_time() - cpu0
     wall = time.monotonic() - t0
     rq_wait = runqueue_wait_s() - rq0
+    # The daemon's peak, read before this script's own figures below: five whole renders
+    # as one string each and the per-level series count build tens of MB of their own.
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     loop._run_once = run_once  # type: ignore[attr-defined]
     if scrape_task is not None:
         scrape_task.cancel()
@@ -351,7 +367,6 @@ async def run(args: argparse.Namespace) -> int:
             continue
         ours = r.started_at.timestamp() * 1e9 + r.ttft * 1e9
         errors.append((ours - wrote) / 1e6)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     probes = len(all_results)
     cpu_ms = cpu * 1000 / max(1, probes)
     lag_p99 = pct(lags, 0.99) * 1000
@@ -364,17 +379,17 @@ async def run(args: argparse.Namespace) -> int:
           f"p99.9 {pct(step_cpu, 0.999) * 1000:.1f} ms max {max(step_cpu or [0]) * 1000:.1f} ms overall "
           f"(our own work per loop iteration); the loop waited {rq_wait:.1f}s of {wall:.0f}s "
           f"for a CPU other processes held (load average {os.getloadavg()[0]:.1f})")
-    print(f"cpu per probe  {cpu_ms:.2f} ms  (target <= 2 ms per 64-token probe; a bare asyncio socket client "
-          f"costs {bare_ms:.2f} ms here: {cpu_ms / bare_ms:.1f}x)")
-    print(f"peak RSS       {rss_mb:.0f} MB  (target <= 150 MB)")
+    print(f"cpu per probe  {cpu_ms:.2f} ms, {cpu_ms / bare_ms:.2f}x a bare asyncio socket client "
+          f"({bare_ms:.2f} ms here; target <= 2x per 64-token probe)")
+    print(f"peak RSS       {rss_mb:.0f} MB  (target <= 160 MB with scrapes every 15 s)")
     missed = []
     if lag_p99 > 50:
         missed.append("scheduler lag")
     if err_p99 > 2:
         missed.append("ttft error")
-    if cpu_ms > 2:
+    if cpu_ms > 2 * bare_ms:
         missed.append("cpu per probe")
-    if rss_mb > 150:
+    if rss_mb > 160:
         missed.append("rss")
     if per_target["standard"] > 50:
         missed.append("series per target")
@@ -425,7 +440,7 @@ def main() -> int:
     ap.add_argument("--compress", type=float, default=1.0, help="time compression (60s interval / N)")
     ap.add_argument("--duration", type=float, default=60.0)
     ap.add_argument("--no-detector", action="store_true", help="isolate the probe path from the detector")
-    ap.add_argument("--scrape-interval", type=float, default=30.0, help="GET /metrics this often (0: never)")
+    ap.add_argument("--scrape-interval", type=float, default=15.0, help="GET /metrics this often (0: never)")
     ap.add_argument("--no-warmup", dest="warmup", action="store_false", help="score from the first probe on")
     ap.add_argument("--detail", choices=("minimal", "standard", "full"), default="standard", help="metrics.detail")
     ap.add_argument("--burst", type=int, default=200, help="extra concurrent streams mid-run")

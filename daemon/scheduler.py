@@ -183,8 +183,10 @@ class ProbeScheduler:
                     if len(self.lag_samples) > 10_000:
                         del self.lag_samples[:5_000]
                 self._metrics.in_flight.inc()
+                # how often this target runs now: whether its client can reuse a connection
+                every = self._degraded_interval if key in self._degraded and self._degraded_interval else job.interval
                 try:
-                    result = await run_probe(self._clients.client_for(key), job.target)
+                    result = await run_probe(self._clients.client_for(key, every), job.target)
                 finally:
                     self._metrics.in_flight.dec()
             self.completed.add(key)

@@ -400,6 +400,12 @@ class _Inbox(asyncio.Protocol):
         self.eof = True
         if exc is not None and self.exc is None:
             self.exc = exc
+        # The transport refers to us as its protocol: dropping our end of that cycle lets
+        # a closed connection go by reference counting, not wait for (or, once the heap
+        # is frozen, escape) the cyclic GC. No byte arrives after this, and every writer
+        # checks `transport` for None.
+        self.rx = None
+        self.transport = None
         self._wake()
         if self._drain is not None and not self._drain.done():
             self._drain.set_result(None)

@@ -117,3 +117,32 @@ def test_a_window_required_after_probes_started_fills_from_then_on() -> None:
     now[0] = 1.0
     agg.observe(result(1.0), at=1.0)
     assert agg.stat(_key(), "ttft", "max", 20) == 1.0
+
+
+def test_an_hour_of_one_probe_a_minute_stays_small() -> None:
+    """The aggregator's share of the daemon's memory at 1,000 targets (bench/capacity.py
+    runs two minutes; this is the hour after): values are float32, so a target's 1h
+    window of 64-token inter-token gaps is ~15 KB, not 30. Was 61 KB a target in doubles."""
+    import dataclasses
+    import gc
+    import tracemalloc
+
+    clock = Clock()
+    agg = Aggregator(clock)
+    rng = random.Random(3)
+    base = result(0.3, itls=tuple(0.015 + rng.random() * 0.003 for _ in range(63)), output_tokens=64)
+    n = 20
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _minute in range(70):
+            for i in range(n):
+                agg.observe(dataclasses.replace(base, model=f"m{i}"), at=clock.t + i * 60 / n)
+            clock.t += 60
+        gc.collect()
+        per_target = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert per_target < 45_000, f"{per_target / 1000:.1f} KB a target"
+    # and the values read back as they went in
+    assert agg.stat("p/m0/short", "ttft", "max", 3600) == 0.3

@@ -1,0 +1,101 @@
+"""ClientPool against the bundled simulator over real sockets: a target probed less often
+than the keep-alive expiry keeps no idle connection and still times every phase; one
+probed more often reuses its connection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.result import Outcome
+from core.secrets import Secret
+from probes.clients import ClientPool
+from probes.runner import run_probe
+from probes.simulator import Scenario, Simulator
+from probes.simulator.scenario import Script
+from probes.target import ProbeSpec, ProbeTarget, ProviderSpec
+
+SCENARIO = Scenario(defaults=Script(ttft=0.05, itl=0.005, jitter=0, tokens=4))
+
+
+def _target(sim: Simulator) -> ProbeTarget:
+    return ProbeTarget(ProviderSpec("sim", "openai", sim.url + "/v1", Secret("k")), "m", ProbeSpec(), timeout=5.0)
+
+
+def _connections(client: Any) -> int:
+    """Connections the client's httpcore pool holds (open or idle)."""
+    return len(client._transport._pool.connections)
+
+
+async def test_a_target_probed_less_often_than_the_expiry_keeps_no_idle_connection() -> None:
+    pool = ClientPool(keepalive_expiry=5.0)
+    async with Simulator(SCENARIO) as sim:
+        try:
+            client = pool.client_for("t", interval=60.0)
+            first = await run_probe(client, _target(sim))
+            held = _connections(client)
+            second = await run_probe(pool.client_for("t", interval=60.0), _target(sim))
+        finally:
+            await pool.aclose()
+    assert first.outcome is Outcome.OK and second.outcome is Outcome.OK, (first.error, second.error)
+    assert held == 0
+    # each probe connected, and its connect phase is measured
+    assert first.connect is not None and first.connect > 0
+    assert second.connect is not None and second.connect > 0
+
+
+async def test_a_target_probed_within_the_expiry_reuses_its_connection() -> None:
+    pool = ClientPool(keepalive_expiry=5.0)
+    async with Simulator(SCENARIO) as sim:
+        try:
+            client = pool.client_for("t", interval=1.0)
+            first = await run_probe(client, _target(sim))
+            held = _connections(client)
+            second = await run_probe(pool.client_for("t", interval=1.0), _target(sim))
+        finally:
+            await pool.aclose()
+    assert first.outcome is Outcome.OK and second.outcome is Outcome.OK, (first.error, second.error)
+    assert held == 1
+    assert first.connect is not None
+    assert second.connect == 0.0  # the kept connection: nothing to connect (timing.phases)
+
+
+async def test_a_reload_across_the_expiry_swaps_the_client() -> None:
+    pool = ClientPool(keepalive_expiry=5.0)
+    async with Simulator(SCENARIO) as sim:
+        try:
+            keeping = pool.client_for("t", interval=1.0)
+            await run_probe(keeping, _target(sim))
+            swapped = pool.client_for("t", interval=60.0)
+            again = pool.client_for("t", interval=60.0)
+        finally:
+            await pool.aclose()
+    assert swapped is not keeping and again is swapped
+    assert keeping.is_closed
+
+
+async def test_a_finished_probe_leaves_no_reference_cycle() -> None:
+    """A probe's response, streams and connection are freed by reference counting. The
+    daemon freezes its heap (daemon/gcpolicy.py): a cycle still in flight then was never
+    collected (17k objects after three minutes at 1,000 targets), and the young
+    collections that found the rest took 10-25 ms of the loop."""
+    import gc
+
+    pool = ClientPool(keepalive_expiry=5.0)
+    async with Simulator(SCENARIO) as sim:
+        try:
+            await run_probe(pool.client_for("t", interval=60.0), _target(sim))  # imports, caches
+            gc.collect()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                for i in range(5):
+                    r = await run_probe(pool.client_for(f"t{i}", interval=60.0), _target(sim))
+                    assert r.outcome is Outcome.OK, r.error
+                gc.collect()
+                ours = [type(o) for o in gc.garbage
+                        if type(o).__module__.split(".")[0] in ("httpx", "httpcore", "h11", "probes")]
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+        finally:
+            await pool.aclose()
+    assert ours == []
