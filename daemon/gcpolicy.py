@@ -5,12 +5,11 @@ children, sliding windows, detector series) that was up to 700 ms on a 2-core VM
 event loop stalls, scheduled probes start late and reads queue up behind it. Nearly all
 of those objects live as long as their target, so once every target has been probed
 (and again after a reload, and every hour as baselines grow) the survivors are moved to
-the permanent generation with `gc.freeze()`. After that, at every tick (5 s) that follows
-a young collection, the few seconds' worth of objects promoted to the old generation are
-checked by a full collection and the survivors frozen too, so no full collection walks the
-same objects twice, nor more than a few seconds' worth. Young generations are still
-collected as usual, so cyclic garbage is reclaimed; frozen objects are still freed by
-reference counting when a target goes away.
+the permanent generation with `gc.freeze()`. Survivors of any later full collection are
+long-lived by definition and are frozen too (at the next tick), so no full collection
+walks the same objects twice. Young generations are still collected as usual, so the
+cyclic garbage probes make is reclaimed; frozen objects are still freed by reference
+counting when a target goes away.
 """
 
 from __future__ import annotations
@@ -52,17 +51,9 @@ class GcPolicy:
     def tick(self, all_probed: bool, now: float | None = None) -> bool:
         """Freeze when due; True when it did."""
         now = time.monotonic() if now is None else now
-        if not self._pending and self._last and (self._full_collected or gc.get_count()[2] > 0):
-            # Since the last tick, young collections moved objects into the old generation
-            # (or a full collection kept some): check just those for cycles now, while
-            # they are a few seconds' worth, and freeze what survives. Left to CPython, a
-            # full collection came about once a minute and walked everything promoted
-            # since: 40-70 ms of loop at 1,000 targets, the largest pause left. Objects
-            # frozen while in use are freed by reference counting when they go (a probe
-            # leaves no cycle: tests/probes/test_clients.py).
-            gc.collect(2)
-            gc.freeze()
-            self._full_collected = False  # ours, just now
+        if self._full_collected and not self._pending:
+            self._full_collected = False
+            gc.freeze()  # what the full collection kept is long-lived: never walk it again
             return True
         due = (self._pending and all_probed) or (self._last and now - self._last >= REFREEZE_EVERY)
         if not due:
