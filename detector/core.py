@@ -483,9 +483,10 @@ class _Season:
     earlier passes (older than half a period, so today's values never explain themselves),
     its spread the root sum of squares of the typical within-bin MAD (corrected for the
     few values a bin may hold) and the MAD of the bin medians (day-to-day variation; it
-    also holds some within-bin noise, so the spread errs large); cached per bin until a bin it reads is completed or the period turns."""
+    also holds some within-bin noise, so the spread errs large); answers are remembered until
+    a bin of an earlier pass changes (see `last`), a bin's summary until the bin changes."""
 
-    __slots__ = ("buf", "buf_key", "cache", "keep", "last", "nbins", "old_closes", "period", "periods", "stats", "t0",
+    __slots__ = ("buf", "buf_key", "keep", "last", "nbins", "old_closes", "period", "periods", "stats", "t0",
                  "tmax", "version", "width")
 
     def __init__(self, period: float, nbins: int, periods: int) -> None:
@@ -500,7 +501,6 @@ class _Season:
         # completions per bin, 4 bytes each: a list was 8 bytes a bin (288 + 336 of them
         # for every latency series, ~20 MB at 1,000 targets before any has learnt anything)
         self.version = array("I", bytes(4 * nbins))
-        self.cache: dict[int, tuple[tuple[int, ...], tuple[float, float] | None]] = {}
         # per bin (index, period, version): its medians, MADs and distances (see expect)
         self.stats: dict[tuple[int, int, int, bool], tuple[tuple[float, ...], ...]] = {}
         # changes an expectation can see: bins older than half a period when completed (a
@@ -544,7 +544,6 @@ class _Season:
                 del self.periods[old]
                 # a pass forgotten: every remembered answer may have read it
                 self.old_closes += 1
-                self.cache.clear()
                 self.stats.clear()
         if not math.isnan(row[3 * b]) and len(vals) < 2:
             return
@@ -573,13 +572,7 @@ class _Season:
             return last[1]
         if len(self.last) >= 4:
             del self.last[next(iter(self.last))]
-        near = range(b - k, b + k + 1) if 2 * k + 1 < n else range(n)
         v = self.version
-        key = (k, pi_now, *(v[i % n] for i in near))
-        hit = self.cache.get(b)
-        if hit is not None and hit[0] == key:
-            self.last[lkey] = (self.old_closes, hit[1])
-            return hit[1]
         cut = t - self.period / 2
         meds: list[float] = []  # the near bins' medians (the expectation)
         mads: list[float] = []  # within-bin spreads, over the wide bins
@@ -612,9 +605,6 @@ class _Season:
             # jumped by a quarter from bin to bin, and after a relearnt shift (residuals
             # several spreads off) that jump alone paged
             out = (_median_sorted(meds), math.hypot(_median_sorted(mads), _median_sorted(devs)))
-        if len(self.cache) >= 8:  # rows come in time order: a few bins are ever asked again
-            del self.cache[next(iter(self.cache))]  # (a cache of every bin was ~60 KB a series)
-        self.cache[b] = (key, out)
         self.last[lkey] = (self.old_closes, out)
         return out
 
@@ -668,7 +658,6 @@ class _Season:
             self.buf = [float(y) for y in st.get("buf", [])]
         self.version = array("I", (x + 1 for x in self.version))
         self.old_closes += 1
-        self.cache.clear()
 
 
 class _Seasons:
