@@ -350,11 +350,10 @@ class Daemon:
         if new.metrics != old.metrics:
             log.warning("metrics_detail_needs_restart", running=old.metrics.detail, configured=new.metrics.detail)
         if new.detector != old.detector:
-            # the series carry over in memory, a series per loop step (through the store,
-            # a synchronous save and load of 1,000 week-old targets froze probing for minutes)
-            # The old one judges until the new one holds every series (a half-filled one
-            # would see warming series and resolve their alerts); the probes of those few
-            # seconds are the old one's alone.
+            # The series carry over in memory, a series per loop step (through the store, a
+            # synchronous save and load of 1,000 week-old targets froze probing for minutes).
+            # The old detector judges until the new one holds every series: a half-filled
+            # one would see warming series and resolve their alerts.
             if self.detector is not None and new.detector.enabled:
                 adopted = Detector(new.detector, store=self.store)
                 await adopted.adopt_async(self.detector)

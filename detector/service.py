@@ -233,12 +233,14 @@ class Detector:
                 "series": {m: s.to_state() for m, s in series}}
 
     def _take_dirty(self) -> tuple[list[str], list[str] | None]:
+        """The targets to save, least recently saved first (a save cut short by its budget
+        or deadline leaves the freshest), and the new index when a target is new to it."""
         dirty, self._dirty = self._dirty, set()
         index = None
         if dirty - self._saved:
             self._saved |= dirty
             index = sorted(self._saved)
-        return sorted(dirty), index
+        return sorted(dirty, key=lambda t: (self._saved_at.get(t, -math.inf), t)), index
 
     def save(self, deadline: float | None = None) -> int:
         """Persist baselines of targets that changed since the last save (at shutdown),
@@ -249,7 +251,6 @@ class Detector:
         if self.store is None:
             return 0
         targets, index = self._take_dirty()
-        targets.sort(key=lambda t: self._saved_at.get(t, -math.inf))
         grouped = self._grouped(targets)
         done = 0
         try:
@@ -279,7 +280,6 @@ class Detector:
         if self.store is None:
             return
         targets, index = self._take_dirty()
-        targets.sort(key=lambda t: self._saved_at.get(t, -math.inf))
         done = 0
         try:
             grouped = self._grouped(targets)
