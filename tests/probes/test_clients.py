@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.result import Outcome
+from core.result import Outcome, ProbeResult
 from core.secrets import Secret
 from probes.clients import ClientPool
 from probes.runner import run_probe
@@ -26,16 +26,23 @@ def _connections(client: Any) -> int:
     return len(client._transport._pool.connections)
 
 
-async def test_a_target_probed_less_often_than_the_expiry_keeps_no_idle_connection() -> None:
+async def _two_probes(interval: float) -> tuple[ProbeResult, int, ProbeResult]:
+    """Two probes of one target probed every `interval`: (first, connections the client
+    held between them, second)."""
     pool = ClientPool(keepalive_expiry=5.0)
     async with Simulator(SCENARIO) as sim:
         try:
-            client = pool.client_for("t", interval=60.0)
+            client = pool.client_for("t", interval=interval)
             first = await run_probe(client, _target(sim))
             held = _connections(client)
-            second = await run_probe(pool.client_for("t", interval=60.0), _target(sim))
+            second = await run_probe(pool.client_for("t", interval=interval), _target(sim))
         finally:
             await pool.aclose()
+    return first, held, second
+
+
+async def test_a_target_probed_less_often_than_the_expiry_keeps_no_idle_connection() -> None:
+    first, held, second = await _two_probes(60.0)
     assert first.outcome is Outcome.OK and second.outcome is Outcome.OK, (first.error, second.error)
     assert held == 0
     # each probe connected, and its connect phase is measured
@@ -44,15 +51,7 @@ async def test_a_target_probed_less_often_than_the_expiry_keeps_no_idle_connecti
 
 
 async def test_a_target_probed_within_the_expiry_reuses_its_connection() -> None:
-    pool = ClientPool(keepalive_expiry=5.0)
-    async with Simulator(SCENARIO) as sim:
-        try:
-            client = pool.client_for("t", interval=1.0)
-            first = await run_probe(client, _target(sim))
-            held = _connections(client)
-            second = await run_probe(pool.client_for("t", interval=1.0), _target(sim))
-        finally:
-            await pool.aclose()
+    first, held, second = await _two_probes(1.0)
     assert first.outcome is Outcome.OK and second.outcome is Outcome.OK, (first.error, second.error)
     assert held == 1
     assert first.connect is not None
