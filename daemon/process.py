@@ -105,6 +105,19 @@ class Daemon:
             log.exception("detector_restore_failed")
         return det
 
+    async def _make_detector_async(self, settings: Settings) -> Detector | None:
+        """`_make_detector` for a running daemon: the saved state is read a target per
+        loop step, and the detector judges only once it holds every series (a half-loaded
+        one would see warming series)."""
+        if not settings.detector.enabled:
+            return None
+        det = Detector(settings.detector, store=self.store)
+        try:
+            await det.load_async()
+        except Exception:
+            log.exception("detector_restore_failed")
+        return det
+
     def _make_alerts(self, settings: Settings) -> AlertEngine | None:
         if not settings.alerts.enabled:
             return None
@@ -362,7 +375,7 @@ class Daemon:
                 await self.detector.save_async(budget_s=math.inf)  # off: kept for when it is back on
                 self.detector = None
             else:
-                self.detector = self._make_detector(new)
+                self.detector = await self._make_detector_async(new)
         if new.alerts != old.alerts:
             if self.alerts is not None:
                 await self.alerts.stop(5.0)

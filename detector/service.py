@@ -330,14 +330,27 @@ class Detector:
         """Restore baselines saved by `save` (missing or foreign-version state is ignored)."""
         if self.store is None:
             return
-        index = self.store.get_state(STATE_INDEX, []) or []
-        for target in index:
-            st = self.store.get_state(STATE_PREFIX + target)
-            if not isinstance(st, dict) or st.get("v") != STATE_VERSION:
-                continue
-            self._saved.add(target)
-            self.labels[target] = dict(st.get("labels") or {})
-            for metric, sst in (st.get("series") or {}).items():
-                if metric not in self.cfg.metrics:
-                    continue
+        for target in self.store.get_state(STATE_INDEX, []) or []:
+            self._restore(target, self.store.get_state(STATE_PREFIX + target))
+
+    async def load_async(self, slice_s: float = SLICE) -> None:
+        """`load` in a running daemon (the detector switched on by a reload), a target per
+        loop step: 1,000 week-old targets at once would hold the probes for seconds. The
+        store is read on a worker thread, where a read may wait for the result writer's
+        commit (the store's lock) without holding the loop."""
+        store = self.store
+        if store is None:
+            return
+        loop_slice = LoopSlice(slice_s)
+        for target in await asyncio.to_thread(store.get_state, STATE_INDEX, []) or []:
+            self._restore(target, await asyncio.to_thread(store.get_state, STATE_PREFIX + target))
+            await loop_slice.pause()
+
+    def _restore(self, target: str, st: Any) -> None:
+        if not isinstance(st, dict) or st.get("v") != STATE_VERSION:
+            return
+        self._saved.add(target)
+        self.labels[target] = dict(st.get("labels") or {})
+        for metric, sst in (st.get("series") or {}).items():
+            if metric in self.cfg.metrics:
                 self._get(target, metric).load_state(sst)
