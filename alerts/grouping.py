@@ -36,6 +36,10 @@ class Group:
     escalated: bool = False
     thread_key: str = ""
     resolved_events: list[Event] = field(default_factory=list)
+    # a resend to a channel that forgets firing alerts (Alertmanager); not a notification
+    # for group_interval's sake, or resends every minute would hold back a new page or a
+    # resolve of the same group for as long as any of its alerts fires
+    resent: float | None = None
 
     @property
     def key(self) -> str:
@@ -171,10 +175,10 @@ class Grouping:
                 g.last_sent = now
             notifier = self._notifier(g.receiver)
             if (notifier is not None and notifier.resends_while_firing and active and g.last_sent is not None
-                    and now - g.last_sent >= notifier.resend_interval):
+                    and now - max(g.last_sent, g.resent or 0.0) >= notifier.resend_interval):
                 # e.g. Alertmanager forgets an alert whose endsAt passes: keep telling it while firing.
                 self._send(Notification(g.receiver, g.labels, [Event("firing", a, now) for a in active], g.thread_key))
-                g.last_sent = now
+                g.resent = now
             if speaking and r.escalate is not None and not g.escalated:
                 oldest = min(a.firing_since or now for a in speaking)
                 if now - oldest >= r.escalate.after:

@@ -40,7 +40,7 @@ def snapshot(now: float, alerts: Iterable[Alert], groups: Iterable[Group], histo
         "saved_at": now,
         "alerts": [a.to_dict() for a in alerts],
         "groups": [{"receiver": g.receiver, "labels": g.labels, "last_sent": g.last_sent, "reminders": g.reminders,
-                    "escalated": g.escalated, "thread_key": g.thread_key, "created": g.created,
+                    "escalated": g.escalated, "thread_key": g.thread_key, "created": g.created, "resent": g.resent,
                     # waiting for group_wait / group_interval: a restart must neither lose a page nor a resolve
                     "pending": [event_dict(e) for e in g.pending],
                     "resolved_events": [event_dict(e) for e in g.resolved_events]}
@@ -80,7 +80,7 @@ class Saved:
             resolved = [event_from(d) for d in g.get("resolved_events", [])]
             route = route_of(g["receiver"], g["labels"], [e.alert for e in pending])
             out.append(Group(g["receiver"], g["labels"], route, pending, g["created"], g["last_sent"], g["reminders"],
-                             g["escalated"], g["thread_key"], resolved))
+                             g["escalated"], g["thread_key"], resolved, resent=g.get("resent")))
         return out
 
     def notifiers(self) -> dict[str, dict[str, Any]]:

@@ -206,6 +206,37 @@ async def test_every_notification_carries_the_runbook_link(tmp_path: Path, monke
     assert json.loads(sent[0])[0]["annotations"]["runbook_url"] == "https://wiki.example.com/runbook#down"
 
 
+async def test_resends_hold_back_neither_a_new_page_nor_a_resolve_of_the_same_group(tmp_path: Path) -> None:
+    """A group keeps being resent every minute while one alert fires; another alert of the
+    group that starts or ends meanwhile is told within group_interval, as without resends."""
+
+    class Resending(Recorder):
+        resends_while_firing = True
+
+        @property
+        def resend_interval(self) -> float:
+            return 60.0
+
+    clock = Clock()
+    cfg = config(route={"receiver": "pager", "group_by": ["provider"], "group_wait": 0, "group_interval": 300,
+                        "repeat_interval": 3600})
+    e, _ = engine(tmp_path, cfg, clock)
+    rec = e.notifiers["pager"] = Resending(e.notifiers["pager"].cfg)
+    told: dict[tuple[str, str], float] = {}  # (model, status) -> first time told
+    b_fails = (clock.t + 150, clock.t + 600)  # m1 fails throughout, m2 for a while in between
+    for _ in range(80):
+        await step(e, clock, False, models=("m1",), dt=0)
+        await step(e, clock, not b_fails[0] <= clock.t < b_fails[1], models=("m2",), dt=15)
+        for n in rec.sent:
+            for ev in n.events:
+                told.setdefault((ev.alert.labels["model"], ev.kind), clock.t)
+    assert sum(1 for n in rec.sent if n.status == "firing") > 10  # resent all along
+    # m2 fires on its 2nd failure (at b_fails[0] + 15) and resolves after 2 good probes
+    assert told[("m2", "firing")] - (b_fails[0] + 15) <= 300 + 15
+    assert told[("m2", "resolved")] - (b_fails[1] + 15) <= 300 + 15
+
+
+
 async def test_a_silence_and_its_end_show_wherever_the_alert_does(tmp_path: Path) -> None:
     clock = Clock()
     e, _rec = engine(tmp_path, config(), clock)
