@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from daemon import status
@@ -23,7 +25,8 @@ providers:
   - {{name: p, kind: openai, base_url: "http://127.0.0.1:9/v1", models: [{models}]}}
 detector: {{enabled: {enabled}, min_effect: {effect}}}
 """
-MODELS = ", ".join(f"m{i}" for i in range(40))
+MODEL_NAMES = tuple(f"m{i}" for i in range(40))
+MODELS = ", ".join(MODEL_NAMES)
 
 
 async def _start(f: Path) -> tuple[Daemon, asyncio.Task[None]]:
@@ -36,6 +39,27 @@ async def _start(f: Path) -> tuple[Daemon, asyncio.Task[None]]:
     assert status.readiness(d)[0]
     await asyncio.sleep(0.2)  # the first probes' results on their way: a quiet daemon to reload
     return d, task
+
+
+@asynccontextmanager
+async def _fed_daemon(tmp_path: Path, seed: int) -> AsyncIterator[tuple[Daemon, Callable[[str, str], None]]]:
+    """A running daemon whose detector holds 40 targets with baselines, none of them saved,
+    and how to rewrite its config (enabled, min_effect) before a reload."""
+    port = free_port()
+    f = tmp_path / "c.yaml"
+
+    def configure(enabled: str, effect: str) -> None:
+        f.write_text(CONFIG.format(port=port, tmp=tmp_path, enabled=enabled, effect=effect, models=MODELS))
+
+    configure("true", "30%")
+    d, task = await _start(f)
+    try:
+        assert d.detector is not None
+        Feed(seed=seed).run(d.detector, 120, models=MODEL_NAMES)
+        yield d, configure
+    finally:
+        d._stop.set()
+        await asyncio.wait_for(task, 30)
 
 
 async def _timed_reload(d: Daemon) -> tuple[float, float]:
@@ -68,55 +92,34 @@ async def _timed_reload(d: Daemon) -> tuple[float, float]:
 
 
 async def test_a_detector_change_carries_every_target_over_without_stalling_the_loop(tmp_path: Path) -> None:
-    port = free_port()
-    f = tmp_path / "c.yaml"
-    f.write_text(CONFIG.format(port=port, tmp=tmp_path, enabled="true", effect="30%", models=MODELS))
-    d, task = await _start(f)
-    try:
+    async with _fed_daemon(tmp_path, seed=5) as (d, configure):
         old = d.detector
-        assert old is not None
-        feed = Feed(seed=5)
-        models = tuple(f"m{i}" for i in range(40))
-        feed.run(old, 120, models=models)  # 40 targets with baselines, all of them unsaved
-        assert len(old._dirty) >= 40
-
-        f.write_text(CONFIG.format(port=port, tmp=tmp_path, enabled="true", effect="40%", models=MODELS))
+        assert old is not None and len(old._dirty) >= 40
+        configure("true", "40%")
         took, worst = await _timed_reload(d)
         new = d.detector
         assert new is not None and new is not old and new.cfg.min_effect == 0.4
-        assert {t for t, _ in new.series} >= {f"p/{m}/short" for m in models}
+        assert {t for t, _ in new.series} >= {f"p/{m}/short" for m in MODEL_NAMES}
         key = ("p/m7/short", "ttft")
         assert len(new.series[key].base) == len(old.series[key].base) > 0  # baselines, not warm-ups
         # the save took many loop turns, none of them the whole save
         assert worst < took / 4, (worst, took)
-    finally:
-        d._stop.set()
-        await asyncio.wait_for(task, 30)
 
 
 async def test_switching_the_detector_off_and_on_keeps_every_baseline_without_stalling_the_loop(tmp_path: Path) -> None:
-    port = free_port()
-    f = tmp_path / "c.yaml"
-    f.write_text(CONFIG.format(port=port, tmp=tmp_path, enabled="true", effect="30%", models=MODELS))
-    d, task = await _start(f)
-    try:
+    async with _fed_daemon(tmp_path, seed=6) as (d, configure):
         old = d.detector
         assert old is not None
-        models = tuple(f"m{i}" for i in range(40))
-        Feed(seed=6).run(old, 120, models=models)
         key = ("p/m7/short", "ttft")
         n_base = len(old.series[key].base)
-        f.write_text(CONFIG.format(port=port, tmp=tmp_path, enabled="false", effect="30%", models=MODELS))
+        configure("false", "30%")
         await d.reload()  # off: every target's state is saved for when it is back on
         assert d.detector is None
-        f.write_text(CONFIG.format(port=port, tmp=tmp_path, enabled="true", effect="30%", models=MODELS))
+        configure("true", "30%")
         took, worst = await _timed_reload(d)
         new = d.detector
         assert new is not None and new is not old
-        assert {t for t, _ in new.series} >= {f"p/{m}/short" for m in models}
+        assert {t for t, _ in new.series} >= {f"p/{m}/short" for m in MODEL_NAMES}
         assert len(new.series[key].base) == n_base > 0  # baselines, not warm-ups
         # the load took many loop turns, none of them the whole load
         assert worst < took / 4, (worst, took)
-    finally:
-        d._stop.set()
-        await asyncio.wait_for(task, 30)
