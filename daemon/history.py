@@ -13,15 +13,20 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import statistics
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy (15 MB of RSS) is imported by the functions that use it: the daemon imports this
+# module for its status page, and a daemon nobody opens the page of never needs numpy
 
 MAX_POINTS = 4000
 MAX_BUCKETS = 1000
@@ -156,6 +161,8 @@ def _read_buckets(conn: sqlite3.Connection, field: str, first_i: int, until: flo
                   targets: Sequence[str] | None, qs: Sequence[float]) -> Buckets:
     """Quantiles of `field` (ok probes) per bucket and target, buckets first_i.. up to until.
     Buckets are aligned on multiples of `bucket` since the epoch, so they can be cached."""
+    import numpy as np
+
     clause, extra = target_clause(targets)
     rows = conn.execute(
         "SELECT target, started_at_ns, json_extract(record, ?) FROM results "
@@ -302,7 +309,7 @@ def _downsample(rows: Iterable[tuple[int, str, str]], since: float, bucket: floa
 
 def _median(values: Sequence[float | None]) -> float | None:
     vs = [v for v in values if v is not None]
-    return float(np.median(vs)) if vs else None
+    return float(statistics.median(vs)) if vs else None
 
 
 def errors(conn: sqlite3.Connection, target: str | None, since: float, until: float, limit: int = 50
@@ -369,6 +376,8 @@ class TargetRows:
 
 
 def target_rows(conn: sqlite3.Connection, target: str, since: float, until: float) -> TargetRows:
+    import numpy as np
+
     rows = conn.execute(
         f"SELECT started_at_ns, outcome, json_extract(record, {_SUMMARY_PATHS}) FROM results "
         "WHERE target = ? AND started_at_ns >= ? AND started_at_ns <= ? ORDER BY started_at_ns",
@@ -382,6 +391,8 @@ def target_rows(conn: sqlite3.Connection, target: str, since: float, until: floa
 
 
 def _quantiles(values: np.ndarray, qs: Sequence[float] = (0.5, 0.95, 0.99)) -> dict[str, float | None]:
+    import numpy as np
+
     v = values[~np.isnan(values)]
     if not len(v):
         return {_qname(q): None for q in qs}
@@ -390,6 +401,8 @@ def _quantiles(values: np.ndarray, qs: Sequence[float] = (0.5, 0.95, 0.99)) -> d
 
 
 def summarize(rows: TargetRows, price: tuple[float, float] | None) -> Summary:
+    import numpy as np
+
     ok = rows.ok
     errs: dict[str, int] = {}
     for o in rows.outcome:
@@ -427,6 +440,8 @@ def select_targets(stored: list[str], wanted: Sequence[str] | None) -> list[str]
 def histogram(values: np.ndarray, bins: int = 40) -> dict[str, list[float]]:
     """Counts over equal bins from the 0.5th to the 99.5th percentile: a few outliers either
     side do not squash the body of the distribution into one bar (they land in the end bins)."""
+    import numpy as np
+
     v = values[~np.isnan(values)]
     if not len(v):
         return {"edges": [], "counts": []}

@@ -38,6 +38,7 @@ from daemon.sweep_runner import SweepRunner
 from daemon.sweep_store import SweepRun, SweepStore
 from detector.service import Detector
 from detector.verdict import AnomalyVerdict
+from probes import registry
 from probes.clients import ClientPool
 from probes.target import ProbeTarget
 
@@ -263,6 +264,7 @@ class Daemon:
                 log.info("simulator_started", url=self.simulator_url)
             self.targets = s.owned_targets(self.simulator_url)
             self._target_keys = {t.key for t in self.targets}
+            registry.prepare(t.provider.kind for t in self.targets)
             clients = ClientPool()
             stack.push_async_callback(clients.aclose)
             self.clients = clients
@@ -336,6 +338,7 @@ class Daemon:
             if problems:
                 raise ConfigError([f"{self.source}: {p}" for p in problems])
             targets = new.owned_targets(self.simulator_url if new.simulator.enabled else None)
+            registry.prepare(t.provider.kind for t in targets)
         except ConfigError as exc:
             self.metrics.config_reloads.labels("rejected").inc()
             log.error("config_reload_rejected", errors=exc.lines, keeping="previous config")

@@ -89,8 +89,6 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
 
-import numpy as np
-
 from detector.params import Params, Span
 
 _ND = NormalDist()
@@ -107,15 +105,14 @@ def normal_score(u: float) -> float:
 def benjamini_hochberg(pvalues: list[float]) -> list[float]:
     """BH-adjusted q-values (step-up, monotone), in the input order."""
     m = len(pvalues)
-    if m <= 1:  # one series (a `detect` replay): its q is its p; no numpy per row
-        return [min(float(p), 1.0) for p in pvalues]
-    p = np.asarray(pvalues, dtype=float)
-    order = np.argsort(p)
-    ranked = p[order] * m / np.arange(1, m + 1)
-    q_sorted = np.minimum.accumulate(ranked[::-1])[::-1]
-    q = np.empty(m)
-    q[order] = np.minimum(q_sorted, 1.0)
-    return [float(x) for x in q]
+    order = sorted(range(m), key=pvalues.__getitem__)
+    q = [0.0] * m
+    running = 1.0
+    for rank in range(m, 0, -1):  # from the largest p down: q is the running minimum
+        i = order[rank - 1]
+        running = min(running, float(pvalues[i]) * m / rank)
+        q[i] = running
+    return q
 
 
 _MIN_SHORT = 30  # fewest rows a baseline's median and spread are taken from

@@ -8,10 +8,11 @@ splits on U+2028 inside JSON strings; docs/wire-formats.md §0.1/§0.2).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from botocore.eventstream import EventStreamBuffer, EventStreamMessage
-from botocore.exceptions import EventStreamError  # noqa: F401  (re-exported for callers)
+if TYPE_CHECKING:
+    from botocore.eventstream import EventStreamMessage
+
 
 _BOM = "\ufeff"
 DEFAULT_MAX_LINE = 1 << 20
@@ -259,6 +260,10 @@ class EventStreamDecoder:
     __slots__ = ("_buf", "_max")
 
     def __init__(self, max_line: int = DEFAULT_MAX_LINE) -> None:
+        # imported here: botocore is 16 MB of RSS that only Bedrock targets need
+        # (protocols/bedrock.py loads it when the config names one)
+        from botocore.eventstream import EventStreamBuffer
+
         self._buf = EventStreamBuffer()
         self._max = max_line  # one frame
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterable
 from functools import cache
 
 from probes.protocol import Protocol, ProviderOption
@@ -38,6 +40,15 @@ def protocol_class(kind: str) -> type[Protocol]:
 @cache
 def protocol_for(kind: str) -> Protocol:
     return protocol_class(kind)()
+
+
+def prepare(kinds: Iterable[str]) -> None:
+    """Make the protocols of these provider kinds now (the config names them), so that what
+    they import is loaded before the first probe, not on the event loop during it."""
+    for kind in set(kinds):
+        # a protocol that cannot load is reported by its targets' probes, as unprepared
+        with contextlib.suppress(Exception):
+            protocol_for(kind)
 
 
 @cache

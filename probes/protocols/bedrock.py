@@ -7,10 +7,6 @@ import json
 from typing import Any, ClassVar
 from urllib.parse import quote
 
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
-
 from core.secrets import Secret
 from probes import shapes
 from probes.framing import EventStreamFrame, Frame
@@ -37,6 +33,13 @@ def _secret(options: dict[str, Any], name: str) -> str | None:
 class BedrockConverseStream(Protocol):
     kind = "bedrock"
     framing = "eventstream"
+
+    def __init__(self) -> None:
+        # botocore (the event-stream decoder, SigV4) is 16 MB of RSS a daemon without
+        # Bedrock targets never loads; with them it is loaded here, when the config names
+        # one (registry.prepare), not on the event loop at the first probe
+        import botocore.auth
+        import botocore.eventstream  # noqa: F401
     provider_options: ClassVar[tuple[ProviderOption, ...]] = (
         ProviderOption("aws_region", "AWS region of the endpoint and of the SigV4 signature", option="region",
                        default="us-east-1"),
@@ -84,6 +87,10 @@ class BedrockConverseStream(Protocol):
             return HttpRequest("POST", url, headers, data)
         access, secret = _secret(opts, "aws_access_key_id"), _secret(opts, "aws_secret_access_key")
         if access and secret:
+            from botocore.auth import SigV4Auth
+            from botocore.awsrequest import AWSRequest
+            from botocore.credentials import Credentials
+
             creds = Credentials(access, secret, _secret(opts, "aws_session_token"))
             aws = AWSRequest(method="POST", url=url, data=data, headers=headers)
             SigV4Auth(creds, SIGNING_NAME, region).add_auth(aws)
