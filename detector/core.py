@@ -84,7 +84,7 @@ import itertools
 import math
 from array import array
 from bisect import bisect_left, bisect_right, insort
-from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -136,6 +136,59 @@ _HIST_REFRESH = 1  # learnt rows between refreshes of the surprise histogram's t
 _SCAN_MIN = 5  # rows the likelihood scan looks back over, at least  # rows of a series' own history before it is judged against it
 
 
+# Windows of values are float arrays, not deques: a deque of floats is a pointer and a
+# float object (32 bytes) a value plus a 760-byte block even when empty, a deque of
+# (t, y) tuples ~100 bytes a row; an array is 8 bytes a value (64 when empty). At 1,000
+# targets that was ~0.5 GB of a week-old detector. Dropping the oldest values of a short
+# array is a memmove of at most a few KB, cheaper than the float objects it saves.
+def _push(a: array[float], v: float, cap: int) -> None:
+    """Append v, keeping the newest `cap` values (a deque's maxlen)."""
+    a.append(v)
+    if len(a) > cap:
+        del a[: len(a) - cap]
+
+
+def _trim(a: array[Any] | bytearray, cap: int) -> None:
+    """Keep the newest `cap` values (after the window shrank)."""
+    if len(a) > cap:
+        del a[: len(a) - cap]
+
+
+class _Pairs:
+    """(t, y) rows in arrival order, as two float arrays (16 bytes a row). Hot paths
+    take len(rows.t): a Python __len__ is a call, len of an array is not."""
+
+    __slots__ = ("t", "y")
+
+    def __init__(self, rows: list[tuple[float, float]] | None = None) -> None:
+        self.t = array("d")
+        self.y = array("d")
+        for t, y in rows or ():
+            self.t.append(t)
+            self.y.append(y)
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def append(self, t: float, y: float) -> None:
+        self.t.append(t)
+        self.y.append(y)
+
+    def popleft(self) -> tuple[float, float]:
+        t, y = self.t[0], self.y[0]
+        del self.t[0]
+        del self.y[0]
+        return t, y
+
+    def clear(self) -> None:
+        # new arrays, not emptied ones: an emptied array keeps its buffer
+        self.t = array("d")
+        self.y = array("d")
+
+    def rows(self) -> list[tuple[float, float]]:
+        return list(zip(self.t, self.y, strict=True))
+
+
 class _Interval:
     """The series' row interval: the median of its last _GAPS positive gaps (robust to an
     outage or a burst of retries), _DEFAULT_DT before it has any."""
@@ -143,7 +196,7 @@ class _Interval:
     __slots__ = ("gaps", "last", "value")
 
     def __init__(self) -> None:
-        self.gaps: deque[float] = deque(maxlen=_GAPS)
+        self.gaps = array("d")  # the newest _GAPS
         self.last: float | None = None
         self.value = _DEFAULT_DT
 
@@ -153,11 +206,11 @@ class _Interval:
         if last is None or t <= last:
             return False
         gap = t - last
-        full = len(self.gaps) == self.gaps.maxlen
+        full = len(self.gaps) == _GAPS
         if full and self.gaps[0] == gap:  # a regular series: the same gap in and out
-            self.gaps.append(gap)
+            _push(self.gaps, gap, _GAPS)
             return False
-        self.gaps.append(gap)
+        _push(self.gaps, gap, _GAPS)
         g = sorted(self.gaps)
         value = (g[(len(g) - 1) // 2] + g[len(g) // 2]) / 2
         changed = value != self.value
@@ -168,7 +221,8 @@ class _Interval:
         return [round(g, 3) for g in self.gaps]
 
     def load(self, gaps: list[float], last: float) -> None:
-        self.gaps = deque((float(g) for g in gaps if float(g) > 0), maxlen=_GAPS)
+        self.gaps = array("d", (float(g) for g in gaps if float(g) > 0))
+        _trim(self.gaps, _GAPS)
         self.last = last or None
         if self.gaps:
             g = sorted(self.gaps)
@@ -195,34 +249,37 @@ class _Surprise:
     (The idea of the anomaly likelihood HTM and CAD OSE put after their raw scores on NAB:
     a score judged against the series' own history of scores, done our own way.)"""
 
-    __slots__ = ("_fresh", "_p", "_pot", "_stale", "_suffix", "hist", "inc", "kmin", "mean", "pending", "recent", "total", "var", "weight")
+    __slots__ = ("_fresh", "_n", "_p", "_pot", "_stale", "_suffix", "hist", "inc", "kmin", "mean", "pending", "recent",
+                 "total", "var", "weight")
 
     def __init__(self) -> None:
-        self.recent: deque[float] = deque(maxlen=_SCAN_MIN)
+        self.recent = array("d")  # the newest _n rows' surprise
+        self._n = _SCAN_MIN
         self.kmin = 1  # a majority of the `recent` window
-        self.pending: deque[tuple[float, float]] = deque()  # (t, surprise) not yet learnt
+        self.pending = _Pairs()  # (t, surprise) not yet learnt
         self.weight = 0.0  # effective number of rows in the histogram
         self._p: float | None = None  # None until the histogram has _SURPRISE_MIN rows
         self._fresh = True  # _p is up to date with `recent` and the histogram
         self._stale = 0  # rows learnt since the cached tail sums were made
-        self.hist = [0.0] * _HIST_BINS  # decayed mass of learnt rows' surprise by bin
+        self.hist = array("d", bytes(8 * _HIST_BINS))  # decayed mass of learnt rows' surprise by bin
         self.total = 0.0
         self.inc = 1.0  # the newest row's mass (grows instead of decaying all the others)
         self.mean = 0.0  # exponentially weighted mean and variance of the same rows
         self.var = 0.0
-        self._suffix: list[float] | None = None  # mass at or above each bin (cached)
+        # mass at or above each bin, built for a scan and dropped after it: a list of 140
+        # floats is 4.5 KB a series, and a row that learns (most do) makes it stale anyway
+        self._suffix: list[float] | None = None
         self._pot: tuple[float, float] | None = None  # (top decile's edge, mean excess) (cached)
 
     def resize(self, n: int) -> None:
         self.kmin = (n + 1) // 2
-        n = max(n, _SCAN_MIN)
-        if self.recent.maxlen != n:
-            self.recent = deque(self.recent, maxlen=n)
+        self._n = max(n, _SCAN_MIN)
+        _trim(self.recent, self._n)
 
     def see(self, t: float, z: float) -> None:
         s = math.log1p(max(z, 0.0))
-        self.recent.append(s)
-        self.pending.append((t, s))
+        _push(self.recent, s, self._n)
+        self.pending.append(t, s)
         self._fresh = False
 
     def ready(self) -> bool:
@@ -235,6 +292,7 @@ class _Surprise:
         if not self._fresh:
             self._fresh = True
             self._p = self._scan() if self.weight >= _SURPRISE_MIN else self._p
+            self._suffix = None
         return self._p
 
     def _scan(self) -> float:
@@ -286,7 +344,7 @@ class _Surprise:
         """The row at t left the quarantine: learn the rows up to it (when they joined the
         baseline: an incident never teaches itself) or drop them."""
         q = self.pending
-        while q and q[0][0] <= t:
+        while q.t and q.t[0] <= t:
             s = q.popleft()[1]
             if learn:
                 self._learn(s, decay)
@@ -294,7 +352,7 @@ class _Surprise:
     def _learn(self, s: float, decay: float) -> None:
         self.inc /= decay
         if self.inc > 1e150:  # rescale before it overflows
-            self.hist = [h / self.inc for h in self.hist]
+            self.hist = array("d", (h / self.inc for h in self.hist))
             self.total /= self.inc
             self.inc = 1.0
         self.hist[_bin(s)] += self.inc
@@ -310,20 +368,21 @@ class _Surprise:
     def to_state(self) -> dict[str, Any]:
         return {"recent": [round(v, 5) for v in self.recent], "w": self.weight, "p": self.p,
                 "mean": self.mean, "var": self.var,
-                "pending": [[t, round(a, 5)] for t, a in self.pending],
+                "pending": [[t, round(a, 5)] for t, a in self.pending.rows()],
                 "hist": [h / self.inc for h in self.hist]}
 
     def load(self, st: dict[str, Any] | None) -> None:
         if not st:
             return
         self.recent.extend(float(v) for v in st.get("recent", []))
+        _trim(self.recent, self._n)
         self.weight = float(st.get("w", 0.0))
         self.mean = float(st.get("mean", 0.0))
         self.var = float(st.get("var", 0.0))
         p = st.get("p")
         self._p = None if p is None else float(p)
-        self.pending = deque((float(t), float(a)) for t, a in st.get("pending", []))
-        hist = [float(h) for h in st.get("hist", [])]
+        self.pending = _Pairs([(float(t), float(a)) for t, a in st.get("pending", [])])
+        hist = array("d", (float(h) for h in st.get("hist", [])))
         if len(hist) == _HIST_BINS:
             self.hist, self.total, self.inc = hist, sum(hist), 1.0
             self._suffix = None
@@ -388,12 +447,13 @@ class Status:
 
 
 class _Ranked:
-    """A sorted multiset with its median and robust spread (for rank scores)."""
+    """A sorted multiset with its median and robust spread (for rank scores); a float
+    array, 8 bytes a value where a list held a pointer and a float object (32)."""
 
     __slots__ = ("med", "sigma", "values")
 
     def __init__(self) -> None:
-        self.values: list[float] = []
+        self.values = array("d")
         self.med = 0.0
         self.sigma = 1.0
 
@@ -435,12 +495,12 @@ class _Ranked:
         return max(min(z, cap), -cap)
 
 
-def _median_sorted(s: list[float]) -> float:
+def _median_sorted(s: Sequence[float]) -> float:
     n = len(s)
     return (s[(n - 1) // 2] + s[n // 2]) / 2
 
 
-def _kth_deviation(s: list[float], cut: int, med: float, k: int) -> float:
+def _kth_deviation(s: Sequence[float], cut: int, med: float, k: int) -> float:
     """k-th smallest (0-based) |v - med| over sorted s, where s[:cut] < med <= s[cut:].
 
     The deviations below (med - s[cut - 1 - i]) and above (s[cut + j] - med) the median are
@@ -460,7 +520,7 @@ def _kth_deviation(s: list[float], cut: int, med: float, k: int) -> float:
     return max(a, b)
 
 
-def _mad_sorted(s: list[float], med: float) -> float:
+def _mad_sorted(s: Sequence[float], med: float) -> float:
     """Median absolute deviation of a sorted list from med, without sorting the deviations."""
     n = len(s)
     cut = bisect_left(s, med)
@@ -748,11 +808,13 @@ class LatencySeries:
         "_last_s_set",
         "_last_z",
         "_n_base",
+        "_n_held",
         "_n_min",
         "_n_quar",
         "_n_recent",
         "_n_short",
         "_n_slow",
+        "_n_window",
         "_scale",
         "_season_ready",
         "_sign",
@@ -791,14 +853,15 @@ class LatencySeries:
         # an anomaly is any departure of the one series, so neither side learns it)
         self.direction = direction
         self._sign = direction or 1  # orientation of the scale `y`
-        self.base: deque[tuple[float, float]] = deque()  # (t, y) in arrival order
+        self.base = _Pairs()  # (t, y) in arrival order
         self.long = _Ranked()  # every baseline value
         self.short = _Ranked()  # the newest short_baseline of them
-        self.pending: deque[tuple[float, float]] = deque()
+        self.pending = _Pairs()
         self.dt = _Interval()
         self._n_recent = self._n_slow = self._n_quar = self._n_short = self._n_base = self._n_min = 0
-        self.recent: deque[float] = deque(maxlen=1)
-        self.slow: deque[float] = deque(maxlen=1)  # rank scores against `long`
+        self._n_window = self._n_held = 1  # rows `recent` (and recent_r) and `_held` keep
+        self.recent = array("d")  # the newest _n_window values
+        self.slow = array("d")  # rank scores against `long`, the newest _n_slow
         self.cusum = 0.0
         self.cusum_lo = 0.0  # the downward CUSUM (two-sided only)
         self.anomalous = False
@@ -811,28 +874,28 @@ class LatencySeries:
         # seasonal model (None when off), its healthy residuals and the recent ones
         self.season = _Seasons(p) if p.season > 0 else None
         self.res = _Ranked()  # standardised residuals (t's phase: minus median, over spread)
-        self.res_base: deque[tuple[float, float]] = deque()
+        self.res_base = _Pairs()
         # to choose the mode: healthy rows' absolute error from the season's expectation
         # and from the short baseline's median, each decayed over a period (the same rows)
         self.fit = [0.0, 0.0]
-        self.recent_r: deque[float] = deque(maxlen=1)
+        self.recent_r = array("d")  # the newest _n_window residuals
         self.seasonal = False
         self._season_ready = False
         # the record test's window of every value (record_margin > 0) and its last verdict
         self.record = _Ranked()
-        self.record_q: deque[float] = deque()
+        self.record_q = array("d")  # the newest record_window values, in arrival order
         self.record_ratio = 0.0
         self._last_e = math.nan
         self._last_s = 1.0
         self._last_s_set = False
         self._last_z = 0.0  # the newest row's clipped z (the row test)
         # values seen during the current anomaly (for relearning)
-        self._held: deque[tuple[float, float]] = deque(maxlen=1)
+        self._held = _Pairs()  # the newest _n_held
         self.surprise = _Surprise()
         self._counts()
 
     def _counts(self) -> None:
-        """Rows of every window at the current row interval; the windows' deques follow."""
+        """Rows of every window at the current row interval; the windows' arrays follow."""
         p, dt = self.p, self.dt.value
         assert isinstance(p.recent, Span) and isinstance(p.slow_window, Span) and isinstance(p.quarantine, Span)
         assert isinstance(p.short_baseline, Span) and isinstance(p.baseline_size, Span)
@@ -843,16 +906,14 @@ class LatencySeries:
         self._n_short = p.short_baseline.count(dt, _MIN_SHORT)
         self._n_base = max(p.baseline_size.count(dt, _MIN_SHORT), self._n_short)
         self._n_min = min(p.baseline_min.count(dt, _MIN_READY), self._n_short)
-        n_recent = max(self._n_recent, self._n_slow)
-        if self.recent.maxlen != n_recent:
-            self.recent = deque(self.recent, maxlen=n_recent)
-            self.recent_r = deque(self.recent_r, maxlen=n_recent)
-        if self.slow.maxlen != self._n_slow:
-            self.slow = deque(self.slow, maxlen=self._n_slow)
+        self._n_window = max(self._n_recent, self._n_slow)
+        _trim(self.recent, self._n_window)
+        _trim(self.recent_r, self._n_window)
+        _trim(self.slow, self._n_slow)
         self.surprise.resize(self._n_recent)
-        n_held = max(self._n_short, p.relearn_after)
-        if self._held.maxlen != n_held:
-            self._held = deque(self._held, maxlen=n_held)
+        self._n_held = max(self._n_short, p.relearn_after)
+        while len(self._held.t) > self._n_held:
+            self._held.popleft()
 
     # -- values -------------------------------------------------------------------
     def orient(self, x: float) -> float | None:
@@ -925,10 +986,10 @@ class LatencySeries:
         if want != self.seasonal:
             self.seasonal = want
             self.cusum = self.cusum_lo = 0.0
-            self.slow.clear()
+            del self.slow[:]
 
     def ready(self) -> bool:
-        return len(self.base) >= self._n_min
+        return len(self.base.t) >= self._n_min
 
     # -- feeding --------------------------------------------------------------------
     def observe(self, t: float, x: float) -> None:
@@ -964,10 +1025,10 @@ class LatencySeries:
             cap = self._cap()
             if self.seasonal and r is not None:
                 z = (r - self.res.med) / self.res.sigma
-                self.slow.append(self.res.score(r, cap, self.p.extrapolate))
+                _push(self.slow, self.res.score(r, cap, self.p.extrapolate), self._n_slow)
             else:
                 z = (y - self.short.med) / self.short.sigma
-                self.slow.append(self.long.score(y, cap, self.p.extrapolate))
+                _push(self.slow, self.long.score(y, cap, self.p.extrapolate), self._n_slow)
             if self.p.likelihood > 0:
                 # a probe's surprise is clipped like its CUSUM step (one probe is not an
                 # incident, and a heavy tail's probes sit at the clip); a row that is the
@@ -982,7 +1043,7 @@ class LatencySeries:
             self.cusum = min(max(0.0, self.cusum + z - self._k), 60.0 / self._k)
             if not self.direction:
                 self.cusum_lo = min(max(0.0, self.cusum_lo - z - self._k), 60.0 / self._k)
-        self.recent.append(y)
+        _push(self.recent, y, self._n_window)
         if self.season is not None:
             # every value, healthy or not, without waiting for the quarantine: an expectation
             # reads only values older than half a period, and a median over the days at a
@@ -995,13 +1056,16 @@ class LatencySeries:
         if self.season is not None:
             # no expectation (a gap in the seasonal history): the deviation from the short
             # baseline stands in, on the residuals' scale
-            self.recent_r.append(r if r is not None else (y - self.short.med) / self.short.sigma + self.res.med)
-        self.pending.append((t, y))
+            _push(self.recent_r, r if r is not None else (y - self.short.med) / self.short.sigma + self.res.med,
+                  self._n_window)
+        self.pending.append(t, y)
         if self.anomalous:
-            self._held.append((t, y))
+            self._held.append(t, y)
+            if len(self._held.t) > self._n_held:
+                self._held.popleft()
             if self._relearn_due():
                 self._relearn()
-        while len(self.pending) > (self._n_quar if self.ready() else 0):
+        while len(self.pending.t) > (self._n_quar if self.ready() else 0):
             ts, ys = self.pending.popleft()
             # the season's warm-up ends on its own clock; an anomaly's values never join
             warming = self._warming()
@@ -1030,7 +1094,8 @@ class LatencySeries:
         self.record.add(y)
         self.record_q.append(y)
         if len(self.record_q) > self.p.record_window:
-            self.record.remove(self.record_q.popleft())
+            self.record.remove(self.record_q[0])
+            del self.record_q[0]
 
     def _warming(self) -> bool:
         """The seasonal model's warm-up (until it has season_min_periods of history and
@@ -1047,9 +1112,9 @@ class LatencySeries:
 
     def _relearn_due(self) -> bool:
         p = self.p
-        if p.relearn_after and len(self._held) >= p.relearn_after:
+        if p.relearn_after and len(self._held.t) >= p.relearn_after:
             return True
-        return bool(p.relearn_time) and self.since is not None and len(self._held) >= self._n_min \
+        return bool(p.relearn_time) and self.since is not None and len(self._held.t) >= self._n_min \
             and self.last_t - self.since >= p.relearn_time
 
     def _relearn(self) -> None:
@@ -1067,7 +1132,7 @@ class LatencySeries:
         if self.calm_since is not None:
             self.leave()
             return
-        held = list(self._held)
+        held = self._held.rows()
         self.base.clear()
         self.long = _Ranked()
         self.short = _Ranked()
@@ -1078,25 +1143,25 @@ class LatencySeries:
             self._admit(t, y)
 
     def _admit(self, t: float, y: float) -> None:
-        self.base.append((t, y))
+        self.base.append(t, y)
         self.long.add(y)
         self.short.add(y)
         # the short baseline is the newest _n_short of `base` (it follows the row interval)
         base, short = self.base, self.short
         while len(short.values) > self._n_short:
-            short.remove(base[-len(short.values)][1])
-        while len(short.values) < min(self._n_short, len(base)):
-            short.add(base[-len(short.values) - 1][1])
-        while len(self.base) > self._n_base or (
-            len(self.base) > self._n_min and t - self.base[0][0] > self.p.baseline_max_age
+            short.remove(base.y[-len(short.values)])
+        while len(short.values) < min(self._n_short, len(base.t)):
+            short.add(base.y[-len(short.values) - 1])
+        while len(self.base.t) > self._n_base or (
+            len(self.base.t) > self._n_min and t - self.base.t[0] > self.p.baseline_max_age
         ):
             _, old = self.base.popleft()
             self.long.remove(old)
-            if len(short.values) > len(base):  # aged out of the short baseline too
+            if len(short.values) > len(base.t):  # aged out of the short baseline too
                 short.remove(old)
         self._learn_residual(t, y)
         self._admits += 1
-        self._refresh(full=self._admits % 10 == 0 or len(self.base) < self._n_short)
+        self._refresh(full=self._admits % 10 == 0 or len(self.base.t) < self._n_short)
 
     def _learn_residual(self, t: float, y: float) -> None:
         if self.season is not None:
@@ -1118,16 +1183,16 @@ class LatencySeries:
         return self._last_s + a * (s - self._last_s)
 
     def _admit_residual(self, t: float, r: float) -> None:
-        self.res_base.append((t, r))
+        self.res_base.append(t, r)
         self.res.add(r)
-        while len(self.res_base) > self._n_short:
+        while len(self.res_base.t) > self._n_short:
             _, old = self.res_base.popleft()
             self.res.remove(old)
 
     # -- judging ---------------------------------------------------------------------
     def _effect(self, n: int, ref: _Ranked, resid: bool = False) -> tuple[float, float]:
         """(oriented median shift of the last n probes over ref's median, that median)."""
-        r = sorted(list(self.recent_r if resid else self.recent)[-n:])
+        r = sorted((self.recent_r if resid else self.recent)[-n:])
         med_r = _median_sorted(r)
         diff = med_r - ref.med
         if not self.log_scale:
@@ -1157,7 +1222,7 @@ class LatencySeries:
         n_recent = len(self.recent)
         if not self.ready() or n_recent < self._n_recent:
             med = self._unorient(self.long.med) if self.base else math.nan
-            return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base), n_recent, False)
+            return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base.t), n_recent, False)
         seasonal = self.seasonal
         short, long = (self.res, self.res) if seasonal else (self.short, self.long)
         # two-sided: each component judges the side its statistic points to, and the
@@ -1207,7 +1272,7 @@ class LatencySeries:
         if self.p.likelihood > 0:
             if not self.surprise.ready():  # not yet enough history to judge the series against itself
                 med = self._unorient(self.long.med)
-                return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base), n_recent, False)
+                return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base.t), n_recent, False)
             # the gate is for bursts (the fast test): the creep test's window is a
             # majority of half an hour of rows beyond the long baseline, never a burst,
             # and a creep's rows are each unsurprising against the short baseline
@@ -1247,7 +1312,7 @@ class LatencySeries:
         self.since = None
         self.calm_since = None
         self.cusum = self.cusum_lo = 0.0
-        self.slow.clear()
+        del self.slow[:]
         self.pending.clear()
         self.surprise.pending.clear()
         self._held.clear()
@@ -1290,33 +1355,34 @@ class LatencySeries:
         self.surprise = _Surprise()
         self._counts()
         self.surprise.load(st.get("surprise"))
-        self.base = deque()
+        self.base = _Pairs(_unpack(st.get("base")))
         self.long = _Ranked()
         self.short = _Ranked()
-        for t, y in _unpack(st.get("base")):
-            self.base.append((t, y))
+        for y in self.base.y:
             self.long.add(y)
-        for _, y in list(self.base)[-self._n_short:]:
+        for y in self.base.y[-self._n_short:]:
             self.short.add(y)
-        self.pending = deque(_unpack(st.get("pending")))
-        self.recent = deque((float(y) for y in st.get("recent", [])), maxlen=self.recent.maxlen)
-        self.slow = deque((float(z) for z in st.get("slow", [])), maxlen=self.slow.maxlen)
+        self.pending = _Pairs(_unpack(st.get("pending")))
+        self.recent = array("d", (float(y) for y in st.get("recent", [])))
+        _trim(self.recent, self._n_window)
+        self.slow = array("d", (float(z) for z in st.get("slow", [])))
+        _trim(self.slow, self._n_slow)
         self.cusum = float(st.get("cusum", 0.0))
         self.cusum_lo = float(st.get("cusum_lo", 0.0))
         self.anomalous = bool(st.get("anomalous", False))
         self.since = st.get("since")
         self.calm_since = st.get("calm_since")
         self.last_t = float(st.get("last_t", 0.0))
-        self._held = deque(_unpack(st.get("held")), maxlen=self._held.maxlen)
+        self._held = _Pairs(_unpack(st.get("held"))[-self._n_held:])
         self.record = _Ranked()
-        self.record_q = deque()
+        self.record_q = array("d")
         for y in st.get("record", [])[-self.p.record_window:]:
             self.record.add(float(y))
             self.record_q.append(float(y))
         self.res = _Ranked()
-        self.res_base = deque()
+        self.res_base = _Pairs()
         self.fit = [0.0, 0.0]
-        self.recent_r = deque(maxlen=self.recent_r.maxlen)
+        self.recent_r = array("d")
         self.seasonal = False
         if self.season is not None:
             self.season = _Seasons(self.p)
@@ -1327,8 +1393,9 @@ class LatencySeries:
             if isinstance(fit, list) and len(fit) == 2:
                 self.fit = [float(fit[0]), float(fit[1])]
             self.recent_r.extend(float(r) for r in st.get("recent_r", []))
+            _trim(self.recent_r, self._n_window)
             if len(self.recent_r) < len(self.recent):  # state saved with the season off
-                self.recent_r = deque([self.res.med] * len(self.recent), maxlen=self.recent_r.maxlen)
+                self.recent_r = array("d", [self.res.med] * len(self.recent))
             es = self.season.expect(self.last_t, self.dt.value)
             if es is not None:
                 self._last_e = es[0]
@@ -1347,12 +1414,12 @@ class LatencySeries:
             self._refresh(full=False, choose=False)  # k and the scale from them
 
 
-def _pack(samples: deque[tuple[float, float]]) -> dict[str, Any]:
+def _pack(samples: _Pairs) -> dict[str, Any]:
     """Compact JSON: first time, whole-second deltas, values to 5 decimals."""
     if not samples:
         return {"t0": 0.0, "dt": [], "y": []}
-    t0 = samples[0][0]
-    return {"t0": t0, "dt": [round(t - t0) for t, _ in samples], "y": [round(y, 5) for _, y in samples]}
+    t0 = samples.t[0]
+    return {"t0": t0, "dt": [round(t - t0) for t in samples.t], "y": [round(y, 5) for y in samples.y]}
 
 
 def _unpack(packed: dict[str, Any] | None) -> list[tuple[float, float]]:
@@ -1396,10 +1463,11 @@ class ErrorSeries:
 
     def __init__(self, p: Params) -> None:
         self.p = p
-        self.base: deque[int] = deque()
+        # 0/1 a probe, a byte each (a deque held a pointer each, 8 bytes)
+        self.base = bytearray()
         self.base_errors = 0
-        self.pending: deque[int] = deque()
-        self.recent: deque[int] = deque(maxlen=max(p.error_windows))
+        self.pending = bytearray()
+        self.recent = bytearray()  # the newest max(error_windows)
         self.anomalous = False
         self.since: float | None = None
         self.calm_since: float | None = None
@@ -1415,15 +1483,18 @@ class ErrorSeries:
         self.dt.see(t)
         self.last_t = max(self.last_t, t)
         self.recent.append(e)
+        _trim(self.recent, max(self.p.error_windows))
         self.pending.append(e)
         assert isinstance(self.p.quarantine, Span)
         while len(self.pending) > (self.p.quarantine.count(self.dt.value, 0) if self.ready() else 0):
-            v = self.pending.popleft()
+            v = self.pending[0]
+            del self.pending[0]
             if not self.anomalous:
                 self.base.append(v)
                 self.base_errors += v
                 if len(self.base) > self.p.error_baseline_size:
-                    self.base_errors -= self.base.popleft()
+                    self.base_errors -= self.base[0]
+                    del self.base[0]
 
     def rate0(self) -> float:
         """Baseline error rate, shrunk towards a prior rate that is also its floor.
@@ -1462,13 +1533,13 @@ class ErrorSeries:
     def enter(self, now: float) -> None:
         self.anomalous = True
         self.since = now
-        self.pending.clear()
+        self.pending = bytearray()
 
     def leave(self) -> None:
         self.anomalous = False
         self.since = None
         self.calm_since = None
-        self.pending.clear()
+        self.pending = bytearray()
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -1483,10 +1554,11 @@ class ErrorSeries:
         }
 
     def load_state(self, st: dict[str, Any]) -> None:
-        self.base = deque(int(c) for c in st.get("base", ""))
+        self.base = bytearray(int(c) for c in st.get("base", ""))
         self.base_errors = sum(self.base)
-        self.pending = deque(int(c) for c in st.get("pending", ""))
-        self.recent = deque((int(c) for c in st.get("recent", "")), maxlen=max(self.p.error_windows))
+        self.pending = bytearray(int(c) for c in st.get("pending", ""))
+        self.recent = bytearray(int(c) for c in st.get("recent", ""))
+        _trim(self.recent, max(self.p.error_windows))
         self.anomalous = bool(st.get("anomalous", False))
         self.since = st.get("since")
         self.calm_since = st.get("calm_since")
