@@ -83,7 +83,7 @@ from __future__ import annotations
 import itertools
 import math
 from array import array
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -139,15 +139,10 @@ _SCAN_MIN = 5  # rows the likelihood scan looks back over, at least  # rows of a
 # Windows of values are float arrays, not deques: a deque of floats is a pointer and a
 # float object (32 bytes) a value plus a 760-byte block even when empty, a deque of
 # (t, y) tuples ~100 bytes a row; an array is 8 bytes a value (64 when empty). At 1,000
-# targets that was ~0.5 GB of a week-old detector. Dropping the oldest values of a short
-# array is a memmove of at most a few KB, cheaper than the float objects it saves.
-def _push(a: array[float], v: float, cap: int) -> None:
-    """Append v, keeping the newest `cap` values (a deque's maxlen)."""
-    a.append(v)
-    if len(a) > cap:
-        del a[: len(a) - cap]
-
-
+# targets that was ~0.5 GB of a week-old detector. Dropping the oldest value of an array
+# is a memmove of at most a few KB, cheaper than the float objects it saves. The per-row
+# paths append and `del a[0]` inline: a helper function per window and row was ~10% of
+# `detect`'s CPU.
 def _trim(a: array[Any] | bytearray, cap: int) -> None:
     """Keep the newest `cap` values (after the window shrank)."""
     if len(a) > cap:
@@ -181,9 +176,9 @@ class _Pairs:
         return t, y
 
     def clear(self) -> None:
-        # new arrays, not emptied ones: an emptied array keeps its buffer
-        self.t = array("d")
-        self.y = array("d")
+        # in place (the per-row paths hold the arrays); emptied, an array frees its buffer
+        del self.t[:]
+        del self.y[:]
 
     def rows(self) -> list[tuple[float, float]]:
         return list(zip(self.t, self.y, strict=True))
@@ -206,11 +201,14 @@ class _Interval:
         if last is None or t <= last:
             return False
         gap = t - last
-        full = len(self.gaps) == _GAPS
-        if full and self.gaps[0] == gap:  # a regular series: the same gap in and out
-            _push(self.gaps, gap, _GAPS)
-            return False
-        _push(self.gaps, gap, _GAPS)
+        if len(self.gaps) == _GAPS:
+            same = self.gaps[0] == gap  # a regular series: the same gap in and out
+            del self.gaps[0]
+            self.gaps.append(gap)
+            if same:
+                return False
+        else:
+            self.gaps.append(gap)
         g = sorted(self.gaps)
         value = (g[(len(g) - 1) // 2] + g[len(g) // 2]) / 2
         changed = value != self.value
@@ -278,8 +276,11 @@ class _Surprise:
 
     def see(self, t: float, z: float) -> None:
         s = math.log1p(max(z, 0.0))
-        _push(self.recent, s, self._n)
-        self.pending.append(t, s)
+        self.recent.append(s)
+        if len(self.recent) > self._n:
+            del self.recent[0]
+        self.pending.t.append(t)
+        self.pending.y.append(s)
         self._fresh = False
 
     def ready(self) -> bool:
@@ -343,9 +344,10 @@ class _Surprise:
     def settle(self, t: float, learn: bool, decay: float) -> None:
         """The row at t left the quarantine: learn the rows up to it (when they joined the
         baseline: an incident never teaches itself) or drop them."""
-        q = self.pending
-        while q.t and q.t[0] <= t:
-            s = q.popleft()[1]
+        qt, qs = self.pending.t, self.pending.y
+        while qt and qt[0] <= t:
+            s = qs[0]
+            del qt[0], qs[0]
             if learn:
                 self._learn(s, decay)
 
@@ -458,7 +460,8 @@ class _Ranked:
         self.sigma = 1.0
 
     def add(self, y: float) -> None:
-        insort(self.values, y)
+        s = self.values
+        s.insert(bisect_right(s, y), y)  # insort on an array calls insert by name: slower
 
     def remove(self, y: float) -> None:
         del self.values[bisect_left(self.values, y)]
@@ -487,7 +490,9 @@ class _Ranked:
         if m == 0:
             return 0.0
         lo = bisect_left(s, y)
-        hi = bisect_right(s, y)
+        # ties are rare: one look instead of a second search (each look at an array
+        # makes a float object)
+        hi = lo if lo == m or s[lo] != y else bisect_right(s, y, lo)
         z = normal_score(((lo + hi) / 2 + 0.5) / (m + 1))
         if extrapolate and (lo == m or hi == 0):
             zr = (y - self.med) / self.sigma
@@ -1025,10 +1030,12 @@ class LatencySeries:
             cap = self._cap()
             if self.seasonal and r is not None:
                 z = (r - self.res.med) / self.res.sigma
-                _push(self.slow, self.res.score(r, cap, self.p.extrapolate), self._n_slow)
+                self.slow.append(self.res.score(r, cap, self.p.extrapolate))
             else:
                 z = (y - self.short.med) / self.short.sigma
-                _push(self.slow, self.long.score(y, cap, self.p.extrapolate), self._n_slow)
+                self.slow.append(self.long.score(y, cap, self.p.extrapolate))
+            if len(self.slow) > self._n_slow:
+                del self.slow[0]
             if self.p.likelihood > 0:
                 # a probe's surprise is clipped like its CUSUM step (one probe is not an
                 # incident, and a heavy tail's probes sit at the clip); a row that is the
@@ -1043,7 +1050,9 @@ class LatencySeries:
             self.cusum = min(max(0.0, self.cusum + z - self._k), 60.0 / self._k)
             if not self.direction:
                 self.cusum_lo = min(max(0.0, self.cusum_lo - z - self._k), 60.0 / self._k)
-        _push(self.recent, y, self._n_window)
+        self.recent.append(y)
+        if len(self.recent) > self._n_window:
+            del self.recent[0]
         if self.season is not None:
             # every value, healthy or not, without waiting for the quarantine: an expectation
             # reads only values older than half a period, and a median over the days at a
@@ -1056,17 +1065,21 @@ class LatencySeries:
         if self.season is not None:
             # no expectation (a gap in the seasonal history): the deviation from the short
             # baseline stands in, on the residuals' scale
-            _push(self.recent_r, r if r is not None else (y - self.short.med) / self.short.sigma + self.res.med,
-                  self._n_window)
-        self.pending.append(t, y)
+            self.recent_r.append(r if r is not None else (y - self.short.med) / self.short.sigma + self.res.med)
+            if len(self.recent_r) > self._n_window:
+                del self.recent_r[0]
+        pt, py = self.pending.t, self.pending.y
+        pt.append(t)
+        py.append(y)
         if self.anomalous:
             self._held.append(t, y)
             if len(self._held.t) > self._n_held:
                 self._held.popleft()
             if self._relearn_due():
                 self._relearn()
-        while len(self.pending.t) > (self._n_quar if self.ready() else 0):
-            ts, ys = self.pending.popleft()
+        while len(pt) > (self._n_quar if self.ready() else 0):
+            ts, ys = pt[0], py[0]
+            del pt[0], py[0]
             # the season's warm-up ends on its own clock; an anomaly's values never join
             warming = self._warming()
             self.surprise.settle(ts, not self.anomalous, math.exp(-self.dt.value / self.p.likelihood_memory)
@@ -1143,25 +1156,26 @@ class LatencySeries:
             self._admit(t, y)
 
     def _admit(self, t: float, y: float) -> None:
-        self.base.append(t, y)
+        bt, by = self.base.t, self.base.y
+        bt.append(t)
+        by.append(y)
         self.long.add(y)
-        self.short.add(y)
+        short = self.short
+        short.add(y)
         # the short baseline is the newest _n_short of `base` (it follows the row interval)
-        base, short = self.base, self.short
         while len(short.values) > self._n_short:
-            short.remove(base.y[-len(short.values)])
-        while len(short.values) < min(self._n_short, len(base.t)):
-            short.add(base.y[-len(short.values) - 1])
-        while len(self.base.t) > self._n_base or (
-            len(self.base.t) > self._n_min and t - self.base.t[0] > self.p.baseline_max_age
-        ):
-            _, old = self.base.popleft()
+            short.remove(by[-len(short.values)])
+        while len(short.values) < min(self._n_short, len(bt)):
+            short.add(by[-len(short.values) - 1])
+        while len(bt) > self._n_base or (len(bt) > self._n_min and t - bt[0] > self.p.baseline_max_age):
+            old = by[0]
+            del bt[0], by[0]
             self.long.remove(old)
-            if len(short.values) > len(base.t):  # aged out of the short baseline too
+            if len(short.values) > len(bt):  # aged out of the short baseline too
                 short.remove(old)
         self._learn_residual(t, y)
         self._admits += 1
-        self._refresh(full=self._admits % 10 == 0 or len(self.base.t) < self._n_short)
+        self._refresh(full=self._admits % 10 == 0 or len(bt) < self._n_short)
 
     def _learn_residual(self, t: float, y: float) -> None:
         if self.season is not None:
@@ -1183,10 +1197,13 @@ class LatencySeries:
         return self._last_s + a * (s - self._last_s)
 
     def _admit_residual(self, t: float, r: float) -> None:
-        self.res_base.append(t, r)
+        rt, ry = self.res_base.t, self.res_base.y
+        rt.append(t)
+        ry.append(r)
         self.res.add(r)
-        while len(self.res_base.t) > self._n_short:
-            _, old = self.res_base.popleft()
+        while len(rt) > self._n_short:
+            old = ry[0]
+            del rt[0], ry[0]
             self.res.remove(old)
 
     # -- judging ---------------------------------------------------------------------
