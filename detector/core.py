@@ -540,10 +540,11 @@ _MAD_BIAS = (0.0, 0.0, 1.41, 1.87, 1.49, 1.34, 1.27, 1.21, 1.18, 1.15, 1.13, 1.1
 class _Season:
     """A profile by phase of a period (a day, a week): the value expected at this phase.
 
-    Kept as summaries, not values: per period and phase bin the median, MAD and count of
-    that bin's values (three float32), filled from a buffer of the bin being observed. A week of
-    1-minute probes was 10,080 values of 16 bytes per series (1.3 MB per target); now a day
-    of 288 bins is 3.5 KB, whatever the row interval. The expectation at t is the median of
+    Kept as summaries, not values: per period and phase bin the median and MAD (two float32)
+    and count (a byte, at most 255: only up to 16 matters, see _MAD_BIAS) of that bin's
+    values, filled from a buffer of the bin being observed. A week of 1-minute probes was
+    10,080 values of 16 bytes per series (1.3 MB per target); now a day of 288 bins is
+    2.6 KB, whatever the row interval. The expectation at t is the median of
     the bin medians in t's bin and its neighbours (as many as the row interval spans) from
     earlier passes (older than half a period, so today's values never explain themselves),
     its spread the root sum of squares of the typical within-bin MAD (corrected for the
@@ -551,21 +552,24 @@ class _Season:
     also holds some within-bin noise, so the spread errs large); answers are remembered until
     a bin of an earlier pass changes (see `last`), a bin's summary until the bin changes."""
 
-    __slots__ = ("buf", "buf_key", "keep", "last", "nbins", "old_closes", "period", "periods", "stats", "t0",
-                 "tmax", "version", "width")
+    __slots__ = ("buf", "buf_key", "counts", "keep", "last", "nbins", "old_closes", "period", "periods", "stats",
+                 "t0", "tmax", "version", "width")
 
     def __init__(self, period: float, nbins: int, periods: int) -> None:
         self.period = period
         self.nbins = nbins
         self.width = period / nbins
         self.keep = periods
-        # period index -> [median, MAD, count] x bins (nan: no value), periods + 1 of them
+        # period index -> [median, MAD] x bins (nan: no value), periods + 1 of them, and
+        # their counts (0: no value); a count was a third float32 (a quarter of the season)
         self.periods: dict[int, array[float]] = {}
+        self.counts: dict[int, bytearray] = {}
         self.buf: list[float] = []  # values of the bin being observed
         self.buf_key: tuple[int, int] | None = None  # (period index, bin) of the buffer
         # completions per bin, 4 bytes each: a list was 8 bytes a bin (288 + 336 of them
-        # for every latency series, ~20 MB at 1,000 targets before any has learnt anything)
-        self.version = array("I", bytes(4 * nbins))
+        # for every latency series, ~20 MB at 1,000 targets before any has learnt anything);
+        # made with the first summary (a fresh series has none: 2.5 KB less a series)
+        self.version = array("I")
         # per bin (index, period, version): its medians, MADs and distances (see expect)
         self.stats: dict[tuple[int, int, int, bool], tuple[tuple[float, ...], ...]] = {}
         # changes an expectation can see: bins older than half a period when completed (a
@@ -604,24 +608,33 @@ class _Season:
         if row is None:
             if self.periods and pi < min(self.periods):
                 return  # older than anything kept
-            row = self.periods[pi] = array("f", [math.nan]) * (3 * self.nbins)
+            row = self.periods[pi] = array("f", [math.nan]) * (2 * self.nbins)
+            self.counts[pi] = bytearray(self.nbins)
             for old in sorted(self.periods)[: max(0, len(self.periods) - self.keep - 1)]:
                 del self.periods[old]
+                del self.counts[old]
                 # a pass forgotten: every remembered answer may have read it
                 self.old_closes += 1
                 self.stats.clear()
-        if not math.isnan(row[3 * b]) and len(vals) < 2:
+        if not math.isnan(row[2 * b]) and len(vals) < 2:
             return
         med = _median_sorted(vals)
-        row[3 * b] = med
-        row[3 * b + 1] = _mad_sorted(vals, med)
-        row[3 * b + 2] = len(vals)
-        self.version[b] += 1
+        row[2 * b] = med
+        row[2 * b + 1] = _mad_sorted(vals, med)
+        self.counts[pi][b] = min(len(vals), 255)
+        self._versions()[b] += 1
         if pi * self.period + (b + 1) * self.width <= self.tmax - self.period / 2:
             self.old_closes += 1
 
+    def _versions(self) -> array[int]:
+        if not self.version:
+            self.version = array("I", bytes(4 * self.nbins))
+        return self.version
+
     def expect(self, t: float, dt: float = 0.0) -> tuple[float, float] | None:
         """(median, MAD) at t's phase from earlier passes, None while there are too few."""
+        if not self.periods:  # nothing summarised yet: no answer, nothing to remember
+            return None
         n = self.nbins
         b = self.index(t)
         pi_now = int(t // self.period)
@@ -637,7 +650,7 @@ class _Season:
             return last[1]
         if len(self.last) >= 4:
             del self.last[next(iter(self.last))]
-        v = self.version
+        v = self._versions()
         cut = t - self.period / 2
         meds: list[float] = []  # the near bins' medians (the expectation)
         mads: list[float] = []  # within-bin spreads, over the wide bins
@@ -677,7 +690,7 @@ class _Season:
         """Bin i (may lie across the period's edge) in the periods before cut: its medians,
         its within-bin MADs (bias-corrected) and its medians' distances from their median."""
         n = self.nbins
-        j = 3 * (i % n)
+        j = 2 * (i % n)
         ms: list[float] = []
         mads: list[float] = []
         for pi in range(int(pi_now) - self.keep, int(pi_now) + 1):
@@ -691,7 +704,7 @@ class _Season:
             if m == m:  # not nan
                 ms.append(m)
                 # a bin's MAD from a few values is biased low (by half for three)
-                mads.append(row[j + 1] * _MAD_BIAS[min(int(row[j + 2]), len(_MAD_BIAS) - 1)])
+                mads.append(row[j + 1] * _MAD_BIAS[min(self.counts[pi + i // n][i % n], len(_MAD_BIAS) - 1)])
         if not ms:
             return (), (), ()
         centre = _median_sorted(sorted(ms))
@@ -699,7 +712,11 @@ class _Season:
 
     def to_state(self) -> dict[str, Any]:
         return {"v": 2, "t0": self.t0, "tmax": self.tmax if self.t0 is not None else None,
-                "periods": {str(pi): [None if x != x else float(x) for x in row]
+                # [median, MAD, count] x bins, null where the bin has no value (the form
+                # state had when the count was a third float in the row)
+                "periods": {str(pi): [x for b in range(self.nbins) for x in (
+                                (None, None, None) if row[2 * b] != row[2 * b]
+                                else (float(row[2 * b]), float(row[2 * b + 1]), float(self.counts[pi][b])))]
                             for pi, row in self.periods.items()},
                 "buf": list(self.buf), "buf_key": list(self.buf_key) if self.buf_key else None}
 
@@ -716,12 +733,14 @@ class _Season:
         self.tmax = -math.inf if st.get("tmax") is None else float(st["tmax"])
         for pi, row in (st.get("periods") or {}).items():
             if len(row) == 3 * self.nbins:
-                self.periods[int(pi)] = array("f", [math.nan if x is None else float(x) for x in row])
+                self.periods[int(pi)] = array("f", [math.nan if x is None else float(x)
+                                                    for b in range(self.nbins) for x in row[3 * b: 3 * b + 2]])
+                self.counts[int(pi)] = bytearray(0 if x is None else min(int(x), 255) for x in row[2::3])
         key = st.get("buf_key")
         if isinstance(key, list) and len(key) == 2:
             self.buf_key = (int(key[0]), int(key[1]))
             self.buf = [float(y) for y in st.get("buf", [])]
-        self.version = array("I", (x + 1 for x in self.version))
+        self.version = array("I", [x + 1 for x in self._versions()])
         self.old_closes += 1
 
 
