@@ -532,6 +532,7 @@ def _mad_sorted(s: Sequence[float], med: float) -> float:
     return (_kth_deviation(s, cut, med, (n - 1) // 2) + _kth_deviation(s, cut, med, n // 2)) / 2
 
 
+_NO_STATS: array[float] = array("d")  # a bin with no value in the periods read (shared, never changed)
 _SPREAD_BINS = 6  # bins either side the season's spread is taken over, at least
 # median(MAD of n normal values) x this = the population's MAD (simulated); 1 beyond
 _MAD_BIAS = (0.0, 0.0, 1.41, 1.87, 1.49, 1.34, 1.27, 1.21, 1.18, 1.15, 1.13, 1.12, 1.11, 1.1, 1.09, 1.08, 1.0)
@@ -570,8 +571,10 @@ class _Season:
         # for every latency series, ~20 MB at 1,000 targets before any has learnt anything);
         # made with the first summary (a fresh series has none: 2.5 KB less a series)
         self.version = array("I")
-        # per bin (index, period, version): its medians, MADs and distances (see expect)
-        self.stats: dict[tuple[int, int, int, bool], tuple[tuple[float, ...], ...]] = {}
+        # per bin (index, period, version): its medians, MADs and distances (see expect), one
+        # float array of the three runs: tuples of float objects were 32 bytes a number,
+        # ~30 KB a week-old series, as much as the season itself
+        self.stats: dict[tuple[int, int, int, bool], array[float]] = {}
         # changes an expectation can see: bins older than half a period when completed (a
         # late value, a reload) and passes forgotten. It reads only the near bins of earlier
         # passes, so the remembered answers hold until one of these or the period turns
@@ -666,12 +669,12 @@ class _Season:
                 if len(self.stats) >= 2 * w + 8:  # the wide windows of the judged and the learnt row
                     del self.stats[next(iter(self.stats))]
                 self.stats[bkey] = got
-            ms, bm, bd = got
-            if ms:
+            c = len(got) // 3
+            if c:
                 if 2 * k + 1 >= n or (i - b + k) % n <= 2 * k:  # a near bin
-                    meds.extend(ms)
-                mads.extend(bm)
-                devs.extend(bd)
+                    meds.extend(got[:c])
+                mads.extend(got[c:2 * c])
+                devs.extend(got[2 * c:])
         out = None
         if len(meds) >= 3:
             meds.sort()
@@ -686,7 +689,7 @@ class _Season:
         self.last[lkey] = (self.old_closes, out)
         return out
 
-    def _bin_stats(self, i: int, pi_now: float, cut: float) -> tuple[tuple[float, ...], ...]:
+    def _bin_stats(self, i: int, pi_now: float, cut: float) -> array[float]:
         """Bin i (may lie across the period's edge) in the periods before cut: its medians,
         its within-bin MADs (bias-corrected) and its medians' distances from their median."""
         n = self.nbins
@@ -706,9 +709,11 @@ class _Season:
                 # a bin's MAD from a few values is biased low (by half for three)
                 mads.append(row[j + 1] * _MAD_BIAS[min(self.counts[pi + i // n][i % n], len(_MAD_BIAS) - 1)])
         if not ms:
-            return (), (), ()
+            return _NO_STATS
         centre = _median_sorted(sorted(ms))
-        return tuple(ms), tuple(mads), tuple(abs(m - centre) for m in ms)
+        ms.extend(mads)
+        ms.extend([abs(m - centre) for m in ms[: len(mads)]])
+        return array("d", ms)
 
     def to_state(self) -> dict[str, Any]:
         return {"v": 2, "t0": self.t0, "tmax": self.tmax if self.t0 is not None else None,
@@ -1030,7 +1035,7 @@ class LatencySeries:
                 self._last_e = es[0]
                 self._last_s = self._smooth_spread(es[1])
                 r = (y - es[0]) / self._last_s
-                if self.ready() and (not self.anomalous
+                if len(self.base.t) >= self._n_min and (not self.anomalous
                                      or abs(r - self.res.med) <= self.p.z_cap * self.res.sigma):
                     # which reference explains the series better over the last period or so,
                     # on the same rows: the healthy ones, and during an anomaly those the
@@ -1045,7 +1050,7 @@ class LatencySeries:
                     # phase, but by the same amount, and still explains the shape
                     fit[0] = keep * fit[0] + abs(y - es[0] - self.res.med * self._last_s)
                     fit[1] = keep * fit[1] + abs(y - self.short.med)
-        if self.ready():
+        if len(self.base.t) >= self._n_min:  # ready(), without a call (it is every row's)
             cap = self._cap()
             if self.seasonal and r is not None:
                 z = (r - self.res.med) / self.res.sigma
@@ -1096,7 +1101,7 @@ class LatencySeries:
                 self._held.popleft()
             if self._relearn_due():
                 self._relearn()
-        while len(pt) > (self._n_quar if self.ready() else 0):
+        while len(pt) > (self._n_quar if len(self.base.t) >= self._n_min else 0):
             ts, ys = pt[0], py[0]
             del pt[0], py[0]
             # the season's warm-up ends on its own clock; an anomaly's values never join
