@@ -5,14 +5,14 @@ season full, the weekly one started: the steady state), memory by tracemalloc, p
 and per series, and CPU per probe.
 
 Target (issue 15: the daemon at 1,000 targets in at most 160 MB of RSS): the detector's
-share is what the rest of the daemon leaves. bench/capacity.py measured 224 MB at 1,000
-fresh targets with ~93 MB of it the detector's (19 KB a fresh latency series), so the
-rest of the daemon is ~130 MB and the detector may hold 160 - 130 = 30 MB: 30 KB a target,
-6 KB a series, fresh or week-old (`--max-kb-per-target`). The old regressions this
-guards: the seasonal history as (t, y) tuples was 6.6 MB per target after 8 days; the
-windows as deques of tuples and floats 0.47 MB.
+share is what the rest of the daemon leaves. bench/capacity.py at 1,000 targets, peak RSS:
+128 MB with --no-detector, so the detector may hold 160 - 128 = 32 MB: 32 KB a target
+(6.4 KB a series), fresh or week-old (`--max-kb-per-target`). (Same runs, with the
+detector: 234 MB when a fresh target was 84 KB here, 156 MB at 27 KB.) The old
+regressions this guards: the seasonal history as (t, y) tuples was 6.6 MB per target
+after 8 days; the windows as deques of tuples and floats 0.74 MB.
 
-    .venv/bin/python bench/detector_memory.py [--days 8] [--max-kb-per-target 30]
+    .venv/bin/python bench/detector_memory.py [--days 8] [--max-kb-per-target 32]
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.result import Outcome, ProbeResult, TokensSource
 from detector.service import Detector, DetectorConfig
 
-# 1,000 targets in 160 MB of RSS with ~130 MB for the rest of the daemon (see above)
-BUDGET_KB = (160 - 130) * 1000 / 1000
+# 1,000 targets in 160 MB of RSS, 128 MB of it the rest of the daemon (see above): KB a target
+BUDGET_KB = (160 - 128) * 1000 / 1000
 
 
 def probe(t: float, rnd: random.Random) -> ProbeResult:
