@@ -83,8 +83,8 @@ from __future__ import annotations
 import itertools
 import math
 from array import array
-from bisect import bisect_left, bisect_right, insort
-from collections import deque
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any
@@ -133,6 +133,54 @@ _HIST_REFRESH = 1  # learnt rows between refreshes of the surprise histogram's t
 _SCAN_MIN = 5  # rows the likelihood scan looks back over, at least  # rows of a series' own history before it is judged against it
 
 
+# Windows of values are float arrays, not deques: a deque of floats is a pointer and a
+# float object (32 bytes) a value plus a 760-byte block even when empty, a deque of
+# (t, y) tuples ~100 bytes a row; an array is 8 bytes a value (64 when empty). At 1,000
+# targets that was ~0.5 GB of a week-old detector. Dropping the oldest value of an array
+# is a memmove of at most a few KB, cheaper than the float objects it saves. The per-row
+# paths append and `del a[0]` inline: a helper function per window and row was ~10% of
+# `detect`'s CPU.
+def _trim(a: array[Any] | bytearray, cap: int) -> None:
+    """Keep the newest `cap` values (after the window shrank)."""
+    if len(a) > cap:
+        del a[: len(a) - cap]
+
+
+class _Pairs:
+    """(t, y) rows in arrival order, as two float arrays (16 bytes a row). Hot paths
+    take len(rows.t): a Python __len__ is a call, len of an array is not."""
+
+    __slots__ = ("t", "y")
+
+    def __init__(self, rows: list[tuple[float, float]] | None = None) -> None:
+        self.t = array("d")
+        self.y = array("d")
+        for t, y in rows or ():
+            self.t.append(t)
+            self.y.append(y)
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    def append(self, t: float, y: float) -> None:
+        self.t.append(t)
+        self.y.append(y)
+
+    def popleft(self) -> tuple[float, float]:
+        t, y = self.t[0], self.y[0]
+        del self.t[0]
+        del self.y[0]
+        return t, y
+
+    def clear(self) -> None:
+        # in place (the per-row paths hold the arrays); emptied, an array frees its buffer
+        del self.t[:]
+        del self.y[:]
+
+    def rows(self) -> list[tuple[float, float]]:
+        return list(zip(self.t, self.y, strict=True))
+
+
 class _Interval:
     """The series' row interval: the median of its last _GAPS positive gaps (robust to an
     outage or a burst of retries), _DEFAULT_DT before it has any."""
@@ -140,7 +188,7 @@ class _Interval:
     __slots__ = ("gaps", "last", "value")
 
     def __init__(self) -> None:
-        self.gaps: deque[float] = deque(maxlen=_GAPS)
+        self.gaps = array("d")  # the newest _GAPS
         self.last: float | None = None
         self.value = _DEFAULT_DT
 
@@ -150,11 +198,14 @@ class _Interval:
         if last is None or t <= last:
             return False
         gap = t - last
-        full = len(self.gaps) == self.gaps.maxlen
-        if full and self.gaps[0] == gap:  # a regular series: the same gap in and out
+        if len(self.gaps) == _GAPS:
+            same = self.gaps[0] == gap  # a regular series: the same gap in and out
+            del self.gaps[0]
             self.gaps.append(gap)
-            return False
-        self.gaps.append(gap)
+            if same:
+                return False
+        else:
+            self.gaps.append(gap)
         g = sorted(self.gaps)
         value = (g[(len(g) - 1) // 2] + g[len(g) // 2]) / 2
         changed = value != self.value
@@ -165,7 +216,8 @@ class _Interval:
         return [round(g, 3) for g in self.gaps]
 
     def load(self, gaps: list[float], last: float) -> None:
-        self.gaps = deque((float(g) for g in gaps if float(g) > 0), maxlen=_GAPS)
+        self.gaps = array("d", (float(g) for g in gaps if float(g) > 0))
+        _trim(self.gaps, _GAPS)
         self.last = last or None
         if self.gaps:
             g = sorted(self.gaps)
@@ -192,34 +244,40 @@ class _Surprise:
     (The idea of the anomaly likelihood HTM and CAD OSE put after their raw scores on NAB:
     a score judged against the series' own history of scores, done our own way.)"""
 
-    __slots__ = ("_fresh", "_p", "_pot", "_stale", "_suffix", "hist", "inc", "kmin", "mean", "pending", "recent", "total", "var", "weight")
+    __slots__ = ("_fresh", "_n", "_p", "_pot", "_stale", "_suffix", "hist", "inc", "kmin", "mean", "pending", "recent",
+                 "total", "var", "weight")
 
     def __init__(self) -> None:
-        self.recent: deque[float] = deque(maxlen=_SCAN_MIN)
+        self.recent = array("d")  # the newest _n rows' surprise
+        self._n = _SCAN_MIN
         self.kmin = 1  # a majority of the `recent` window
-        self.pending: deque[tuple[float, float]] = deque()  # (t, surprise) not yet learnt
+        self.pending = _Pairs()  # (t, surprise) not yet learnt
         self.weight = 0.0  # effective number of rows in the histogram
         self._p: float | None = None  # None until the histogram has _SURPRISE_MIN rows
         self._fresh = True  # _p is up to date with `recent` and the histogram
         self._stale = 0  # rows learnt since the cached tail sums were made
-        self.hist = [0.0] * _HIST_BINS  # decayed mass of learnt rows' surprise by bin
+        self.hist = array("d", bytes(8 * _HIST_BINS))  # decayed mass of learnt rows' surprise by bin
         self.total = 0.0
         self.inc = 1.0  # the newest row's mass (grows instead of decaying all the others)
         self.mean = 0.0  # exponentially weighted mean and variance of the same rows
         self.var = 0.0
-        self._suffix: list[float] | None = None  # mass at or above each bin (cached)
+        # mass at or above each bin, built for a scan and dropped after it: a list of 140
+        # floats is 4.5 KB a series, and a row that learns (most do) makes it stale anyway
+        self._suffix: list[float] | None = None
         self._pot: tuple[float, float] | None = None  # (top decile's edge, mean excess) (cached)
 
     def resize(self, n: int) -> None:
         self.kmin = (n + 1) // 2
-        n = max(n, _SCAN_MIN)
-        if self.recent.maxlen != n:
-            self.recent = deque(self.recent, maxlen=n)
+        self._n = max(n, _SCAN_MIN)
+        _trim(self.recent, self._n)
 
     def see(self, t: float, z: float) -> None:
         s = math.log1p(max(z, 0.0))
         self.recent.append(s)
-        self.pending.append((t, s))
+        if len(self.recent) > self._n:
+            del self.recent[0]
+        self.pending.t.append(t)
+        self.pending.y.append(s)
         self._fresh = False
 
     def ready(self) -> bool:
@@ -232,6 +290,7 @@ class _Surprise:
         if not self._fresh:
             self._fresh = True
             self._p = self._scan() if self.weight >= _SURPRISE_MIN else self._p
+            self._suffix = None
         return self._p
 
     def _scan(self) -> float:
@@ -282,16 +341,17 @@ class _Surprise:
     def settle(self, t: float, learn: bool, decay: float) -> None:
         """The row at t left the quarantine: learn the rows up to it (when they joined the
         baseline: an incident never teaches itself) or drop them."""
-        q = self.pending
-        while q and q[0][0] <= t:
-            s = q.popleft()[1]
+        qt, qs = self.pending.t, self.pending.y
+        while qt and qt[0] <= t:
+            s = qs[0]
+            del qt[0], qs[0]
             if learn:
                 self._learn(s, decay)
 
     def _learn(self, s: float, decay: float) -> None:
         self.inc /= decay
         if self.inc > 1e150:  # rescale before it overflows
-            self.hist = [h / self.inc for h in self.hist]
+            self.hist = array("d", (h / self.inc for h in self.hist))
             self.total /= self.inc
             self.inc = 1.0
         self.hist[_bin(s)] += self.inc
@@ -307,20 +367,21 @@ class _Surprise:
     def to_state(self) -> dict[str, Any]:
         return {"recent": [round(v, 5) for v in self.recent], "w": self.weight, "p": self.p,
                 "mean": self.mean, "var": self.var,
-                "pending": [[t, round(a, 5)] for t, a in self.pending],
+                "pending": [[t, round(a, 5)] for t, a in self.pending.rows()],
                 "hist": [h / self.inc for h in self.hist]}
 
     def load(self, st: dict[str, Any] | None) -> None:
         if not st:
             return
         self.recent.extend(float(v) for v in st.get("recent", []))
+        _trim(self.recent, self._n)
         self.weight = float(st.get("w", 0.0))
         self.mean = float(st.get("mean", 0.0))
         self.var = float(st.get("var", 0.0))
         p = st.get("p")
         self._p = None if p is None else float(p)
-        self.pending = deque((float(t), float(a)) for t, a in st.get("pending", []))
-        hist = [float(h) for h in st.get("hist", [])]
+        self.pending = _Pairs([(float(t), float(a)) for t, a in st.get("pending", [])])
+        hist = array("d", (float(h) for h in st.get("hist", [])))
         if len(hist) == _HIST_BINS:
             self.hist, self.total, self.inc = hist, sum(hist), 1.0
             self._suffix = None
@@ -385,17 +446,19 @@ class Status:
 
 
 class _Ranked:
-    """A sorted multiset with its median and robust spread (for rank scores)."""
+    """A sorted multiset with its median and robust spread (for rank scores); a float
+    array, 8 bytes a value where a list held a pointer and a float object (32)."""
 
     __slots__ = ("med", "sigma", "values")
 
     def __init__(self) -> None:
-        self.values: list[float] = []
+        self.values = array("d")
         self.med = 0.0
         self.sigma = 1.0
 
     def add(self, y: float) -> None:
-        insort(self.values, y)
+        s = self.values
+        s.insert(bisect_right(s, y), y)  # insort on an array calls insert by name: slower
 
     def remove(self, y: float) -> None:
         del self.values[bisect_left(self.values, y)]
@@ -424,7 +487,9 @@ class _Ranked:
         if m == 0:
             return 0.0
         lo = bisect_left(s, y)
-        hi = bisect_right(s, y)
+        # ties are rare: one look instead of a second search (each look at an array
+        # makes a float object)
+        hi = lo if lo == m or s[lo] != y else bisect_right(s, y, lo)
         z = normal_score(((lo + hi) / 2 + 0.5) / (m + 1))
         if extrapolate and (lo == m or hi == 0):
             zr = (y - self.med) / self.sigma
@@ -432,12 +497,12 @@ class _Ranked:
         return max(min(z, cap), -cap)
 
 
-def _median_sorted(s: list[float]) -> float:
+def _median_sorted(s: Sequence[float]) -> float:
     n = len(s)
     return (s[(n - 1) // 2] + s[n // 2]) / 2
 
 
-def _kth_deviation(s: list[float], cut: int, med: float, k: int) -> float:
+def _kth_deviation(s: Sequence[float], cut: int, med: float, k: int) -> float:
     """k-th smallest (0-based) |v - med| over sorted s, where s[:cut] < med <= s[cut:].
 
     The deviations below (med - s[cut - 1 - i]) and above (s[cut + j] - med) the median are
@@ -457,13 +522,14 @@ def _kth_deviation(s: list[float], cut: int, med: float, k: int) -> float:
     return max(a, b)
 
 
-def _mad_sorted(s: list[float], med: float) -> float:
+def _mad_sorted(s: Sequence[float], med: float) -> float:
     """Median absolute deviation of a sorted list from med, without sorting the deviations."""
     n = len(s)
     cut = bisect_left(s, med)
     return (_kth_deviation(s, cut, med, (n - 1) // 2) + _kth_deviation(s, cut, med, n // 2)) / 2
 
 
+_NO_STATS: array[float] = array("d")  # a bin with no value in the periods read (shared, never changed)
 _SPREAD_BINS = 6  # bins either side the season's spread is taken over, at least
 # median(MAD of n normal values) x this = the population's MAD (simulated); 1 beyond
 _MAD_BIAS = (0.0, 0.0, 1.41, 1.87, 1.49, 1.34, 1.27, 1.21, 1.18, 1.15, 1.13, 1.12, 1.11, 1.1, 1.09, 1.08, 1.0)
@@ -472,10 +538,11 @@ _MAD_BIAS = (0.0, 0.0, 1.41, 1.87, 1.49, 1.34, 1.27, 1.21, 1.18, 1.15, 1.13, 1.1
 class _Season:
     """A profile by phase of a period (a day, a week): the value expected at this phase.
 
-    Kept as summaries, not values: per period and phase bin the median, MAD and count of
-    that bin's values (three float32), filled from a buffer of the bin being observed. A week of
-    1-minute probes was 10,080 values of 16 bytes per series (1.3 MB per target); now a day
-    of 288 bins is 3.5 KB, whatever the row interval. The expectation at t is the median of
+    Kept as summaries, not values: per period and phase bin the median and MAD (two float32)
+    and count (a byte, at most 255: only up to 16 matters, see _MAD_BIAS) of that bin's
+    values, filled from a buffer of the bin being observed. A week of 1-minute probes was
+    10,080 values of 16 bytes per series (1.3 MB per target); now a day of 288 bins is
+    2.6 KB, whatever the row interval. The expectation at t is the median of
     the bin medians in t's bin and its neighbours (as many as the row interval spans) from
     earlier passes (older than half a period, so today's values never explain themselves),
     its spread the root sum of squares of the typical within-bin MAD (corrected for the
@@ -483,23 +550,28 @@ class _Season:
     also holds some within-bin noise, so the spread errs large); answers are remembered until
     a bin of an earlier pass changes (see `last`), a bin's summary until the bin changes."""
 
-    __slots__ = ("buf", "buf_key", "keep", "last", "nbins", "old_closes", "period", "periods", "stats", "t0",
-                 "tmax", "version", "width")
+    __slots__ = ("buf", "buf_key", "counts", "keep", "last", "nbins", "old_closes", "period", "periods", "stats",
+                 "t0", "tmax", "version", "width")
 
     def __init__(self, period: float, nbins: int, periods: int) -> None:
         self.period = period
         self.nbins = nbins
         self.width = period / nbins
         self.keep = periods
-        # period index -> [median, MAD, count] x bins (nan: no value), periods + 1 of them
+        # period index -> [median, MAD] x bins (nan: no value), periods + 1 of them, and
+        # their counts (0: no value); a count was a third float32 (a quarter of the season)
         self.periods: dict[int, array[float]] = {}
+        self.counts: dict[int, bytearray] = {}
         self.buf: list[float] = []  # values of the bin being observed
         self.buf_key: tuple[int, int] | None = None  # (period index, bin) of the buffer
         # completions per bin, 4 bytes each: a list was 8 bytes a bin (288 + 336 of them
-        # for every latency series, ~20 MB at 1,000 targets before any has learnt anything)
-        self.version = array("I", bytes(4 * nbins))
-        # per bin (index, period, version): its medians, MADs and distances (see expect)
-        self.stats: dict[tuple[int, int, int, bool], tuple[tuple[float, ...], ...]] = {}
+        # for every latency series, ~20 MB at 1,000 targets before any has learnt anything);
+        # made with the first summary (a fresh series has none: 2.5 KB less a series)
+        self.version = array("I")
+        # per bin (index, period, version): its medians, MADs and distances (see expect), one
+        # float array of the three runs: tuples of float objects were 32 bytes a number,
+        # ~30 KB a week-old series, as much as the season itself
+        self.stats: dict[tuple[int, int, int, bool], array[float]] = {}
         # changes an expectation can see: bins older than half a period when completed (a
         # late value, a reload) and passes forgotten. It reads only the near bins of earlier
         # passes, so the remembered answers hold until one of these or the period turns
@@ -536,24 +608,33 @@ class _Season:
         if row is None:
             if self.periods and pi < min(self.periods):
                 return  # older than anything kept
-            row = self.periods[pi] = array("f", [math.nan]) * (3 * self.nbins)
+            row = self.periods[pi] = array("f", [math.nan]) * (2 * self.nbins)
+            self.counts[pi] = bytearray(self.nbins)
             for old in sorted(self.periods)[: max(0, len(self.periods) - self.keep - 1)]:
                 del self.periods[old]
+                del self.counts[old]
                 # a pass forgotten: every remembered answer may have read it
                 self.old_closes += 1
                 self.stats.clear()
-        if not math.isnan(row[3 * b]) and len(vals) < 2:
+        if not math.isnan(row[2 * b]) and len(vals) < 2:
             return
         med = _median_sorted(vals)
-        row[3 * b] = med
-        row[3 * b + 1] = _mad_sorted(vals, med)
-        row[3 * b + 2] = len(vals)
-        self.version[b] += 1
+        row[2 * b] = med
+        row[2 * b + 1] = _mad_sorted(vals, med)
+        self.counts[pi][b] = min(len(vals), 255)
+        self._versions()[b] += 1
         if pi * self.period + (b + 1) * self.width <= self.tmax - self.period / 2:
             self.old_closes += 1
 
+    def _versions(self) -> array[int]:
+        if not self.version:
+            self.version = array("I", bytes(4 * self.nbins))
+        return self.version
+
     def expect(self, t: float, dt: float = 0.0) -> tuple[float, float] | None:
         """(median, MAD) at t's phase from earlier passes, None while there are too few."""
+        if not self.periods:  # nothing summarised yet: no answer, nothing to remember
+            return None
         n = self.nbins
         b = self.index(t)
         pi_now = int(t // self.period)
@@ -569,7 +650,7 @@ class _Season:
             return last[1]
         if len(self.last) >= 4:
             del self.last[next(iter(self.last))]
-        v = self.version
+        v = self._versions()
         cut = t - self.period / 2
         meds: list[float] = []  # the near bins' medians (the expectation)
         mads: list[float] = []  # within-bin spreads, over the wide bins
@@ -585,12 +666,12 @@ class _Season:
                 if len(self.stats) >= 2 * w + 8:  # the wide windows of the judged and the learnt row
                     del self.stats[next(iter(self.stats))]
                 self.stats[bkey] = got
-            ms, bm, bd = got
-            if ms:
+            c = len(got) // 3
+            if c:
                 if 2 * k + 1 >= n or (i - b + k) % n <= 2 * k:  # a near bin
-                    meds.extend(ms)
-                mads.extend(bm)
-                devs.extend(bd)
+                    meds.extend(got[:c])
+                mads.extend(got[c:2 * c])
+                devs.extend(got[2 * c:])
         out = None
         if len(meds) >= 3:
             meds.sort()
@@ -605,11 +686,11 @@ class _Season:
         self.last[lkey] = (self.old_closes, out)
         return out
 
-    def _bin_stats(self, i: int, pi_now: float, cut: float) -> tuple[tuple[float, ...], ...]:
+    def _bin_stats(self, i: int, pi_now: float, cut: float) -> array[float]:
         """Bin i (may lie across the period's edge) in the periods before cut: its medians,
         its within-bin MADs (bias-corrected) and its medians' distances from their median."""
         n = self.nbins
-        j = 3 * (i % n)
+        j = 2 * (i % n)
         ms: list[float] = []
         mads: list[float] = []
         for pi in range(int(pi_now) - self.keep, int(pi_now) + 1):
@@ -623,15 +704,21 @@ class _Season:
             if m == m:  # not nan
                 ms.append(m)
                 # a bin's MAD from a few values is biased low (by half for three)
-                mads.append(row[j + 1] * _MAD_BIAS[min(int(row[j + 2]), len(_MAD_BIAS) - 1)])
+                mads.append(row[j + 1] * _MAD_BIAS[min(self.counts[pi + i // n][i % n], len(_MAD_BIAS) - 1)])
         if not ms:
-            return (), (), ()
+            return _NO_STATS
         centre = _median_sorted(sorted(ms))
-        return tuple(ms), tuple(mads), tuple(abs(m - centre) for m in ms)
+        ms.extend(mads)
+        ms.extend([abs(m - centre) for m in ms[: len(mads)]])
+        return array("d", ms)
 
     def to_state(self) -> dict[str, Any]:
         return {"v": 2, "t0": self.t0, "tmax": self.tmax if self.t0 is not None else None,
-                "periods": {str(pi): [None if x != x else float(x) for x in row]
+                # [median, MAD, count] x bins, null where the bin has no value (the form
+                # state had when the count was a third float in the row)
+                "periods": {str(pi): [x for b in range(self.nbins) for x in (
+                                (None, None, None) if row[2 * b] != row[2 * b]
+                                else (float(row[2 * b]), float(row[2 * b + 1]), float(self.counts[pi][b])))]
                             for pi, row in self.periods.items()},
                 "buf": list(self.buf), "buf_key": list(self.buf_key) if self.buf_key else None}
 
@@ -648,12 +735,14 @@ class _Season:
         self.tmax = -math.inf if st.get("tmax") is None else float(st["tmax"])
         for pi, row in (st.get("periods") or {}).items():
             if len(row) == 3 * self.nbins:
-                self.periods[int(pi)] = array("f", [math.nan if x is None else float(x) for x in row])
+                self.periods[int(pi)] = array("f", [math.nan if x is None else float(x)
+                                                    for b in range(self.nbins) for x in row[3 * b: 3 * b + 2]])
+                self.counts[int(pi)] = bytearray(0 if x is None else min(int(x), 255) for x in row[2::3])
         key = st.get("buf_key")
         if isinstance(key, list) and len(key) == 2:
             self.buf_key = (int(key[0]), int(key[1]))
             self.buf = [float(y) for y in st.get("buf", [])]
-        self.version = array("I", (x + 1 for x in self.version))
+        self.version = array("I", [x + 1 for x in self._versions()])
         self.old_closes += 1
 
 
@@ -745,11 +834,13 @@ class LatencySeries:
         "_last_s_set",
         "_last_z",
         "_n_base",
+        "_n_held",
         "_n_min",
         "_n_quar",
         "_n_recent",
         "_n_short",
         "_n_slow",
+        "_n_window",
         "_scale",
         "_season_ready",
         "_sign",
@@ -788,14 +879,15 @@ class LatencySeries:
         # an anomaly is any departure of the one series, so neither side learns it)
         self.direction = direction
         self._sign = direction or 1  # orientation of the scale `y`
-        self.base: deque[tuple[float, float]] = deque()  # (t, y) in arrival order
+        self.base = _Pairs()  # (t, y) in arrival order
         self.long = _Ranked()  # every baseline value
         self.short = _Ranked()  # the newest short_baseline of them
-        self.pending: deque[tuple[float, float]] = deque()
+        self.pending = _Pairs()
         self.dt = _Interval()
         self._n_recent = self._n_slow = self._n_quar = self._n_short = self._n_base = self._n_min = 0
-        self.recent: deque[float] = deque(maxlen=1)
-        self.slow: deque[float] = deque(maxlen=1)  # rank scores against `long`
+        self._n_window = self._n_held = 1  # rows `recent` (and recent_r) and `_held` keep
+        self.recent = array("d")  # the newest _n_window values
+        self.slow = array("d")  # rank scores against `long`, the newest _n_slow
         self.cusum = 0.0
         self.cusum_lo = 0.0  # the downward CUSUM (two-sided only)
         self.anomalous = False
@@ -808,28 +900,28 @@ class LatencySeries:
         # seasonal model (None when off), its healthy residuals and the recent ones
         self.season = _Seasons(p) if p.season > 0 else None
         self.res = _Ranked()  # standardised residuals (t's phase: minus median, over spread)
-        self.res_base: deque[tuple[float, float]] = deque()
+        self.res_base = _Pairs()
         # to choose the mode: healthy rows' absolute error from the season's expectation
         # and from the short baseline's median, each decayed over a period (the same rows)
         self.fit = [0.0, 0.0]
-        self.recent_r: deque[float] = deque(maxlen=1)
+        self.recent_r = array("d")  # the newest _n_window residuals
         self.seasonal = False
         self._season_ready = False
         # the record test's window of every value (record_margin > 0) and its last verdict
         self.record = _Ranked()
-        self.record_q: deque[float] = deque()
+        self.record_q = array("d")  # the newest record_window values, in arrival order
         self.record_ratio = 0.0
         self._last_e = math.nan
         self._last_s = 1.0
         self._last_s_set = False
         self._last_z = 0.0  # the newest row's clipped z (the row test)
         # values seen during the current anomaly (for relearning)
-        self._held: deque[tuple[float, float]] = deque(maxlen=1)
+        self._held = _Pairs()  # the newest _n_held
         self.surprise = _Surprise()
         self._counts()
 
     def _counts(self) -> None:
-        """Rows of every window at the current row interval; the windows' deques follow."""
+        """Rows of every window at the current row interval; the windows' arrays follow."""
         p, dt = self.p, self.dt.value
         assert isinstance(p.recent, Span) and isinstance(p.slow_window, Span) and isinstance(p.quarantine, Span)
         assert isinstance(p.short_baseline, Span) and isinstance(p.baseline_size, Span)
@@ -840,16 +932,14 @@ class LatencySeries:
         self._n_short = p.short_baseline.count(dt, _MIN_SHORT)
         self._n_base = max(p.baseline_size.count(dt, _MIN_SHORT), self._n_short)
         self._n_min = min(p.baseline_min.count(dt, _MIN_READY), self._n_short)
-        n_recent = max(self._n_recent, self._n_slow)
-        if self.recent.maxlen != n_recent:
-            self.recent = deque(self.recent, maxlen=n_recent)
-            self.recent_r = deque(self.recent_r, maxlen=n_recent)
-        if self.slow.maxlen != self._n_slow:
-            self.slow = deque(self.slow, maxlen=self._n_slow)
+        self._n_window = max(self._n_recent, self._n_slow)
+        _trim(self.recent, self._n_window)
+        _trim(self.recent_r, self._n_window)
+        _trim(self.slow, self._n_slow)
         self.surprise.resize(self._n_recent)
-        n_held = max(self._n_short, p.relearn_after)
-        if self._held.maxlen != n_held:
-            self._held = deque(self._held, maxlen=n_held)
+        self._n_held = max(self._n_short, p.relearn_after)
+        while len(self._held.t) > self._n_held:
+            self._held.popleft()
 
     # -- values -------------------------------------------------------------------
     def orient(self, x: float) -> float | None:
@@ -922,10 +1012,10 @@ class LatencySeries:
         if want != self.seasonal:
             self.seasonal = want
             self.cusum = self.cusum_lo = 0.0
-            self.slow.clear()
+            del self.slow[:]
 
     def ready(self) -> bool:
-        return len(self.base) >= self._n_min
+        return len(self.base.t) >= self._n_min
 
     # -- feeding --------------------------------------------------------------------
     def observe(self, t: float, x: float) -> None:
@@ -942,7 +1032,7 @@ class LatencySeries:
                 self._last_e = es[0]
                 self._last_s = self._smooth_spread(es[1])
                 r = (y - es[0]) / self._last_s
-                if self.ready() and (not self.anomalous
+                if len(self.base.t) >= self._n_min and (not self.anomalous
                                      or abs(r - self.res.med) <= self.p.z_cap * self.res.sigma):
                     # which reference explains the series better over the last period or so,
                     # on the same rows: the healthy ones, and during an anomaly those the
@@ -957,7 +1047,7 @@ class LatencySeries:
                     # phase, but by the same amount, and still explains the shape
                     fit[0] = keep * fit[0] + abs(y - es[0] - self.res.med * self._last_s)
                     fit[1] = keep * fit[1] + abs(y - self.short.med)
-        if self.ready():
+        if len(self.base.t) >= self._n_min:  # ready(), without a call (it is every row's)
             cap = self._cap()
             if self.seasonal and r is not None:
                 z = (r - self.res.med) / self.res.sigma
@@ -965,6 +1055,8 @@ class LatencySeries:
             else:
                 z = (y - self.short.med) / self.short.sigma
                 self.slow.append(self.long.score(y, cap, self.p.extrapolate))
+            if len(self.slow) > self._n_slow:
+                del self.slow[0]
             if self.p.likelihood > 0:
                 # a probe's surprise is clipped like its CUSUM step (one probe is not an
                 # incident, and a heavy tail's probes sit at the clip); a row that is the
@@ -980,6 +1072,8 @@ class LatencySeries:
             if not self.direction:
                 self.cusum_lo = min(max(0.0, self.cusum_lo - z - self._k), 60.0 / self._k)
         self.recent.append(y)
+        if len(self.recent) > self._n_window:
+            del self.recent[0]
         if self.season is not None:
             # every value, healthy or not, without waiting for the quarantine: an expectation
             # reads only values older than half a period, and a median over the days at a
@@ -993,13 +1087,20 @@ class LatencySeries:
             # no expectation (a gap in the seasonal history): the deviation from the short
             # baseline stands in, on the residuals' scale
             self.recent_r.append(r if r is not None else (y - self.short.med) / self.short.sigma + self.res.med)
-        self.pending.append((t, y))
+            if len(self.recent_r) > self._n_window:
+                del self.recent_r[0]
+        pt, py = self.pending.t, self.pending.y
+        pt.append(t)
+        py.append(y)
         if self.anomalous:
-            self._held.append((t, y))
+            self._held.append(t, y)
+            if len(self._held.t) > self._n_held:
+                self._held.popleft()
             if self._relearn_due():
                 self._relearn()
-        while len(self.pending) > (self._n_quar if self.ready() else 0):
-            ts, ys = self.pending.popleft()
+        while len(pt) > (self._n_quar if len(self.base.t) >= self._n_min else 0):
+            ts, ys = pt[0], py[0]
+            del pt[0], py[0]
             # the season's warm-up ends on its own clock; an anomaly's values never join
             warming = self._warming()
             self.surprise.settle(ts, not self.anomalous, math.exp(-self.dt.value / self.p.likelihood_memory)
@@ -1027,7 +1128,8 @@ class LatencySeries:
         self.record.add(y)
         self.record_q.append(y)
         if len(self.record_q) > self.p.record_window:
-            self.record.remove(self.record_q.popleft())
+            self.record.remove(self.record_q[0])
+            del self.record_q[0]
 
     def _warming(self) -> bool:
         """The seasonal model's warm-up (until it has season_min_periods of history and
@@ -1044,9 +1146,9 @@ class LatencySeries:
 
     def _relearn_due(self) -> bool:
         p = self.p
-        if p.relearn_after and len(self._held) >= p.relearn_after:
+        if p.relearn_after and len(self._held.t) >= p.relearn_after:
             return True
-        return bool(p.relearn_time) and self.since is not None and len(self._held) >= self._n_min \
+        return bool(p.relearn_time) and self.since is not None and len(self._held.t) >= self._n_min \
             and self.last_t - self.since >= p.relearn_time
 
     def _relearn(self) -> None:
@@ -1064,7 +1166,7 @@ class LatencySeries:
         if self.calm_since is not None:
             self.leave()
             return
-        held = list(self._held)
+        held = self._held.rows()
         self.base.clear()
         self.long = _Ranked()
         self.short = _Ranked()
@@ -1075,25 +1177,26 @@ class LatencySeries:
             self._admit(t, y)
 
     def _admit(self, t: float, y: float) -> None:
-        self.base.append((t, y))
+        bt, by = self.base.t, self.base.y
+        bt.append(t)
+        by.append(y)
         self.long.add(y)
-        self.short.add(y)
+        short = self.short
+        short.add(y)
         # the short baseline is the newest _n_short of `base` (it follows the row interval)
-        base, short = self.base, self.short
         while len(short.values) > self._n_short:
-            short.remove(base[-len(short.values)][1])
-        while len(short.values) < min(self._n_short, len(base)):
-            short.add(base[-len(short.values) - 1][1])
-        while len(self.base) > self._n_base or (
-            len(self.base) > self._n_min and t - self.base[0][0] > self.p.baseline_max_age
-        ):
-            _, old = self.base.popleft()
+            short.remove(by[-len(short.values)])
+        while len(short.values) < min(self._n_short, len(bt)):
+            short.add(by[-len(short.values) - 1])
+        while len(bt) > self._n_base or (len(bt) > self._n_min and t - bt[0] > self.p.baseline_max_age):
+            old = by[0]
+            del bt[0], by[0]
             self.long.remove(old)
-            if len(short.values) > len(base):  # aged out of the short baseline too
+            if len(short.values) > len(bt):  # aged out of the short baseline too
                 short.remove(old)
         self._learn_residual(t, y)
         self._admits += 1
-        self._refresh(full=self._admits % 10 == 0 or len(self.base) < self._n_short)
+        self._refresh(full=self._admits % 10 == 0 or len(bt) < self._n_short)
 
     def _learn_residual(self, t: float, y: float) -> None:
         if self.season is not None:
@@ -1115,16 +1218,19 @@ class LatencySeries:
         return self._last_s + a * (s - self._last_s)
 
     def _admit_residual(self, t: float, r: float) -> None:
-        self.res_base.append((t, r))
+        rt, ry = self.res_base.t, self.res_base.y
+        rt.append(t)
+        ry.append(r)
         self.res.add(r)
-        while len(self.res_base) > self._n_short:
-            _, old = self.res_base.popleft()
+        while len(rt) > self._n_short:
+            old = ry[0]
+            del rt[0], ry[0]
             self.res.remove(old)
 
     # -- judging ---------------------------------------------------------------------
     def _effect(self, n: int, ref: _Ranked, resid: bool = False) -> tuple[float, float]:
         """(oriented median shift of the last n probes over ref's median, that median)."""
-        r = sorted(list(self.recent_r if resid else self.recent)[-n:])
+        r = sorted((self.recent_r if resid else self.recent)[-n:])
         med_r = _median_sorted(r)
         diff = med_r - ref.med
         if not self.log_scale:
@@ -1154,7 +1260,7 @@ class LatencySeries:
         n_recent = len(self.recent)
         if not self.ready() or n_recent < self._n_recent:
             med = self._unorient(self.long.med) if self.base else math.nan
-            return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base), n_recent, False)
+            return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base.t), n_recent, False)
         seasonal = self.seasonal
         short, long = (self.res, self.res) if seasonal else (self.short, self.long)
         # two-sided: each component judges the side its statistic points to, and the
@@ -1204,7 +1310,7 @@ class LatencySeries:
         if self.p.likelihood > 0:
             if not self.surprise.ready():  # not yet enough history to judge the series against itself
                 med = self._unorient(self.long.med)
-                return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base), n_recent, False)
+                return Status(1.0, 0.0, 0.0, True, med, math.nan, len(self.base.t), n_recent, False)
             # the gate is for bursts (the fast test): the creep test's window is a
             # majority of half an hour of rows beyond the long baseline, never a burst,
             # and a creep's rows are each unsurprising against the short baseline
@@ -1244,7 +1350,7 @@ class LatencySeries:
         self.since = None
         self.calm_since = None
         self.cusum = self.cusum_lo = 0.0
-        self.slow.clear()
+        del self.slow[:]
         self.pending.clear()
         self.surprise.pending.clear()
         self._held.clear()
@@ -1287,33 +1393,34 @@ class LatencySeries:
         self.surprise = _Surprise()
         self._counts()
         self.surprise.load(st.get("surprise"))
-        self.base = deque()
+        self.base = _Pairs(_unpack(st.get("base")))
         self.long = _Ranked()
         self.short = _Ranked()
-        for t, y in _unpack(st.get("base")):
-            self.base.append((t, y))
+        for y in self.base.y:
             self.long.add(y)
-        for _, y in list(self.base)[-self._n_short:]:
+        for y in self.base.y[-self._n_short:]:
             self.short.add(y)
-        self.pending = deque(_unpack(st.get("pending")))
-        self.recent = deque((float(y) for y in st.get("recent", [])), maxlen=self.recent.maxlen)
-        self.slow = deque((float(z) for z in st.get("slow", [])), maxlen=self.slow.maxlen)
+        self.pending = _Pairs(_unpack(st.get("pending")))
+        self.recent = array("d", (float(y) for y in st.get("recent", [])))
+        _trim(self.recent, self._n_window)
+        self.slow = array("d", (float(z) for z in st.get("slow", [])))
+        _trim(self.slow, self._n_slow)
         self.cusum = float(st.get("cusum", 0.0))
         self.cusum_lo = float(st.get("cusum_lo", 0.0))
         self.anomalous = bool(st.get("anomalous", False))
         self.since = st.get("since")
         self.calm_since = st.get("calm_since")
         self.last_t = float(st.get("last_t", 0.0))
-        self._held = deque(_unpack(st.get("held")), maxlen=self._held.maxlen)
+        self._held = _Pairs(_unpack(st.get("held"))[-self._n_held:])
         self.record = _Ranked()
-        self.record_q = deque()
+        self.record_q = array("d")
         for y in st.get("record", [])[-self.p.record_window:]:
             self.record.add(float(y))
             self.record_q.append(float(y))
         self.res = _Ranked()
-        self.res_base = deque()
+        self.res_base = _Pairs()
         self.fit = [0.0, 0.0]
-        self.recent_r = deque(maxlen=self.recent_r.maxlen)
+        self.recent_r = array("d")
         self.seasonal = False
         if self.season is not None:
             self.season = _Seasons(self.p)
@@ -1324,8 +1431,9 @@ class LatencySeries:
             if isinstance(fit, list) and len(fit) == 2:
                 self.fit = [float(fit[0]), float(fit[1])]
             self.recent_r.extend(float(r) for r in st.get("recent_r", []))
+            _trim(self.recent_r, self._n_window)
             if len(self.recent_r) < len(self.recent):  # state saved with the season off
-                self.recent_r = deque([self.res.med] * len(self.recent), maxlen=self.recent_r.maxlen)
+                self.recent_r = array("d", [self.res.med] * len(self.recent))
             es = self.season.expect(self.last_t, self.dt.value)
             if es is not None:
                 self._last_e = es[0]
@@ -1344,12 +1452,12 @@ class LatencySeries:
             self._refresh(full=False, choose=False)  # k and the scale from them
 
 
-def _pack(samples: deque[tuple[float, float]]) -> dict[str, Any]:
+def _pack(samples: _Pairs) -> dict[str, Any]:
     """Compact JSON: first time, whole-second deltas, values to 5 decimals."""
     if not samples:
         return {"t0": 0.0, "dt": [], "y": []}
-    t0 = samples[0][0]
-    return {"t0": t0, "dt": [round(t - t0) for t, _ in samples], "y": [round(y, 5) for _, y in samples]}
+    t0 = samples.t[0]
+    return {"t0": t0, "dt": [round(t - t0) for t in samples.t], "y": [round(y, 5) for y in samples.y]}
 
 
 def _unpack(packed: dict[str, Any] | None) -> list[tuple[float, float]]:
@@ -1393,10 +1501,11 @@ class ErrorSeries:
 
     def __init__(self, p: Params) -> None:
         self.p = p
-        self.base: deque[int] = deque()
+        # 0/1 a probe, a byte each (a deque held a pointer each, 8 bytes)
+        self.base = bytearray()
         self.base_errors = 0
-        self.pending: deque[int] = deque()
-        self.recent: deque[int] = deque(maxlen=max(p.error_windows))
+        self.pending = bytearray()
+        self.recent = bytearray()  # the newest max(error_windows)
         self.anomalous = False
         self.since: float | None = None
         self.calm_since: float | None = None
@@ -1412,15 +1521,18 @@ class ErrorSeries:
         self.dt.see(t)
         self.last_t = max(self.last_t, t)
         self.recent.append(e)
+        _trim(self.recent, max(self.p.error_windows))
         self.pending.append(e)
         assert isinstance(self.p.quarantine, Span)
         while len(self.pending) > (self.p.quarantine.count(self.dt.value, 0) if self.ready() else 0):
-            v = self.pending.popleft()
+            v = self.pending[0]
+            del self.pending[0]
             if not self.anomalous:
                 self.base.append(v)
                 self.base_errors += v
                 if len(self.base) > self.p.error_baseline_size:
-                    self.base_errors -= self.base.popleft()
+                    self.base_errors -= self.base[0]
+                    del self.base[0]
 
     def rate0(self) -> float:
         """Baseline error rate, shrunk towards a prior rate that is also its floor.
@@ -1459,13 +1571,13 @@ class ErrorSeries:
     def enter(self, now: float) -> None:
         self.anomalous = True
         self.since = now
-        self.pending.clear()
+        self.pending = bytearray()
 
     def leave(self) -> None:
         self.anomalous = False
         self.since = None
         self.calm_since = None
-        self.pending.clear()
+        self.pending = bytearray()
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -1480,10 +1592,11 @@ class ErrorSeries:
         }
 
     def load_state(self, st: dict[str, Any]) -> None:
-        self.base = deque(int(c) for c in st.get("base", ""))
+        self.base = bytearray(int(c) for c in st.get("base", ""))
         self.base_errors = sum(self.base)
-        self.pending = deque(int(c) for c in st.get("pending", ""))
-        self.recent = deque((int(c) for c in st.get("recent", "")), maxlen=max(self.p.error_windows))
+        self.pending = bytearray(int(c) for c in st.get("pending", ""))
+        self.recent = bytearray(int(c) for c in st.get("recent", ""))
+        _trim(self.recent, max(self.p.error_windows))
         self.anomalous = bool(st.get("anomalous", False))
         self.since = st.get("since")
         self.calm_since = st.get("calm_since")

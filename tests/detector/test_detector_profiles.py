@@ -74,9 +74,11 @@ def test_season_memory_does_not_grow_with_the_row_rate() -> None:
             s.observe(T0 + i * step, float(0.4 * np.exp(rng.normal(0.0, 0.1))))
         assert s.season is not None and s.season.week is not None
         json.dumps(s.season.to_state())  # the state is plain JSON
-        stored = [*s.season.day.periods.values(), *s.season.week.periods.values()]
+        day, week = s.season.day, s.season.week
+        stored = [*day.periods.values(), *day.counts.values(), *week.periods.values(), *week.counts.values()]
         sizes.append(sum(len(row) for row in stored))
-    # 3 numbers per bin and period: 8 days (today and 7 before) of 288 bins, 2 weeks of 336
+    # 3 numbers per bin and period (median and MAD, float32, and a count byte): 8 days
+    # (today and 7 before) of 288 bins, 2 weeks of 336
     assert sizes[0] == sizes[1] == 3 * (8 * 288 + 2 * 336), sizes
 
 
