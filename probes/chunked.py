@@ -62,6 +62,16 @@ class ChunkedDecoder:
     def feed(self, data: bytes) -> bytes:
         """The payload carried by `data` (possibly none). Raises httpx.RemoteProtocolError
         on a malformed body; bytes after its end are dropped (`surplus`)."""
+        if self._state == _SIZE and not self._line:
+            # The shape nearly every token read has: one whole chunk (size line, data,
+            # CRLF) from a chunk boundary. A third of the general loop's time per token.
+            end = data.find(b"\r\n")
+            m = _SIZE_LINE.fullmatch(data, 0, end) if end > 0 else None
+            if m is not None:
+                start = end + 2
+                stop = start + int(m.group(1), 16)
+                if stop > start and len(data) == stop + 2 and data.endswith(b"\r\n"):
+                    return data[start:stop]
         pos, n = 0, len(data)
         out: list[bytes] = []
         while pos < n:
