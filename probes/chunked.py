@@ -6,7 +6,8 @@ byte streams of httpcore and httpx (four async generators, a trace context and t
 exception-mapping contexts per chunk): measured with cProfile at 20 concurrent 64-token
 probes, about a third of a probe's CPU was those layers. A chunked body is a size line,
 that many bytes and a CRLF, so `ChunkedBody` reads it from the StampedStream itself, each
-piece of payload with the stamp of the socket read it came in.
+piece of payload with the stamp of the socket read it came in. run_probe's CPU per 64-token
+probe went from 2.2-2.6x a bare asyncio client's (measured in the same run) to 1.7x.
 
 h11 still owns the connection: when the body has ended, it is handed the bytes that
 complete the chunk it last saw and a last-chunk, so it reaches the end of the response and
