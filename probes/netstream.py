@@ -626,6 +626,9 @@ class StampedBackend(httpcore.AsyncNetworkBackend):
         except TimeoutError:
             raise httpcore.ConnectTimeout(f"connect to {host}:{port} took over {timeout:g}s") from None
         except OSError as exc:
+            # `last` is that error, and its traceback holds this frame: a reference cycle
+            # per refused connection, which the GC policy's freeze could catch in flight
+            last = None
             raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for opt in socket_options or ():

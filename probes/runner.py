@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-import typing
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +23,7 @@ from core.result import Outcome, ProbeResult
 from core.retry_after import retry_after_seconds
 from core.secrets import Secret
 from probes import expect
+from probes.chunked import body_pieces
 from probes.framing import FramingError, new_decoder
 from probes.httpclient import HEADERS, parsed_url, probe_client
 from probes.netstream import arrival_ns
@@ -142,6 +142,7 @@ async def _probe(
                 extensions={"timeout": timeout.as_dict(), "trace": _tracer(tl)},
             )
             resp = await client.send(http_request, stream=True)
+            pieces: AsyncGenerator[tuple[int, bytes], None] | None = None
             try:
                 net = resp.extensions.get("network_stream")
                 # the socket read that completed the headers (the trace stamps after parsing)
@@ -160,9 +161,8 @@ async def _probe(
                 else:
                     decoder = new_decoder(protocol.framing, limits.max_line_bytes)
                     received = 0
-                    # the transport's byte stream itself: aiter_raw re-chunks and counts on top
-                    async for chunk in typing.cast(httpx.AsyncByteStream, resp.stream):
-                        t = arrival_ns(net)  # when these bytes came off the socket
+                    pieces = body_pieces(resp)
+                    async for t, chunk in pieces:
                         tl.last_byte_ns = t
                         received += len(chunk)
                         if received > limits.max_stream_bytes:
@@ -202,6 +202,8 @@ async def _probe(
                         outcome = Outcome.STREAM_ERROR
                         error = "stream ended without a terminal event (truncated)"
             finally:
+                if pieces is not None:
+                    await pieces.aclose()
                 await resp.aclose()
                 # httpx's response and its stream refer to each other: left as they are,
                 # every probe's response, its stream layers and headers (and with them

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from core.result import Outcome, ProbeResult
 from core.secrets import Secret
 from probes.clients import ClientPool
 from probes.runner import run_probe
 from probes.simulator import Scenario, Simulator
-from probes.simulator.scenario import Script
+from probes.simulator.scenario import Fault, Script
 from probes.target import ProbeSpec, ProbeTarget, ProviderSpec
 
 SCENARIO = Scenario(defaults=Script(ttft=0.05, itl=0.005, jitter=0, tokens=4))
@@ -97,4 +99,42 @@ async def test_a_finished_probe_leaves_no_reference_cycle() -> None:
                 gc.garbage.clear()
         finally:
             await pool.aclose()
+    assert ours == []
+
+
+@pytest.mark.parametrize("fault", ["refused", "disconnect", "truncate", "http_500", "stall_mid_stream"])
+async def test_a_failed_probe_leaves_no_reference_cycle(fault: str) -> None:
+    """Failures too: the GC policy freezes the heap every few seconds, and a cycle caught
+    in flight then is never collected (a refused connection's error held the frame that
+    raised it)."""
+    import gc
+    import socket
+
+    faults = [] if fault == "refused" else [Fault(kind=fault, duration=5)]  # type: ignore[arg-type]
+    scenario = Scenario(defaults=Script(ttft=0.01, itl=0.002, jitter=0, tokens=4, faults=faults))
+    pool = ClientPool(keepalive_expiry=5.0)
+    async with Simulator(scenario) as sim:
+        url = sim.url
+        if fault == "refused":
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+                url = f"http://127.0.0.1:{s.getsockname()[1]}"
+        target = ProbeTarget(ProviderSpec("sim", "openai", url + "/v1", Secret("k")), "m", ProbeSpec(), timeout=1.0)
+        try:
+            await run_probe(pool.client_for("t", interval=60.0), target)  # imports, caches
+            gc.collect()
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            try:
+                results = [await run_probe(pool.client_for(f"t{i}", interval=60.0), target) for i in range(3)]
+                gc.collect()
+                ours = [type(o) for o in gc.garbage
+                        if (type(o).__module__.split(".")[0] in ("httpx", "httpcore", "h11", "probes")
+                        and not type(o).__module__.startswith("probes.simulator"))
+                        or isinstance(o, BaseException)]
+            finally:
+                gc.set_debug(0)
+                gc.garbage.clear()
+        finally:
+            await pool.aclose()
+    assert all(r.outcome is not Outcome.OK for r in results)
     assert ours == []
