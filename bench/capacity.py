@@ -44,15 +44,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from percentile import pct  # noqa: E402  (bench/, beside this script)
+
 from daemon.config import Settings  # noqa: E402
 from daemon.process import Daemon  # noqa: E402
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))]
 
 
 def start_simulator(truth: Path, scenario: Path) -> tuple[subprocess.Popen[bytes], str]:

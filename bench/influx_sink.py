@@ -21,17 +21,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from percentile import pct  # noqa: E402  (bench/, beside this script)
+
 from core.store import Store  # noqa: E402
 from daemon.config import InfluxConfig  # noqa: E402
 from daemon.metrics import Metrics  # noqa: E402
 from daemon.sinks.influx import InfluxSink  # noqa: E402
 from tests.factories import result  # noqa: E402
 from tests.servers import InfluxDB1  # noqa: E402
-
-
-def pct(v: list[float], q: float) -> float:
-    s = sorted(v)
-    return s[min(len(s) - 1, int(q * (len(s) - 1)))] if s else float("nan")
 
 
 def count(db: InfluxDB1) -> int:

@@ -32,6 +32,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from percentile import pct  # noqa: E402  (bench/, beside this script)
+
 from probes.clients import ClientPool  # noqa: E402
 from probes.runner import run_probe  # noqa: E402
 from probes.target import ProbeSpec, ProbeTarget, ProviderSpec, ToolSpec  # noqa: E402
@@ -43,10 +45,6 @@ OFFSET_NS = time.time_ns() - time.perf_counter_ns()
 
 Arrivals = dict[str, list[int]]  # request id → wall-clock ns of each token-bearing read
 
-
-def pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(q * (len(s) - 1) + 0.5))] if s else float("nan")
 
 
 TOOL = ToolSpec("weather", "Current weather for a place")
