@@ -96,20 +96,10 @@ class Daemon:
         """A sweep run to the sinks (InfluxDB measurement `sweep`)."""
         self.pipeline.publish_sweep(run, self.settings.region)
 
-    def _make_detector(self, settings: Settings) -> Detector | None:
-        if not settings.detector.enabled:
-            return None
-        det = Detector(settings.detector, store=self.store)
-        try:
-            det.load()
-        except Exception:
-            log.exception("detector_restore_failed")
-        return det
-
-    async def _make_detector_async(self, settings: Settings) -> Detector | None:
-        """`_make_detector` for a running daemon: the saved state is read a target per
-        loop step, and the detector judges only once it holds every series (a half-loaded
-        one would see warming series)."""
+    async def _make_detector(self, settings: Settings) -> Detector | None:
+        """The detector with every target's saved state, read a target per loop step (in a
+        running daemon the probes go on meanwhile); it judges only once it holds every
+        series (a half-loaded one would see warming series)."""
         if not settings.detector.enabled:
             return None
         det = Detector(settings.detector, store=self.store)
@@ -270,7 +260,7 @@ class Daemon:
             self.clients = clients
             self.loop_monitor.start()
             self._restore()
-            self.detector = self._make_detector(s)
+            self.detector = await self._make_detector(s)
             self.alerts = self._make_alerts(s)
             self.sinks["sqlite"] = SQLiteResultSink(self.store, self.metrics, s.storage.retention)
             influx = self._make_influx(s)
@@ -378,7 +368,7 @@ class Daemon:
                 await self.detector.save_async(budget_s=math.inf)  # off: kept for when it is back on
                 self.detector = None
             else:
-                self.detector = await self._make_detector_async(new)
+                self.detector = await self._make_detector(new)
         if new.alerts != old.alerts:
             if self.alerts is not None:
                 await self.alerts.stop(5.0)
