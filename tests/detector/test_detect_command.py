@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from core.result import Outcome, ProbeResult
-from detector.replay import replay
+from detector.replay import _log_scale, replay
 from detector.service import Detector, DetectorConfig
 
 T0 = 1_700_000_000.0
@@ -136,3 +136,22 @@ def test_replay_is_the_daemons_path() -> None:
     replayed = [(round(s, 6), a) for s, a, _ in replay(DetectorConfig(), times, list(values))]
     assert replayed == daemon
     assert any(a for _, a in daemon)
+
+
+def test_rare_zeros_in_a_latency_series_are_skipped_not_a_switch_to_raw_values() -> None:
+    """Up (latency): a few zero rows (hours without requests) are rows without data; the rest
+    of the series is judged as it would be without them. Both ways a drop to zero may be the
+    incident, so such a series is judged on raw values."""
+    values = latencies(8)
+    times = [T0 + 60 * i for i in range(len(values))]
+    holed = list(values)
+    for i in (150, 220, 330):  # 3 of 400 rows
+        holed[i] = 0.0
+    keep = [i for i in range(len(values)) if holed[i] > 0]
+    clean = list(replay(DetectorConfig(), [times[i] for i in keep], [holed[i] for i in keep]))
+    got = list(replay(DetectorConfig(), times, holed))
+    assert [got[i] for i in keep] == clean
+    assert [i for i, (_, _, o) in enumerate(got) if o] == [keep[i] for i, (_, _, o) in enumerate(clean) if o] != []
+    # a count of rare events (mostly zeros) is judged on raw values, up too
+    assert not _log_scale([0.0 if i % 3 else 5.0 for i in range(400)], 1)
+    assert _log_scale(holed, 1) and not _log_scale(holed, 0) and not _log_scale(holed, -1)
