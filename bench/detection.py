@@ -31,6 +31,8 @@ Synthetic hourly latency (hourly_incident_series): 40 series of hourly mean late
 labelled incidents (spikes, slowdowns, shifts, ramps), NAB-scored, detector (detect's
 default --direction up) against the windowed Gaussian on the same rows: the held-out hourly
 latency set's shape, where this repository's real files are CPU and network counters.
+Variants (informational): the same series as other exports would give them (an hour's
+median, p95 or p99 instead of its mean; 7, 14 or 90 days; hours reported as 0 or missing).
 
 detect throughput: `llm-vitals detect` (detector.replay) on a 100,000-row file.
 
@@ -542,7 +544,14 @@ def hourly_healthy(seed: int, days: int = 90, cap: float | None = None) -> int:
 HOURLY_SET = 40  # synthetic hourly latency series with labelled incidents
 
 
-def hourly_incident_series(seed: int) -> tuple[list[float], list[float], list[tuple[int, int]]]:
+HOURLY_AGGREGATES: dict[str, Any] = {
+    "mean": lambda p: p.mean(axis=1), "p50": lambda p: np.median(p, axis=1),
+    "p95": lambda p: np.percentile(p, 95, axis=1), "p99": lambda p: np.percentile(p, 99, axis=1),
+}
+
+
+def hourly_incident_series(seed: int, agg: str = "mean", days: int | None = None,
+                           ) -> tuple[list[float], list[float], list[tuple[int, int]]]:
     """One synthetic series of hourly mean latency with labelled incidents, the shape of the
     held-out hourly API-latency set as far as this repository can know it: 21-60 days; each
     hour the mean of 60 lognormal probes (sigma 0.08-0.3) around 0.2-3 s, a daily swing of
@@ -550,9 +559,11 @@ def hourly_incident_series(seed: int) -> tuple[list[float], list[float], list[tu
     Pareto(1.2-2.5) factor >= 1.5; 1-3 incidents after the first fifth: a 1-3 hour spike
     (2-6x), a 3-12 hour slowdown (1.4-3x), a lasting shift (+30-100%) or a 12-48 hour ramp
     to 1.5-2.5x. Labels: NAB-style windows centred on each onset, together 10% of the rows.
+    `agg` turns an hour's probes into its row (HOURLY_AGGREGATES), `days` fixes the length.
     Returns (stamps, values, windows as inclusive row ranges)."""
     rng = np.random.default_rng(1000 + seed)
     n = int(rng.integers(21, 61)) * 24
+    n = n if days is None else days * 24
     hour = np.arange(n)
     swing = math.log(rng.uniform(1.0, 3.0)) / 2 * (rng.random() < 0.7)
     shape = swing * np.sin(2 * np.pi * (hour + rng.uniform(0, 24)) / 24)
@@ -576,23 +587,60 @@ def hourly_incident_series(seed: int) -> tuple[list[float], list[float], list[tu
             mult[s:s + length] *= np.linspace(1, rng.uniform(1.5, 2.5), length)
     half = max(1, int(0.1 * n / len(onsets))) // 2
     windows = [(max(0, s - half), min(n - 1, s + half)) for s in onsets]
-    return [T0 + 3600.0 * i for i in range(n)], list(probes.mean(axis=1) * mult), windows
+    return [T0 + 3600.0 * i for i in range(n)], list(HOURLY_AGGREGATES[agg](probes) * mult), windows
 
 
-def hourly_incidents(count: int = HOURLY_SET) -> tuple[float, float]:
+def _holes(seed: int, stamps: list[float], values: list[float], windows: list[tuple[int, int]], kind: str,
+           ) -> tuple[list[float], list[float], list[tuple[int, int]]]:
+    """The series as an export may hold it: "zeros", three hours reported as 0 (no requests);
+    "zeros10", one hour in ten; "gaps", one hour in twenty missing (rows and windows remapped)."""
+    rng = np.random.default_rng(2000 + seed)
+    values = list(values)
+    if kind.startswith("zeros"):
+        for i in rng.choice(len(values), 3 if kind == "zeros" else len(values) // 10, replace=False):
+            values[i] = 0.0
+        return stamps, values, windows
+    keep = np.flatnonzero(rng.random(len(values)) > 0.05)
+    starts = np.searchsorted(keep, [a for a, _ in windows])
+    ends = np.searchsorted(keep, [b for _, b in windows], side="right") - 1
+    return ([stamps[i] for i in keep], [values[i] for i in keep],
+            list(zip(starts.tolist(), ends.tolist(), strict=True)))
+
+
+def hourly_incidents(count: int = HOURLY_SET, agg: str = "mean", days: int | None = None, holes: str = "",
+                     quiet: bool = False) -> tuple[float, float]:
     """(ours, windowed Gaussian): NAB standard scores over `count` synthetic hourly latency
     series (hourly_incident_series), replayed as `detect` does by default (--direction up)."""
     files = []
     for seed in range(count):
-        stamps, values, windows = hourly_incident_series(seed)
+        stamps, values, windows = hourly_incident_series(seed, agg, days)
+        if holes:
+            stamps, values, windows = _holes(seed, stamps, values, windows, holes)
         dets = [i for i, (_, _, o) in enumerate(replay(DetectorConfig(**OVERRIDES), stamps, values)) if o]
         files.append({"name": f"hourly-{seed}", "n": len(values), "windows": windows, "dets": {1.0: dets},
                       "gauss": gaussian_detections(values)})
     ours, gauss = normalised(files, 1.0), normalised(files, "gauss")
-    print(f"synthetic hourly latency, {count} series with incidents: detector {ours[0]:.1f} "
-          f"({ours[2]}/{ours[4]} windows, {ours[3]} false positives), windowed Gaussian {gauss[0]:.1f} "
-          f"({gauss[2]}/{gauss[4]}, {gauss[3]})")
+    if not quiet:
+        print(f"synthetic hourly latency, {count} series with incidents: detector {ours[0]:.1f} "
+              f"({ours[2]}/{ours[4]} windows, {ours[3]} false positives), windowed Gaussian {gauss[0]:.1f} "
+              f"({gauss[2]}/{gauss[4]}, {gauss[3]})")
     return ours[0], gauss[0]
+
+
+def hourly_variants() -> None:
+    """Informational: the synthetic hourly set as other exports would give it (an hour's
+    median or tail percentile instead of its mean, shorter or longer series, hours reported
+    as 0 or missing), ours against the Gaussian on each."""
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("p50", {"agg": "p50"}), ("p95", {"agg": "p95"}), ("p99", {"agg": "p99"}),
+        ("7 days", {"days": 7}), ("14 days", {"days": 14}), ("90 days", {"days": 90}),
+        ("3 zero hours", {"holes": "zeros"}), ("1 hour in 10 zero", {"holes": "zeros10"}),
+        ("1 hour in 20 missing", {"holes": "gaps"})]
+    cells = []
+    for what, kw in variants:
+        ours, gauss = hourly_incidents(quiet=True, **kw)
+        cells.append(f"{what} {ours:.1f} vs {gauss:.1f}")
+    print("synthetic hourly latency variants (informational), detector vs windowed Gaussian: " + ", ".join(cells))
 
 
 def detect_throughput(seed: int, rows: int = 100_000) -> bool:
@@ -671,6 +719,7 @@ def main() -> int:
         print("healthy hourly means, 90 days x 3 seeds (informational): onsets with "
               + ", ".join(f"{what} {n}" for what, n in cells))
         ours, gauss = hourly_incidents()
+        hourly_variants()
         hit = ours > gauss
         ok &= hit
         print(f"synthetic hourly latency: detector {ours:.1f} vs windowed Gaussian {gauss:.1f}  target beat it: "
