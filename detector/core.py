@@ -128,9 +128,21 @@ _ROW_TEST_PROBES = 30
 _HIST_WIDTH = 0.05  # surprise histogram: bins of log(1 + z) ...
 _HIST_BINS = 140  # ...up to 7 (z ~ 1100), the last one open
 _SURPRISE_SD_FLOOR = 0.05  # log(1 + z) units: a perfectly regular series still needs a clear change
-_SURPRISE_MIN = 20
+_SURPRISE_MIN = 20  # rows of a series' own history before it is judged against it
 _HIST_REFRESH = 1  # learnt rows between refreshes of the surprise histogram's tail sums
-_SCAN_MIN = 5  # rows the likelihood scan looks back over, at least  # rows of a series' own history before it is judged against it
+# two blips are alike when their largest departures from the baseline are within 1.5x of
+# each other (a 4x spike and a 3x one; on the raw scale, 12 and 8 robust sigmas)
+_HABIT_ALIKE = math.log(1.5)
+# a habit's rows are learnt as this much more surprising than they were (log(1 + z): z up
+# to 1.65x): the same spike's z moves as much with the baseline's spread from day to day,
+# and the next one just beyond both learnt would be beyond everything (judged by the fit
+# to the calm rows, and paged)
+_HABIT_SLACK = 0.5
+_BLIP_ROWS = 64  # rows of a blip kept, at most (a blip is short; the rest are calm rows)
+# a blip: calm again within slow_window, or this many rows (hourly rows: 6 hours; the rows
+# after an hour-long spike are often a little high still)
+_BLIP_MIN_ROWS = 6
+_SCAN_MIN = 5  # rows the likelihood scan looks back over, at least
 
 
 # Windows of values are float arrays, not deques: a deque of floats is a pointer and a
@@ -241,17 +253,23 @@ class _Surprise:
     that persists passes on either as its rows accumulate. Where one row is the whole
     `recent` window (5-minute or hourly rows) one row beyond the series' habits is enough,
     and a few in a row are more than enough.
+    An anomaly's rows are not learnt, except a blip's that recurs (see release): a habit
+    becomes the series' own after it has paged twice.
     (The idea of the anomaly likelihood HTM and CAD OSE put after their raw scores on NAB:
     a score judged against the series' own history of scores, done our own way.)"""
 
-    __slots__ = ("_fresh", "_n", "_p", "_pot", "_stale", "_suffix", "hist", "inc", "kmin", "mean", "pending", "recent",
-                 "total", "var", "weight")
+    __slots__ = ("_fresh", "_n", "_p", "_pot", "_stale", "_suffix", "blip", "hist", "inc", "kmin", "mean", "pending",
+                 "recent", "stash", "stash_peak", "stash_t", "total", "var", "weight")
 
     def __init__(self) -> None:
         self.recent = array("d")  # the newest _n rows' surprise
         self._n = _SCAN_MIN
         self.kmin = 1  # a majority of the `recent` window
         self.pending = _Pairs()  # (t, surprise) not yet learnt
+        self.blip = array("d")  # surprise of the current anomaly's rows (see hold)
+        self.stash = array("d")  # ...and of the last blip's, until another comes (see release)
+        self.stash_t = 0.0
+        self.stash_peak = 0.0  # its largest departure from the baseline (log scale: a ratio)
         self.weight = 0.0  # effective number of rows in the histogram
         self._p: float | None = None  # None until the histogram has _SURPRISE_MIN rows
         self._fresh = True  # _p is up to date with `recent` and the histogram
@@ -340,13 +358,39 @@ class _Surprise:
 
     def settle(self, t: float, learn: bool, decay: float) -> None:
         """The row at t left the quarantine: learn the rows up to it (when they joined the
-        baseline: an incident never teaches itself) or drop them."""
+        baseline: an incident never teaches itself) or set them aside (see hold)."""
         qt, qs = self.pending.t, self.pending.y
         while qt and qt[0] <= t:
             s = qs[0]
             del qt[0], qs[0]
             if learn:
                 self._learn(s, decay)
+            elif len(self.blip) < _BLIP_ROWS:
+                self.blip.append(s)
+
+    def hold(self) -> None:
+        """An anomaly starts: the rows not yet learnt are set aside with its own."""
+        self.blip.extend(self.pending.y[-_BLIP_ROWS:])
+        self.pending.clear()
+
+    def release(self, blip: bool, peak: float, t: float, memory: float, decay: float) -> None:
+        """The anomaly ended. If it was a blip (calm again within `slow_window`), the series
+        may have a habit: one blip is kept aside, and when a second like it (its largest
+        departure `peak` within _HABIT_ALIKE of the first's) comes within `memory`, both are
+        learnt, so that the third like them is judged as the series' own (a nightly job's
+        spike pages twice, not every night). One earlier incident is never learnt: a
+        failure that recurs once still pages both times, and a blip unlike the one kept
+        aside (a chance blip of noise before a spike) takes its place."""
+        if blip and self.blip:
+            if self.stash and t - self.stash_t <= memory and abs(peak - self.stash_peak) <= _HABIT_ALIKE:
+                for s in itertools.chain(self.stash, self.blip):
+                    self._learn(s + _HABIT_SLACK, decay)
+                del self.stash[:]
+            else:
+                self.stash = array("d", self.blip)
+                self.stash_t = t
+                self.stash_peak = peak
+        del self.blip[:]
 
     def _learn(self, s: float, decay: float) -> None:
         self.inc /= decay
@@ -365,10 +409,17 @@ class _Surprise:
         self.var = (1.0 - a) * (self.var + a * d * d)
 
     def to_state(self) -> dict[str, Any]:
-        return {"recent": [round(v, 5) for v in self.recent], "w": self.weight, "p": self.p,
-                "mean": self.mean, "var": self.var,
-                "pending": [[t, round(a, 5)] for t, a in self.pending.rows()],
-                "hist": [h / self.inc for h in self.hist]}
+        st: dict[str, Any] = {"recent": [round(v, 5) for v in self.recent], "w": self.weight, "p": self.p,
+              "mean": self.mean, "var": self.var,
+              "pending": [[t, round(a, 5)] for t, a in self.pending.rows()],
+              "hist": [h / self.inc for h in self.hist]}
+        if self.blip:  # mid-anomaly
+            st["blip"] = [round(v, 5) for v in self.blip]
+        if self.stash:  # a blip waiting for a second
+            st["stash"] = [round(v, 5) for v in self.stash]
+            st["stash_t"] = self.stash_t
+            st["stash_peak"] = self.stash_peak
+        return st
 
     def load(self, st: dict[str, Any] | None) -> None:
         if not st:
@@ -381,6 +432,10 @@ class _Surprise:
         p = st.get("p")
         self._p = None if p is None else float(p)
         self.pending = _Pairs([(float(t), float(a)) for t, a in st.get("pending", [])])
+        self.blip = array("d", (float(v) for v in st.get("blip", [])[:_BLIP_ROWS]))
+        self.stash = array("d", (float(v) for v in st.get("stash", [])[:_BLIP_ROWS]))
+        self.stash_t = float(st.get("stash_t", 0.0))
+        self.stash_peak = float(st.get("stash_peak", 0.0))
         hist = array("d", (float(h) for h in st.get("hist", [])))
         if len(hist) == _HIST_BINS:
             self.hist, self.total, self.inc = hist, sum(hist), 1.0
@@ -841,6 +896,7 @@ class LatencySeries:
         "_n_short",
         "_n_slow",
         "_n_window",
+        "_peak",
         "_scale",
         "_season_ready",
         "_sign",
@@ -915,6 +971,7 @@ class LatencySeries:
         self._last_s = 1.0
         self._last_s_set = False
         self._last_z = 0.0  # the newest row's clipped z (the row test)
+        self._peak = 0.0  # the current anomaly's largest departure from the short baseline
         # values seen during the current anomaly (for relearning)
         self._held = _Pairs()  # the newest _n_held
         self.surprise = _Surprise()
@@ -1094,6 +1151,7 @@ class LatencySeries:
         py.append(y)
         if self.anomalous:
             self._held.append(t, y)
+            self._peak = max(self._peak, self._departure(y))
             if len(self._held.t) > self._n_held:
                 self._held.popleft()
             if self._relearn_due():
@@ -1343,9 +1401,25 @@ class LatencySeries:
         self.anomalous = True
         self.since = now
         self.pending.clear()  # the onset must not reach the baseline
-        self.surprise.pending.clear()  # ...nor the series' history of surprise
+        self.surprise.hold()  # ...nor the series' history of surprise, unless a habit (release)
+        self._peak = self._departure(self.recent[-1]) if self.recent else 0.0
+
+    def _departure(self, y: float) -> float:
+        """How far y lies from the short baseline on the adverse side (either side when
+        two-sided), so that two departures within 1.5x of each other differ by at most
+        log(1.5): a log ratio, or the log of robust sigmas on the raw scale."""
+        d = y - self.short.med
+        if not self.direction:
+            d = abs(d)
+        return d if self.log_scale else math.log(max(d / self.short.sigma, 1e-9))
 
     def leave(self) -> None:
+        if self.p.likelihood > 0:
+            blip = self.since is not None and self.calm_since is not None \
+                and self.calm_since - self.since <= max(self._n_window, _BLIP_MIN_ROWS) * self.dt.value
+            self.surprise.release(blip, self._peak, self.last_t, self.p.likelihood_memory,
+                                  math.exp(-self.dt.value / self.p.likelihood_memory))
+        self._peak = 0.0
         self.anomalous = False
         self.since = None
         self.calm_since = None

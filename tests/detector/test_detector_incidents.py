@@ -122,3 +122,52 @@ def test_record_window_and_downward_cusum_survive_a_restart() -> None:
     pages = run(restored, values[warm + 2:], start=warm + 2)
     assert pages == run(live, values[warm + 2:], start=warm + 2)
     assert len(pages) == 1 and pages[0] <= warm + 6  # the fall; the record comes while it is open
+
+
+def _hourly_spikes(days: list[float], seed: int = 11) -> tuple[list[float], list[float], list[int]]:
+    """30 days of calm hourly latency (sigma 0.1) and a one-hour 4x spike at each of `days`
+    (at a different hour each time, so the daily profile cannot learn them): (stamps,
+    values, the spikes' rows)."""
+    rng = np.random.default_rng(seed)
+    n = 30 * 24
+    values = 0.5 * np.exp(0.1 * rng.standard_normal(n))
+    rows = [int(d * 24) for d in days]
+    for r in rows:
+        values[r] *= 4.0
+    return [1_700_000_000.0 + 3600.0 * i for i in range(n)], [float(v) for v in values], rows
+
+
+def _onsets(stamps: list[float], values: list[float]) -> list[int]:
+    from detector.replay import replay
+    from detector.service import DetectorConfig
+
+    return [i for i, (_, _, onset) in enumerate(replay(DetectorConfig(), stamps, values)) if onset]
+
+
+def _paged_spikes(days: list[float]) -> list[float]:
+    """The days of `days` whose spike paged (a chance onset elsewhere is not counted)."""
+    stamps, values, spikes = _hourly_spikes(days)
+    onsets = _onsets(stamps, values)
+    return [d for d, r in zip(days, spikes, strict=True) if r in onsets]
+
+
+def test_a_blip_that_recurs_pages_twice_then_is_the_series_own_habit() -> None:
+    days = [8.1, 9.6, 10.85, 12.3, 13.5]
+    assert _paged_spikes(days) == days[:2]
+
+
+def test_a_failure_that_recurs_once_pages_both_times_and_an_old_blip_is_forgotten() -> None:
+    assert _paged_spikes([8.1, 9.6]) == [8.1, 9.6]
+    # the first blip is more than likelihood_memory (7 days) older than the second: only
+    # the second and third are a habit, so the third still pages and the fourth does not
+    days = [8.1, 17.6, 18.85, 20.3]
+    assert _paged_spikes(days) == days[:3]
+
+
+def test_a_habit_of_small_blips_does_not_hide_a_larger_spike() -> None:
+    stamps, values, spikes = _hourly_spikes([8.1, 9.6, 10.85, 12.3])
+    for r in spikes[:3]:
+        values[r] = values[r - 1] * 1.6  # small blips (+60%)
+    values[spikes[3]] = values[spikes[3] - 1] * 4.0
+    onsets = _onsets(stamps, values)
+    assert spikes[3] in onsets
