@@ -1406,18 +1406,19 @@ class LatencySeries:
 
     def _departure(self, y: float) -> float:
         """How far y lies from the short baseline on the adverse side (either side when
-        two-sided), so that two departures within 1.5x of each other differ by at most
-        log(1.5): a log ratio, or the log of robust sigmas on the raw scale."""
+        two-sided): a log ratio, or robust sigmas on the raw scale."""
         d = y - self.short.med
         if not self.direction:
             d = abs(d)
-        return d if self.log_scale else math.log(max(d / self.short.sigma, 1e-9))
+        return d if self.log_scale else d / self.short.sigma
 
     def leave(self) -> None:
         if self.p.likelihood > 0:
             blip = self.since is not None and self.calm_since is not None \
                 and self.calm_since - self.since <= max(self._n_window, _BLIP_MIN_ROWS) * self.dt.value
-            self.surprise.release(blip, self._peak, self.last_t, self.p.likelihood_memory,
+            # peaks within 1.5x of each other differ by at most log(1.5)
+            peak = self._peak if self.log_scale else math.log(max(self._peak, 1e-9))
+            self.surprise.release(blip, peak, self.last_t, self.p.likelihood_memory,
                                   math.exp(-self.dt.value / self.p.likelihood_memory))
         self._peak = 0.0
         self.anomalous = False
