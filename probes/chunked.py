@@ -32,6 +32,8 @@ from probes.netstream import StampedStream, arrival_ns
 
 # RFC 9112 §7.1: chunk-size [ chunk-ext ] CRLF, as h11 takes it (it too ignores extensions).
 _SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\r\n]*)?[ \t]*")
+_HEX = b"0123456789abcdefABCDEF"
+_MAX_HEX = 20  # digits of a size (as _SIZE_LINE takes them)
 _MAX_LINE = 16 * 1024  # a size or trailer line (h11's own bound for an incomplete event)
 _MAX_HANDBACK = 64 * 1024  # bytes kept to give h11 the end of its chunk; past this, no reuse
 _READ = 64 * 1024
@@ -66,13 +68,19 @@ class ChunkedDecoder:
         if self._state == _SIZE and not self._line:
             # The shape nearly every token read has: one whole chunk (size line, data,
             # CRLF) from a chunk boundary. A third of the general loop's time per token.
+            # Its size line is bare hex digits, told without the regex (anything else,
+            # extensions included, takes the general loop, which gives the same result):
+            # timed per read in a running client (20 streams; a token's parse starts with
+            # cold caches, ~47 us for chunked + SSE + JSON), this step went from ~10.5 us
+            # to ~6.9 us.
             end = data.find(b"\r\n")
-            m = _SIZE_LINE.fullmatch(data, 0, end) if end > 0 else None
-            if m is not None:
-                start = end + 2
-                stop = start + int(m.group(1), 16)
-                if stop > start and len(data) == stop + 2 and data.endswith(b"\r\n"):
-                    return data[start:stop]
+            if 0 < end <= _MAX_HEX:
+                line = data[:end]
+                if not line.strip(_HEX):  # every byte a hex digit
+                    start = end + 2
+                    stop = start + int(line, 16)
+                    if stop > start and len(data) == stop + 2 and data.endswith(b"\r\n"):
+                        return data[start:stop]
         pos, n = 0, len(data)
         out: list[bytes] = []
         while pos < n:

@@ -71,9 +71,17 @@ class _ReadAhead:
 
     The loop polls its selector once per iteration; an iteration that runs for tens of
     milliseconds leaves segments unread long enough to be merged. `tick` (called on every
-    socket read and every body read) polls without blocking when the last poll is over
-    `_READ_AHEAD_NS` old, and reads every ready socket there and then. The loop's own
+    body read, between the probes' own steps) polls without blocking when the last poll is
+    over `_READ_AHEAD_NS` old, and reads every ready socket there and then. The loop's own
     callback for such a socket later finds it drained and returns.
+
+    The loop's reader callbacks do not tick: they run back to back right after the loop's
+    poll, for the sockets that poll found ready, so a tick there read the next sockets of
+    the same batch a few microseconds early, and each of their callbacks then paid a failed
+    `recvmsg` (a syscall and a BlockingIOError): ~33 a 64-token probe at 20 concurrent
+    streams, half its socket reads (counted with cProfile, bench/probe_cpu.py). The ticks
+    of the body reads alone cover the long iterations (the probes' steps are what runs
+    between them) and poll as often (bench/timing_accuracy.py: the same error).
     """
 
     def __init__(self) -> None:
@@ -107,7 +115,7 @@ class _ReadAhead:
         for fd, _ in ready:
             rx = self._by_fd.get(fd)
             if rx is not None and rx._reading:
-                rx._read_ready(tick=False)
+                rx._read_ready()
 
 
 _READ_AHEADS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ReadAhead] = weakref.WeakKeyDictionary()
@@ -169,7 +177,7 @@ class RxTransport(asyncio.Transport):
         self.resume_reading()
 
     # reading
-    def _read_ready(self, tick: bool = True) -> None:
+    def _read_ready(self) -> None:
         proto = self._protocol
         buffered = self._buffered
         try:
@@ -211,8 +219,6 @@ class RxTransport(asyncio.Transport):
                 typing.cast(asyncio.Protocol, proto).data_received(data)
         except Exception as exc:
             self._force_close(exc)
-        if tick and self._ahead is not None:
-            self._ahead.tick(now)
 
     def _on_eof(self) -> None:
         self.pause_reading()
