@@ -409,10 +409,12 @@ class _Surprise:
         self.var = (1.0 - a) * (self.var + a * d * d)
 
     def to_state(self) -> dict[str, Any]:
-        st: dict[str, Any] = {"recent": [round(v, 5) for v in self.recent], "w": self.weight, "p": self.p,
-              "mean": self.mean, "var": self.var,
-              "pending": [[t, round(a, 5)] for t, a in self.pending.rows()],
-              "hist": [h / self.inc for h in self.hist]}
+        st: dict[str, Any] = {
+            "recent": [round(v, 5) for v in self.recent], "w": self.weight, "p": self.p,
+            "mean": self.mean, "var": self.var,
+            "pending": [[t, round(a, 5)] for t, a in self.pending.rows()],
+            "hist": [h / self.inc for h in self.hist],
+        }
         if self.blip:  # mid-anomaly
             st["blip"] = [round(v, 5) for v in self.blip]
         if self.stash:  # a blip waiting for a second
@@ -1525,6 +1527,9 @@ class LatencySeries:
             self.short.sigma, self.long.sigma, self.res.sigma = (float(x) for x in sig[:3])
             self._admits = int(sig[3])
             self._refresh(full=False, choose=False)  # k and the scale from them
+        # the current anomaly's largest departure, from the values it has held (the state
+        # does not carry it: the baseline it is measured against is frozen, so it is the same)
+        self._peak = max((self._departure(y) for y in self._held.y), default=0.0) if self.anomalous else 0.0
 
 
 def _pack(samples: _Pairs) -> dict[str, Any]:

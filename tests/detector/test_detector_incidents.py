@@ -171,3 +171,29 @@ def test_a_habit_of_small_blips_does_not_hide_a_larger_spike() -> None:
     values[spikes[3]] = values[spikes[3] - 1] * 4.0
     onsets = _onsets(stamps, values)
     assert spikes[3] in onsets
+
+
+def test_a_blip_kept_aside_survives_a_restart() -> None:
+    """The first blip, waiting for a second, is in the saved state: after a reload the
+    second still makes the habit."""
+    from detector.core import decide
+    from detector.service import DetectorConfig
+
+    days = [8.1, 9.6, 10.85]
+    stamps, values, spikes = _hourly_spikes(days)
+    cfg = DetectorConfig()
+    series = LatencySeries(cfg.params())
+    onsets = []
+    for i, (t, v) in enumerate(zip(stamps, values, strict=True)):
+        if i == spikes[0] + 12:  # between the first blip and the second
+            saved = json.loads(json.dumps(series.to_state()))
+            assert saved["surprise"]["stash"]
+            series = LatencySeries(cfg.params())
+            series.load_state(saved)
+        series.observe(t, v)
+        st = series.status(cfg.fdr_q)
+        was = series.anomalous
+        decide(series, st, st.p_value, cfg.fdr_q, t)
+        if series.anomalous and not was:
+            onsets.append(i)
+    assert [r for r in spikes if r in onsets] == spikes[:2]
