@@ -82,3 +82,20 @@ def test_render_body_is_the_same_text_gzipped_or_not_and_hands_the_loop_back() -
     assert gzip.decompress(gz) == plain
     assert om == render_openmetrics(m.registry) and om.endswith(b"# EOF\n")
     assert gzip.decompress(om_gz) == om
+
+
+def test_go_float_writes_what_float_to_go_string_writes() -> None:
+    import random
+
+    from prometheus_client.utils import floatToGoString
+
+    from daemon.exposition import go_float
+
+    values: list[float] = [0.0, -0.0, 1.0, 20.0, 123456.0, 999999.9, 1234567.0, -1234567.0, 1e6, 1e-5, 1e16,
+                           1e22, float("inf"), float("-inf"), float("nan"), 1.796275647082181e09, 0.1]
+    rnd = random.Random(7)
+    for _ in range(20000):
+        v = rnd.choice((-1, 1)) * 10 ** rnd.uniform(-30, 30)
+        values += [v, float(round(v)) if abs(v) < 1e18 else v, float(rnd.randint(0, 10 ** rnd.randint(0, 12)))]
+    assert [go_float(v) for v in values] == [floatToGoString(v) for v in values]
+    assert go_float(5) == "5.0"  # an int, as floatToGoString takes it  # type: ignore[arg-type]
