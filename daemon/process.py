@@ -365,7 +365,7 @@ class Daemon:
                 await adopted.adopt_async(self.detector)
                 self.detector = adopted
             elif self.detector is not None:
-                await self.detector.save_async(budget_s=math.inf)  # off: kept for when it is back on
+                await self.detector.save_async(budget_s=math.inf, min_age=0.0)  # off: kept for when it is back on
                 self.detector = None
             else:
                 self.detector = await self._make_detector(new)

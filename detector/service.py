@@ -52,9 +52,10 @@ STATE_VERSION = 1
 SAVE_BUDGET = 1.0
 # A target saved less than this long ago waits for a later save_async (the shutdown save
 # writes it whatever its age). At one probe a minute and a save every 30 s, every probe
-# would otherwise re-encode its target's whole state: ~0.6 ms of CPU a probe for a fresh
-# target, 5% of a probe's cost at 1,000 targets (bench/capacity.py). A crash loses at most
-# this much learning, against baselines that span hours and days.
+# would otherwise re-encode its target's whole state: 1.0-1.4 ms of loop CPU a probe for a
+# fresh target (200 targets, first save and re-save), a tenth of a probe's cost at 1,000
+# targets (bench/capacity.py). A crash loses at most this much learning, against baselines
+# that span hours and days.
 RESAVE_AFTER = 300.0
 
 

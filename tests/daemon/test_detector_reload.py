@@ -111,6 +111,10 @@ async def test_switching_the_detector_off_and_on_keeps_every_baseline_without_st
         old = d.detector
         assert old is not None
         key = ("p/m7/short", "ttft")
+        # a rolling save just now, then more probes: switching off still saves those
+        # (the rolling save would wait 5 minutes to write these targets again)
+        await old.save_async()
+        Feed(seed=6).run(old, 5, models=MODEL_NAMES)
         n_base = len(old.series[key].base)
         configure("false", "30%")
         await d.reload()  # off: every target's state is saved for when it is back on
