@@ -1661,9 +1661,9 @@ class ErrorSeries:
 
     def to_state(self) -> dict[str, Any]:
         return {
-            "base": "".join(str(v) for v in self.base),
-            "pending": "".join(str(v) for v in self.pending),
-            "recent": "".join(str(v) for v in self.recent),
+            "base": "".join(map(str, self.base)),
+            "pending": "".join(map(str, self.pending)),
+            "recent": "".join(map(str, self.recent)),
             "anomalous": self.anomalous,
             "since": self.since,
             "calm_since": self.calm_since,

@@ -136,11 +136,10 @@ def replay(cfg: DetectorConfig, times: list[float], values: list[float], directi
     except a rising-is-bad one where they are rare (see _log_scale)."""
     log_scale = _log_scale(values, direction)
     det = Detector(cfg, threshold=threshold)
-    key = (_TARGET, _METRIC)
     was = False
     for t, v in zip(times, values, strict=True):
         det.observe_value(_TARGET, _METRIC, t, v, direction=direction, log_scale=log_scale)
-        verdict = det.evaluate(now=t).get(key)
+        verdict = det.evaluate_one(_TARGET, _METRIC, now=t)  # evaluate(), for the one series
         if verdict is None:  # the detector is disabled
             yield 0.0, False, False
             continue

@@ -34,7 +34,7 @@ from core.loopslice import SLICE, LoopSlice
 from core.result import ProbeResult
 from core.store import Store
 from detector.config import DetectorConfig
-from detector.core import ErrorSeries, LatencySeries, benjamini_hochberg, decide
+from detector.core import ErrorSeries, LatencySeries, Status, benjamini_hochberg, decide
 from detector.verdict import AnomalyVerdict
 
 
@@ -181,34 +181,51 @@ class Detector:
             if idx:
                 for i, q in zip(idx, benjamini_hochberg([statuses[i].p_value for i in idx]), strict=True):
                     qs[i] = q
-        log_levels = {False: math.log(self.cfg.fdr_q), True: math.log(self.cfg.error_fdr_q)}
         out: dict[tuple[str, str], AnomalyVerdict] = {}
         for (key, s), st, q, err in zip(items, statuses, qs, is_error, strict=True):
             if self.series.get(key) is not s:
                 continue
-            level = self.cfg.error_fdr_q if err else self.cfg.fdr_q
-            sig = math.log(max(q, 1e-300)) / log_levels[err]
-            raw = max(0.0, min(sig, st.effect_ratio), st.record_ratio) if st.ready else 0.0
-            if decide(s, st, q, level, now, self.threshold):
-                self._dirty.add(key[0])
-            score = max(raw, 1.0) if s.anomalous else min(raw, math.nextafter(1.0, 0.0))
-            out[key] = AnomalyVerdict(
-                target=key[0],
-                metric=key[1],
-                anomalous=s.anomalous,
-                score=float(score),
-                p_value=float(st.p_value),
-                q_value=float(q),
-                effect=float(st.effect),
-                baseline=float(st.baseline),
-                recent=float(st.recent),
-                n_baseline=st.n_baseline,
-                n_recent=st.n_recent,
-                since=s.since,
-                ready=st.ready,
-            )
+            out[key] = self._verdict(key, s, st, q, err, now)
             yield
         return out
+
+    def evaluate_one(self, target: str, metric: str, now: float) -> AnomalyVerdict | None:
+        """`evaluate` of a detector that holds this one series (its own BH family), for
+        `detect`, which replays one series a detector: the same verdict, without a pass
+        over every series and a dict a row (14% of detect's time). None when the series
+        does not exist (the detector is disabled)."""
+        key = (target, metric)
+        s = self.series.get(key)
+        if s is None:
+            return None
+        st = s.status(self.cfg.fdr_q)
+        q = benjamini_hochberg([st.p_value])[0]
+        return self._verdict(key, s, st, q, metric == "error", now)
+
+    def _verdict(self, key: tuple[str, str], s: LatencySeries | ErrorSeries, st: Status, q: float,
+                 err: bool, now: float) -> AnomalyVerdict:
+        """Apply one series' status and q-value to its state (enter, leave), and say so."""
+        level = self.cfg.error_fdr_q if err else self.cfg.fdr_q
+        sig = math.log(max(q, 1e-300)) / math.log(level)
+        raw = max(0.0, min(sig, st.effect_ratio), st.record_ratio) if st.ready else 0.0
+        if decide(s, st, q, level, now, self.threshold):
+            self._dirty.add(key[0])
+        score = max(raw, 1.0) if s.anomalous else min(raw, math.nextafter(1.0, 0.0))
+        return AnomalyVerdict(
+            target=key[0],
+            metric=key[1],
+            anomalous=s.anomalous,
+            score=float(score),
+            p_value=float(st.p_value),
+            q_value=float(q),
+            effect=float(st.effect),
+            baseline=float(st.baseline),
+            recent=float(st.recent),
+            n_baseline=st.n_baseline,
+            n_recent=st.n_recent,
+            since=s.since,
+            ready=st.ready,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
     def forget(self, keep: set[str]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from core.result import Outcome, ProbeResult
+from detector.core import ErrorSeries
 from detector.replay import _log_scale, replay
 from detector.service import Detector, DetectorConfig
 
@@ -132,10 +133,36 @@ def test_replay_is_the_daemons_path() -> None:
         det.observe(ProbeResult(outcome=Outcome.OK, status_code=200, ttft=float(v), provider="p", model="m",
                                 probe="short", region="r", started_at=datetime.fromtimestamp(t, UTC)))
         verdict = det.evaluate(now=t)[("p/m/short", "ttft")]
-        daemon.append((round(verdict.score, 6), verdict.anomalous))
-    replayed = [(round(s, 6), a) for s, a, _ in replay(DetectorConfig(), times, list(values))]
+        daemon.append((verdict.score, verdict.anomalous))
+    replayed = [(s, a) for s, a, _ in replay(DetectorConfig(), times, list(values))]
     assert replayed == daemon
     assert any(a for _, a in daemon)
+
+
+def test_evaluate_one_is_evaluate_of_a_detector_holding_that_series() -> None:
+    """detect's shortcut (one series, its own BH family) gives evaluate's verdict, whole, on
+    every row: latency with a step, and errors with a burst (their own q level)."""
+    values = latencies(9)
+    rng = np.random.default_rng(9)
+    errors = (rng.random(len(values)) < 0.02) | (np.arange(len(values)) >= 330)
+    for metric, feed in (("value", values), ("error", errors)):
+        one, full = Detector(DetectorConfig()), Detector(DetectorConfig())
+        seen = []
+        for i, x in enumerate(feed):
+            t = T0 + 60 * i
+            for det in (one, full):
+                if metric == "error":
+                    s = det._get("t", "error")
+                    assert isinstance(s, ErrorSeries)
+                    s.observe(t, bool(x))
+                else:
+                    det.observe_value("t", metric, t, float(x))
+            got = one.evaluate_one("t", metric, now=t)
+            assert got is not None
+            assert repr(got) == repr(full.evaluate(now=t)[("t", metric)])  # repr: nan == nan
+            seen.append(got.anomalous)
+        assert any(seen) and not all(seen)
+    assert Detector(DetectorConfig()).evaluate_one("t", "value", now=T0) is None
 
 
 def test_rare_zeros_in_a_latency_series_are_skipped_not_a_switch_to_raw_values() -> None:
