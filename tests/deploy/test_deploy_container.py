@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -88,11 +89,15 @@ def test_build_context_builds_the_package(tmp_path: Path) -> None:
                 else:
                     shutil.copy(s, d)
     ignore = (REPO / "deploy" / "container" / "Dockerfile.dockerignore").read_text().split()
-    for src in ("pyproject.toml", "README.md", "requirements.lock", "daemon/", "probes/", "alerts/",
+    rooms = sorted(p.name for p in REPO.iterdir() if (p / "__init__.py").exists() and p.name != "tests")
+    assert {"core", "probes", "detector", "alerts", "daemon"} <= set(rooms)
+    for src in ("pyproject.toml", "README.md", "requirements.lock", "setup.py", *(f"{r}/" for r in rooms),
                 "deploy/container/config.yaml"):
         assert f"!{src}" in ignore
+    # as Python (the mypyc build is tests/detector/test_compiled.py's, and a minute of CPU)
     r = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                        "-w", str(tmp_path / "wheel"), "."], cwd=ctx / "", capture_output=True, text=True, timeout=120)
+                        "-w", str(tmp_path / "wheel"), "."], cwd=ctx / "", capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "LLM_VITALS_PURE_PYTHON": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     import zipfile
 
@@ -100,6 +105,10 @@ def test_build_context_builds_the_package(tmp_path: Path) -> None:
     names = zipfile.ZipFile(whl).namelist()
     assert "daemon/cli.py" in names and "daemon/demo.yaml" in names and "probes/simulator/default.yaml" in names
     assert any(n.endswith("entry_points.txt") for n in names)
+    # every module of every room: the image must import what the daemon imports
+    for room in rooms:
+        for path in (REPO / room).rglob("*.py"):
+            assert path.relative_to(REPO).as_posix() in names, path
 
 
 @pytest.mark.parametrize("config", ["deploy/container/config.yaml", "deploy/compose/llm-vitals.yaml"])
