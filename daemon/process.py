@@ -36,6 +36,7 @@ from daemon.sinks.base import Sink
 from daemon.sinks.sqlite_results import SQLiteResultSink
 from daemon.sweep_runner import SweepRunner
 from daemon.sweep_store import SweepRun, SweepStore
+from detector import core_is_compiled
 from detector.service import Detector
 from detector.verdict import AnomalyVerdict
 from probes import registry
@@ -302,7 +303,9 @@ class Daemon:
                 asyncio.create_task(self.systemd.watchdog(), name="systemd-watchdog"),
             ]
             log.info("daemon_started", config=self.source, listen=s.http.listen, targets=len(self.targets),
-                     region=s.region, url=f"http://{s.http.listen}/")
+                     region=s.region, url=f"http://{s.http.listen}/",
+                     # Python where the install could not compile it: the same verdicts, twice the CPU
+                     detector_compiled=core_is_compiled())
             # State restored, sinks started, HTTP listening, probes scheduled: Type=notify's READY.
             self.systemd.ready(f"probing {len(self.targets)} targets")
             while not self._stop.is_set():

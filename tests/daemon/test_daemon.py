@@ -102,6 +102,11 @@ def test_sigterm_drains_in_flight_probe_and_exits_0(daemon_factory) -> None:  # 
     assert ("sim-anthropic/claude-x/short", "ok") in rows, (rows, d.logs()[-3000:])
     logs = d.logs()
     assert "daemon_stopped" in logs
+    # how the detector runs, where an operator looks first (twice the CPU as Python)
+    import detector
+
+    assert f"detector_compiled={detector.core_is_compiled()}" in logs or \
+        f'"detector_compiled": {str(detector.core_is_compiled()).lower()}' in logs, logs[-2000:]
 
 
 def test_sighup_reload_adds_removes_and_keeps_histograms(daemon_factory) -> None:  # type: ignore[no-untyped-def]
