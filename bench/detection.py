@@ -294,7 +294,9 @@ NAB_PROFILES = {  # (A_tp, A_fn, A_fp), profiles.json
     "reward_low_FN_rate": (1.0, 2.0, 0.11),
 }
 RESAMPLE_FILE = "realKnownCause/ec2_request_latency_system_failure.csv"  # a latency series
-SWING_SEEDS = 3  # simulated months of the swing series
+# simulated months of the swing series: 3 showed 1 onset where 40 showed 21 (15 of them on
+# the first day), too few to tell a rate from luck
+SWING_SEEDS = 12
 GAUSS_WINDOW = 6400  # rows: NAB's windowed Gaussian
 GAUSS_TAIL = 0.99
 
@@ -505,10 +507,10 @@ def run_nab(nab_dir: Path, verbose: bool = False, jobs: int = 1) -> NabResult:
     return NabResult(ins, cv, (five, hourly), gauss, (hourly_all, hourly_gauss))
 
 
-def daily_swing_month(seed: int) -> int:
+def daily_swing_month(seed: int) -> list[float]:
     """A healthy latency series whose median swings 3x each day (load follows the working
     day), with the synthetic heavy tail, one probe a minute for 30 days through `detect`'s
-    replay (the daemon's Detector): it must never page."""
+    replay (the daemon's Detector): it must never page. Returns the onsets' days."""
     rng = np.random.default_rng(seed)
     n = 30 * 1440
     minute = np.arange(n)
@@ -518,9 +520,10 @@ def daily_swing_month(seed: int) -> int:
     ttft[tail] *= 1.5 * (1 + rng.pareto(1.5, tail.sum()))
     stamps = list(T0 + 60.0 * minute)
     t = time.perf_counter()
-    onsets = sum(1 for _, _, o in replay(DetectorConfig(**OVERRIDES), stamps, list(ttft)) if o)
-    print(f"  seed {seed}: onsets {onsets}  [{time.perf_counter() - t:.0f}s]")
-    return onsets
+    days = [i / 1440 for i, (_, _, o) in enumerate(replay(DetectorConfig(**OVERRIDES), stamps, list(ttft))) if o]
+    print(f"  seed {seed}: onsets {len(days)}" + (f" (on days {', '.join(f'{d:.2f}' for d in days)})" if days else "")
+          + f"  [{time.perf_counter() - t:.0f}s]")
+    return days
 
 
 def hourly_healthy(seed: int, days: int = 90, cap: float | None = None) -> int:
@@ -711,10 +714,12 @@ def main() -> int:
         sensitivity(max(4, args.runs // 2), args.seed)
     if not args.skip_synthetic:
         print(f"healthy month, 3x daily swing + heavy tail ({30 * 1440} probes), {SWING_SEEDS} seeds:")
-        onsets = sum(daily_swing_month(args.seed + k) for k in range(SWING_SEEDS))
-        hit = onsets == 0
+        days = [d for k in range(SWING_SEEDS) for d in daily_swing_month(args.seed + k)]
+        hit = not days
         ok &= hit
-        print(f"healthy month: {onsets} onsets in {SWING_SEEDS} months  target 0: {'ok' if hit else 'MISSED'}")
+        first = sum(1 for d in days if d < 1.0)
+        print(f"healthy month: {len(days)} onsets in {SWING_SEEDS} months ({first} on the first day, before the "
+              f"season has seen a period; {len(days) - first} after)  target 0: {'ok' if hit else 'MISSED'}")
         seeds = range(args.seed, args.seed + 3)
         cells = [(f"probes slowed at most {cap:g}x" if cap else "the unbounded tail",
                   sum(hourly_healthy(k, cap=cap) for k in seeds)) for cap in (10.0, 50.0, None)]
