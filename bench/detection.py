@@ -3,7 +3,8 @@
 Synthetic probes (seeded): one probe a minute per target; ttft lognormal around a 400 ms
 median (sigma 0.12 in log) with a daily cycle of +-10%, plus a heavy tail (2% of probes are
 slowed by a Pareto(1.5) factor >= 1.5); itl p50 ~ 20 ms; 12-20 output tokens; 0.3%
-errors. Every run starts with 12 h of healthy probes (warm-up) before the event.
+errors. Every run starts with 12 h of healthy probes (warm-up) before the event (the
+second creep: 3 days, a series whose season is learnt).
 
 Why sigma 0.12: a +50% step is log(1.5) = 0.405 in log; with no false page in a week
 (~1e4 looks per series), even an oracle that knows both distributions needs about
@@ -221,6 +222,10 @@ def scenarios() -> list[Event]:
         Event("ttft step +100%", 120, step(2.0), metrics=lat, target_ttd=5),
         Event("ttft step x5", 60, step(5.0), metrics=lat, target_ttd=5),
         Event("creep +100% over 4h", 360, lambda i: 1 + np.minimum(i / 240, 1.0), metrics=lat),
+        # the same on a series three days old (the one above starts before the season has
+        # seen a day, when a creep cannot be told from a daily cycle's rise)
+        Event("creep +100%/4h, day 3", 360, lambda i: 1 + np.minimum(i / 240, 1.0), metrics=lat,
+              onset=3 * 1440),
         Event("error burst 2% (3h)", 180, err=lambda i: np.full(len(i), 0.02), metrics=("error",)),
         Event("error burst 10% (1h)", 60, err=lambda i: np.full(len(i), 0.10), metrics=("error",)),
         Event("error burst 50% (30m)", 30, err=lambda i: np.full(len(i), 0.50), metrics=("error",)),
