@@ -78,6 +78,8 @@ class Detector:
         self.threshold = threshold
         self.store = store
         self._params = cfg.params()
+        # log of each family's FDR level (error series or not), the score's denominator
+        self._log_level = {False: math.log(cfg.fdr_q), True: math.log(cfg.error_fdr_q)}
         self.series: dict[tuple[str, str], LatencySeries | ErrorSeries] = {}
         self.labels: dict[str, dict[str, str]] = {}
         self._dirty: set[str] = set()
@@ -206,7 +208,7 @@ class Detector:
                  err: bool, now: float) -> AnomalyVerdict:
         """Apply one series' status and q-value to its state (enter, leave), and say so."""
         level = self.cfg.error_fdr_q if err else self.cfg.fdr_q
-        sig = math.log(max(q, 1e-300)) / math.log(level)
+        sig = math.log(max(q, 1e-300)) / self._log_level[err]
         raw = max(0.0, min(sig, st.effect_ratio), st.record_ratio) if st.ready else 0.0
         if decide(s, st, q, level, now, self.threshold):
             self._dirty.add(key[0])

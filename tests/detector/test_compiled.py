@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import detector
-from tests.detector.test_detect_command import write_csv
+from tests.detector.factories import write_csv
 
 pytestmark = pytest.mark.skipif(not detector.core_is_compiled(),
                                 reason="detector.core was not compiled at install (pure Python only)")

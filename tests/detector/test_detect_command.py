@@ -14,6 +14,7 @@ from core.result import Outcome, ProbeResult
 from detector.core import ErrorSeries
 from detector.replay import _log_scale, replay
 from detector.service import Detector, DetectorConfig
+from tests.detector.factories import write_csv
 
 T0 = 1_700_000_000.0
 HEADER = ["timestamp", "value", "score", "anomalous", "onset"]
@@ -25,17 +26,6 @@ def latencies(seed: int, n: int = 400, step_at: int | None = 300, factor: float 
     if step_at is not None:
         v[step_at:] *= factor
     return v
-
-
-def write_csv(path: Path, values: np.ndarray, *, rfc3339: bool = False, extra: bool = False) -> Path:
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["host", "timestamp", "value"] if extra else ["timestamp", "value"])
-        for i, v in enumerate(values):
-            dt = datetime.fromtimestamp(T0 + 60 * i, UTC)
-            ts = dt.strftime("%Y-%m-%dT%H:%M:%SZ") if rfc3339 else dt.strftime("%Y-%m-%d %H:%M:%S")
-            w.writerow(["a", ts, f"{v:.6f}"] if extra else [ts, f"{v:.6f}"])
-    return path
 
 
 def detect(*args: str) -> subprocess.CompletedProcess[str]:
