@@ -118,6 +118,7 @@ def benjamini_hochberg(pvalues: list[float]) -> list[float]:
 _MIN_SHORT = 30  # fewest rows a baseline's median and spread are taken from
 _MIN_READY = 20  # fewest baseline rows before any verdict
 _MIN_SLOW = 3  # fewest rows of the creep test
+_RISE_WINDOWS = 5  # `recent` windows just before it that a rise is judged against (see _rise)
 _GAPS = 31  # recent gaps the row interval is the median of
 _DEFAULT_DT = 60.0  # assumed interval until the series has shown one gap
 PROBE_INTERVAL = 60.0  # the daemon's probe cadence: a row this long or shorter is one probe
@@ -892,6 +893,7 @@ class LatencySeries:
         "_last_z",
         "_n_base",
         "_n_held",
+        "_n_local",
         "_n_min",
         "_n_quar",
         "_n_recent",
@@ -943,6 +945,7 @@ class LatencySeries:
         self.pending = _Pairs()
         self.dt = _Interval()
         self._n_recent = self._n_slow = self._n_quar = self._n_short = self._n_base = self._n_min = 0
+        self._n_local = 0
         self._n_window = self._n_held = 1  # rows `recent` (and recent_r) and `_held` keep
         self.recent = array("d")  # the newest _n_window values
         self.slow = array("d")  # rank scores against `long`, the newest _n_slow
@@ -991,7 +994,9 @@ class LatencySeries:
         self._n_short = p.short_baseline.count(dt, _MIN_SHORT)
         self._n_base = max(p.baseline_size.count(dt, _MIN_SHORT), self._n_short)
         self._n_min = min(p.baseline_min.count(dt, _MIN_READY), self._n_short)
-        self._n_window = max(self._n_recent, self._n_slow)
+        # the rows just before the `recent` window (see status: a rise before the season)
+        self._n_local = p.recent.count(dt) * _RISE_WINDOWS if self.season is not None else 0
+        self._n_window = max(self._n_recent + self._n_local, self._n_slow)
         _trim(self.recent, self._n_window)
         _trim(self.recent_r, self._n_window)
         _trim(self.slow, self._n_slow)
@@ -1316,6 +1321,23 @@ class LatencySeries:
             return math.inf if shift > 0 else 0.0
         return shift / span
 
+    def _rise(self, med_r: float, side: int) -> float:
+        """The recent median's shift over the rows just before the `recent` window (a ratio to
+        the practical size). Before the season has seen a period the fast test compares rows
+        with the short baseline, which lags a daily cycle's rise by half its span: on a 3x
+        swing's steepest hours that lag alone reaches the practical size. A step is as far
+        from the rows just before it as from the baseline; a rise of a daily cycle's pace is
+        not (nor is a creep of that pace: on a series younger than a period the two are the
+        same shape, and a creep is the slow test's once the season is ready)."""
+        n, m = self._n_recent, self._n_local
+        if len(self.recent) < n + m:
+            return math.inf
+        before = sorted(self.recent[len(self.recent) - n - m:len(self.recent) - n])
+        d = side * (med_r - _median_sorted(before))
+        if not self.log_scale:
+            d /= self.short.sigma
+        return d / self._scale
+
     def status(self, fdr_q: float = 1e-4) -> Status:
         n_recent = len(self.recent)
         if not self.ready() or n_recent < self._n_recent:
@@ -1367,6 +1389,8 @@ class LatencySeries:
             else (p_slow, d_slow, med_slow, long, self._n_slow, side_slow)
         )
         ratio = diff / self._scale
+        if fast and ratio > 0 and not seasonal and self.season is not None and not self._season_ready:
+            ratio = min(ratio, self._rise(med_fast, side_fast))
         if self.p.likelihood > 0:
             if not self.surprise.ready():  # not yet enough history to judge the series against itself
                 med = self._unorient(self.long.med)

@@ -9,8 +9,9 @@ import pytest
 
 from detector.core import LatencySeries, Status, _mad_sorted, decide
 from detector.params import Params
+from detector.replay import replay
 from detector.service import Detector, DetectorConfig
-from tests.detector.factories import DAY, STEP, TTFT, Feed, daily, raw_params, run
+from tests.detector.factories import DAY, STEP, T0, TTFT, Feed, daily, raw_params, run
 
 
 def test_daily_cycle_pages_without_season_but_not_with_it() -> None:
@@ -107,3 +108,35 @@ def test_threshold_scales_significance_and_size() -> None:
     s = LatencySeries(p)
     decide(s, st, 1e-6, 1e-5, 0.0, 1.25)  # significance 1.2 < 1.25
     assert not s.anomalous
+
+
+def _swing_first_day(seed: int, step_at: int | None = None) -> list[int]:
+    """Onset rows of 1.2 days of a healthy latency series swinging 3x a day, heavy-tailed,
+    one row a minute, from its first row (the season has not seen a day yet); a +50% step
+    from row step_at when given."""
+    n = int(1.2 * 1440)
+    m = np.arange(n)
+    rng = np.random.default_rng(seed)
+    v = 0.4 * np.exp(np.log(3.0) / 2 * np.sin(2 * np.pi * m / 1440.0) + rng.normal(0.0, 0.12, n))
+    tail = rng.random(n) < 0.02
+    v[tail] *= 1.5 * (1 + rng.pareto(1.5, int(tail.sum())))
+    if step_at is not None:
+        v[step_at:] *= 1.5
+    rows = replay(DetectorConfig(), list(T0 + 60.0 * m), [float(x) for x in v])
+    return [i for i, (_, _, onset) in enumerate(rows) if onset]
+
+
+def test_a_daily_rise_before_the_season_has_seen_a_day_is_not_a_step() -> None:
+    # Before the season is ready the fast test compares rows with the short baseline (the
+    # last 2 h), which lags a 3x swing's steepest rise by about the practical size: these
+    # seeds paged twice on their first day when the rise was judged against it alone
+    assert [(seed, _swing_first_day(seed)) for seed in range(10)] == [(seed, []) for seed in range(10)]
+
+
+def test_a_step_before_the_season_has_seen_a_day_still_pages_within_five_probes() -> None:
+    # the rise check compares the recent rows with the ones just before them: a step is as
+    # far from those as from the baseline, also on the swing's rise (21:00 and 23:00 of its
+    # cycle), where the check is what stops the rise itself from paging
+    for seed, at in ((1, 1260), (2, 1260), (3, 1260), (1, 1380), (2, 1380), (3, 1380)):
+        onsets = _swing_first_day(seed, step_at=at)
+        assert onsets and at <= onsets[0] < at + 5, (seed, at, onsets)
