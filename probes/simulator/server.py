@@ -74,9 +74,14 @@ class TruthLog:
         self._pending: list[str] = []
         self.keep_in_memory = path is None
 
-    def token(self, rid: str, model: str, protocol: str, index: int, t_ns: int) -> None:
-        rec = {"request_id": rid, "model": model, "protocol": protocol,
-               "event": "first_token" if index == 0 else "token", "index": index, "t_ns": t_ns}
+    def token(self, rid: str, model: str, protocol: str, index: int, t_ns: int, write_ns: int | None = None) -> None:
+        """t_ns: wall clock just after the token's write returned; write_ns: just before it
+        began (a client's arrival stamp lies between them, unless this process was paused
+        between the write and t_ns: then only write_ns bounds it)."""
+        rec: dict[str, Any] = {"request_id": rid, "model": model, "protocol": protocol,
+                               "event": "first_token" if index == 0 else "token", "index": index, "t_ns": t_ns}
+        if write_ns is not None:
+            rec["write_ns"] = write_ns
         if self.keep_in_memory:
             self.records.append(rec)
         if self._fh is not None:
@@ -316,8 +321,10 @@ class Simulator:
                 if done is not None:
                     return done
                 deadline = loop.time()
-            writer.write(conn.send(h11.Data(data=write())))
-            self.truth.token(rid, enc.model, enc.protocol, i, time.time_ns())
+            data = conn.send(h11.Data(data=write()))
+            before = time.time_ns()
+            writer.write(data)
+            self.truth.token(rid, enc.model, enc.protocol, i, time.time_ns(), before)
         if tail > 0:
             await asyncio.sleep(max(0.0, deadline + tail - loop.time()))
         usage = Usage(21, len(plan), script.reasoning_tokens) if script.usage else None

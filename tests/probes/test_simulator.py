@@ -56,7 +56,9 @@ async def test_every_protocol_times_right(kind: str) -> None:
     # the simulator's own write time of the first token is at or before our arrival stamp
     truth = [rec for rec in sim.truth.records if rec["request_id"] == r.request_id and rec["index"] == 0]
     ours_ns = r.started_at.timestamp() * 1e9 + r.ttft * 1e9
-    assert truth and -2e6 <= ours_ns - truth[0]["t_ns"] < 20e6
+    # (after the write began: t_ns, stamped when it returned, is late when this process was
+    # paused between the two on a busy machine)
+    assert truth and ours_ns - truth[0]["write_ns"] >= -2e6 and ours_ns - truth[0]["t_ns"] < 20e6
 
 
 @pytest.mark.parametrize(("fault", "outcome", "kinds"), [

@@ -63,7 +63,9 @@ async def test_tool_call_ttft_is_the_first_tool_delta(kind: str) -> None:
     assert r.e2e is not None and r.e2e - r.ttft == pytest.approx(ITL * (TOKENS - 1), abs=0.05), kind
     truth = [rec for rec in sim.truth.records if rec["request_id"] == r.request_id and rec["index"] == 0]
     ours_ns = r.started_at.timestamp() * 1e9 + r.ttft * 1e9
-    assert truth and -2e6 <= ours_ns - truth[0]["t_ns"] < 20e6, kind
+    # (after the write began: t_ns, stamped when it returned, is late when this process was
+    # paused between the two on a busy machine)
+    assert truth and ours_ns - truth[0]["write_ns"] >= -2e6 and ours_ns - truth[0]["t_ns"] < 20e6, kind
     assert "Florence" in r.text  # arguments count as output (and as reply text)
     assert r.output_tokens
 
