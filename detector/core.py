@@ -118,7 +118,11 @@ def benjamini_hochberg(pvalues: list[float]) -> list[float]:
 _MIN_SHORT = 30  # fewest rows a baseline's median and spread are taken from
 _MIN_READY = 20  # fewest baseline rows before any verdict
 _MIN_SLOW = 3  # fewest rows of the creep test
-_RISE_WINDOWS = 5  # `recent` windows just before it that a rise is judged against (see _rise)
+# the rows just before the `recent` window that a rise is judged against (see _rise): 50
+# minutes (a daily cycle's rise moves the median of 50 minutes of 1-minute probes by a
+# sixth of the practical size at most), at least 5 rows (5-minute and hourly rows)
+_RISE_SPAN = Span(3000.0)
+_RISE_MIN_ROWS = 5
 _GAPS = 31  # recent gaps the row interval is the median of
 _DEFAULT_DT = 60.0  # assumed interval until the series has shown one gap
 PROBE_INTERVAL = 60.0  # the daemon's probe cadence: a row this long or shorter is one probe
@@ -994,8 +998,10 @@ class LatencySeries:
         self._n_short = p.short_baseline.count(dt, _MIN_SHORT)
         self._n_base = max(p.baseline_size.count(dt, _MIN_SHORT), self._n_short)
         self._n_min = min(p.baseline_min.count(dt, _MIN_READY), self._n_short)
-        # the rows just before the `recent` window (see status: a rise before the season)
-        self._n_local = p.recent.count(dt) * _RISE_WINDOWS if self.season is not None else 0
+        # the rows just before the `recent` window (see _rise), kept only until the season is
+        # ready (the state of a week-old series is what it was without them)
+        warming = self.season is not None and not self._season_ready
+        self._n_local = _RISE_SPAN.count(dt, _RISE_MIN_ROWS) if warming else 0
         self._n_window = max(self._n_recent + self._n_local, self._n_slow)
         _trim(self.recent, self._n_window)
         _trim(self.recent_r, self._n_window)
@@ -1206,6 +1212,7 @@ class LatencySeries:
         self._season_ready = s.t0 is not None and len(self.res.values) >= self._n_min \
             and self.last_t - s.t0 >= self.p.season_min_periods * s.period
         if self._season_ready:
+            self._counts()  # the rise check's rows are no longer needed
             self._refresh(full=True)  # the first choice between the modes
         return not self._season_ready
 
@@ -1389,7 +1396,7 @@ class LatencySeries:
             else (p_slow, d_slow, med_slow, long, self._n_slow, side_slow)
         )
         ratio = diff / self._scale
-        if fast and ratio > 0 and not seasonal and self.season is not None and not self._season_ready:
+        if fast and ratio > 0 and not seasonal and self._n_local:
             ratio = min(ratio, self._rise(med_fast, side_fast))
         if self.p.likelihood > 0:
             if not self.surprise.ready():  # not yet enough history to judge the series against itself
@@ -1441,7 +1448,7 @@ class LatencySeries:
     def leave(self) -> None:
         if self.p.likelihood > 0:
             blip = self.since is not None and self.calm_since is not None \
-                and self.calm_since - self.since <= max(self._n_window, _BLIP_MIN_ROWS) * self.dt.value
+                and self.calm_since - self.since <= max(self._n_recent, self._n_slow, _BLIP_MIN_ROWS) * self.dt.value
             # peaks within 1.5x of each other differ by at most log(1.5)
             peak = self._peak if self.log_scale else math.log(max(self._peak, 1e-9))
             self.surprise.release(blip, peak, self.last_t, self.p.likelihood_memory,
@@ -1545,6 +1552,8 @@ class LatencySeries:
                 self._last_s_set = True
         self.seasonal = bool(st.get("seasonal", False)) and self.season is not None
         self._season_ready = bool(st.get("season_ready", False)) and self.season is not None
+        if self._season_ready:
+            self._counts()  # without the rise check's rows
         self._refresh(choose=False)
         sig = st.get("sig")
         if isinstance(sig, list) and len(sig) == 4:  # as the saved series had them
