@@ -1339,7 +1339,7 @@ class LatencySeries:
         n, m = self._n_recent, self._n_local
         if len(self.recent) < n + m:
             return math.inf
-        before = sorted(self.recent[len(self.recent) - n - m:len(self.recent) - n])
+        before = sorted(self.recent[-n - m:-n])
         d = side * (med_r - _median_sorted(before))
         if not self.log_scale:
             d /= self.short.sigma
@@ -1499,6 +1499,8 @@ class LatencySeries:
         self.dt = _Interval()
         self.dt.load(st.get("gaps", []), float(st.get("last_t", 0.0)))
         self.surprise = _Surprise()
+        # before the windows' lengths: a ready season keeps no rows for the rise check
+        self._season_ready = bool(st.get("season_ready", False)) and self.season is not None
         self._counts()
         self.surprise.load(st.get("surprise"))
         self.base = _Pairs(_unpack(st.get("base")))
@@ -1551,9 +1553,6 @@ class LatencySeries:
                 self._last_s = float(st["last_s"])
                 self._last_s_set = True
         self.seasonal = bool(st.get("seasonal", False)) and self.season is not None
-        self._season_ready = bool(st.get("season_ready", False)) and self.season is not None
-        if self._season_ready:
-            self._counts()  # without the rise check's rows
         self._refresh(choose=False)
         sig = st.get("sig")
         if isinstance(sig, list) and len(sig) == 4:  # as the saved series had them
