@@ -103,7 +103,8 @@ class DetectorConfig(Strict):
     novelty: float = Field(0.0, ge=0, lt=1)
     # off by default (0): one probe beyond the range of the last record_window probes by
     # this fraction of (edge - median) pages on its own. One slow probe is not an incident
-    # for an LLM endpoint; the NAB harness, whose anomalies are often single points, uses 0.2
+    # for an LLM endpoint. (Rows that are aggregates of 30 probes' time or more always run
+    # a record test of their own: two weeks, a quarter of the reach, the practical size.)
     record_margin: float = Field(0.0, ge=0)
     record_window: int = Field(4032, ge=10)
     # judge a series against itself: its recent surprise (how far its newest values are

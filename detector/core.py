@@ -39,7 +39,12 @@ Latency-like series (`LatencySeries`)
     incident); a row that is the whole `recent` window on its own (5-minute or hourly rows)
     may weigh the time it covers (_cap), so one hourly row far off is an hour of trouble;
     a row spanning 30 probes' time or more is also judged alone, by the normal tail of its
-    z (a mean of that many probes is near normal; a 5-minute row is not). The level is a
+    z (a mean of that many probes is near normal; a 5-minute row is not), and as a record
+    (_record): beyond the range of the last 14 days by a quarter of its reach above the
+    median (more while the window is young: a chance record must be as rare as the
+    likelihood level), and the practical size above the short baseline, pages on its own (an hourly
+    row beyond all of two weeks is news even where the likelihood gate, with a few days of
+    history, cannot certify how rare it is). The level is a
     false-alarm rate per probe interval: a row spanning k of them is one look where the
     daemon takes k, so its p-values count 1/k (as many false pages a day at any row size).
     Practical size: min_effect, or for a calm series min_effect_sigmas of its own robust
@@ -50,7 +55,9 @@ Latency-like series (`LatencySeries`)
     1 - q for a fall) of everything seen in the record window (or of the baseline without
     one; of the residuals in seasonal mode).
     record test (record_margin > 0): one value beyond the range of the last
-    record_window values by record_margin x (edge - median) pages on its own.
+    record_window values by record_margin x (edge - median) pages on its own, on every row
+    and without the practical size (the aggregate rows' record test above, by the option's
+    rules).
 
 Error series (`ErrorSeries`)
     0/1 per probe. Exact one-sided binomial tests of the errors in a few trailing windows
@@ -148,6 +155,13 @@ _BLIP_ROWS = 64  # rows of a blip kept, at most (a blip is short; the rest are c
 # after an hour-long spike are often a little high still)
 _BLIP_MIN_ROWS = 6
 _SCAN_MIN = 5  # rows the likelihood scan looks back over, at least
+# a row that spans _ROW_TEST_PROBES probes' time or more (half-hourly, hourly aggregates) also
+# pages as a record (see _record): beyond everything of the last two weeks by a quarter of
+# that range's reach above its median (more while the window is young), and by the practical
+# size above the baseline
+_AGG_RECORD_SPAN = Span(14 * 86400.0)
+_AGG_RECORD_MARGIN = 0.25
+_RECORD_LEVEL_SPAN = 30 * 86400.0  # the chance record's rarity without the likelihood gate
 
 
 # Windows of values are float arrays, not deques: a deque of floats is a pointer and a
@@ -901,10 +915,12 @@ class LatencySeries:
         "_n_min",
         "_n_quar",
         "_n_recent",
+        "_n_record",
         "_n_short",
         "_n_slow",
         "_n_window",
         "_peak",
+        "_rec_margin",
         "_scale",
         "_season_ready",
         "_sign",
@@ -950,6 +966,8 @@ class LatencySeries:
         self.dt = _Interval()
         self._n_recent = self._n_slow = self._n_quar = self._n_short = self._n_base = self._n_min = 0
         self._n_local = 0
+        self._n_record = 0  # the record test's window (0: off) and margin
+        self._rec_margin = 0.0
         self._n_window = self._n_held = 1  # rows `recent` (and recent_r) and `_held` keep
         self.recent = array("d")  # the newest _n_window values
         self.slow = array("d")  # rank scores against `long`, the newest _n_slow
@@ -1007,6 +1025,17 @@ class LatencySeries:
         _trim(self.recent_r, self._n_window)
         _trim(self.slow, self._n_slow)
         self.surprise.resize(self._n_recent)
+        if p.record_margin > 0:  # the option, on every row
+            self._rec_margin, self._n_record = p.record_margin, p.record_window
+        elif dt >= _ROW_TEST_PROBES * PROBE_INTERVAL:
+            self._rec_margin, self._n_record = _AGG_RECORD_MARGIN, _AGG_RECORD_SPAN.count(dt, _MIN_SHORT)
+        else:
+            self._rec_margin, self._n_record = 0.0, 0
+        while len(self.record_q) > self._n_record:
+            self.record.remove(self.record_q[0])
+            del self.record_q[0]
+        if not self._n_record:
+            self.record_ratio = 0.0
         self._n_held = max(self._n_short, p.relearn_after)
         while len(self._held.t) > self._n_held:
             self._held.popleft()
@@ -1151,7 +1180,7 @@ class LatencySeries:
             # day (a nightly batch, a load step) is the season's to learn, not an incident
             # that pages daily because it never joined the history
             self.season.add(t, y, self.dt.value)
-        if self.p.record_margin > 0:
+        if self._n_record:
             self._record(y)
         if self.season is not None:
             # no expectation (a gap in the seasonal history): the deviation from the short
@@ -1184,21 +1213,38 @@ class LatencySeries:
                 self._learn_residual(ts, ys)
 
     def _record(self, y: float) -> None:
-        """Judge y against the range of the last record_window values, then remember it."""
+        """Judge y against the range of the last _n_record values (anomalous or not), then
+        remember it. With the `record_margin` option, on every row; without it, on rows that
+        are aggregates of _ROW_TEST_PROBES probes or more, where it must also be the practical
+        size above the short baseline (on a calm series, a new record by a sliver is not an
+        incident)."""
         vals = self.record.values
         self.record_ratio = 0.0
         if len(vals) >= self._n_min:
             med = _median_sorted(vals)
+            margin = self._rec_margin
+            if not self.p.record_margin:
+                # a chance record as rare as the likelihood level: with n values in the
+                # window and tails no heavier than exponential (on the oriented scale), one
+                # beyond the range by m x its reach comes about n^-(1 + m) per row, so a
+                # young series (a few days of rows, a narrow range) needs a wider margin
+                level = min(0.5, self.dt.value / (self.p.likelihood or _RECORD_LEVEL_SPAN))
+                margin = max(margin, math.log(1.0 / level) / math.log(len(vals)) - 1.0)
             sides = (1,) if self.direction else (1, -1)
             for side in sides:
                 span = side * ((vals[-1] if side > 0 else vals[0]) - med)
                 if span > 0:  # 1 at the edge plus the margin: the threshold scales the margin
                     edge = med + side * span
-                    r = side * (y - edge) / (self.p.record_margin * span)
+                    r = side * (y - edge) / (margin * span)
+                    if not self.p.record_margin:
+                        d = side * (y - self.short.med)
+                        if not self.log_scale:
+                            d /= self.short.sigma
+                        r = min(r, d / self._scale) if self.short.values else 0.0
                     self.record_ratio = max(self.record_ratio, r)
         self.record.add(y)
         self.record_q.append(y)
-        if len(self.record_q) > self.p.record_window:
+        if len(self.record_q) > self._n_record:
             self.record.remove(self.record_q[0])
             del self.record_q[0]
 
@@ -1483,7 +1529,7 @@ class LatencySeries:
         }
         if self.p.likelihood > 0:
             st["surprise"] = self.surprise.to_state()
-        if self.p.record_margin > 0:
+        if self._n_record:
             st["record"] = [round(y, 5) for y in self.record_q]
         if self.season is not None:
             st["season"] = self.season.to_state()
@@ -1524,7 +1570,7 @@ class LatencySeries:
         self._held = _Pairs(_unpack(st.get("held"))[-self._n_held:])
         self.record = _Ranked()
         self.record_q = array("d")
-        for y in st.get("record", [])[-self.p.record_window:]:
+        for y in st.get("record", [])[-self._n_record:] if self._n_record else []:
             self.record.add(float(y))
             self.record_q.append(float(y))
         self.res = _Ranked()

@@ -117,3 +117,34 @@ def test_interval_surprise_and_season_survive_a_restart(tmp_path: Path) -> None:
     assert a.surprise.total == pytest.approx(b.surprise.total / b.surprise.inc)
     got, want = feed(restored, half, len(values)), feed(twin, half, len(values))
     assert got == want and len(want) == 1 and 3 * 288 + 100 <= want[0] <= 3 * 288 + 102
+
+
+def test_a_young_hourly_series_pages_on_an_hour_beyond_everything_it_has_shown() -> None:
+    """Hourly rows are aggregates: one beyond the range of the last two weeks (by a margin of
+    that range's reach above its median on the log scale, wider while the series is young)
+    and by the practical size pages, even before the series has the history to certify how
+    rare its bursts are: three days into a noisy series with an 1.8x hour in twelve (the
+    likelihood gate alone paged 5 of these 10), while its healthy days do not page."""
+    peak = 24 * 3 + 2
+    for seed in range(20, 30):
+        values = lognormal(seed, 24 * 4, sigma=0.25, per_day=24)
+        values[np.random.default_rng(seed).random(len(values)) < 0.08] *= 1.8
+        assert [i for i in onsets(values, 3600.0) if i >= 24] == [], seed
+        hist = values[:peak]
+        top, med = float(hist.max()), float(np.median(hist))
+        values[peak] = top * (top / med) ** 0.75  # beyond the range by 3/4 of its reach
+        assert [i for i in onsets(values, 3600.0) if i >= 24] == [peak], seed
+
+
+def test_an_hourly_record_smaller_than_the_practical_size_does_not_page() -> None:
+    """A calm hourly series' new record is not an incident unless it is also the practical
+    size above the baseline."""
+    values = lognormal(8, 24 * 6, sigma=0.03, per_day=24)
+    row = 24 * 5
+    hist = values[:row]
+    top, med = float(hist.max()), float(np.median(hist))
+    values[row] = top * math.sqrt(top / med)  # beyond the range by half its reach
+    assert values[row] < 1.15 * med
+    assert row not in onsets(values, 3600.0)
+    values[row] = 1.6 * med  # the practical size: an incident
+    assert row in onsets(values, 3600.0)
