@@ -1031,9 +1031,7 @@ class LatencySeries:
             self._rec_margin, self._n_record = _AGG_RECORD_MARGIN, _AGG_RECORD_SPAN.count(dt, _MIN_SHORT)
         else:
             self._rec_margin, self._n_record = 0.0, 0
-        while len(self.record_q) > self._n_record:
-            self.record.remove(self.record_q[0])
-            del self.record_q[0]
+        self._trim_record()
         if not self._n_record:
             self.record_ratio = 0.0
         self._n_held = max(self._n_short, p.relearn_after)
@@ -1223,7 +1221,8 @@ class LatencySeries:
         if len(vals) >= self._n_min:
             med = _median_sorted(vals)
             margin = self._rec_margin
-            if not self.p.record_margin:
+            aggregate = not self.p.record_margin  # the aggregate rows' test, not the option
+            if aggregate:
                 # a chance record as rare as the likelihood level: with n values in the
                 # window and tails no heavier than exponential (on the oriented scale), one
                 # beyond the range by m x its reach comes about n^-(1 + m) per row, so a
@@ -1236,15 +1235,16 @@ class LatencySeries:
                 if span > 0:  # 1 at the edge plus the margin: the threshold scales the margin
                     edge = med + side * span
                     r = side * (y - edge) / (margin * span)
-                    if not self.p.record_margin:
-                        d = side * (y - self.short.med)
-                        if not self.log_scale:
-                            d /= self.short.sigma
-                        r = min(r, d / self._scale) if self.short.values else 0.0
+                    if aggregate:
+                        # a record lies beyond every baseline value, so on the record's side
+                        r = min(r, self._departure(y) / self._scale) if self.short.values else 0.0
                     self.record_ratio = max(self.record_ratio, r)
         self.record.add(y)
         self.record_q.append(y)
-        if len(self.record_q) > self._n_record:
+        self._trim_record()
+
+    def _trim_record(self) -> None:
+        while len(self.record_q) > self._n_record:
             self.record.remove(self.record_q[0])
             del self.record_q[0]
 

@@ -207,7 +207,6 @@ async def test_a_control_target_keeps_its_schedule_while_a_hostile_one_runs(host
     # 3 s / 0.2 s = 15 due (the first at 0)
     assert len(ok) >= 14, (len(ok), [r.outcome for r in got if r.model == "control"])
     assert hostile_results and all(r.outcome is not Outcome.OK or r.usage_clamped for r in hostile_results)
-    print("GAPS", mode, watch.max_cpu_gap, watch.max_gap)
     assert watch.max_cpu_gap < 0.03, (watch.max_cpu_gap, watch.max_gap)
 
 
