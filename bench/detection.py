@@ -25,6 +25,11 @@ overrides it for exploring; the targets are for the defaults).
 Healthy month: a latency series whose median swings 3x a day, with the heavy tail above,
 one probe a minute for 30 days (SWING_SEEDS of them): no onset.
 
+Daemon cadences: the same month at one probe every 5 and every 30 minutes, replayed as the
+daemon reads such rows (single probes, `detect --probes`; beside them, for reference, the
+same probes read as 5- and 30-minute aggregates, `detect`'s default), and steps of +50%, 2x
+and 5x at one probe every 5 minutes: caught within 5 probes, as at one a minute.
+
 Healthy hourly means (informational): 90 days of such probes (with weekends) averaged by
 the hour and replayed: onsets with the tail capped at 10x and 50x, and unbounded.
 
@@ -51,7 +56,8 @@ data README says (nab_file_score) at the daemon's threshold 1.0, fixed in advanc
 
 Targets (exit 1 when missed): every step of +50% or more detected within 5 probes (in >=
 95% of runs), no false page in a simulated week of stationary noise nor in the swing
-month, the synthetic hourly latency above the Gaussian, detect >= 10,000 rows/s, NAB
+month, at most a month in four with an onset at a 5- or 30-minute cadence and those steps
+within 5 probes, the synthetic hourly latency above the Gaussian, detect >= 10,000 rows/s, NAB
 cross-validated >= 60, in-sample >= 65, their gap < 8, the hourly resample within 10
 points, and the cross-validated score above the Gaussian's.
 
@@ -512,10 +518,13 @@ def run_nab(nab_dir: Path, verbose: bool = False, jobs: int = 1) -> NabResult:
     return NabResult(ins, cv, (five, hourly), gauss, (hourly_all, hourly_gauss))
 
 
-def daily_swing_month(seed: int) -> list[float]:
+def daily_swing_month(seed: int, every: int = 1, single_probes: bool = False, quiet: bool = False) -> list[float]:
     """A healthy latency series whose median swings 3x each day (load follows the working
     day), with the synthetic heavy tail, one probe a minute for 30 days through `detect`'s
-    replay (the daemon's Detector): it must never page. Returns the onsets' days."""
+    replay (the daemon's Detector): it must never page. Returns the onsets' days. `every`:
+    only every so many minutes' probe (a daemon target probed every 5 or 30 minutes),
+    replayed as single probes (as the daemon reads them) or as aggregates (`detect`'s
+    default reading of such rows)."""
     rng = np.random.default_rng(seed)
     n = 30 * 1440
     minute = np.arange(n)
@@ -523,12 +532,53 @@ def daily_swing_month(seed: int) -> list[float]:
     ttft = 0.4 * np.exp(swing + rng.normal(0.0, NOISE["sigma"], n))
     tail = rng.random(n) < NOISE["tail"]
     ttft[tail] *= 1.5 * (1 + rng.pareto(1.5, tail.sum()))
-    stamps = list(T0 + 60.0 * minute)
+    stamps = list(T0 + 60.0 * minute[::every])
     t = time.perf_counter()
-    days = [i / 1440 for i, (_, _, o) in enumerate(replay(DetectorConfig(**OVERRIDES), stamps, list(ttft))) if o]
-    print(f"  seed {seed}: onsets {len(days)}" + (f" (on days {', '.join(f'{d:.2f}' for d in days)})" if days else "")
-          + f"  [{time.perf_counter() - t:.0f}s]")
+    days = [i * every / 1440 for i, (_, _, o) in enumerate(replay(DetectorConfig(**OVERRIDES), stamps,
+                                                                  list(ttft[::every]), single_probes=single_probes))
+            if o]
+    if not quiet:
+        print(f"  seed {seed}: onsets {len(days)}" + (f" (on days {', '.join(f'{d:.2f}' for d in days)})"
+                                                       if days else "") + f"  [{time.perf_counter() - t:.0f}s]")
     return days
+
+
+def daemon_cadences(seed: int) -> bool:
+    """A daemon target probed every 5 or 30 minutes: its rows are single probes, whose heavy
+    tail does not shrink as an aggregate's would. The healthy swing month at those cadences
+    (target: at most one onset in four months, what one probe a minute gives) and,
+    for reference, the same probes read as aggregates; and steps (+50%, 2x, 5x) after 5 days
+    at a 5-minute cadence, caught within 5 probes (the 1-minute target)."""
+    ok = True
+    for every in (5, 30):
+        probes = [len(daily_swing_month(seed + k, every, True, quiet=True)) for k in range(SWING_SEEDS)]
+        aggregates = sum(len(daily_swing_month(seed + k, every, False, quiet=True)) for k in range(SWING_SEEDS))
+        hit = sum(probes) <= SWING_SEEDS // 4
+        ok &= hit
+        print(f"healthy month probed every {every} minutes, {SWING_SEEDS} seeds: {sum(probes)} onsets as the daemon's "
+              f"single probes (read as {every}-minute aggregates: {aggregates})  target <= {SWING_SEEDS // 4}: "
+              f"{'ok' if hit else 'MISSED'}")
+    per_day = 288
+    for factor in (1.5, 2.0, 5.0):
+        ttds = []
+        false = 0
+        for k in range(10):
+            rng = np.random.default_rng(seed + 500 + k)
+            values = 0.4 * np.exp(rng.normal(0.0, NOISE["sigma"], 6 * per_day))
+            tail = rng.random(len(values)) < NOISE["tail"]
+            values[tail] *= 1.5 * (1 + rng.pareto(1.5, tail.sum()))
+            values[5 * per_day:] *= factor
+            stamps = [T0 + 300.0 * i for i in range(len(values))]
+            pages = [i for i, (_, _, o) in enumerate(replay(DetectorConfig(**OVERRIDES), stamps, list(values),
+                                                            single_probes=True)) if o]
+            false += sum(1 for i in pages if i < 5 * per_day)
+            ttds.append(next((i - 5 * per_day + 1 for i in pages if i >= 5 * per_day), None))
+        within = sum(1 for d in ttds if d is not None and d <= 5)
+        hit = within == len(ttds)
+        ok &= hit
+        print(f"step x{factor:g} at one probe every 5 minutes: probes to the page {ttds}, false pages in the 5 days "
+              f"before {false}  target within 5: {within}/{len(ttds)} {'ok' if hit else 'MISSED'}")
+    return ok
 
 
 def hourly_healthy(seed: int, days: int = 90, cap: float | None = None) -> int:
@@ -725,6 +775,7 @@ def main() -> int:
         first = sum(1 for d in days if d < 1.0)
         print(f"healthy month: {len(days)} onsets in {SWING_SEEDS} months ({first} on the first day, before the "
               f"season has seen a period; {len(days) - first} after)  target 0: {'ok' if hit else 'MISSED'}")
+        ok &= daemon_cadences(args.seed)
         seeds = range(args.seed, args.seed + 3)
         cells = [(f"probes slowed at most {cap:g}x" if cap else "the unbounded tail",
                   sum(hourly_healthy(k, cap=cap) for k in seeds)) for cap in (10.0, 50.0, None)]

@@ -139,7 +139,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
         cfg = load_settings(args.config).detector if args.config else DetectorConfig()
     except ConfigError as exc:
         return _config_error(exc, args.config)
-    return run_detect(cfg, args.files, args.direction, args.out)
+    return run_detect(cfg, args.files, args.direction, args.out, single_probes=args.probes)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -191,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("-c", "--config", help="take the detector: settings from this config (default: built-in)")
     det.add_argument("--direction", choices=("up", "down", "both"), default="up",
                      help="which change is anomalous: a rise (latency, the default), a fall, or either")
+    det.add_argument("--probes", action="store_true",
+                     help="every row is one probe, as the daemon's own series are (default: a row spanning k "
+                          "probe intervals, e.g. an hourly mean, is an aggregate of k probes)")
     det.add_argument("--out", metavar="DIR", help="write DIR/<input file name> per input (default: stdout)")
     det.add_argument("files", nargs="+", metavar="FILE", help="CSV with `timestamp` and `value` columns, one series per file")
     det.set_defaults(func=cmd_detect)

@@ -155,6 +155,11 @@ _BLIP_ROWS = 64  # rows of a blip kept, at most (a blip is short; the rest are c
 # after an hour-long spike are often a little high still)
 _BLIP_MIN_ROWS = 6
 _SCAN_MIN = 5  # rows the likelihood scan looks back over, at least
+# probes the `recent` window holds at least when every row is one probe (a target probed
+# every 5 minutes or more rarely): its median is then that of 3 probes, so one slow probe is
+# not a recent level (at one every 5 minutes: 3 onsets in 12 healthy months against 3 at one
+# a minute, and every step of +50% or more paged within 5 probes)
+_RECENT_PROBES = 3
 # a row that spans _ROW_TEST_PROBES probes' time or more (half-hourly, hourly aggregates) also
 # pages as a record (see _record): beyond everything of the last two weeks by a quarter of
 # that range's reach above its median (more while the window is young), and by the practical
@@ -924,6 +929,7 @@ class LatencySeries:
         "_scale",
         "_season_ready",
         "_sign",
+        "_single",
         "anomalous",
         "base",
         "calm_since",
@@ -952,9 +958,15 @@ class LatencySeries:
         "surprise",
     )
 
-    def __init__(self, p: Params, *, log_scale: bool = True, direction: int = 1) -> None:
+    def __init__(self, p: Params, *, log_scale: bool = True, direction: int = 1, single_probes: bool = False) -> None:
         self.p = p
         self.log_scale = log_scale
+        # every row one probe, whatever the interval (the daemon's, and `detect --probes`),
+        # or (False: `detect`'s files) a row that spans k probe intervals an aggregate of k
+        # probes: the aggregate rules (_cap, the row test, the record test, an unclipped
+        # surprise) are for means, whose noise shrinks as they average; a single probe's heavy
+        # tail does not, whether it comes every minute or every half hour
+        self._single = single_probes
         # +1: higher is worse, -1: lower is worse, 0: both (two-sided; the NAB harness, where
         # an anomaly is any departure of the one series, so neither side learns it)
         self.direction = direction
@@ -1010,7 +1022,7 @@ class LatencySeries:
         assert isinstance(p.recent, Span) and isinstance(p.slow_window, Span) and isinstance(p.quarantine, Span)
         assert isinstance(p.short_baseline, Span) and isinstance(p.baseline_size, Span)
         assert isinstance(p.baseline_min, Span)
-        self._n_recent = p.recent.count(dt)
+        self._n_recent = p.recent.count(dt, _RECENT_PROBES if self._single else 1)
         self._n_slow = p.slow_window.count(dt, _MIN_SLOW)
         self._n_quar = p.quarantine.count(dt, 0)
         self._n_short = p.short_baseline.count(dt, _MIN_SHORT)
@@ -1027,7 +1039,7 @@ class LatencySeries:
         self.surprise.resize(self._n_recent)
         if p.record_margin > 0:  # the option, on every row
             self._rec_margin, self._n_record = p.record_margin, p.record_window
-        elif dt >= _ROW_TEST_PROBES * PROBE_INTERVAL:
+        elif self._aggregate_rows():
             self._rec_margin, self._n_record = _AGG_RECORD_MARGIN, _AGG_RECORD_SPAN.count(dt, _MIN_SHORT)
         else:
             self._rec_margin, self._n_record = 0.0, 0
@@ -1090,12 +1102,17 @@ class LatencySeries:
             # most this many of its own sigmas (a noisy one's stays min_effect)
             self._scale = min(self._scale, self.p.min_effect_sigmas * sigma)
 
+    def _aggregate_rows(self) -> bool:
+        """Rows that are means of _ROW_TEST_PROBES probes' time or more (half-hourly, hourly
+        aggregates), which a row test and a record test judge on their own."""
+        return not self._single and self.dt.value >= _ROW_TEST_PROBES * PROBE_INTERVAL
+
     def _cap(self) -> float:
         """The most one row may weigh: z_cap for a probe (one slow probe is not an incident).
         A row that is the whole `recent` window on its own (rows of 5 minutes or more at the
         default) stands for dt / PROBE_INTERVAL probes' worth of time, whose mean's spread
         shrinks as its square root: an hourly row far off is an hour of trouble."""
-        if self._n_recent > 1:
+        if self._n_recent > 1 or self._single:
             return self.p.z_cap
         return self.p.z_cap * math.sqrt(max(1.0, self.dt.value / PROBE_INTERVAL))
 
@@ -1160,7 +1177,7 @@ class LatencySeries:
                 # whole `recent` window on its own (5-minute or hourly aggregates) is not:
                 # on a series whose rows often sit at the clip (quantised, 2x apart), a row
                 # 17x off must still be rarer than those
-                zs = z if self._n_recent == 1 else min(max(z, -cap), cap)
+                zs = z if self._n_recent == 1 and not self._single else min(max(z, -cap), cap)
                 self.surprise.see(t, abs(zs) if not self.direction else zs)
             z = min(max(z, -cap), cap)
             self._last_z = z
@@ -1404,7 +1421,7 @@ class LatencySeries:
         # fast: CUSUM tail under the null, with Siegmund's overshoot correction
         side_fast = -1 if self.cusum_lo > self.cusum else 1
         p_fast = math.exp(-2.0 * self._k * (max(self.cusum, self.cusum_lo) + _OVERSHOOT))
-        if self.dt.value >= _ROW_TEST_PROBES * PROBE_INTERVAL:
+        if self._aggregate_rows():
             # one row that is an hour-long mean far off its baseline is an hour of trouble:
             # its own normal tail, which the CUSUM (built for sustained small shifts) would
             # need several such rows to reach
@@ -1526,6 +1543,7 @@ class LatencySeries:
             "gaps": self.dt.to_state(),
             # the spreads as last refreshed (every tenth admission), and that cadence
             "sig": [self.short.sigma, self.long.sigma, self.res.sigma, self._admits],
+            "single": self._single,
         }
         if self.p.likelihood > 0:
             st["surprise"] = self.surprise.to_state()
@@ -1542,6 +1560,8 @@ class LatencySeries:
         return st
 
     def load_state(self, st: dict[str, Any]) -> None:
+        # what the rows were when saved (a state from before the key: as created)
+        self._single = bool(st.get("single", self._single))
         self.dt = _Interval()
         self.dt.load(st.get("gaps", []), float(st.get("last_t", 0.0)))
         self.surprise = _Surprise()

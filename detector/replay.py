@@ -128,17 +128,20 @@ def _log_scale(values: list[float], direction: int) -> bool:
 
 
 def replay(cfg: DetectorConfig, times: list[float], values: list[float], direction: int = 1,
-           threshold: float = 1.0) -> Iterator[tuple[float, bool, bool]]:
+           threshold: float = 1.0, single_probes: bool = False) -> Iterator[tuple[float, bool, bool]]:
     """(score, anomalous, onset) per row: the daemon's Detector fed one row at a time.
 
     A series of positive values is judged on the log scale (relative changes, like the
     daemon's latencies); one with zeros or negatives on the raw scale (robust sigmas),
-    except a rising-is-bad one where they are rare (see _log_scale)."""
+    except a rising-is-bad one where they are rare (see _log_scale). single_probes: every row
+    is one probe, as the daemon's own series are (else a row spanning k probe intervals is
+    an aggregate of k probes, as an hourly mean is)."""
     log_scale = _log_scale(values, direction)
     det = Detector(cfg, threshold=threshold)
     was = False
     for t, v in zip(times, values, strict=True):
-        det.observe_value(_TARGET, _METRIC, t, v, direction=direction, log_scale=log_scale)
+        det.observe_value(_TARGET, _METRIC, t, v, direction=direction, log_scale=log_scale,
+                          single_probes=single_probes)
         verdict = det.evaluate_one(_TARGET, _METRIC, now=t)  # evaluate(), for the one series
         if verdict is None:  # the detector is disabled
             yield 0.0, False, False
@@ -154,7 +157,7 @@ def write_rows(out: TextIO, series: Series, verdicts: Iterable[tuple[float, bool
         w.writerow((ts, v, f"{score:.4f}", int(anomalous), int(onset)))
 
 
-def detect_file(cfg: DetectorConfig, path: str, direction: int, out: TextIO) -> None:
+def detect_file(cfg: DetectorConfig, path: str, direction: int, out: TextIO, single_probes: bool = False) -> None:
     """Read, check and replay one file into `out` (nothing written when it is unreadable)."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -166,11 +169,12 @@ def detect_file(cfg: DetectorConfig, path: str, direction: int, out: TextIO) -> 
         print(f"warning: {path}:{series.backwards}: timestamp earlier than the row before; "
               "rows are replayed in file order", file=sys.stderr)
     buf = io.StringIO()
-    write_rows(buf, series, replay(cfg, series.times, series.values, direction))
+    write_rows(buf, series, replay(cfg, series.times, series.values, direction, single_probes=single_probes))
     out.write(buf.getvalue())
 
 
-def run_detect(cfg: DetectorConfig, files: list[str], direction: str, out_dir: str | None) -> int:
+def run_detect(cfg: DetectorConfig, files: list[str], direction: str, out_dir: str | None,
+               single_probes: bool = False) -> int:
     """Exit status: 0, or 2 when an input (reported on stderr) was unreadable."""
     sign = DIRECTIONS[direction]
     status = 0
@@ -179,10 +183,10 @@ def run_detect(cfg: DetectorConfig, files: list[str], direction: str, out_dir: s
     for path in files:
         try:
             if out_dir is None:
-                detect_file(cfg, path, sign, sys.stdout)
+                detect_file(cfg, path, sign, sys.stdout, single_probes)
             else:
                 buf = io.StringIO()
-                detect_file(cfg, path, sign, buf)
+                detect_file(cfg, path, sign, buf, single_probes)
                 (Path(out_dir) / Path(path).name).write_text(buf.getvalue())
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -88,7 +88,7 @@ class Detector:
 
     # -- feeding ----------------------------------------------------------------------
     def _get(self, target: str, metric: str, *, direction: int | None = None,
-             log_scale: bool = True) -> LatencySeries | ErrorSeries:
+             log_scale: bool = True, single_probes: bool = True) -> LatencySeries | ErrorSeries:
         key = (target, metric)
         s = self.series.get(key)
         if s is None:
@@ -97,20 +97,23 @@ class Detector:
             else:
                 if direction is None:
                     direction = -1 if metric == "output_tps" else 1
-                s = LatencySeries(self._params, direction=direction, log_scale=log_scale)
+                s = LatencySeries(self._params, direction=direction, log_scale=log_scale,
+                                  single_probes=single_probes)
             self.series[key] = s
         return s
 
     def observe_value(self, target: str, metric: str, t: float, value: float, *,
-                      direction: int = 1, log_scale: bool = True) -> None:
+                      direction: int = 1, log_scale: bool = True, single_probes: bool = False) -> None:
         """One observation of any numeric series (`detect` replays files through this).
 
         direction: +1 anomalous when it rises, -1 when it falls, 0 either way; log_scale
-        judges relative changes (positive values only), else raw values in robust sigmas.
+        judges relative changes (positive values only), else raw values in robust sigmas;
+        single_probes: every row is one probe (as the daemon's own series are), else a row
+        spanning k probe intervals is an aggregate of k probes (an hourly mean).
         The series is created on its first value with these; later calls reuse it."""
         if not self.cfg.enabled:
             return
-        s = self._get(target, metric, direction=direction, log_scale=log_scale)
+        s = self._get(target, metric, direction=direction, log_scale=log_scale, single_probes=single_probes)
         assert isinstance(s, LatencySeries)
         s.observe(t, value)
         self._dirty.add(target)

@@ -105,13 +105,13 @@ T0 = 1_700_000_000.0
 
 
 def write_csv(path: Path, values: np.ndarray, *, rfc3339: bool = False, extra: bool = False,
-              t0: float = 1_700_000_000.0) -> Path:
-    """A `detect` input: one row a minute from t0 (an extra leading column when asked)."""
+              t0: float = 1_700_000_000.0, step: float = 60.0) -> Path:
+    """A `detect` input: one row a `step` (a minute) from t0 (an extra leading column when asked)."""
     with path.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["host", "timestamp", "value"] if extra else ["timestamp", "value"])
         for i, v in enumerate(values):
-            dt = datetime.fromtimestamp(t0 + 60 * i, UTC)
+            dt = datetime.fromtimestamp(t0 + step * i, UTC)
             ts = dt.strftime("%Y-%m-%dT%H:%M:%SZ") if rfc3339 else dt.strftime("%Y-%m-%d %H:%M:%S")
             w.writerow(["a", ts, f"{v:.6f}"] if extra else [ts, f"{v:.6f}"])
     return path

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from core.result import Outcome, ProbeResult
 from detector.core import ErrorSeries
@@ -113,10 +114,13 @@ def test_usage_errors_exit_2(tmp_path: Path) -> None:
     assert clash.returncode == 2 and "a.csv" in clash.stderr
 
 
-def test_replay_is_the_daemons_path() -> None:
-    """The same values fed as probes to the daemon's Detector give the same verdicts."""
-    values = latencies(7)
-    times = [T0 + 60 * i for i in range(len(values))]
+@pytest.mark.parametrize("step", [60.0, 300.0, 1800.0])
+def test_replay_is_the_daemons_path(step: float) -> None:
+    """The same values fed as probes to the daemon's Detector give the same verdicts: at
+    one probe a minute whatever the rows are taken for, at longer intervals when they are
+    taken for single probes (`detect --probes`)."""
+    values = latencies(7, n=600, step_at=500, factor=3.0)
+    times = [T0 + step * i for i in range(len(values))]
     det = Detector(DetectorConfig())
     daemon = []
     for t, v in zip(times, values, strict=True):
@@ -124,9 +128,29 @@ def test_replay_is_the_daemons_path() -> None:
                                 probe="short", region="r", started_at=datetime.fromtimestamp(t, UTC)))
         verdict = det.evaluate(now=t)[("p/m/short", "ttft")]
         daemon.append((verdict.score, verdict.anomalous))
-    replayed = [(s, a) for s, a, _ in replay(DetectorConfig(), times, list(values))]
+    replayed = [(s, a) for s, a, _ in replay(DetectorConfig(), times, list(values), single_probes=True)]
     assert replayed == daemon
     assert any(a for _, a in daemon)
+    if step == 60.0:
+        assert [(s, a) for s, a, _ in replay(DetectorConfig(), times, list(values))] == daemon
+
+
+def test_probes_flag_reads_rows_as_single_probes(tmp_path: Path) -> None:
+    """A heavy-tailed series of single probes every 5 minutes: read as 5-minute aggregates
+    (the default) its slow probes page; with --probes, as the daemon reads them, they do not,
+    and the step still pages."""
+    rng = np.random.default_rng(3)
+    values = 0.4 * np.exp(rng.normal(0, 0.12, 5 * 288))
+    tail = rng.random(len(values)) < 0.02
+    values[tail] *= 1.5 * (1 + rng.pareto(1.5, tail.sum()))
+    values[4 * 288:] *= 2.0
+    f = write_csv(tmp_path / "ttft.csv", values, step=300.0)
+    aggregates, probes = detect(str(f)), detect("--probes", str(f))
+    assert aggregates.returncode == probes.returncode == 0, (aggregates.stderr, probes.stderr)
+    before = [i for i in onsets(rows(aggregates.stdout)) if i < 4 * 288]
+    got = onsets(rows(probes.stdout))
+    assert len(before) >= 2, before
+    assert len(got) == 1 and 4 * 288 <= got[0] < 4 * 288 + 5, got
 
 
 def test_evaluate_one_is_evaluate_of_a_detector_holding_that_series() -> None:

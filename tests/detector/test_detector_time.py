@@ -4,6 +4,7 @@ against itself, and that state surviving a restart."""
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from detector.core import LatencySeries
 from detector.replay import replay
 from detector.service import Detector, DetectorConfig
 from tests.detector.factories import T0
+from tests.factories import result
 
 DAY = 86400.0
 
@@ -148,3 +150,44 @@ def test_an_hourly_record_smaller_than_the_practical_size_does_not_page() -> Non
     assert row not in onsets(values, 3600.0)
     values[row] = 1.6 * med  # the practical size: an incident
     assert row in onsets(values, 3600.0)
+
+
+def _daemon_pages(values: np.ndarray, step: float) -> list[int]:
+    """Rows where the daemon would page: each value one probe's TTFT, through
+    `Detector.observe` as the daemon feeds its results."""
+    det = Detector(DetectorConfig(metrics=["ttft"]))
+    pages, was = [], False
+    for i, v in enumerate(values):
+        t = T0 + step * i
+        det.observe(result(float(v), started_at=datetime.fromtimestamp(t, UTC)))
+        now = det.evaluate(now=t)[(result().target, "ttft")].anomalous
+        if now and not was:
+            pages.append(i)
+        was = now
+    return pages
+
+
+def _heavy(seed: int, n: int) -> np.ndarray:
+    """Probes around 400 ms with 2% of them slowed by a Pareto(1.5) factor (the bench's noise)."""
+    rng = np.random.default_rng(seed)
+    values = 0.4 * np.exp(rng.normal(0.0, 0.12, n))
+    tail = rng.random(n) < 0.02
+    values[tail] *= 1.5 * (1 + rng.pareto(1.5, tail.sum()))
+    return values
+
+
+def test_a_target_probed_every_five_minutes_pages_on_steps_not_on_single_slow_probes() -> None:
+    """The daemon's rows are single probes whatever the interval: a probe every 5 minutes is
+    one probe, not a 5-minute aggregate, so its heavy tail weighs what it does at one a
+    minute. Read as aggregates (what `detect` assumes of its files), the same probes paged
+    about once a day; as probes, a step of 2x still pages within 5 probes."""
+    per_day = 288
+    healthy = [_heavy(seed, 6 * per_day) for seed in range(4)]
+    as_probes = sum(len(_daemon_pages(v, 300.0)) for v in healthy)
+    as_aggregates = sum(len(onsets(v, 300.0)) for v in healthy)
+    assert as_probes <= 1 and as_aggregates >= 8, (as_probes, as_aggregates)
+    for seed in range(4):
+        values = _heavy(10 + seed, 6 * per_day)
+        values[5 * per_day:] *= 2.0
+        got = [i for i in _daemon_pages(values, 300.0) if i >= 5 * per_day]
+        assert got and got[0] < 5 * per_day + 5, got
