@@ -1404,6 +1404,13 @@ class LatencySeries:
             return math.inf
         before = sorted(self.recent[-n - m:-n])
         d = side * (med_r - _median_sorted(before))
+        if self._last_e == self._last_e:
+            # where the daily profile already has this hour of an earlier day (it is not yet
+            # ready to judge by: too few residuals for their spread), a rise that yesterday
+            # also made at this hour is not a step either: at one probe every 30 minutes the
+            # rows just before span hours of the rise, and the profile waits 10 hours for
+            # its 20 residuals
+            d = min(d, side * (med_r - self._last_e))
         if not self.log_scale:
             d /= self.short.sigma
         return d / self._scale

@@ -191,3 +191,18 @@ def test_a_target_probed_every_five_minutes_pages_on_steps_not_on_single_slow_pr
         values[5 * per_day:] *= 2.0
         got = [i for i in _daemon_pages(values, 300.0) if i >= 5 * per_day]
         assert got and got[0] < 5 * per_day + 5, got
+
+
+def test_a_daily_swing_probed_every_half_hour_does_not_page_on_its_second_morning() -> None:
+    """Before the daily profile is ready to judge by (20 residuals: 10 hours of half-hourly
+    probes after its first day) a rise pages only as a step; at one probe every 30 minutes
+    the rows just before span hours of a 3x swing's rise, which looked like one. A rise the
+    profile saw at the same hour the day before is not a step; a real one still pages."""
+    per_day = 48
+    for seed in range(6):
+        values = lognormal(20 + seed, 3 * per_day, swing=3.0, per_day=per_day)
+        assert _daemon_pages(values, 1800.0) == [], seed
+    values = lognormal(30, 3 * per_day, swing=3.0, per_day=per_day)
+    values[per_day + 4:] *= 2.0  # a step on the second morning, before the profile is ready
+    got = _daemon_pages(values, 1800.0)
+    assert got and per_day + 4 <= got[0] < per_day + 9, got
