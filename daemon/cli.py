@@ -124,7 +124,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from detector.config import DetectorConfig
-    from detector.replay import run_detect
+    from detector.replay import Rows, run_detect
 
     if args.out is None and len(args.files) > 1:
         print("error: several files need --out DIR (one output file per input)", file=sys.stderr)
@@ -139,7 +139,8 @@ def cmd_detect(args: argparse.Namespace) -> int:
         cfg = load_settings(args.config).detector if args.config else DetectorConfig()
     except ConfigError as exc:
         return _config_error(exc, args.config)
-    return run_detect(cfg, args.files, args.direction, args.out, single_probes=args.probes)
+    rows = Rows(time=args.time_column, value=args.value_column, probes=args.probes)
+    return run_detect(cfg, args.files, args.direction, args.out, rows)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -192,8 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--direction", choices=("up", "down", "both"), default="up",
                      help="which change is anomalous: a rise (latency, the default), a fall, or either")
     det.add_argument("--probes", action="store_true",
-                     help="every row is one probe, as the daemon's own series are (default: a row spanning k "
-                          "probe intervals, e.g. an hourly mean, is an aggregate of k probes)")
+                     help="every row is one probe, as the daemon's own series are, and rows without a value "
+                          "(failed probes) are skipped (default: a row spanning k probe intervals, e.g. an "
+                          "hourly mean, is an aggregate of k probes)")
+    det.add_argument("--time-column", default="timestamp", metavar="NAME",
+                     help="the column of timestamps (default: timestamp; `export`'s: started_at)")
+    det.add_argument("--value-column", default="value", metavar="NAME",
+                     help="the column of values (default: value; from `export`: ttft, e2e, ...)")
     det.add_argument("--out", metavar="DIR", help="write DIR/<input file name> per input (default: stdout)")
     det.add_argument("files", nargs="+", metavar="FILE", help="CSV with `timestamp` and `value` columns, one series per file")
     det.set_defaults(func=cmd_detect)

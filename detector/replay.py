@@ -1,6 +1,7 @@
 """`llm-vitals detect`: replay CSV series through the daemon's detector (backtests).
 
-Each file is one series of `timestamp,value` rows (other columns ignored), fed row by row
+Each file is one series of `timestamp,value` rows (other columns ignored; or the columns
+`Rows` names, e.g. an `export` of probes' `started_at,ttft`), fed row by row
 to a `Detector` built from the same `detector:` settings the daemon runs, and evaluated
 after every row exactly as the daemon evaluates after probes. Output per row:
 `timestamp,value,score,anomalous,onset` (onset = 1 where an incident starts: where the
@@ -38,6 +39,18 @@ class InputError(Exception):
         super().__init__(f"{where}: {reason}")
 
 
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """How to read a file's rows: its time and value columns, and whether each row is one
+    probe (as the daemon's own series are: `--probes`, for a target's exported probes, whose
+    failed probes have no latency and are skipped, as the daemon judges them only as errors)
+    or an aggregate of the probe intervals it spans (an hourly mean; the default)."""
+
+    time: str = "timestamp"
+    value: str = "value"
+    probes: bool = False
+
+
 @dataclass(slots=True)
 class Series:
     stamps: list[str]  # as written in the file (echoed in the output)
@@ -45,6 +58,7 @@ class Series:
     values: list[float]
     raw_values: list[str]
     backwards: int | None = None  # first line whose timestamp is earlier than the row before
+    blank: int = 0  # rows without a value, skipped (single probes only: failed ones)
 
 
 def parse_timestamp(text: str) -> float:
@@ -63,7 +77,7 @@ def parse_timestamp(text: str) -> float:
     return dt.timestamp()
 
 
-def read_series(path: str, stream: TextIO) -> Series:
+def read_series(path: str, stream: TextIO, rows: Rows = Rows()) -> Series:
     """Parse one CSV; InputError with the line for anything that is not a time-ordered series."""
     reader = csv.reader(stream)
     try:
@@ -73,9 +87,10 @@ def read_series(path: str, stream: TextIO) -> Series:
     if header is None:
         raise InputError(path, 1, "empty file: expected a header with timestamp and value columns")
     names = [h.strip().lower() for h in header]
-    if "timestamp" not in names or "value" not in names:
-        raise InputError(path, 1, f"header {header!r} lacks a 'timestamp' and a 'value' column")
-    it, iv = names.index("timestamp"), names.index("value")
+    want = (rows.time.strip().lower(), rows.value.strip().lower())
+    if want[0] not in names or want[1] not in names:
+        raise InputError(path, 1, f"header {header!r} lacks a {rows.time!r} and a {rows.value!r} column")
+    it, iv = names.index(want[0]), names.index(want[1])
     out = Series([], [], [], [])
     last = -math.inf
     try:
@@ -89,6 +104,9 @@ def read_series(path: str, stream: TextIO) -> Series:
                 t = parse_timestamp(row[it])
             except ValueError as exc:
                 raise InputError(path, line, str(exc)) from None
+            if rows.probes and not row[iv].strip():
+                out.blank += 1
+                continue
             try:
                 v = float(row[iv])
             except ValueError:
@@ -157,24 +175,26 @@ def write_rows(out: TextIO, series: Series, verdicts: Iterable[tuple[float, bool
         w.writerow((ts, v, f"{score:.4f}", int(anomalous), int(onset)))
 
 
-def detect_file(cfg: DetectorConfig, path: str, direction: int, out: TextIO, single_probes: bool = False) -> None:
+def detect_file(cfg: DetectorConfig, path: str, direction: int, out: TextIO, rows: Rows = Rows()) -> None:
     """Read, check and replay one file into `out` (nothing written when it is unreadable)."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            series = read_series(path, f)
+            series = read_series(path, f, rows)
     except OSError as exc:
         raise InputError(path, None, f"cannot read: {exc.strerror}") from None
     if series.backwards is not None:
         # real exports have these (a clock set back); the daemon takes probes as they come
         print(f"warning: {path}:{series.backwards}: timestamp earlier than the row before; "
               "rows are replayed in file order", file=sys.stderr)
+    if series.blank:
+        print(f"note: {path}: {series.blank} rows without a value skipped (failed probes)", file=sys.stderr)
     buf = io.StringIO()
-    write_rows(buf, series, replay(cfg, series.times, series.values, direction, single_probes=single_probes))
+    write_rows(buf, series, replay(cfg, series.times, series.values, direction, single_probes=rows.probes))
     out.write(buf.getvalue())
 
 
 def run_detect(cfg: DetectorConfig, files: list[str], direction: str, out_dir: str | None,
-               single_probes: bool = False) -> int:
+               rows: Rows = Rows()) -> int:
     """Exit status: 0, or 2 when an input (reported on stderr) was unreadable."""
     sign = DIRECTIONS[direction]
     status = 0
@@ -183,10 +203,10 @@ def run_detect(cfg: DetectorConfig, files: list[str], direction: str, out_dir: s
     for path in files:
         try:
             if out_dir is None:
-                detect_file(cfg, path, sign, sys.stdout, single_probes)
+                detect_file(cfg, path, sign, sys.stdout, rows)
             else:
                 buf = io.StringIO()
-                detect_file(cfg, path, sign, buf, single_probes)
+                detect_file(cfg, path, sign, buf, rows)
                 (Path(out_dir) / Path(path).name).write_text(buf.getvalue())
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)

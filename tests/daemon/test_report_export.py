@@ -201,3 +201,61 @@ def test_report_and_export_reject_bad_config_and_arguments(seeded, tmp_path: Pat
         assert message in r.stderr, (args, r.stderr)
         assert r.stdout == "", args
     assert not (tmp_path / "nowhere").exists()  # a mistyped path is not created as an empty store
+
+
+def test_exported_probes_replayed_by_detect_page_where_the_daemon_did(tmp_path: Path) -> None:
+    """"Would this have paged?": a target's probes every 5 minutes (a heavy tail, failed
+    probes, a 2x step on the last day) exported as CSV and replayed with `detect --probes`
+    on their `started_at` and `ttft` columns page exactly where the daemon's detector, fed
+    the same results, does."""
+    import numpy as np
+
+    from detector.service import Detector, DetectorConfig
+
+    rng = np.random.default_rng(5)
+    n = 4 * 288
+    ttft = 0.4 * np.exp(rng.normal(0, 0.12, n))
+    tail = rng.random(n) < 0.02
+    ttft[tail] *= 1.5 * (1 + rng.pareto(1.5, tail.sum()))
+    ttft[3 * 288 + 100:] *= 2.0
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=5)
+    results = []
+    for i in range(n):
+        at = start + timedelta(minutes=5 * i)
+        if i % 50 == 7:  # failed: no latency, stored and exported all the same
+            r = result(provider="p1", model="m-fast", started_at=at, outcome=Outcome.HTTP_ERROR)
+            r = ProbeResult(**{**{f: getattr(r, f) for f in r.__dataclass_fields__}, "ttft": None, "e2e": None,
+                               "status_code": 503, "error": "HTTP 503: overloaded"})
+        else:
+            r = result(float(ttft[i]), provider="p1", model="m-fast", started_at=at)
+        results.append(r)
+    db = tmp_path / "state.db"
+    store = Store(db)
+    store.add_results(results)
+    store.close()
+    cfg = tmp_path / "vitals.yaml"
+    cfg.write_text(CONFIG.format(db=db))
+
+    det = Detector(DetectorConfig(metrics=["ttft"]))
+    daemon, was = [], False
+    for r in results:
+        det.observe(r)
+        now = det.evaluate(now=r.started_at.timestamp())[(r.target, "ttft")].anomalous
+        if now and not was and r.ttft is not None:
+            daemon.append(r.started_at)
+        was = now
+    assert len(daemon) == 1 and daemon[0] >= start + timedelta(minutes=5 * (3 * 288 + 100)), daemon
+
+    probes = tmp_path / "probes.csv"
+    r = cli("export", "-c", str(cfg), "--since", "6d", "--target", "p1/m-fast", "--format", "csv", "--out", str(probes))
+    assert r.returncode == 0, r.stderr
+    done = cli("detect", "--probes", "--time-column", "started_at", "--value-column", "ttft", str(probes))
+    assert done.returncode == 0, done.stderr
+    assert f"{sum(1 for x in results if x.ttft is None)} rows without a value skipped" in done.stderr
+    table = list(csv.reader(done.stdout.splitlines()))
+    assert table[0] == ["timestamp", "value", "score", "anomalous", "onset"]
+    pages = [datetime.fromisoformat(row[0]) for row in table[1:] if row[4] == "1"]
+    assert pages == daemon
+    # without --probes a row without a value is an unreadable input, as it always was
+    agg = cli("detect", "--time-column", "started_at", "--value-column", "ttft", str(probes))
+    assert agg.returncode == 2 and ":9: value '' is not a number" in agg.stderr
