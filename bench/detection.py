@@ -30,6 +30,9 @@ daemon reads such rows (single probes, `detect --probes`; beside them, for refer
 same probes read as 5- and 30-minute aggregates, `detect`'s default), and steps of +50%, 2x
 and 5x at one probe every 5 minutes: caught within 5 probes, as at one a minute.
 
+Nightly job: a 5- or 15-minute spike (2x, 4x) at the same time each night for 14 nights at
+one probe a minute: it pages the first two nights, then is the series' own habit.
+
 Healthy hourly means (informational): 90 days of such probes (with weekends) averaged by
 the hour and replayed: onsets with the tail capped at 10x and 50x, and unbounded.
 
@@ -57,7 +60,8 @@ data README says (nab_file_score) at the daemon's threshold 1.0, fixed in advanc
 Targets (exit 1 when missed): every step of +50% or more detected within 5 probes (in >=
 95% of runs), no false page in a simulated week of stationary noise nor in the swing
 month, at most a month in four with an onset at a 5- or 30-minute cadence and those steps
-within 5 probes, the synthetic hourly latency above the Gaussian, detect >= 10,000 rows/s, NAB
+within 5 probes, a nightly job paged on its first two nights only, the synthetic hourly
+latency above the Gaussian, detect >= 10,000 rows/s, NAB
 cross-validated >= 60, in-sample >= 65, their gap < 8, the hourly resample within 10
 points, and the cross-validated score above the Gaussian's.
 
@@ -518,7 +522,7 @@ def run_nab(nab_dir: Path, verbose: bool = False, jobs: int = 1) -> NabResult:
     return NabResult(ins, cv, (five, hourly), gauss, (hourly_all, hourly_gauss))
 
 
-def daily_swing_month(seed: int, every: int = 1, single_probes: bool = False, quiet: bool = False) -> list[float]:
+def daily_swing_month(seed: int, every: int = 1, single_probes: bool = True, quiet: bool = False) -> list[float]:
     """A healthy latency series whose median swings 3x each day (load follows the working
     day), with the synthetic heavy tail, one probe a minute for 30 days through `detect`'s
     replay (the daemon's Detector): it must never page. Returns the onsets' days. `every`:
@@ -578,6 +582,35 @@ def daemon_cadences(seed: int) -> bool:
         ok &= hit
         print(f"step x{factor:g} at one probe every 5 minutes: probes to the page {ttds}, false pages in the 5 days "
               f"before {false}  target within 5: {within}/{len(ttds)} {'ok' if hit else 'MISSED'}")
+    return ok
+
+
+def nightly_job(seed: int) -> bool:
+    """A nightly job: one probe a minute (the synthetic noise and heavy tail), a 5- or
+    15-minute spike of 2x or 4x at the same time each night for 14 nights, as the daemon
+    reads its probes. Target: it pages the first two nights (a failure that recurs once
+    pages both times) and then never (the series' own habit: README's promise)."""
+    ok = True
+    cells = []
+    for k, (minutes, factor) in enumerate(itertools.product((5, 15), (2.0, 4.0))):
+        nights = []
+        for j in range(3):
+            rng = np.random.default_rng(seed + 700 + 10 * k + j)
+            n = 14 * 1440
+            values = 0.4 * np.exp(rng.normal(0.0, NOISE["sigma"], n))
+            tail = rng.random(n) < NOISE["tail"]
+            values[tail] *= 1.5 * (1 + rng.pareto(1.5, tail.sum()))
+            for day in range(14):
+                values[day * 1440 + 180:day * 1440 + 180 + minutes] *= factor
+            stamps = [T0 + 60.0 * i for i in range(n)]
+            pages = [i for i, (_, _, o) in enumerate(replay(DetectorConfig(**OVERRIDES), stamps, list(values),
+                                                            single_probes=True)) if o]
+            nights.append(sorted({i // 1440 for i in pages}))
+        hit = all(x == [0, 1] for x in nights)
+        ok &= hit
+        cells.append(f"{minutes} min x{factor:g}: nights {nights}")
+    print("nightly job, 14 nights x 3 seeds, nights paged (target: the first two only): " + "; ".join(cells)
+          + f"  {'ok' if ok else 'MISSED'}")
     return ok
 
 
@@ -776,6 +809,7 @@ def main() -> int:
         print(f"healthy month: {len(days)} onsets in {SWING_SEEDS} months ({first} on the first day, before the "
               f"season has seen a period; {len(days) - first} after)  target 0: {'ok' if hit else 'MISSED'}")
         ok &= daemon_cadences(args.seed)
+        ok &= nightly_job(args.seed)
         seeds = range(args.seed, args.seed + 3)
         cells = [(f"probes slowed at most {cap:g}x" if cap else "the unbounded tail",
                   sum(hourly_healthy(k, cap=cap) for k in seeds)) for cap in (10.0, 50.0, None)]

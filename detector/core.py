@@ -37,7 +37,9 @@ Latency-like series (`LatencySeries`)
     measured interval (_Interval: the median of its recent gaps), with row floors where the
     statistics need them. The CUSUM clips each probe at z_cap (one slow probe is not an
     incident); a row that is the whole `recent` window on its own (5-minute or hourly rows)
-    may weigh the time it covers (_cap), so one hourly row far off is an hour of trouble;
+    may weigh the time it covers (_cap), so one hourly row far off is an hour of trouble
+    (aggregates only: a series of single probes, the daemon's at any interval, weighs
+    each at z_cap and takes at least 3 for its recent level);
     a row spanning 30 probes' time or more is also judged alone, by the normal tail of its
     z (a mean of that many probes is near normal; a 5-minute row is not), and as a record
     (_record): beyond the range of the last 14 days by a quarter of its reach above the
@@ -49,6 +51,10 @@ Latency-like series (`LatencySeries`)
     daemon takes k, so its p-values count 1/k (as many false pages a day at any row size).
     Practical size: min_effect, or for a calm series min_effect_sigmas of its own robust
     sigmas if that is less (a series that barely moves pages on a change large for it).
+
+    Seen before (single probes, flat mode, _seen): from the third day a level within 1.5x
+    of what the daily profile saw at that time on earlier days is the series' own (a
+    nightly job), where the profile is not otherwise chosen to judge by.
 
     Two older options, off by default:
     novelty (a quantile q): the recent median must also be beyond the q-quantile (below
@@ -767,6 +773,27 @@ class _Season:
         self.last[lkey] = (self.old_closes, out)
         return out
 
+    def bin_level(self, t: float) -> float | None:
+        """The median of t's own bin's medians in earlier passes (older than half a period),
+        None with fewer than two: what the series did at this time of day at the profile's
+        finest resolution (`expect` takes the neighbouring bins too, and a 5-minute nightly
+        spike is narrower than that window)."""
+        b = self.index(t)
+        pi_now = int(t // self.period)
+        cut = t - self.period / 2
+        ms: list[float] = []
+        for pi in range(pi_now - self.keep, pi_now + 1):
+            row = self.periods.get(pi)
+            if row is None or pi * self.period + (b + 1) * self.width > cut:
+                continue
+            m = row[2 * b]
+            if m == m:  # not nan
+                ms.append(m)
+        if len(ms) < 2:
+            return None
+        ms.sort()
+        return _median_sorted(ms)
+
     def _bin_stats(self, i: int, pi_now: float, cut: float) -> array[float]:
         """Bin i (may lie across the period's edge) in the periods before cut: its medians,
         its within-bin MADs (bias-corrected) and its medians' distances from their median."""
@@ -1108,10 +1135,11 @@ class LatencySeries:
         return not self._single and self.dt.value >= _ROW_TEST_PROBES * PROBE_INTERVAL
 
     def _cap(self) -> float:
-        """The most one row may weigh: z_cap for a probe (one slow probe is not an incident).
-        A row that is the whole `recent` window on its own (rows of 5 minutes or more at the
-        default) stands for dt / PROBE_INTERVAL probes' worth of time, whose mean's spread
-        shrinks as its square root: an hourly row far off is an hour of trouble."""
+        """The most one row may weigh: z_cap for a probe (one slow probe is not an incident,
+        however rarely the daemon probes). An aggregate row that is the whole `recent` window
+        on its own (rows of 5 minutes or more at the default) stands for dt / PROBE_INTERVAL
+        probes' worth of time, whose mean's spread shrinks as its square root: an hourly row
+        far off is an hour of trouble."""
         if self._n_recent > 1 or self._single:
             return self.p.z_cap
         return self.p.z_cap * math.sqrt(max(1.0, self.dt.value / PROBE_INTERVAL))
@@ -1415,6 +1443,39 @@ class LatencySeries:
             d /= self.short.sigma
         return d / self._scale
 
+    def _seen(self, med_r: float, side: int, rows: int) -> float:
+        """The recent median's departure from what the daily profile saw at this time on
+        earlier days (a ratio to the practical size; inf until it has two of them): a
+        nightly job's spike, in a series the flat baseline judges (the profile explains the
+        rest of the day no better), is the series' own once it has come twice. The
+        profile's smoothed expectation, and its single bins under the recent window at
+        their own resolution (a 5-minute spike is narrower than the expectation's window);
+        the closest of them (over the `rows` the median is of). Where what was seen is
+        itself off the baseline by the practical size (a spike), seen means alike, as a
+        habit's blips are: within 1.5x (a spike's level moves that much from night to night
+        with its timing against the bins); elsewhere the practical size stands, so a step
+        at an ordinary hour pages as it would without the profile. A failure that recurs
+        once still pages both times."""
+        s = self.season
+        if s is None or s.t0 is None or self.last_t - s.t0 < 2 * s.period or self._last_e != self._last_e:
+            return math.inf
+        levels = [self._last_e]
+        day = s.day
+        t = self.last_t
+        while t > self.last_t - rows * self.dt.value - 1e-9:
+            level = day.bin_level(t)
+            if level is not None:
+                levels.append(level)
+            t -= day.width
+        unit = self.short.sigma if not self.log_scale else 1.0
+        out = math.inf
+        for level in levels:
+            scale = self._scale
+            if self.log_scale and side * (level - self.short.med) >= self._scale:
+                scale = max(scale, _HABIT_ALIKE)
+            out = min(out, side * (med_r - level) / unit / scale)
+        return out
+
     def status(self, fdr_q: float = 1e-4) -> Status:
         n_recent = len(self.recent)
         if not self.ready() or n_recent < self._n_recent:
@@ -1468,6 +1529,8 @@ class LatencySeries:
         ratio = diff / self._scale
         if fast and ratio > 0 and not seasonal and self._n_local:
             ratio = min(ratio, self._rise(med_fast, side_fast))
+        if self._single and ratio > 0 and not seasonal:
+            ratio = min(ratio, self._seen(med_r, side, n_used))
         if self.p.likelihood > 0:
             if not self.surprise.ready():  # not yet enough history to judge the series against itself
                 med = self._unorient(self.long.med)

@@ -206,3 +206,19 @@ def test_a_daily_swing_probed_every_half_hour_does_not_page_on_its_second_mornin
     values[per_day + 4:] *= 2.0  # a step on the second morning, before the profile is ready
     got = _daemon_pages(values, 1800.0)
     assert got and per_day + 4 <= got[0] < per_day + 9, got
+
+
+def test_a_nightly_job_pages_twice_then_is_the_series_own_but_a_larger_spike_still_pages() -> None:
+    """One probe a minute, a 5- or 15-minute spike at the same time every night: the daily
+    profile explains nothing else (the flat baseline judges the series), yet a spike it has
+    seen at that time on earlier days is the series' own: it pages the first two nights
+    (a failure that recurs once pages both times), then not; one twice as large as the
+    nights before still pages."""
+    per_day = 1440
+    for seed, minutes in ((0, 5), (1, 15)):
+        values = lognormal(40 + seed, 10 * per_day)
+        for day in range(10):
+            start = day * per_day + 180
+            values[start:start + minutes] *= 4.0 if day < 9 else 8.0
+        days = sorted({i // per_day for i in _daemon_pages(values, 60.0)})
+        assert days == [0, 1, 9], (minutes, days)
