@@ -53,8 +53,9 @@ Latency-like series (`LatencySeries`)
     sigmas if that is less (a series that barely moves pages on a change large for it).
 
     Seen before (single probes, flat mode, _seen): from the third day a level within 1.5x
-    of what the daily profile saw at that time on earlier days is the series' own (a
-    nightly job), where the profile is not otherwise chosen to judge by.
+    of what the daily profile's bins saw at that time on earlier days (two of them, or
+    the median of more) is the series' own (a nightly job), where the profile is not
+    otherwise chosen to judge by.
 
     Two older options, off by default:
     novelty (a quantile q): the recent median must also be beyond the q-quantile (below
@@ -773,11 +774,12 @@ class _Season:
         self.last[lkey] = (self.old_closes, out)
         return out
 
-    def bin_level(self, t: float) -> float | None:
+    def bin_level(self, t: float, side: int) -> float | None:
         """The median of t's own bin's medians in earlier passes (older than half a period),
-        None with fewer than two: what the series did at this time of day at the profile's
-        finest resolution (`expect` takes the neighbouring bins too, and a 5-minute nightly
-        spike is narrower than that window)."""
+        None with fewer than two, and with two the one nearer the good side (a level both
+        reached: one day's incident is not what the series does): what the series did at
+        this time of day at the profile's finest resolution (`expect` takes the neighbouring
+        bins too, and a 5-minute nightly spike is narrower than that window)."""
         b = self.index(t)
         pi_now = int(t // self.period)
         cut = t - self.period / 2
@@ -791,6 +793,8 @@ class _Season:
                 ms.append(m)
         if len(ms) < 2:
             return None
+        if len(ms) == 2:
+            return min(ms) if side > 0 else max(ms)
         ms.sort()
         return _median_sorted(ms)
 
@@ -1448,22 +1452,23 @@ class LatencySeries:
         earlier days (a ratio to the practical size; inf until it has two of them): a
         nightly job's spike, in a series the flat baseline judges (the profile explains the
         rest of the day no better), is the series' own once it has come twice. The
-        profile's smoothed expectation, and its single bins under the recent window at
-        their own resolution (a 5-minute spike is narrower than the expectation's window);
-        the closest of them (over the `rows` the median is of). Where what was seen is
-        itself off the baseline by the practical size (a spike), seen means alike, as a
-        habit's blips are: within 1.5x (a spike's level moves that much from night to night
-        with its timing against the bins); elsewhere the practical size stands, so a step
-        at an ordinary hour pages as it would without the profile. A failure that recurs
-        once still pages both times."""
+        profile's single bins under the recent window (over the `rows` the median is of) at
+        their own resolution (a 5-minute spike is narrower than the smoothed expectation's
+        window), the closest of them; with two earlier days both must have shown the level,
+        so one day's incident is never the series' own (a failure that recurs once pages
+        both times). Where what was seen is itself off the baseline by the practical size (a
+        spike), seen means alike, as a habit's blips are: within 1.5x (a spike's level moves
+        that much from night to night with its timing against the bins); elsewhere the
+        practical size stands, so a step at an ordinary hour pages as it would without the
+        profile."""
         s = self.season
-        if s is None or s.t0 is None or self.last_t - s.t0 < 2 * s.period or self._last_e != self._last_e:
+        if s is None or s.t0 is None or self.last_t - s.t0 < 2 * s.period:
             return math.inf
-        levels = [self._last_e]
+        levels: list[float] = []
         day = s.day
         t = self.last_t
         while t > self.last_t - rows * self.dt.value - 1e-9:
-            level = day.bin_level(t)
+            level = day.bin_level(t, side)
             if level is not None:
                 levels.append(level)
             t -= day.width

@@ -222,3 +222,17 @@ def test_a_nightly_job_pages_twice_then_is_the_series_own_but_a_larger_spike_sti
             values[start:start + minutes] *= 4.0 if day < 9 else 8.0
         days = sorted({i // per_day for i in _daemon_pages(values, 60.0)})
         assert days == [0, 1, 9], (minutes, days)
+
+
+def test_an_incident_that_recurs_at_the_same_time_the_next_day_pages_both_times() -> None:
+    """A 20-minute 2x incident at the same time on days 1 and 2 (the profile has two earlier
+    days when the second comes, one of them the first incident's): both page, each within
+    5 probes."""
+    per_day = 1440
+    for seed in range(3):
+        values = lognormal(50 + seed, 4 * per_day)
+        for day in (1, 2):
+            values[day * per_day + 600:day * per_day + 620] *= 2.0
+        pages = _daemon_pages(values, 60.0)
+        assert [i // per_day for i in pages] == [1, 2], (seed, pages)
+        assert all(600 <= i % per_day < 605 for i in pages), (seed, pages)
