@@ -131,6 +131,15 @@ class Series:
     error: np.ndarray
 
 
+def heavy_tailed(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n probes' TTFT around 400 ms: lognormal (NOISE sigma) with NOISE tail of them slowed
+    by a Pareto(1.5) factor >= 1.5."""
+    ttft = 0.4 * np.exp(rng.normal(0.0, NOISE["sigma"], n))
+    tail = rng.random(n) < NOISE["tail"]
+    ttft[tail] *= 1.5 * (1 + rng.pareto(1.5, tail.sum()))
+    return ttft
+
+
 def healthy(rng: np.random.Generator, n: int, phase: float) -> Series:
     minute = np.arange(n) + phase
     cycle = NOISE["cycle"] * np.sin(2 * np.pi * minute / 1440.0)
@@ -567,10 +576,7 @@ def daemon_cadences(seed: int) -> bool:
         ttds = []
         false = 0
         for k in range(10):
-            rng = np.random.default_rng(seed + 500 + k)
-            values = 0.4 * np.exp(rng.normal(0.0, NOISE["sigma"], 6 * per_day))
-            tail = rng.random(len(values)) < NOISE["tail"]
-            values[tail] *= 1.5 * (1 + rng.pareto(1.5, tail.sum()))
+            values = heavy_tailed(np.random.default_rng(seed + 500 + k), 6 * per_day)
             values[5 * per_day:] *= factor
             stamps = [T0 + 300.0 * i for i in range(len(values))]
             pages = [i for i, (_, _, o) in enumerate(replay(DetectorConfig(**OVERRIDES), stamps, list(values),
@@ -595,11 +601,8 @@ def nightly_job(seed: int) -> bool:
     for k, (minutes, factor) in enumerate(itertools.product((5, 15), (2.0, 4.0))):
         nights = []
         for j in range(3):
-            rng = np.random.default_rng(seed + 700 + 10 * k + j)
             n = 14 * 1440
-            values = 0.4 * np.exp(rng.normal(0.0, NOISE["sigma"], n))
-            tail = rng.random(n) < NOISE["tail"]
-            values[tail] *= 1.5 * (1 + rng.pareto(1.5, tail.sum()))
+            values = heavy_tailed(np.random.default_rng(seed + 700 + 10 * k + j), n)
             for day in range(14):
                 values[day * 1440 + 180:day * 1440 + 180 + minutes] *= factor
             stamps = [T0 + 60.0 * i for i in range(n)]

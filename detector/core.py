@@ -164,7 +164,8 @@ _BLIP_MIN_ROWS = 6
 _SCAN_MIN = 5  # rows the likelihood scan looks back over, at least
 # probes the `recent` window holds at least when every row is one probe (a target probed
 # every 5 minutes or more rarely): its median is then that of 3 probes, so one slow probe is
-# not a recent level (at one every 5 minutes: 3 onsets in 12 healthy months against 3 at one
+# not a recent level, and the rules for a row that is the whole window (_cap, the unclipped
+# surprise) never apply to single probes (at one every 5 minutes: 3 onsets in 12 healthy months against 3 at one
 # a minute, and every step of +50% or more paged within 5 probes)
 _RECENT_PROBES = 3
 # a row that spans _ROW_TEST_PROBES probes' time or more (half-hourly, hourly aggregates) also
@@ -780,17 +781,8 @@ class _Season:
         reached: one day's incident is not what the series does): what the series did at
         this time of day at the profile's finest resolution (`expect` takes the neighbouring
         bins too, and a 5-minute nightly spike is narrower than that window)."""
-        b = self.index(t)
-        pi_now = int(t // self.period)
-        cut = t - self.period / 2
-        ms: list[float] = []
-        for pi in range(pi_now - self.keep, pi_now + 1):
-            row = self.periods.get(pi)
-            if row is None or pi * self.period + (b + 1) * self.width > cut:
-                continue
-            m = row[2 * b]
-            if m == m:  # not nan
-                ms.append(m)
+        got = self._bin_stats(self.index(t), int(t // self.period), t - self.period / 2)
+        ms = list(got[: len(got) // 3])  # the medians (then their MADs and distances)
         if len(ms) < 2:
             return None
         if len(ms) == 2:
@@ -1144,7 +1136,7 @@ class LatencySeries:
         on its own (rows of 5 minutes or more at the default) stands for dt / PROBE_INTERVAL
         probes' worth of time, whose mean's spread shrinks as its square root: an hourly row
         far off is an hour of trouble."""
-        if self._n_recent > 1 or self._single:
+        if self._n_recent > 1:  # always for single probes (_RECENT_PROBES)
             return self.p.z_cap
         return self.p.z_cap * math.sqrt(max(1.0, self.dt.value / PROBE_INTERVAL))
 
@@ -1209,7 +1201,7 @@ class LatencySeries:
                 # whole `recent` window on its own (5-minute or hourly aggregates) is not:
                 # on a series whose rows often sit at the clip (quantised, 2x apart), a row
                 # 17x off must still be rarer than those
-                zs = z if self._n_recent == 1 and not self._single else min(max(z, -cap), cap)
+                zs = z if self._n_recent == 1 else min(max(z, -cap), cap)
                 self.surprise.see(t, abs(zs) if not self.direction else zs)
             z = min(max(z, -cap), cap)
             self._last_z = z
